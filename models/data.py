@@ -1,0 +1,178 @@
+"""Labelled-text readers: CSV (text,label), JSONL, the PhraseBank `sentence@label` format,
+and (optional, needs internet and `datasets`) the same sets from the Hugging Face hub.
+
+A source is described by a spec string `TASK:FORMAT:PATH[:MAP]`, for example
+`sentiment:csv:../shared/data/twitter_financial_news_sentiment/sent_train.csv:twitter-sentiment`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from models.labels import SENTIMENT, TOPIC, TWITTER_SENTIMENT_MAP, TWITTER_TOPIC_MAP, LabelSet
+
+LABEL_MAPS: dict[str, dict[str, str]] = {
+    "twitter-sentiment": TWITTER_SENTIMENT_MAP,
+    "twitter-topic": TWITTER_TOPIC_MAP,
+}
+TASKS: dict[str, LabelSet] = {"topic": TOPIC, "sentiment": SENTIMENT}
+FORMATS = ("csv", "jsonl", "phrasebank")
+HUB_SETS = {
+    "twitter-sentiment": ("zeroshot/twitter-financial-news-sentiment", "sentiment", "twitter-sentiment"),
+    "twitter-topic": ("zeroshot/twitter-financial-news-topic", "topic", "twitter-topic"),
+}
+
+
+class DataError(ValueError):
+    """A data file that cannot be read as asked; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    topic: int = -100  # -100 = no label for this head (masked in the loss)
+    sentiment: int = -100
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    task: str
+    format: str
+    path: Path
+    label_map: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> SourceSpec:
+        parts = spec.split(":")
+        if len(parts) not in (3, 4):
+            raise DataError(f"source spec {spec!r} is not TASK:FORMAT:PATH[:MAP]")
+        task, fmt, path = parts[:3]
+        if task not in TASKS:
+            raise DataError(f"unknown task {task!r} in {spec!r}; use one of {sorted(TASKS)}")
+        if fmt not in FORMATS:
+            raise DataError(f"unknown format {fmt!r} in {spec!r}; use one of {FORMATS}")
+        label_map = parts[3] if len(parts) == 4 else None
+        if label_map is not None and label_map not in LABEL_MAPS:
+            raise DataError(f"unknown label map {label_map!r}; known: {sorted(LABEL_MAPS)}")
+        return cls(task, fmt, Path(path), label_map)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def default_sources(data_dir: Path, phrasebank: str = "Sentences_50Agree.txt") -> list[SourceSpec]:
+    """The shared training files: Twitter topic + sentiment (MIT) and PhraseBank (CC BY-NC-SA)."""
+    d = Path(data_dir)
+    specs = [
+        SourceSpec("topic", "csv", d / "twitter_financial_news_topic/topic_train.csv", "twitter-topic"),
+        SourceSpec("sentiment", "csv", d / "twitter_financial_news_sentiment/sent_train.csv", "twitter-sentiment"),
+    ]
+    if phrasebank:
+        specs.append(SourceSpec("sentiment", "phrasebank", d / "financial_phrasebank" / phrasebank))
+    return specs
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory, not a data file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+
+
+def read_rows(path: Path, fmt: str, text_column: str = "text", label_column: str | None = "label") -> list[dict]:
+    """Rows as dicts with 'text' and (if label_column) 'label'; errors name the file and row."""
+    raw = _read_text(Path(path))
+    if fmt == "csv":
+        rows = list(csv.DictReader(raw.splitlines()))
+    elif fmt == "jsonl":
+        rows = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
+    elif fmt == "phrasebank":
+        rows = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                text, sep, label = line.rpartition("@")
+                if not sep:
+                    raise DataError(f"{path}:{n}: no '@label' at the end of the line")
+                rows.append({"text": text.strip(), "label": label.strip()})
+        text_column, label_column = "text", "label"
+    else:
+        raise DataError(f"unknown format {fmt!r}")
+    wanted = [text_column] + ([label_column] if label_column else [])
+    for n, row in enumerate(rows, 1):
+        missing = [c for c in wanted if not isinstance(row, dict) or c not in row]
+        if missing:
+            raise DataError(f"{path}: row {n} has no column {missing[0]!r}")
+    return [{"text": r[text_column], **({"label": r[label_column]} if label_column else {})} for r in rows]
+
+
+def load_source(spec: SourceSpec) -> list[Example]:
+    labels = TASKS[spec.task]
+    remap = LABEL_MAPS.get(spec.label_map or "", {})
+    out = []
+    for n, row in enumerate(read_rows(spec.path, spec.format), 1):
+        raw = str(row["label"]).strip()
+        try:
+            idx = labels.index(remap.get(raw, raw))
+        except KeyError as exc:
+            raise DataError(f"{spec.path}: row {n}: {exc.args[0]}") from None
+        text = str(row["text"]).strip()
+        if text:
+            out.append(Example(text=text, source=spec.name, **{spec.task: idx}))
+    return out
+
+
+def load_hub(name: str, split: str = "train") -> list[Example]:
+    """Load a named set from the Hugging Face hub (needs internet and `pip install datasets`)."""
+    if name not in HUB_SETS:
+        raise DataError(f"unknown hub set {name!r}; known: {sorted(HUB_SETS)}")
+    from datasets import load_dataset  # optional dependency, only for users with internet
+
+    repo, task, label_map = HUB_SETS[name]
+    remap, labels = LABEL_MAPS[label_map], TASKS[task]
+    ds = load_dataset(repo, split=split)
+    return [
+        Example(text=r["text"], source=repo, **{task: labels.index(remap[str(r["label"])])})
+        for r in ds
+        if str(r["text"]).strip()
+    ]
+
+
+def stratified_split(examples: list[Example], dev_fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Seeded split stratified by (source, label); every class keeps at least one training example."""
+    import random
+
+    rng = random.Random(seed)
+    groups: dict[tuple, list[Example]] = {}
+    for ex in examples:
+        groups.setdefault((ex.source, ex.topic, ex.sentiment), []).append(ex)
+    train, dev = [], []
+    for key in sorted(groups, key=str):
+        items = groups[key][:]
+        rng.shuffle(items)
+        n_dev = min(round(len(items) * dev_fraction), len(items) - 1)
+        dev += items[:n_dev]
+        train += items[n_dev:]
+    rng.shuffle(train)
+    return train, dev
+
+
+def label_counts(examples: list[Example], task: str) -> Counter:
+    return Counter(getattr(e, task) for e in examples if getattr(e, task) >= 0)

