@@ -1,0 +1,109 @@
+"""Database tables (SQLAlchemy 2) shared by the worker, the API and the dashboards' tests.
+
+`scored_event` is range-partitioned by `published_at` (daily partitions created ahead by
+`ensure_partitions`, plus a default partition so an out-of-range timestamp is never lost).
+A partitioned table's primary key must contain the partition key, so the key is
+(source, id, published_at): a replayed message carries the same three values and is absorbed
+by ON CONFLICT DO NOTHING.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import (ARRAY, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+                        Text, UniqueConstraint, func)
+from sqlalchemy import text as sql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={"pk": "pk_%(table_name)s", "uq": "uq_%(table_name)s_%(column_0_name)s",
+                                           "ix": "ix_%(table_name)s_%(column_0_name)s",
+                                           "fk": "fk_%(table_name)s_%(column_0_name)s"})
+
+
+TS = DateTime(timezone=True)
+
+
+class ScoredEvent(Base):
+    __tablename__ = "scored_event"
+    __table_args__ = (
+        Index("ix_scored_event_topic_time", "topic", "published_at"),
+        Index("ix_scored_event_tickers", "tickers", postgresql_using="gin"),
+        Index("ix_scored_event_time", "published_at"),
+        {"postgresql_partition_by": "RANGE (published_at)"},
+    )
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(Text)
+    lang: Mapped[str | None] = mapped_column(String(16))
+    tickers: Mapped[list[str]] = mapped_column(ARRAY(String(16)), server_default="{}")
+    ingested_at: Mapped[datetime] = mapped_column(TS)
+    scored_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    topic: Mapped[str] = mapped_column(String(64))
+    topic_confidence: Mapped[float] = mapped_column(Float)
+    sentiment: Mapped[str] = mapped_column(String(16))
+    p_negative: Mapped[float] = mapped_column(Float)
+    p_neutral: Mapped[float] = mapped_column(Float)
+    p_positive: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(64))
+    truncated: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
+
+
+class Alert(Base):
+    __tablename__ = "alert"
+    __table_args__ = (UniqueConstraint("key_type", "key", "window_start", name="uq_alert_key_window"),
+                      Index("ix_alert_opened", "opened_at"))
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    key_type: Mapped[str] = mapped_column(String(8))  # topic | ticker
+    key: Mapped[str] = mapped_column(String(64))
+    window_start: Mapped[datetime] = mapped_column(TS)
+    window_end: Mapped[datetime] = mapped_column(TS)
+    n: Mapped[int] = mapped_column(Integer)
+    negatives: Mapped[int] = mapped_column(Integer)
+    baseline_rate: Mapped[float] = mapped_column(Float)  # expected negative share
+    baseline_n: Mapped[float] = mapped_column(Float)  # expected items per window
+    z: Mapped[float] = mapped_column(Float)
+    p_value: Mapped[float] = mapped_column(Float)
+    severity: Mapped[str] = mapped_column(String(8))  # low | medium | high
+    sample_event_ids: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    state: Mapped[str] = mapped_column(String(8), server_default="open")  # open | resolved
+    opened_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    resolved_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_key"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    key_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    revoked: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
+
+
+class Subscription(Base):
+    __tablename__ = "subscription"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_key.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # webhook | stream
+    target_url: Mapped[str | None] = mapped_column(Text)
+    secret: Mapped[str | None] = mapped_column(String(128))
+    topics: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
+    tickers: Mapped[list[str]] = mapped_column(ARRAY(String(16)), server_default="{}")
+    min_severity: Mapped[str] = mapped_column(String(8), server_default="low")
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+def partition_ddl(day: date) -> str:
+    """DDL for one daily partition of scored_event (idempotent)."""
+    nxt = day + timedelta(days=1)
+    return (f"CREATE TABLE IF NOT EXISTS scored_event_{day:%Y%m%d} PARTITION OF scored_event "
+            f"FOR VALUES FROM ('{day.isoformat()}') TO ('{nxt.isoformat()}')")
+
+
+DEFAULT_PARTITION_DDL = "CREATE TABLE IF NOT EXISTS scored_event_default PARTITION OF scored_event DEFAULT"

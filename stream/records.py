@@ -1,0 +1,120 @@
+"""Input validation and the typed records on finsent's topics. Pure: no Kafka here.
+
+Input (finsent.news / finsent.social), JSON: {"id", "source", "text", "published_at",
+"title"?, "url"?, "tickers"?, "lang"?}. Anything else — not JSON, not UTF-8, wrong types,
+missing or oversize text, unknown fields — raises `Invalid` with a reason that goes to the
+dead-letter topic with the original bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import faust
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CASHTAG = re.compile(r"(?<![A-Za-z0-9$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)\b")
+
+
+class Invalid(ValueError):
+    """A message that cannot be processed; str(exc) is the dead-letter reason."""
+
+
+class NewsEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    id: str = Field(min_length=1, max_length=256)
+    source: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1)
+    published_at: datetime
+    title: str | None = Field(None, max_length=2000)
+    url: str | None = Field(None, max_length=2000)
+    tickers: list[str] | None = Field(None, max_length=50)
+    lang: str | None = Field(None, max_length=16)
+
+    @field_validator("published_at")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+
+    @field_validator("tickers")
+    @classmethod
+    def _tickers(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        out = [t.strip().lstrip("$").upper() for t in v]
+        if any(not t or len(t) > 16 for t in out):
+            raise ValueError("tickers must be 1-16 characters")
+        return sorted(set(out))
+
+    def all_tickers(self) -> list[str]:
+        """Given tickers, else cashtags found in the text."""
+        if self.tickers is not None:
+            return self.tickers
+        return sorted({m.upper() for m in CASHTAG.findall(self.text)})
+
+
+def _reason(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:3]:
+        loc = ".".join(str(x) for x in e["loc"]) or "message"
+        parts.append(f"{loc}: {'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}")
+    return "; ".join(parts)
+
+
+def decode(raw: bytes | None, max_chars: int) -> NewsEvent:
+    if raw is None:
+        raise Invalid("empty message (tombstone)")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid("invalid UTF-8" if "utf-8" in str(exc).lower() else f"not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise Invalid(f"not a JSON object ({type(obj).__name__})")
+    try:
+        event = NewsEvent.model_validate(obj)
+    except ValidationError as err:
+        raise Invalid(_reason(err)) from None
+    if not event.text.strip():
+        raise Invalid("text: empty")
+    if len(event.text) > max_chars:
+        raise Invalid(f"text: {len(event.text)} characters, more than {max_chars}")
+    return event
+
+
+class Scored(faust.Record, serializer="json"):
+    """On finsent.scored, one per aggregation key of an event (topic, and each ticker)."""
+
+    key_type: str  # topic | ticker
+    key: str
+    source: str
+    id: str
+    published_at: str
+    topic: str
+    sentiment: str
+    score: float
+    model_version: str
+
+
+class AlertRecord(faust.Record, serializer="json"):
+    """On finsent.alerts: an alert opened or resolved, with its evidence."""
+
+    state: str  # open | resolved
+    key_type: str
+    key: str
+    window_start: str
+    window_end: str
+    n: int
+    negatives: int
+    baseline_rate: float
+    baseline_n: float
+    z: float
+    p_value: float
+    severity: str
+    sample_event_ids: list[str]
+
+
+def aggregation_keys(topic: str, tickers: list[str]) -> list[tuple[str, str]]:
+    return [("topic", topic)] + [("ticker", t) for t in tickers]
