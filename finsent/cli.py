@@ -128,29 +128,85 @@ def predict(
 
 
 
+def _settings():
+    from finsent.settings import get_settings
+
+    return get_settings()
+
+
 @app.command()
-def demo(output: Path = Path("var/demo/scored.jsonl")) -> None:
-    """Score the bundled sample headlines with the committed model and show the result."""
-    from rich.table import Table
+def worker(loglevel: str = "WARNING") -> None:
+    """Run the stream worker (Faust): agents `score` and `detect`, health and /metrics."""
+    from stream.app import run_worker
 
-    from models.predict_file import predict_file
-    from models.runtime import Scorer
+    sys.argv = ["finsent-worker", "worker"]  # faust's Worker parses argv; the web binds settings.web_host
+    run_worker(_settings(), loglevel)
 
-    src = Path(__file__).resolve().parents[1] / "scripts" / "demo_headlines.csv"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    scorer = Scorer.from_artifact(_default_model())
-    predict_file(scorer, src, output)
-    table = Table(title=f"finsent demo — model {scorer.version} (ONNX Runtime, CPU)")
-    for col in ("text", "topic", "sentiment", "score"):
-        table.add_column(col)
-    import csv
 
-    with open(src, encoding="utf-8") as fh:
-        for row, line in zip(csv.DictReader(fh), output.read_text().splitlines()):
-            p = json.loads(line)
-            table.add_row(row["text"][:70], p["topic"], p["sentiment"], f"{p['score']:+.2f}")
-    Console().print(table)
-    console.print(f"wrote {output}")
+@app.command()
+def migrate(revision: str = "head") -> None:
+    """Apply the database migrations (Alembic) to DATABASE_URL."""
+    from finsent.pg import migrate as run
+
+    run(_settings().database_url, revision)
+    console.print(f"database at {revision}")
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="CSV or JSONL of input events")],
+    rate: Annotated[float, typer.Option(help="messages per second; 0 = as fast as possible")] = 0.0,
+    format: Optional[str] = None,
+) -> None:
+    """Send a file of events to the input topics (key = id), with a progress bar."""
+    import asyncio
+
+    from models.data import DataError
+    from stream.feed import file_events, produce
+
+    s = _settings()
+    try:
+        events = file_events(file, format)
+    except (DataError, OSError, UnicodeDecodeError) as exc:
+        fail(f"{file}: {exc}")
+    with Progress(console=console) as progress:
+        n = asyncio.run(produce(s.kafka_bootstrap, events, s.topic_news, s.topic_social, rate, progress, len(events)))
+    console.print(f"sent {n} messages")
+
+
+@app.command()
+def simulate(
+    n: int = 5000, rate: float = 200.0, seed: int = 0,
+    surge_ticker: Annotated[Optional[str], typer.Option(help="plant a negative surge on this ticker")] = None,
+    surge_at: int = 0, surge_count: int = 40, spacing_s: Annotated[float, typer.Option(help="event-time spacing")] = 0.0,
+) -> None:
+    """Send the project's synthetic feed (tweets and headlines; optional planted surge)."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from stream.feed import produce
+    from stream.simulate import Surge, feed
+
+    s = _settings()
+    surge = Surge(surge_ticker, surge_at or n // 2, surge_count) if surge_ticker else None
+    spacing = spacing_s or (1.0 / rate if rate > 0 else 0.01)
+    events = feed(n, seed, surge, start=datetime.now(timezone.utc), spacing_s=spacing, prefix=f"sim{int(datetime.now().timestamp())}")
+    with Progress(console=console) as progress:
+        sent = asyncio.run(produce(s.kafka_bootstrap, events, s.topic_news, s.topic_social, rate, progress, n))
+    console.print(f"sent {sent} messages")
+
+
+@app.command()
+def demo(
+    data_dir: Path = Path("var/demo"),
+    seconds: Annotated[float, typer.Option(help="length of the simulated feed")] = 40.0,
+    rate: float = 60.0,
+) -> None:
+    """The whole job on embedded defaults: Kafka + Postgres started here, worker, simulated feed
+    with a planted surge, and what happened. Ctrl-C stops everything cleanly."""
+    from finsent.demo import run_demo
+
+    run_demo(data_dir, seconds, rate)
 
 
 def main() -> None:

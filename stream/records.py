@@ -79,6 +79,8 @@ def decode(raw: bytes | None, max_chars: int) -> NewsEvent:
         raise Invalid(_reason(err)) from None
     if not event.text.strip():
         raise Invalid("text: empty")
+    if "\x00" in event.text or "\x00" in event.id or "\x00" in event.source:
+        raise Invalid("NUL character in text, id or source")
     if len(event.text) > max_chars:
         raise Invalid(f"text: {len(event.text)} characters, more than {max_chars}")
     return event

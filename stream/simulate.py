@@ -69,6 +69,8 @@ def _text(rng: random.Random, templates: list[str], ticker: str, social: bool) -
     """The text and the tickers a news wire would tag it with (cashtags speak for themselves)."""
     template = rng.choice(templates)
     text = template.format(co=COMPANIES[ticker], t=ticker, pct=rng.randint(2, 19), n=rng.randint(1, 20))
+    if social and "{co}" in template and rng.random() < 0.7:
+        text = f"${ticker} {text}"  # posts name their ticker by cashtag
     if social:
         text += rng.choice(TWEET_TAILS).format(code="".join(rng.choices("abcdefghijkLMNOPQ0123456789", k=10)))
     return text, ([ticker] if "{co}" in template else [])
@@ -83,10 +85,9 @@ def feed(n: int, seed: int = 0, surge: Surge | None = None, start: datetime | No
     """Yield `n` events (dicts in the input-topic contract); ids are unique per (prefix, seed)."""
     rng = random.Random(seed)
     t0 = start or datetime(2026, 1, 5, 14, 30, tzinfo=timezone.utc)
-    background = [t for t in COMPANIES if not surge or t != surge.ticker]
     for i in range(n):
         in_surge = surge is not None and surge.start <= i < surge.start + surge.count
-        ticker = surge.ticker if in_surge else rng.choice(background)
+        ticker = surge.ticker if in_surge else rng.choice(list(COMPANIES))
         templates = NEGATIVE if in_surge else rng.choices((NEGATIVE, NEUTRAL, POSITIVE), weights=(2, 5, 3))[0]
         social = rng.random() < 0.5
         source = rng.choice(SOCIAL_SOURCES if social else NEWS_SOURCES)

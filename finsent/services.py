@@ -1,0 +1,102 @@
+"""Real services started by the project itself, for tests, CI and the demo: the Kafka broker
+(scripts/kafka.sh), an embedded PostgreSQL (pgserver) and worker processes. Every stop is
+bounded: SIGTERM, then SIGKILL after a timeout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SH = ROOT / "scripts" / "kafka.sh"
+
+
+class Kafka:
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+
+    def start(self) -> Kafka:
+        subprocess.run([str(KAFKA_SH), "start", str(self.dir)], check=True, capture_output=True, text=True)
+        return self
+
+    def stop(self) -> None:
+        subprocess.run([str(KAFKA_SH), "stop", str(self.dir)], check=False, capture_output=True, timeout=60)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{(self.dir / 'kafka.port').read_text().strip()}"
+
+
+class Postgres:
+    """pgserver's PostgreSQL 16 in a directory; stop() / start() keep the data."""
+
+    def __init__(self, directory: Path, database: str = "finsent"):
+        self.dir, self.database, self.server = Path(directory), database, None
+
+    def start(self) -> Postgres:
+        from finsent.pg import embedded
+
+        self.server, self.url = embedded(self.dir, self.database)
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+            self.server = None
+        pg_ctl = Path(__import__("pgserver").__file__).parent / "pginstall" / "bin" / "pg_ctl"
+        if (self.dir / "postmaster.pid").exists() and pg_ctl.exists():  # pgserver left it running
+            subprocess.run([str(pg_ctl), "-D", str(self.dir), "-m", "fast", "-w", "stop"], capture_output=True)
+
+    @property
+    def dsn(self) -> str:
+        return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+def worker_env(bootstrap: str, database_url: str, **extra: object) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"FINSENT_KAFKA_BOOTSTRAP": bootstrap, "DATABASE_URL": database_url, "HF_HUB_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"})
+    env.update({f"FINSENT_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], log_path: Path):
+        self.env, self.log_path, self.proc = env, Path(log_path), None
+
+    def start(self) -> WorkerProcess:
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "finsent.cli", "worker"], env=self.env, cwd=ROOT,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.alive():
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout:.0f} s")
