@@ -39,9 +39,10 @@ class Settings(BaseSettings):
     # detection
     window_s: int = 60
     detector_min_count: int = 8
-    detector_z: float = 4.0
+    detector_p: float = 1e-5  # Poisson tail probability that opens an alert
     detector_warmup_windows: int = 3
     detector_cooldown_windows: int = 5
+    detector_lateness_windows: int = 2
     # worker web (health + metrics)
     web_host: str = "127.0.0.1"
     web_port: int = 6066

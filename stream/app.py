@@ -30,8 +30,9 @@ log = logs.get("finsent.worker")
 
 
 def detector_config(s: Settings) -> DetectorConfig:
-    return DetectorConfig(window_s=s.window_s, min_count=s.detector_min_count, z_threshold=s.detector_z,
-                          warmup_windows=s.detector_warmup_windows, cooldown_windows=s.detector_cooldown_windows)
+    return DetectorConfig(window_s=s.window_s, min_count=s.detector_min_count, p_threshold=s.detector_p,
+                          warmup_windows=s.detector_warmup_windows, cooldown_windows=s.detector_cooldown_windows,
+                          lateness_windows=s.detector_lateness_windows)
 
 
 def incoming(event) -> Incoming:
@@ -91,7 +92,8 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         async for key, rec in stream.items():
             st = KeyState.from_dict(state[key])
             ts = datetime.fromisoformat(rec.published_at).timestamp()
-            decisions = detector.observe(st, key, ts, rec.sentiment == "negative", f"{rec.source}/{rec.id}")
+            decisions = detector.observe(st, key, ts, rec.sentiment == "negative", f"{rec.source}/{rec.id}",
+                                         tuple(rec.tickers))
             state[key] = st.to_dict()
             for d in decisions:
                 await sink.write_decision(d)

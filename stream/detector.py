@@ -5,12 +5,16 @@ baseline from the key's own closed windows: EWMA of negatives per window and of 
 share, with a warm-up. While a window is open, k is tested against the baseline at every
 event, so an alert goes out within seconds of a surge rather than at the window's end:
 
-    z = (k - λ) / sqrt(λ),  λ = max(baseline negatives per window, floor)   (Poisson)
+    p = P(X ≥ k), X ~ Poisson(λ),  λ = max(baseline negatives per window, floor)
+    z = (k - λ) / sqrt(λ)   (reported, and used to decide when the key is back to normal)
 
-An alert needs k ≥ min_count, z ≥ z_threshold and a negative share at least `share_margin`
-above the baseline share (a pure volume spike of ordinary news is not a negative surge).
+An alert needs k ≥ min_count, p ≤ p_threshold and a negative share at least `share_margin`
+above the baseline share (a pure volume spike of ordinary news is not a negative surge). A topic alert also needs
+breadth: if one ticker carries more than half of the window's negatives, the surge is that
+ticker's (its own key alerts) and the topic stays quiet, so one incident gives one alert.
 One open alert per key; it resolves at the first closed window that is back to normal
-(z < resolve_z); then a cool-down of `cooldown_windows` windows. State is a plain dict so a
+(z < resolve_z); then a cool-down of `cooldown_windows` windows. A window closes (joins the
+baseline) once the key has seen an event `lateness_windows` windows newer. State is a plain dict so a
 Faust table (with its changelog) can hold it.
 """
 
@@ -24,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 class DetectorConfig:
     window_s: int = 60
     min_count: int = 8
-    z_threshold: float = 4.0
+    p_threshold: float = 1e-5
     resolve_z: float = 2.0
     share_margin: float = 0.15
     warmup_windows: int = 3
@@ -32,19 +36,21 @@ class DetectorConfig:
     alpha: float = 0.2  # EWMA weight of the newest window
     lambda_floor: float = 1.0
     samples: int = 5
+    lateness_windows: int = 1  # windows kept open behind the newest, for out-of-order events
+    topic_single_ticker_share: float = 0.5  # a topic surge carried by one ticker is that ticker's alert
 
 
 @dataclass
 class KeyState:
-    window: int = -1  # window index = floor(ts / window_s)
-    n: int = 0
-    k: int = 0
-    samples: list[str] = field(default_factory=list)
+    windows: dict[str, list] = field(default_factory=dict)  # window index -> [n, k, sample ids]
+    watermark: int = -1  # highest window index seen
+    closed: int = -1  # highest window folded into the baseline
     windows_seen: int = 0
     ewma_n: float = 0.0
     ewma_k: float = 0.0
     alert_window: int | None = None  # window in which the open alert fired
     cooldown_until: int = -1
+    late: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,35 +92,48 @@ class SpikeDetector:
     def __init__(self, config: DetectorConfig | None = None):
         self.cfg = config or DetectorConfig()
 
-    def observe(self, state: KeyState, key: str, ts: float, negative: bool, event_id: str) -> list[Decision]:
-        """Fold one event into `state` (mutated); return the alerts opened or resolved."""
-        decisions = []
+    def observe(self, state: KeyState, key: str, ts: float, negative: bool, event_id: str,
+                tickers: tuple[str, ...] = ()) -> list[Decision]:
+        """Fold one event into `state` (mutated); return the alerts opened or resolved.
+
+        Windows stay open for `lateness_windows` after the newest one seen, because events of
+        one key reach the detector from several input partitions, slightly out of order."""
         window = int(ts // self.cfg.window_s)
-        if window < state.window:  # late event from a closed window: counted nowhere, alerts nothing
-            return decisions
-        if window > state.window:
-            decisions += self._close(state, key, window)
-        state.n += 1
+        if window <= state.closed:
+            state.late += 1  # too late: its window is already in the baseline
+            return []
+        cell = state.windows.setdefault(str(window), [0, 0, [], {}])
+        cell[0] += 1
         if negative:
-            state.k += 1
-            if len(state.samples) < self.cfg.samples:
-                state.samples.append(event_id)
-        if self._surging(state) and state.alert_window is None and window >= state.cooldown_until:
+            cell[1] += 1
+            if len(cell[2]) < self.cfg.samples:
+                cell[2].append(event_id)
+            if key.startswith("topic:"):
+                for t in tickers:
+                    cell[3][t] = cell[3].get(t, 0) + 1
+        decisions = []
+        if window > state.watermark:
+            state.watermark = window
+            decisions += self._close_until(state, key, window - self.cfg.lateness_windows)
+        if state.alert_window is None and window >= state.cooldown_until and self._surging(state, cell):
             state.alert_window = window
-            decisions.append(self._decision("open", state, key, window))
+            decisions.append(self._decision("open", state, key, window, cell))
         return decisions
 
-    def _close(self, state: KeyState, key: str, new_window: int) -> list[Decision]:
+    def _close_until(self, state: KeyState, key: str, last_open: int) -> list[Decision]:
+        """Fold every window before `last_open` into the baseline, oldest first (gaps count as empty)."""
         decisions = []
-        if state.window >= 0:
-            if state.alert_window is not None and state.window > state.alert_window and self.z(state) < self.cfg.resolve_z:
-                decisions.append(self._decision("resolve", state, key, state.window))
-                state.alert_window, state.cooldown_until = None, state.window + 1 + self.cfg.cooldown_windows
-            if state.alert_window is None or state.window > state.alert_window:
-                self._learn(state, state.n, state.k)
-            for _ in range(min(new_window - state.window - 1, 50)):  # empty windows in between
-                self._learn(state, 0, 0)
-        state.window, state.n, state.k, state.samples = new_window, 0, 0, []
+        start = state.closed + 1 if state.closed >= 0 else min((int(w) for w in state.windows), default=last_open)
+        for w in range(max(start, last_open - 50), last_open):
+            n, k, samples, _ = state.windows.pop(str(w), [0, 0, [], {}])
+            if state.alert_window is not None and w > state.alert_window and self._z(state, k) < self.cfg.resolve_z:
+                decisions.append(self._decision("resolve", state, key, w, [n, k, samples, {}]))
+                state.alert_window, state.cooldown_until = None, w + 1 + self.cfg.cooldown_windows
+            if state.alert_window is None or w > state.alert_window:
+                self._learn(state, n, k)
+            state.closed = w
+        for w in [w for w in state.windows if int(w) < last_open]:  # older than the 50-window catch-up
+            state.windows.pop(w)
         return decisions
 
     def _learn(self, state: KeyState, n: int, k: int) -> None:
@@ -126,21 +145,25 @@ class SpikeDetector:
     def baseline_rate(self, state: KeyState) -> float:
         return state.ewma_k / state.ewma_n if state.ewma_n > 0 else 0.0
 
-    def z(self, state: KeyState) -> float:
+    def _z(self, state: KeyState, k: int) -> float:
         lam = max(state.ewma_k, self.cfg.lambda_floor)
-        return (state.k - lam) / math.sqrt(lam)
+        return (k - lam) / math.sqrt(lam)
 
-    def _surging(self, state: KeyState) -> bool:
-        c = self.cfg
-        return (state.windows_seen >= c.warmup_windows and state.k >= c.min_count and self.z(state) >= c.z_threshold
-                and state.k / state.n >= self.baseline_rate(state) + c.share_margin)
+    def _surging(self, state: KeyState, cell: list) -> bool:
+        c, (n, k, _, by_ticker) = self.cfg, cell
+        return (state.windows_seen >= c.warmup_windows and k >= c.min_count
+                and poisson_sf(k, max(state.ewma_k, c.lambda_floor)) <= c.p_threshold
+                and k / n >= self.baseline_rate(state) + c.share_margin
+                and max(by_ticker.values(), default=0) <= c.topic_single_ticker_share * k)
 
-    def _severity(self, z: float) -> str:
-        return "high" if z >= 2 * self.cfg.z_threshold else "medium" if z >= 1.5 * self.cfg.z_threshold else "low"
+    def _severity(self, p: float) -> str:
+        t = self.cfg.p_threshold
+        return "high" if p <= t * 1e-4 else "medium" if p <= t * 1e-2 else "low"
 
-    def _decision(self, action: str, state: KeyState, key: str, window: int) -> Decision:
+    def _decision(self, action: str, state: KeyState, key: str, window: int, cell: list) -> Decision:
+        n, k, samples, _ = cell
         lam = max(state.ewma_k, self.cfg.lambda_floor)
-        z = self.z(state)
-        return Decision(action, key, window * self.cfg.window_s, (window + 1) * self.cfg.window_s, state.n, state.k,
-                        round(self.baseline_rate(state), 4), round(state.ewma_n, 3), round(z, 3),
-                        poisson_sf(state.k, lam), self._severity(z), tuple(state.samples))
+        z, p = self._z(state, k), poisson_sf(k, lam)
+        return Decision(action, key, window * self.cfg.window_s, (window + 1) * self.cfg.window_s, n, k,
+                        round(self.baseline_rate(state), 4), round(state.ewma_n, 3), round(z, 3), p,
+                        self._severity(p), tuple(samples))

@@ -97,5 +97,6 @@ class BatchScorer:
                 agg = f"{key_type}:{key}"
                 out.records.append((agg, Scored(key_type=key_type, key=key, source=e.source, id=e.id,
                                                 published_at=e.published_at.isoformat(), topic=p.topic,
-                                                sentiment=p.sentiment, score=p.score, model_version=p.model_version)))
+                                                sentiment=p.sentiment, score=p.score, model_version=p.model_version,
+                                                tickers=tickers)))
         return out

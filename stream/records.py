@@ -98,6 +98,7 @@ class Scored(faust.Record, serializer="json"):
     sentiment: str
     score: float
     model_version: str
+    tickers: list[str] = []  # noqa: RUF012 - faust Record default
 
 
 class AlertRecord(faust.Record, serializer="json"):

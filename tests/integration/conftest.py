@@ -1,0 +1,118 @@
+"""Integration fixtures: one real Kafka broker and one real PostgreSQL per session, started by
+the project's own scripts; per test a fresh database, unique topic names and consumer group,
+and a worker process."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from finsent.pg import migrate
+from finsent.services import Kafka, Postgres, WorkerProcess, wait_for, worker_env
+from finsent.settings import Settings
+from stream.feed import produce
+from stream.topics import ensure_topics
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
+    k = Kafka(tmp_path_factory.mktemp("kafka")).start()
+    yield k
+    k.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    pg = Postgres(tmp_path_factory.mktemp("pg") / "data", database="postgres").start()
+    yield pg
+    pg.stop()
+
+
+class Stack:
+    """Handles of one test: settings, a database, a worker, helpers to feed and count."""
+
+    def __init__(self, kafka: Kafka, postgres: Postgres, tmp: Path, **overrides):
+        self.kafka, self.postgres, self.tmp = kafka, postgres, tmp
+        tag = uuid.uuid4().hex[:8]
+        self.db = f"t_{tag}"
+        with psycopg.connect(postgres.dsn, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {self.db}")
+        self.url = postgres.url.replace("/postgres?", f"/{self.db}?")
+        migrate(self.url)
+        names = {f"topic_{t}": f"t{tag}.{t}" for t in ("news", "social", "scored", "alerts", "deadletter")}
+        self.env_overrides = {**names, "consumer_group": f"g{tag}", "web_port": free_port(), **overrides}
+        self.settings = Settings(kafka_bootstrap=kafka.bootstrap, DATABASE_URL=self.url, **self.env_overrides)
+        asyncio.run(ensure_topics(self.settings))
+        self.workers: list[WorkerProcess] = []
+
+    @property
+    def dsn(self) -> str:
+        return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    def start_worker(self) -> WorkerProcess:
+        env = worker_env(self.kafka.bootstrap, self.url, **self.env_overrides)
+        w = WorkerProcess(env, self.tmp / f"worker{len(self.workers)}.log").start()
+        self.workers.append(w)
+        return w
+
+    def produce(self, events, rate: float = 0.0) -> int:
+        s = self.settings
+        return asyncio.run(produce(self.kafka.bootstrap, events, s.topic_news, s.topic_social, rate))
+
+    def sql(self, query: str, *args):
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            return c.execute(query, args).fetchall()
+
+    def rows(self) -> int:
+        try:
+            return self.sql("SELECT count(*) FROM scored_event")[0][0]
+        except psycopg.OperationalError:
+            return -1
+
+    def wait_rows(self, n: int, timeout: float = 240) -> None:
+        wait_for(lambda: self.rows() >= n, timeout, what=f"{n} rows (have {self.rows()})")
+
+    def read_topic(self, topic: str, expect: int, timeout: float = 60) -> list:
+        async def go():
+            c = AIOKafkaConsumer(topic, bootstrap_servers=self.kafka.bootstrap, auto_offset_reset="earliest",
+                                 group_id=None)
+            await c.start()
+            out, deadline = [], asyncio.get_running_loop().time() + timeout
+            try:
+                while len(out) < expect and asyncio.get_running_loop().time() < deadline:
+                    for msgs in (await c.getmany(timeout_ms=1000)).values():
+                        out += msgs
+            finally:
+                await c.stop()
+            return out
+        return asyncio.run(go())
+
+    def close(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def stack(kafka, postgres, tmp_path):
+    s = Stack(kafka, postgres, tmp_path, window_s=10)
+    yield s
+    s.close()
+    for w in s.workers:
+        log = w.log_path.read_text(errors="replace")
+        if "Traceback" in log:
+            print(f"--- {w.log_path}\n{log[-4000:]}")

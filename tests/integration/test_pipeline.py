@@ -1,0 +1,94 @@
+"""The streaming spine against a real Kafka broker and a real PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from finsent.services import wait_for
+from stream.simulate import Surge, feed
+
+pytestmark = pytest.mark.slow
+T0 = datetime.now(timezone.utc) - timedelta(hours=1)
+
+
+def events(n, seed, surge=None, spacing=0.05, prefix="e"):
+    return list(feed(n, seed, surge, start=T0, spacing_s=spacing, prefix=prefix))
+
+
+def test_10k_messages_10k_rows_none_twice(stack):
+    stack.start_worker()
+    evs = events(10_000, 1)
+    assert stack.produce(evs) == 10_000
+    stack.wait_rows(10_000, timeout=400)
+    time.sleep(2)
+    (n, distinct), = stack.sql("SELECT count(*), count(DISTINCT (source, id)) FROM scored_event")
+    assert n == distinct == 10_000
+    ids = {r[0] for r in stack.sql("SELECT id FROM scored_event")}
+    assert ids == {e["id"] for e in evs}
+    (versions,), = stack.sql("SELECT array_agg(DISTINCT model_version) FROM scored_event")
+    assert versions == ["finsent-minilm-v1"]
+
+
+def test_malformed_messages_go_to_dead_letter_with_reasons(stack):
+    w = stack.start_worker()
+    good = events(50, 2, prefix="g")
+    ok = {"source": "wire-a", "published_at": "2026-01-05T10:00:00Z"}
+    bad = {
+        b"this is not json": "not JSON",
+        b'["a", "list"]': "not a JSON object",
+        orjson.dumps({"id": "m1", **ok}): "text: Field required",
+        orjson.dumps({"id": "m2", "text": 42, **ok}): "text: Input should be a valid string",
+        orjson.dumps({"id": "m3", "text": "x" * 20_001, **ok}): "more than 20000",
+        b'{"id": "m4", "source": "wire-a", "text": "caf\xe9", "published_at": "2026-01-05T10:00:00Z"}': "UTF-8",
+        orjson.dumps({"id": "m5", "text": "fine", "mood": "grumpy", **ok}): "mood: unknown field",
+        orjson.dumps({"id": "m6", "text": "fine", "source": "wire-a", "published_at": "yesterday"}): "published_at",
+        orjson.dumps({"id": "m7", "text": "   ", **ok}): "text: empty",
+        orjson.dumps({**good[0]}): "duplicate id",
+    }
+    stack.produce(good[:25] + list(bad) + good[25:])
+    stack.wait_rows(50)
+    dead = stack.read_topic(stack.settings.topic_deadletter, expect=len(bad))
+    assert len(dead) == len(bad)
+    by_value = {m.value: dict(m.headers) for m in dead}
+    for raw, reason in bad.items():
+        headers = by_value[raw]  # the original bytes, unchanged
+        assert reason in headers["reason"].decode(), (raw[:40], headers["reason"])
+        assert headers["source_topic"].decode() in stack.settings.input_topics
+        assert int(headers["source_offset"]) >= 0
+    assert w.alive()
+    assert stack.rows() == 50
+
+
+def test_planted_surge_gives_one_alert_with_evidence(stack):
+    stack.start_worker()
+    evs = events(3000, 3, Surge("ACME", 2000, 25), spacing=0.1, prefix="s")
+    stack.produce(evs)
+    stack.wait_rows(3000)
+    wait_for(lambda: stack.sql("SELECT count(*) FROM alert")[0][0] >= 1, 30, what="an alert")
+    time.sleep(3)
+    alerts = stack.sql("SELECT key_type, key, n, negatives, baseline_rate, z, p_value, sample_event_ids, "
+                       "window_start, window_end FROM alert")
+    assert len(alerts) == 1, alerts
+    key_type, key, n, k, base, z, p, samples, ws, we = alerts[0]
+    assert (key_type, key) == ("ticker", "ACME")
+    assert k >= 8 and n >= k and z >= 4 and p <= 1e-5 and base < 0.5
+    surge_ids = {e["id"] for e in evs[2000:2025]}
+    assert samples and all(s.split("/", 1)[1] in surge_ids or s.startswith(("wire", "social", "forum", "finblog"))
+                           for s in samples)
+    assert (we - ws).total_seconds() == 10
+    published = [datetime.fromisoformat(e["published_at"]) for e in evs[2000:2025]]
+    assert ws <= max(published) and we >= min(published)
+    alerts_topic = stack.read_topic(stack.settings.topic_alerts, expect=1)
+    assert orjson.loads(alerts_topic[0].value)["key"] == "ACME"
+
+
+def test_steady_background_raises_no_alert(stack):
+    stack.start_worker()
+    stack.produce(events(3000, 4, spacing=0.1, prefix="b"))
+    stack.wait_rows(3000)
+    time.sleep(3)
+    assert stack.sql("SELECT count(*) FROM alert")[0][0] == 0
