@@ -44,12 +44,18 @@ class Postgres:
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.cleanup()
-            self.server = None
-        pg_ctl = Path(__import__("pgserver").__file__).parent / "pginstall" / "bin" / "pg_ctl"
-        if (self.dir / "postmaster.pid").exists() and pg_ctl.exists():  # pgserver left it running
-            subprocess.run([str(pg_ctl), "-D", str(self.dir), "-m", "fast", "-w", "stop"], capture_output=True)
+        """Stop the server now (fast shutdown), keeping the data; pgserver's own cleanup only
+        stops it when the last handle of the process goes away."""
+        from pgserver._commands import pg_ctl
+
+        if self.server is not None and (self.dir / "postmaster.pid").exists():
+            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+        if self.server is not None:  # forget pgserver's cached handle so start() really starts it
+            import atexit
+
+            atexit.unregister(self.server._cleanup)
+            type(self.server)._instances.pop(self.server.pgdata, None)
+        self.server = None
 
     @property
     def dsn(self) -> str:

@@ -92,3 +92,51 @@ def test_steady_background_raises_no_alert(stack):
     stack.wait_rows(3000)
     time.sleep(3)
     assert stack.sql("SELECT count(*) FROM alert")[0][0] == 0
+
+
+def test_kill_9_mid_stream_then_restart_every_id_once(stack):
+    w = stack.start_worker()
+    evs = events(6000, 5, prefix="k")
+    stack.produce(evs)
+    wait_for(lambda: stack.rows() >= 1500, 240, what="first rows")
+    w.kill9()
+    assert 0 < stack.rows() < 6000
+    stack.start_worker()
+    stack.wait_rows(6000)
+    time.sleep(3)
+    (n, distinct), = stack.sql("SELECT count(*), count(DISTINCT (source, id)) FROM scored_event")
+    assert n == distinct == 6000
+
+
+def test_postgres_down_20s_mid_stream_loses_nothing(stack, postgres):
+    w = stack.start_worker()
+    evs = events(4000, 6, prefix="p")
+    import threading
+
+    feeder = threading.Thread(target=stack.produce, args=(evs, 100.0))  # 40 s of traffic
+    feeder.start()
+    wait_for(lambda: stack.rows() >= 500, 120, what="first rows")
+    postgres.stop()
+    time.sleep(20)
+    assert w.alive()
+    postgres.start()
+    feeder.join()
+    stack.wait_rows(4000, timeout=180)
+    time.sleep(2)
+    (n, distinct), = stack.sql("SELECT count(*), count(DISTINCT (source, id)) FROM scored_event")
+    assert n == distinct == 4000
+    assert "postgres unavailable; retrying" in w.log_path.read_text()
+
+
+def test_broker_restart_worker_resumes(stack, kafka):
+    w = stack.start_worker()
+    stack.produce(events(2000, 7, prefix="r1"))
+    stack.wait_rows(2000)
+    kafka.stop()
+    time.sleep(3)
+    kafka.start()
+    stack.produce(events(2000, 8, prefix="r2"))
+    stack.wait_rows(4000, timeout=240)
+    assert w.alive()
+    (n,), = stack.sql("SELECT count(DISTINCT (source, id)) FROM scored_event")
+    assert n == 4000

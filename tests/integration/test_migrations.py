@@ -1,0 +1,37 @@
+"""Alembic upgrade and downgrade against the real PostgreSQL; partitions created ahead."""
+
+import uuid
+
+import psycopg
+import pytest
+
+from finsent.pg import downgrade, migrate
+
+pytestmark = pytest.mark.slow
+
+
+def tables(dsn):
+    with psycopg.connect(dsn) as c:
+        return {r[0]: r[1] for r in c.execute(
+            "SELECT relname, relkind FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r','p')")}
+
+
+def test_upgrade_downgrade_upgrade(postgres):
+    db = f"m_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {db}")
+    url = postgres.url.replace("/postgres?", f"/{db}?")
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    migrate(url)
+    t = tables(dsn)
+    assert t["scored_event"] == "p" and {"alert", "api_key", "subscription", "scored_event_default"} <= set(t)
+    assert sum(name.startswith("scored_event_2") for name in t) == 9  # yesterday .. a week ahead
+    with psycopg.connect(dsn, autocommit=True) as c:  # an old timestamp lands in the default partition
+        c.execute("INSERT INTO scored_event (source, id, published_at, text, ingested_at, topic, topic_confidence, "
+                  "sentiment, p_negative, p_neutral, p_positive, score, model_version) VALUES "
+                  "('s','1','2001-01-01T00:00:00Z','t',now(),'macro',1,'neutral',0,1,0,0,'v')")
+        assert c.execute("SELECT count(*) FROM scored_event_default").fetchone()[0] == 1
+    downgrade(url)
+    assert set(tables(dsn)) == {"alembic_version"}
+    migrate(url)
+    assert tables(dsn)["scored_event"] == "p"
