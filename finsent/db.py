@@ -44,6 +44,7 @@ class ScoredEvent(Base):
     tickers: Mapped[list[str]] = mapped_column(ARRAY(String(16)), server_default="{}")
     ingested_at: Mapped[datetime] = mapped_column(TS)
     scored_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    stored_at: Mapped[datetime] = mapped_column(TS, server_default=func.clock_timestamp())  # end-to-end lag
     topic: Mapped[str] = mapped_column(String(64))
     topic_confidence: Mapped[float] = mapped_column(Float)
     sentiment: Mapped[str] = mapped_column(String(16))

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     model_dir: Path = DEFAULT_ARTIFACT
     backend: str = "onnx"
     precision: str = "auto"
-    max_batch: int = 64
+    ort_threads: int = 1  # ONNX Runtime intra-op threads in the worker; 0 = all cores
+    max_batch: int = 128
     max_wait_s: float = 0.25
     max_text_chars: int = 20_000
     dedup_window: int = 100_000  # recently seen (source, id) pairs dropped before scoring

@@ -15,7 +15,6 @@ tokens, pad each chunk only to its own longest text (a tweet is never padded to 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -240,6 +239,3 @@ def make_backend(directory: Path, backend: str, precision: str = "auto", device:
         return TensorRTBackend.from_artifact(directory)
     raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
 
-
-def default_threads() -> int:
-    return int(os.environ.get("FINSENT_ORT_THREADS", "0"))

@@ -69,7 +69,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     def batch_scorer() -> BatchScorer:  # the model loads in the worker, not at import
         if "b" not in holder:
             s = scorer or Scorer.from_artifact(settings.model_dir, settings.backend, settings.precision,
-                                               max_batch=settings.max_batch)
+                                               max_batch=64, threads=settings.ort_threads)
             holder["b"] = BatchScorer(s, settings.max_text_chars, settings.dedup_window)
         return holder["b"]
 
@@ -85,7 +85,7 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
             await sink.write_events(out.rows)
             metrics.SCORED.inc(len(out.rows))
             for key, rec in out.records:
-                await scored.send(key=key, value=rec)
+                scored.send_soon(key=key, value=rec)  # buffered; flushed before offsets commit
 
     @app.agent(scored)
     async def detect(stream):
