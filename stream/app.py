@@ -110,13 +110,14 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
 
     @app.page("/metrics")
     async def metrics_page(self, request):
-        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp refuses a charset inside content_type; the exposition format is UTF-8 anyway
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split("; charset")[0])
 
     @app.page("/health")
     async def health(self, request):
-        ok = bool(metrics.DB_UP._value.get()) or metrics.SCORED._value.get() == 0
-        return self.json({"status": "ok" if ok else "degraded", "db_up": metrics.DB_UP._value.get(),
-                          "scored": metrics.SCORED._value.get()})
+        status = 200 if sink.up else 503
+        return self.json({"status": "ok" if sink.up else "degraded", "postgres": "up" if sink.up else sink.last_error,
+                          "assigned_partitions": len(app.consumer.assignment())}, status=status)
 
     @app.service
     class SinkLifecycle(faust.Service):
@@ -130,7 +131,10 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
 def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     from faust.worker import Worker
 
+    from stream.topics import ensure_topics
+
     logs.configure()
+    asyncio.run(ensure_topics(settings))
     app = create_app(settings)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

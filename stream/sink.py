@@ -47,6 +47,7 @@ class PostgresSink:
     def __init__(self, dsn: str, max_backoff_s: float = 5.0, pool_size: int = 4):
         self.dsn, self.max_backoff_s, self.pool_size = dsn, max_backoff_s, pool_size
         self.pool: asyncpg.Pool | None = None
+        self.up, self.last_error = True, ""
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -67,10 +68,12 @@ class PostgresSink:
                 async with pool.acquire() as conn, conn.transaction():
                     result = await op(conn)
                 metrics.DB_UP.set(1)
+                self.up = True
                 metrics.WRITE_LATENCY.observe(time.perf_counter() - t0)
                 return result
             except RETRYABLE as exc:
                 metrics.DB_UP.set(0)
+                self.up, self.last_error = False, repr(exc)[:200]
                 metrics.DB_RETRIES.inc()
                 log.warning("postgres unavailable; retrying", what=what, error=repr(exc)[:200], retry_in_s=delay)
                 await self._reset()

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError
 
 from finsent.settings import Settings
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
+async def ensure_topics(settings: Settings, wait_s: float = 60.0) -> list[str]:
+    """Create the missing topics; waits up to `wait_s` for the broker to answer."""
     names = [*settings.input_topics, settings.topic_scored, settings.topic_alerts, settings.topic_deadletter]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(1.0)
     try:
         existing = set(await admin.list_topics())
         new = [NewTopic(n, num_partitions=settings.partitions, replication_factor=1) for n in names if n not in existing]
