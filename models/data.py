@@ -78,22 +78,28 @@ def default_sources(data_dir: Path, phrasebank: str = "Sentences_50Agree.txt") -
     return specs
 
 
-def _read_text(path: Path) -> str:
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, or a DataError naming the file and why it cannot be read."""
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a data file") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
+
+
+def read_text(path: Path) -> str:
+    try:
+        return read_bytes(path).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+        raise DataError(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
 
 
 def read_rows(path: Path, fmt: str, text_column: str = "text", label_column: str | None = "label") -> list[dict]:
     """Rows as dicts with 'text' and (if label_column) 'label'; errors name the file and row."""
-    raw = _read_text(Path(path))
+    raw = read_text(Path(path))
     if fmt == "csv":
         rows = list(csv.DictReader(raw.splitlines()))
     elif fmt == "jsonl":

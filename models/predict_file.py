@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from models.data import DataError
+from models.data import DataError, read_text, read_bytes
 from models.runtime import Scorer, validate_texts
 
 Row = tuple[int, str | None, str | None]  # (row number from 1, text, error)
@@ -32,23 +32,8 @@ def detect_format(path: Path, fmt: str | None) -> str:
     raise DataError(f"{path}: cannot tell the format from the suffix; pass --format csv|jsonl")
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
-
-
 def csv_rows(path: Path, column: str) -> Iterator[Row]:
-    raw = _read_bytes(path)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+    text = read_text(path)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None or column not in reader.fieldnames:
         raise DataError(f"{path}: no column {column!r} (columns: {', '.join(reader.fieldnames or [])})")
@@ -57,7 +42,7 @@ def csv_rows(path: Path, column: str) -> Iterator[Row]:
 
 
 def jsonl_rows(path: Path, column: str) -> Iterator[Row]:
-    for n, line in enumerate(_read_bytes(path).splitlines(), 1):
+    for n, line in enumerate(read_bytes(path).splitlines(), 1):
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:

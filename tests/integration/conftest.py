@@ -5,6 +5,8 @@ and a worker process."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -29,10 +31,15 @@ def kafka(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory):
-    pg = Postgres(tmp_path_factory.mktemp("pg") / "data", database="postgres").start()
+def postgres():
+    # Not under pytest's tmp dir: that is 0700 and root's, and when run as root pgserver runs
+    # PostgreSQL (and pg_ctl) as its own system user, which must reach the data directory.
+    base = Path(tempfile.mkdtemp(prefix="finsent-pg-"))
+    base.chmod(0o755)
+    pg = Postgres(base / "data", database="postgres").start()
     yield pg
     pg.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 class Stack:
