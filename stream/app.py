@@ -25,6 +25,7 @@ from stream.detector import DetectorConfig, KeyState, SpikeDetector
 from stream.pipeline import BatchScorer, Incoming
 from stream.records import AlertRecord, Scored
 from stream.sink import PostgresSink
+from stream.sink import ts as utc
 
 log = logs.get("finsent.worker")
 
@@ -43,8 +44,7 @@ def incoming(event) -> Incoming:
 def alert_record(d) -> AlertRecord:
     key_type, key = d.key.split(":", 1)
     return AlertRecord(state="open" if d.action == "open" else "resolved", key_type=key_type, key=key,
-                       window_start=datetime.fromtimestamp(d.window_start).astimezone().isoformat(),
-                       window_end=datetime.fromtimestamp(d.window_end).astimezone().isoformat(), n=d.n,
+                       window_start=utc(d.window_start).isoformat(), window_end=utc(d.window_end).isoformat(), n=d.n,
                        negatives=d.negatives, baseline_rate=d.baseline_rate, baseline_n=d.baseline_n, z=d.z,
                        p_value=d.p_value, severity=d.severity, sample_event_ids=list(d.sample_event_ids))
 
@@ -124,7 +124,6 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         async def on_stop(self) -> None:
             await sink.close()
 
-    app.finsent = {"sink": sink, "settings": settings}  # for tests and the demo
     return app
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from models.data import read_bytes, read_text
 from models.predict_file import detect_format
 
 SOCIAL = {"social-x", "forum", "stocktwits", "reddit", "twitter", "x"}
@@ -23,11 +26,8 @@ def file_events(path: Path, fmt: str | None = None) -> list[dict | bytes]:
     """JSONL lines are sent as they are (bytes, so bad lines reach the dead-letter topic);
     CSV rows become JSON objects of their columns."""
     if detect_format(path, fmt) == "jsonl":
-        return [line for line in Path(path).read_bytes().splitlines() if line.strip()]
-    import csv
-
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        return [dict(r) for r in csv.DictReader(fh)]
+        return [line for line in read_bytes(path).splitlines() if line.strip()]
+    return [dict(r) for r in csv.DictReader(io.StringIO(read_text(path), newline=""))]
 
 
 async def produce(bootstrap: str, events: Iterable[dict | bytes], news: str, social: str, rate: float = 0.0,

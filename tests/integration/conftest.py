@@ -86,9 +86,11 @@ class Stack:
     def wait_rows(self, n: int, timeout: float = 240) -> None:
         wait_for(lambda: self.rows() >= n, timeout, what=f"{n} rows (have {self.rows()})")
 
-    def read_topic(self, topic: str, expect: int, timeout: float = 60) -> list:
+    def read_topic(self, topic: str | list[str], expect: int, timeout: float = 60) -> list:
+        topics = [topic] if isinstance(topic, str) else topic
+
         async def go():
-            c = AIOKafkaConsumer(topic, bootstrap_servers=self.kafka.bootstrap, auto_offset_reset="earliest",
+            c = AIOKafkaConsumer(*topics, bootstrap_servers=self.kafka.bootstrap, auto_offset_reset="earliest",
                                  group_id=None)
             await c.start()
             out, deadline = [], asyncio.get_running_loop().time() + timeout
