@@ -199,7 +199,7 @@ def simulate(
 @app.command()
 def demo(
     data_dir: Path = Path("var/demo"),
-    seconds: Annotated[float, typer.Option(help="length of the simulated feed")] = 40.0,
+    seconds: Annotated[float, typer.Option(help="length of the simulated feed")] = 60.0,
     rate: float = 60.0,
 ) -> None:
     """The whole job on embedded defaults: Kafka + Postgres started here, worker, simulated feed

@@ -5,16 +5,21 @@ baseline from the key's own closed windows: EWMA of negatives per window and of 
 share, with a warm-up. While a window is open, k is tested against the baseline at every
 event, so an alert goes out within seconds of a surge rather than at the window's end:
 
-    p = P(X ≥ k), X ~ Poisson(λ),  λ = max(baseline negatives per window, floor)
+    p = P(X ≥ k), X ~ Poisson(λ),  λ = max(b + sqrt(b), floor),  b = baseline negatives/window
+    (one standard deviation above the baseline: the baseline is itself an estimate, and real
+    news counts vary more than Poisson)
     z = (k - λ) / sqrt(λ)   (reported, and used to decide when the key is back to normal)
 
 An alert needs k ≥ min_count, p ≤ p_threshold and a negative share at least `share_margin`
 above the baseline share (a pure volume spike of ordinary news is not a negative surge). A topic alert also needs
-breadth: if one ticker carries more than half of the window's negatives, the surge is that
-ticker's (its own key alerts) and the topic stays quiet, so one incident gives one alert.
+breadth: if one ticker carries more than half of the window's excess negatives (k − baseline),
+the surge is that ticker's (its own key alerts) and the topic stays quiet, so one incident
+gives one alert.
 One open alert per key; it resolves at the first closed window that is back to normal
 (z < resolve_z); then a cool-down of `cooldown_windows` windows. A window closes (joins the
-baseline) once the key has seen an event `lateness_windows` windows newer. State is a plain dict so a
+baseline) once the key has seen an event `lateness_windows` windows newer; after
+`idle_learn_windows` empty windows in a row the rest of a silence is skipped, not learned as
+zero, so a worker restart after downtime does not wake up to a collapsed baseline. State is a plain dict so a
 Faust table (with its changelog) can hold it.
 """
 
@@ -37,7 +42,8 @@ class DetectorConfig:
     lambda_floor: float = 1.0
     samples: int = 5
     lateness_windows: int = 1  # windows kept open behind the newest, for out-of-order events
-    topic_single_ticker_share: float = 0.5  # a topic surge carried by one ticker is that ticker's alert
+    idle_learn_windows: int = 3  # empty windows in a row that still count as calm; later ones are skipped
+    topic_single_ticker_share: float = 0.5  # of the excess negatives: more from one ticker = that ticker's alert
 
 
 @dataclass
@@ -124,8 +130,13 @@ class SpikeDetector:
         """Fold every window before `last_open` into the baseline, oldest first (gaps count as empty)."""
         decisions = []
         start = state.closed + 1 if state.closed >= 0 else min((int(w) for w in state.windows), default=last_open)
+        idle = 0
         for w in range(max(start, last_open - 50), last_open):
             n, k, samples, _ = state.windows.pop(str(w), [0, 0, [], {}])
+            idle = idle + 1 if n == 0 else 0
+            if idle > self.cfg.idle_learn_windows:  # a long silence is a pause (feed or worker down), not calm
+                state.closed = w
+                continue
             if state.alert_window is not None and w > state.alert_window and self._z(state, k) < self.cfg.resolve_z:
                 decisions.append(self._decision("resolve", state, key, w, [n, k, samples, {}]))
                 state.alert_window, state.cooldown_until = None, w + 1 + self.cfg.cooldown_windows
@@ -145,6 +156,9 @@ class SpikeDetector:
     def baseline_rate(self, state: KeyState) -> float:
         return state.ewma_k / state.ewma_n if state.ewma_n > 0 else 0.0
 
+    def _lambda(self, state: KeyState) -> float:
+        return max(state.ewma_k + math.sqrt(state.ewma_k), self.cfg.lambda_floor)
+
     def _z(self, state: KeyState, k: int) -> float:
         lam = max(state.ewma_k, self.cfg.lambda_floor)
         return (k - lam) / math.sqrt(lam)
@@ -152,9 +166,9 @@ class SpikeDetector:
     def _surging(self, state: KeyState, cell: list) -> bool:
         c, (n, k, _, by_ticker) = self.cfg, cell
         return (state.windows_seen >= c.warmup_windows and k >= c.min_count
-                and poisson_sf(k, max(state.ewma_k, c.lambda_floor)) <= c.p_threshold
+                and poisson_sf(k, self._lambda(state)) <= c.p_threshold
                 and k / n >= self.baseline_rate(state) + c.share_margin
-                and max(by_ticker.values(), default=0) <= c.topic_single_ticker_share * k)
+                and max(by_ticker.values(), default=0) <= c.topic_single_ticker_share * (k - state.ewma_k))
 
     def _severity(self, p: float) -> str:
         t = self.cfg.p_threshold
@@ -162,8 +176,7 @@ class SpikeDetector:
 
     def _decision(self, action: str, state: KeyState, key: str, window: int, cell: list) -> Decision:
         n, k, samples, _ = cell
-        lam = max(state.ewma_k, self.cfg.lambda_floor)
-        z, p = self._z(state, k), poisson_sf(k, lam)
+        z, p = self._z(state, k), poisson_sf(k, self._lambda(state))
         return Decision(action, key, window * self.cfg.window_s, (window + 1) * self.cfg.window_s, n, k,
                         round(self.baseline_rate(state), 4), round(state.ewma_n, 3), round(z, 3), p,
                         self._severity(p), tuple(samples))

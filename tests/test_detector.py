@@ -103,3 +103,11 @@ def test_topic_surge_carried_by_one_ticker_is_left_to_that_ticker():
         out += det.observe(one, "topic:earnings", 300 + i * 0.2, True, f"a{i}", ("ACME",))
         out += det.observe(broad, "topic:earnings", 300 + i * 0.2, True, f"b{i}", (f"T{i % 10}",))
     assert [(d.action, d.sample_event_ids[0][0]) for d in out] == [("open", "b")]
+
+
+def test_long_silence_does_not_collapse_the_baseline():
+    bg = steady(300, 1.0, 0.2)
+    after_pause = steady(35, 1.0, 0.2, seed=5, t0=3900)  # one hour of nothing (worker down), then normal
+    out, state = run(bg + after_pause)
+    assert out == []
+    assert state.ewma_n > 4  # about 10 per window before; only a few empty windows were learned
