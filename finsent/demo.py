@@ -75,7 +75,8 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool | None = No
 
 def report(conn, before: int, started: datetime, surge_time: float, data_dir: Path, web_port: int) -> None:
     total = conn.execute("SELECT count(*) FROM scored_event").fetchone()[0]
-    t = Table(title=f"scored this run: {total - before} rows (table holds {total})")
+    console.print(f"scored this run: {total - before} rows (scored_event holds {total})")
+    t = Table()
     for col in ("sentiment", "rows", "mean score"):
         t.add_column(col)
     for row in conn.execute("SELECT sentiment, count(*), avg(score) FROM scored_event WHERE ingested_at >= %s "
