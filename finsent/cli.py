@@ -4,6 +4,7 @@
     finsent evaluate --model models/artifacts/finsent-minilm-v1
     finsent export --model DIR [--no-int8] [--tensorrt]
     finsent predict --input FILE [--text-column text] --output OUT.jsonl
+    finsent migrate | worker | replay FILE --rate N | simulate [--surge-ticker ACME] | demo
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="finsent: streaming financial sentiment.")
@@ -30,7 +32,7 @@ def _default_model() -> Path:
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}", soft_wrap=True, markup=True, highlight=False)
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(code)
 
 
