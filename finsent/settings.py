@@ -47,7 +47,6 @@ class Settings(BaseSettings):
     # worker web (health + metrics)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
-    data_dir: Path = Path("var")
 
     @field_validator("database_url")
     @classmethod
@@ -57,10 +56,6 @@ class Settings(BaseSettings):
     @property
     def input_topics(self) -> tuple[str, str]:
         return (self.topic_news, self.topic_social)
-
-    @property
-    def sync_database_url(self) -> str:
-        return self.database_url.replace("+asyncpg", "+psycopg", 1)
 
     @property
     def asyncpg_dsn(self) -> str:

@@ -12,16 +12,19 @@ objects (stream.pipeline.BatchScorer, stream.detector.SpikeDetector, stream.sink
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from datetime import datetime
 
+import asyncpg
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from finsent import logs
+from finsent.pg import ensure_partitions
 from finsent.settings import Settings
 from models.runtime import Scorer
 from stream import metrics
-from stream.detector import DetectorConfig, KeyState, SpikeDetector
+from stream.detector import Decision, DetectorConfig, KeyState, SpikeDetector
 from stream.pipeline import BatchScorer, Incoming
 from stream.records import AlertRecord, Scored
 from stream.sink import PostgresSink
@@ -41,12 +44,13 @@ def incoming(event) -> Incoming:
     return Incoming(m.value, m.key, m.topic, m.partition, m.offset)
 
 
-def alert_record(d) -> AlertRecord:
-    key_type, key = d.key.split(":", 1)
-    return AlertRecord(state="open" if d.action == "open" else "resolved", key_type=key_type, key=key,
-                       window_start=utc(d.window_start).isoformat(), window_end=utc(d.window_end).isoformat(), n=d.n,
-                       negatives=d.negatives, baseline_rate=d.baseline_rate, baseline_n=d.baseline_n, z=d.z,
-                       p_value=d.p_value, severity=d.severity, sample_event_ids=list(d.sample_event_ids))
+def alert_record(d: Decision) -> AlertRecord:
+    """The wire form of a detector decision: same evidence, UTC ISO times, split key."""
+    fields = asdict(d)
+    action, (key_type, key) = fields.pop("action"), fields.pop("key").split(":", 1)
+    fields.update(window_start=utc(d.window_start).isoformat(), window_end=utc(d.window_end).isoformat(),
+                  sample_event_ids=list(d.sample_event_ids))
+    return AlertRecord(state="open" if action == "open" else "resolved", key_type=key_type, key=key, **fields)
 
 
 def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
@@ -100,6 +104,14 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
                 metrics.ALERTS.labels(d.action).inc()
                 await alerts.send(key=key, value=alert_record(d))
                 log.info("alert", action=d.action, key=key, n=d.n, negatives=d.negatives, z=d.z)
+
+    @app.timer(interval=3600.0)
+    async def partitions_ahead():
+        """Daily scored_event partitions a week ahead (the migration made the first ones)."""
+        try:
+            await sink.retrying("partitions", ensure_partitions)
+        except asyncpg.PostgresError as exc:  # e.g. another worker created the same one just now
+            log.warning("partition upkeep failed", error=str(exc)[:200])
 
     @app.timer(interval=5.0)
     async def consumer_lag():

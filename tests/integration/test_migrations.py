@@ -35,3 +35,29 @@ def test_upgrade_downgrade_upgrade(postgres):
     assert set(tables(dsn)) == {"alembic_version"}
     migrate(url)
     assert tables(dsn)["scored_event"] == "p"
+
+
+def test_partition_upkeep_creates_days_ahead_idempotently(postgres):
+    import asyncio
+
+    import asyncpg
+
+    from finsent.pg import ensure_partitions
+
+    db = f"m_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {db}")
+    url = postgres.url.replace("/postgres?", f"/{db}?")
+    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+    migrate(url)
+
+    async def upkeep():
+        conn = await asyncpg.connect(dsn)
+        try:
+            await ensure_partitions(conn, days_ahead=12)
+            await ensure_partitions(conn, days_ahead=12)
+        finally:
+            await conn.close()
+
+    asyncio.run(upkeep())
+    assert sum(name.startswith("scored_event_2") for name in tables(dsn)) == 14  # yesterday .. 12 days ahead
