@@ -16,13 +16,18 @@ def tables(dsn):
             "SELECT relname, relkind FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r','p')")}
 
 
-def test_upgrade_downgrade_upgrade(postgres):
+def migrated_db(postgres) -> tuple[str, str]:
+    """A new database at head: (async URL, libpq DSN)."""
     db = f"m_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(postgres.dsn, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {db}")
     url = postgres.url.replace("/postgres?", f"/{db}?")
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     migrate(url)
+    return url, url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+def test_upgrade_downgrade_upgrade(postgres):
+    url, dsn = migrated_db(postgres)
     t = tables(dsn)
     assert t["scored_event"] == "p" and {"alert", "api_key", "subscription", "scored_event_default"} <= set(t)
     assert sum(name.startswith("scored_event_2") for name in t) == 9  # yesterday .. a week ahead
@@ -44,12 +49,7 @@ def test_partition_upkeep_creates_days_ahead_idempotently(postgres):
 
     from finsent.pg import ensure_partitions
 
-    db = f"m_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres.dsn, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {db}")
-    url = postgres.url.replace("/postgres?", f"/{db}?")
-    dsn = url.replace("postgresql+asyncpg://", "postgresql://")
-    migrate(url)
+    _, dsn = migrated_db(postgres)
 
     async def upkeep():
         conn = await asyncpg.connect(dsn)
