@@ -69,8 +69,9 @@ start() {
   if [ ! -f "$dir/data/meta.properties" ]; then
     local cid
     cid=$(python3 -c "import uuid,base64; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('='))")
+    # --cluster-id=ID, not "-t ID": an id may begin with '-' and would be read as an option
     # shellcheck disable=SC2046
-    java $(jvm_opts "$dir") -cp "$LIB/*" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" \
+    java $(jvm_opts "$dir") -cp "$LIB/*" kafka.tools.StorageTool format --cluster-id="$cid" -c "$dir/server.properties" \
       > "$dir/format.log" 2>&1 || { cat "$dir/format.log"; exit 1; }
   fi
   # shellcheck disable=SC2046
