@@ -48,13 +48,15 @@ class Postgres:
         stops it when the last handle of the process goes away."""
         from pgserver._commands import pg_ctl
 
-        if self.server is not None and (self.dir / "postmaster.pid").exists():
-            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
-        if self.server is not None:  # forget pgserver's cached handle so start() really starts it
-            import atexit
+        import atexit
 
-            atexit.unregister(self.server._cleanup)
-            type(self.server)._instances.pop(self.server.pgdata, None)
+        if self.server is None:
+            return
+        if (self.dir / "postmaster.pid").exists():
+            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+        # forget pgserver's cached handle so that start() really starts the server again
+        atexit.unregister(self.server._cleanup)
+        type(self.server)._instances.pop(self.server.pgdata, None)
         self.server = None
 
     @property
@@ -86,6 +88,7 @@ class WorkerProcess:
     def kill9(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+        self.log.close()
 
     def stop(self, timeout: float = 15.0) -> None:
         if not self.alive():
@@ -96,6 +99,7 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        self.log.close()
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):

@@ -12,6 +12,7 @@ objects (stream.pipeline.BatchScorer, stream.detector.SpikeDetector, stream.sink
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import asdict
 from datetime import datetime
 
@@ -68,14 +69,11 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     state = app.Table("detector-state", default=dict, partitions=settings.partitions)
     sink = PostgresSink(settings.asyncpg_dsn)
     detector = SpikeDetector(detector_config(settings))
-    holder: dict[str, BatchScorer] = {}
-
-    def batch_scorer() -> BatchScorer:  # the model loads in the worker, not at import
-        if "b" not in holder:
-            s = scorer or Scorer.from_artifact(settings.model_dir, settings.backend, settings.precision,
-                                               max_batch=64, threads=settings.ort_threads)
-            holder["b"] = BatchScorer(s, settings.max_text_chars, settings.dedup_window)
-        return holder["b"]
+    @functools.cache
+    def batch_scorer() -> BatchScorer:  # the model loads in the worker on first use, not at import
+        s = scorer or Scorer.from_artifact(settings.model_dir, settings.backend, settings.precision,
+                                           max_batch=64, threads=settings.ort_threads)
+        return BatchScorer(s, settings.max_text_chars, settings.dedup_window)
 
     @app.agent(inputs)
     async def score(stream):

@@ -44,8 +44,8 @@ async def produce(bootstrap: str, events: Iterable[dict | bytes], news: str, soc
                 try:
                     obj = orjson.loads(ev)
                     key, topic = str(obj.get("id", "")).encode(), topic_for(obj, news, social)
-                except Exception:  # a bad line still goes out: the worker dead-letters it with the reason
-                    pass
+                except (orjson.JSONDecodeError, AttributeError):  # not JSON / not an object: sent as is,
+                    pass  # and the worker dead-letters it with the reason
             else:
                 value, key, topic = orjson.dumps(ev), str(ev.get("id", "")).encode(), topic_for(ev, news, social)
             await producer.send(topic, value, key=key)
