@@ -30,9 +30,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from finsent.pg import migrate  # noqa: E402
+from core.pg import migrate  # noqa: E402
 from finsent.services import Kafka, Postgres, WorkerProcess, wait_for, worker_env  # noqa: E402
-from finsent.settings import Settings  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from models.runtime import Scorer  # noqa: E402
 from stream.feed import produce  # noqa: E402
 from stream.simulate import Surge, feed  # noqa: E402

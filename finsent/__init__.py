@@ -1,3 +1,3 @@
-"""finsent's small shared package: settings, logging, record schemas, database tables and
-the `finsent` command line. Imported by stream/, api/ and the scripts; imports none of them
-at module level."""
+"""finsent's entry points: the `finsent` command line, the embedded demo and the starters of
+real services (Kafka, PostgreSQL, worker and API processes) for tests and the demo. The top
+floor: it imports core/, models/, stream/, api/ and dashboards/; nothing imports it."""

@@ -131,7 +131,7 @@ def predict(
 
 
 def _settings():
-    from finsent.settings import get_settings
+    from core.settings import get_settings
 
     return get_settings()
 
@@ -148,7 +148,7 @@ def worker(loglevel: str = "WARNING") -> None:
 @app.command()
 def migrate(revision: str = "head") -> None:
     """Apply the database migrations (Alembic) to DATABASE_URL."""
-    from finsent.pg import migrate as run
+    from core.pg import migrate as run
 
     run(_settings().database_url, revision)
     console.print(f"database at {revision}")

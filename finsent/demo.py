@@ -18,9 +18,9 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from finsent.pg import migrate
+from core.pg import migrate
 from finsent.services import Kafka, Postgres, WorkerProcess, wait_for, worker_env
-from finsent.settings import Settings
+from core.settings import Settings
 from stream.feed import produce
 from stream.simulate import Surge, feed
 from stream.topics import ensure_topics

@@ -38,9 +38,12 @@ class Postgres:
         self.dir, self.database, self.server = Path(directory), database, None
 
     def start(self) -> Postgres:
-        from finsent.pg import embedded
+        import pgserver
 
-        self.server, self.url = embedded(self.dir, self.database)
+        self.server = pgserver.get_server(str(self.dir), cleanup_mode=None)
+        if "1 row" not in self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';"):
+            self.server.psql(f"CREATE DATABASE {self.database};")
+        self.url = f"postgresql+asyncpg://postgres@/{self.database}?host={self.server.pgdata}"
         return self
 
     def stop(self) -> None:

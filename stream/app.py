@@ -20,9 +20,9 @@ import asyncpg
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from finsent import logs
-from finsent.pg import ensure_partitions
-from finsent.settings import Settings
+from core import logs
+from core.pg import ensure_partitions
+from core.settings import Settings
 from models.runtime import Scorer
 from stream import metrics
 from stream.detector import Decision, DetectorConfig, KeyState, SpikeDetector

@@ -1,20 +1,30 @@
-"""Prometheus metrics of the stream worker (served at /metrics by the worker's web server)."""
+"""Prometheus metrics of the stream worker (served at /metrics by the worker's web server).
+The dashboards (dashboards/) and their tests read these names: rename with care."""
 
 from prometheus_client import Counter, Gauge, Histogram
 
 CONSUMED = Counter("finsent_consumed_total", "Messages read from input topics", ["topic"])
-SCORED = Counter("finsent_scored_total", "Events scored and written to Postgres")
+SCORED = Counter("finsent_scored_total", "Events scored and written to Postgres (new rows)")
 DEADLETTERED = Counter("finsent_deadlettered_total", "Messages sent to the dead-letter topic", ["reason"])
-DUPLICATES = Counter("finsent_duplicates_total", "Messages dropped as recently seen ids")
-BATCH_SIZE = Histogram("finsent_batch_size", "Events per scoring batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+DUPLICATES = Counter("finsent_duplicates_total", "Scored events already in Postgres (redelivery absorbed)")
+BATCH_SIZE = Histogram("finsent_batch_size", "Events per scoring batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
 MODEL_LATENCY = Histogram("finsent_model_latency_seconds", "Runtime call per batch",
                           buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
 WRITE_LATENCY = Histogram("finsent_write_latency_seconds", "Postgres write per batch (incl. retries)",
                           buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-DB_RETRIES = Counter("finsent_db_retries_total", "Postgres writes retried after a connection failure")
+E2E_LATENCY = Histogram("finsent_e2e_latency_seconds", "Kafka append time to committed row",
+                        buckets=(.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300))
+DB_RETRIES = Counter("finsent_db_retries_total", "Postgres writes retried after a failure", ["kind"])
 DB_UP = Gauge("finsent_db_up", "1 when the last Postgres write succeeded")
-ALERTS = Counter("finsent_alerts_total", "Alerts opened or resolved", ["action"])
+HALTED = Gauge("finsent_halted", "1 while the worker holds a batch it cannot store (see /health)")
+BATCH_FAILURES = Counter("finsent_batch_failures_total", "Batch attempts that failed, by stage", ["stage"])
+ALERTS = Counter("finsent_alerts_total", "Alert events written", ["action"])  # opened | escalated | resolved
+LATE = Counter("finsent_late_events_total", "Events behind the watermark beyond the allowed lateness",
+               ["key_type"])
+WATERMARK_LAG = Gauge("finsent_watermark_lag_seconds", "Wall clock minus the detector's event-time watermark")
 LAG = Gauge("finsent_consumer_lag", "High watermark minus committed offset", ["topic", "partition"])
+OUTBOX_PENDING = Gauge("finsent_outbox_pending", "Count records written but not yet published")
+PARTITION_UPKEEP_ERRORS = Counter("finsent_partition_upkeep_errors_total", "Daily partition upkeep failures")
 
 
 def reason_kind(reason: str) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import asyncpg
 
-from finsent import logs
+from core import logs
 from stream import metrics
 from stream.detector import Decision
 

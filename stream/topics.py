@@ -7,7 +7,7 @@ import asyncio
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 
-from finsent.settings import Settings
+from core.settings import Settings
 
 
 async def ensure_topics(settings: Settings, wait_s: float = 60.0) -> list[str]:

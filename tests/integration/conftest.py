@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from finsent.pg import migrate
+from core.pg import migrate
 from finsent.services import Kafka, Postgres, WorkerProcess, wait_for, worker_env
-from finsent.settings import Settings
+from core.settings import Settings
 from stream.feed import produce
 from stream.topics import ensure_topics
 

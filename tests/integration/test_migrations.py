@@ -5,7 +5,7 @@ import uuid
 import psycopg
 import pytest
 
-from finsent.pg import downgrade, migrate
+from core.pg import downgrade, migrate
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,7 @@ def test_partition_upkeep_creates_days_ahead_idempotently(postgres):
 
     import asyncpg
 
-    from finsent.pg import ensure_partitions
+    from core.pg import ensure_partitions
 
     _, dsn = migrated_db(postgres)
 

@@ -1,7 +1,9 @@
 """Database tables (SQLAlchemy 2) shared by the worker, the API and the dashboards' tests.
+The schema itself is made by the frozen Alembic revisions in core/migrations/versions; these
+classes describe it for queries (a test checks that the two agree).
 
-`scored_event` is range-partitioned by `published_at` (daily partitions created ahead by
-`ensure_partitions`, plus a default partition so an out-of-range timestamp is never lost).
+`scored_event` is range-partitioned by `published_at` (daily UTC partitions created ahead by
+`core.pg.ensure_partitions`, plus a default partition so an out-of-range timestamp is never lost).
 A partitioned table's primary key must contain the partition key, so the key is
 (source, id, published_at): a replayed message carries the same three values and is absorbed
 by ON CONFLICT DO NOTHING.
@@ -11,9 +13,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import (ARRAY, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
+from sqlalchemy import (ARRAY, LargeBinary, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
                         Text, UniqueConstraint, func)
 from sqlalchemy import text as sql
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -76,6 +79,54 @@ class Alert(Base):
     state: Mapped[str] = mapped_column(String(8), server_default="open")  # open | resolved
     opened_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
     resolved_at: Mapped[datetime | None] = mapped_column(TS)
+    revision: Mapped[int] = mapped_column(Integer, server_default=sql("0"))  # bumped by every escalation
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class AlertEvent(Base):
+    """Every change of an alert (opened, escalated, resolved), in the order the worker wrote
+    them: the id is the SSE event id, an insert NOTIFYs channel `finsent_alert_event` with it.
+    Unique per (alert, event, revision): a replayed decision writes nothing new."""
+
+    __tablename__ = "alert_event"
+    __table_args__ = (UniqueConstraint("alert_id", "event", "revision", name="uq_alert_event_alert_event_revision"),
+                      Index("ix_alert_event_at", "at"))
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alert.id", ondelete="CASCADE"))
+    event: Mapped[str] = mapped_column(String(16))  # opened | escalated | resolved
+    revision: Mapped[int] = mapped_column(Integer)
+    key_type: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(8))
+    at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    payload: Mapped[dict] = mapped_column(JSONB)  # the finsent.alerts record, as published
+
+
+class EventRollup(Base):
+    """Per-minute counts per aggregation key (topic, ticker, source), maintained by the worker in
+    the same transaction as the rows it really inserted, so a replayed batch counts once."""
+
+    __tablename__ = "event_rollup_minute"
+    __table_args__ = (Index("ix_event_rollup_minute_type_minute", "key_type", "minute"),)
+    key_type: Mapped[str] = mapped_column(String(8), primary_key=True)  # topic | ticker | source
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    n: Mapped[int] = mapped_column(Integer)
+    negatives: Mapped[int] = mapped_column(Integer)
+    neutrals: Mapped[int] = mapped_column(Integer)
+    positives: Mapped[int] = mapped_column(Integer)
+    score_sum: Mapped[float] = mapped_column(Float)
+
+
+class DetectorOutbox(Base):
+    """Count records for the detector, written with the rows they count and deleted once
+    published to finsent.scored; rows left behind by a crash are published again (the id is
+    the batch id the detector deduplicates on)."""
+
+    __tablename__ = "detector_outbox"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ApiKey(Base):
@@ -98,13 +149,3 @@ class Subscription(Base):
     tickers: Mapped[list[str]] = mapped_column(ARRAY(String(16)), server_default="{}")
     min_severity: Mapped[str] = mapped_column(String(8), server_default="low")
     created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
-
-
-def partition_ddl(day: date) -> str:
-    """DDL for one daily partition of scored_event (idempotent)."""
-    nxt = day + timedelta(days=1)
-    return (f"CREATE TABLE IF NOT EXISTS scored_event_{day:%Y%m%d} PARTITION OF scored_event "
-            f"FOR VALUES FROM ('{day.isoformat()}') TO ('{nxt.isoformat()}')")
-
-
-DEFAULT_PARTITION_DDL = "CREATE TABLE IF NOT EXISTS scored_event_default PARTITION OF scored_event DEFAULT"

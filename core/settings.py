@@ -1,0 +1,99 @@
+"""One Settings object shared by the worker and the API, read once from the environment
+(prefix FINSENT_, plus DATABASE_URL) or .env; inner parts get explicit values from it (Faust is
+passed its broker, never reads the environment itself). Every field is documented in README.md
+and checked against docker-compose.yml by a test."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "artifacts" / "finsent-minilm-v1"
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FINSENT_", env_file=".env", extra="ignore", frozen=True)
+
+    # services
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    database_url: str = Field("postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/finsent",
+                              validation_alias="DATABASE_URL")
+    # topics
+    topic_news: str = "finsent.news"
+    topic_social: str = "finsent.social"
+    topic_scored: str = "finsent.scored"
+    topic_alerts: str = "finsent.alerts"
+    topic_deadletter: str = "finsent.deadletter"
+    partitions: int = Field(4, ge=1, le=1024)
+    consumer_group: str = "finsent-worker"
+    # scoring
+    model_dir: Path = DEFAULT_MODEL_DIR
+    backend: Literal["onnx", "torch", "tensorrt"] = "onnx"
+    precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
+    device: str = "cpu"  # cpu | cuda | cuda:N (torch and tensorrt backends; onnx uses CUDA EP when given)
+    ort_threads: int = Field(1, ge=0)  # ONNX Runtime intra-op threads in the worker; 0 = all cores
+    max_batch: int = Field(128, ge=1, le=4096)
+    max_wait_s: float = Field(0.25, gt=0, le=10)
+    max_text_chars: int = Field(20_000, ge=1)
+    max_future_skew_s: float = Field(300.0, ge=0)  # published_at further ahead of receive time → dead letter
+    # detection (see stream/detector.py)
+    slice_s: int = Field(10, ge=1)  # event-time resolution of the detector's counts
+    window_s: int = Field(120, ge=1)  # sliding span a surge is counted over (a multiple of slice_s)
+    lateness_s: float = Field(30.0, ge=0)  # out-of-orderness allowed within one input partition
+    idle_partition_s: float = Field(5.0, gt=0)  # a caught-up partition silent this long stops holding the watermark
+    pause_s: float = Field(900.0, gt=0)  # a watermark jump this large is a pause of the feed, not learned as calm
+    detector_min_count: int = Field(8, ge=1)
+    detector_p: float = Field(1e-6, gt=0, lt=1)  # Poisson tail probability that opens an alert
+    detector_warmup_s: float = Field(600.0, ge=0)  # before this much history a key is tested against the prior
+    detector_cooldown_s: float = Field(600.0, ge=0)
+    # worker web (health + metrics)
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    # API (api/): bind address, auth, webhooks
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_reads_open: bool = True  # False: every read needs an API key with the `read` scope
+    api_cors_origins: list[str] = []
+    webhook_allow_private: bool = False  # allow loopback/private/link-local targets (tests, demo)
+    webhook_allow_http: bool = False  # allow plain http:// targets (tests, demo)
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+    webhook_max_failures: int = Field(10, ge=1)  # consecutive failures that disable a subscription
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, v: str) -> str:
+        return v.replace("postgresql://", "postgresql+asyncpg://", 1) if v.startswith("postgresql://") else v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not DEVICE.match(v):
+            raise ValueError("device must be cpu, cuda or cuda:N")
+        return v
+
+    @field_validator("window_s")
+    @classmethod
+    def _window(cls, v: int, info) -> int:
+        slice_s = info.data.get("slice_s", 10)
+        if v % slice_s:
+            raise ValueError(f"window_s ({v}) must be a multiple of slice_s ({slice_s})")
+        return v
+
+    @property
+    def input_topics(self) -> tuple[str, str]:
+        return (self.topic_news, self.topic_social)
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
