@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,44 @@ def real_texts() -> list[str]:
     from stream.simulate import synthetic_texts
 
     return SAMPLE_TEXTS + sorted(set(synthetic_texts(3000, seed=11)))
+
+
+# Real services, one of each per session, shared by every test folder (stream, api, dashboards).
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory):
+    from finsent.services import Kafka
+
+    k = Kafka(tmp_path_factory.mktemp("kafka")).start()
+    yield k
+    k.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    from finsent.services import Postgres
+
+    # Not under pytest's tmp dir: that is 0700 and root's, and when run as root pgserver runs
+    # PostgreSQL (and pg_ctl) as its own system user, which must reach the data directory.
+    base = Path(tempfile.mkdtemp(prefix="finsent-pg-"))
+    base.chmod(0o755)
+    pg = Postgres(base / "data", database="postgres").start()
+    yield pg
+    pg.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def migrated_db(postgres):
+    """A fresh database at head: returns its async SQLAlchemy URL (libpq DSN: core.pg.libpq_dsn)."""
+    import uuid
+
+    import psycopg
+
+    from core.pg import migrate
+
+    db = f"t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres.dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {db}")
+    url = postgres.url.replace("/postgres?", f"/{db}?")
+    migrate(url)
+    return url

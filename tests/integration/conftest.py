@@ -5,8 +5,6 @@ and a worker process."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -21,25 +19,6 @@ from stream.feed import produce
 from stream.topics import ensure_topics
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def kafka(tmp_path_factory):
-    k = Kafka(tmp_path_factory.mktemp("kafka")).start()
-    yield k
-    k.stop()
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    # Not under pytest's tmp dir: that is 0700 and root's, and when run as root pgserver runs
-    # PostgreSQL (and pg_ctl) as its own system user, which must reach the data directory.
-    base = Path(tempfile.mkdtemp(prefix="finsent-pg-"))
-    base.chmod(0o755)
-    pg = Postgres(base / "data", database="postgres").start()
-    yield pg
-    pg.stop()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 class Stack:
