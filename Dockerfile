@@ -1,12 +1,23 @@
-# The finsent worker image (ONNX Runtime on CPU; no torch). Built by docker-compose.yml.
+# One image for the finsent Python services (migrate, worker, api, simulate), built by
+# docker-compose.yml. Default extras run ONNX Runtime on CPU (no torch); the GPU override builds
+# it with --build-arg EXTRAS=stream,api,dashboards,train for the torch CUDA backend (PyPI torch wheels
+# carry their CUDA libraries; the driver comes from the NVIDIA container runtime).
+# No secret is baked in: DATABASE_URL and the rest arrive as environment variables.
 FROM python:3.11-slim
+ARG EXTRAS=stream,api,dashboards
+ENV PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY core core
 COPY finsent finsent
 COPY models models
 COPY stream stream
+COPY api api
+COPY dashboards dashboards
 COPY scripts scripts
-RUN pip install --no-cache-dir ".[stream]"
-ENV HF_HUB_OFFLINE=1 FINSENT_WEB_HOST=0.0.0.0
-EXPOSE 6066
+RUN pip install ".[${EXTRAS}]" \
+    && useradd --system --uid 10001 --no-create-home --home-dir /app finsent \
+    && chown finsent /app  # Faust keeps its data dir in the working directory
+USER finsent
+EXPOSE 6066 8000
 CMD ["finsent", "worker"]

@@ -130,16 +130,22 @@ class DetectorOutbox(Base):
 
 
 class ApiKey(Base):
+    """Only the sha256 of a key is stored; `prefix` (its first characters) lets a person tell keys apart."""
+
     __tablename__ = "api_key"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(128))
     key_hash: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
     revoked: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
+    prefix: Mapped[str] = mapped_column(String(16), server_default="")
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(16)), server_default="{read}")  # read|subscribe|feedback|admin
+    revoked_at: Mapped[datetime | None] = mapped_column(TS)
 
 
 class Subscription(Base):
     __tablename__ = "subscription"
+    __table_args__ = (Index("ix_subscription_api_key_id", "api_key_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     api_key_id: Mapped[int] = mapped_column(ForeignKey("api_key.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))  # webhook | stream
@@ -148,4 +154,65 @@ class Subscription(Base):
     topics: Mapped[list[str]] = mapped_column(ARRAY(String(64)), server_default="{}")
     tickers: Mapped[list[str]] = mapped_column(ARRAY(String(16)), server_default="{}")
     min_severity: Mapped[str] = mapped_column(String(8), server_default="low")
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    name: Mapped[str] = mapped_column(String(128), server_default="")
+    key_types: Mapped[list[str]] = mapped_column(ARRAY(String(8)), server_default="{topic,ticker}")
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=sql("true"))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=sql("0"))
+    start_event_id: Mapped[int] = mapped_column(BigInteger, server_default=sql("0"))  # older alert events are not delivered
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class Delivery(Base):
+    """One webhook delivery of an alert event to a subscription. The unique pair is the claim:
+    whichever API process inserts it first owns the fan-out; sending is leased by `locked_until`."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (UniqueConstraint("alert_event_id", "subscription_id"),
+                      Index("ix_delivery_due", "next_attempt_at", postgresql_where=sql("state = 'pending'")),
+                      Index("ix_delivery_subscription_id", "subscription_id", "id"))
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    alert_event_id: Mapped[int] = mapped_column(ForeignKey("alert_event.id", ondelete="CASCADE"))
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscription.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), server_default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, server_default=sql("0"))
+    next_attempt_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    locked_until: Mapped[datetime | None] = mapped_column(TS)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    delivered_at: Mapped[datetime | None] = mapped_column(TS)
+
+
+class DeliveryAttempt(Base):
+    """The delivery log: one row per HTTP attempt."""
+
+    __tablename__ = "delivery_attempt"
+    __table_args__ = (Index("ix_delivery_attempt_subscription_id", "subscription_id", "id"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("delivery.id", ondelete="CASCADE"))
+    subscription_id: Mapped[int] = mapped_column(Integer)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | retry | failed | disabled
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[float] = mapped_column(Float)
+
+
+class Feedback(Base):
+    """An analyst's correction of one scored event (no foreign key: scored_event is partitioned)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_event", "source", "event_id"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(256))
+    published_at: Mapped[datetime] = mapped_column(TS)
+    topic: Mapped[str | None] = mapped_column(String(64))
+    sentiment: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id", ondelete="SET NULL"))
+    created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())

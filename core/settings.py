@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     webhook_allow_http: bool = False  # allow plain http:// targets (tests, demo)
     webhook_timeout_s: float = Field(5.0, gt=0, le=60)
     webhook_max_failures: int = Field(10, ge=1)  # consecutive failures that disable a subscription
+    webhook_retry_base_s: float = Field(2.0, gt=0)  # first retry delay; doubles per attempt, with jitter
+    webhook_retry_max_s: float = Field(600.0, gt=0)  # cap of one retry delay
+    sse_keepalive_s: float = Field(15.0, gt=0, le=300)  # comment line sent on an idle live stream
 
     @field_validator("database_url")
     @classmethod

@@ -4,7 +4,8 @@
     finsent evaluate --model models/artifacts/finsent-minilm-v1
     finsent export --model DIR [--no-int8] [--tensorrt]
     finsent predict --input FILE [--text-column text] --output OUT.jsonl
-    finsent migrate | worker | replay FILE --rate N | simulate [--surge-ticker ACME] | demo
+    finsent migrate | worker | api | replay FILE --rate N | simulate [--surge-ticker ACME] | demo
+    finsent apikey create|list|revoke      finsent dashboards build|push --url URL --token TOKEN
 """
 
 from __future__ import annotations
@@ -209,6 +210,25 @@ def demo(
     from finsent.demo import run_demo
 
     run_demo(data_dir, seconds, rate)
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API (uvicorn): history, aggregates, alerts, subscriptions, live stream, /metrics."""
+    from api.cli import serve
+
+    serve(_settings())
+
+
+def _mount_subcommands() -> None:
+    from api.cli import apikey_app
+    from dashboards.cli import dashboards_app
+
+    app.add_typer(apikey_app, name="apikey")
+    app.add_typer(dashboards_app, name="dashboards", help="Build the Grafana dashboards or push them to a Grafana.")
+
+
+_mount_subcommands()
 
 
 def main() -> None:

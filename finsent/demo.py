@@ -26,6 +26,8 @@ from stream.simulate import Surge, feed
 from stream.topics import ensure_topics
 
 console = Console(width=None if sys.stdout.isatty() else 120)
+# A one-minute feed: 2 s slices, 20 s windows, 20 s of warm-up (production: 10 s, 120 s, 10 min).
+DEMO_DETECTOR = {"slice_s": 2, "window_s": 20, "detector_warmup_s": 20, "lateness_s": 5}
 BAD = [b"not json at all", b'{"id": "x1", "source": "wire-a"}', b'{"id": "x2", "source": "wire-a", "text": 5}',
        b'{"id": "x3", "source": "wire-a", "text": "\xff\xfe", "published_at": "2026-01-01T00:00:00Z"}']
 
@@ -38,10 +40,10 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool | None = No
             kafka.start()
             pg.start()
             migrate(pg.url)
-            settings = Settings(kafka_bootstrap=kafka.bootstrap, DATABASE_URL=pg.url, window_s=5, web_port=web_port)
+            settings = Settings(kafka_bootstrap=kafka.bootstrap, DATABASE_URL=pg.url, web_port=web_port, **DEMO_DETECTOR)
             asyncio.run(ensure_topics(settings))
         console.print(f"Kafka {kafka.bootstrap}   PostgreSQL {pg.dsn}")
-        worker = WorkerProcess(worker_env(kafka.bootstrap, pg.url, window_s=5, web_port=web_port),
+        worker = WorkerProcess(worker_env(kafka.bootstrap, pg.url, web_port=web_port, **DEMO_DETECTOR),
                                data_dir / "worker.log").start()
         conn = psycopg.connect(pg.dsn, autocommit=True)
         before = conn.execute("SELECT count(*) FROM scored_event").fetchone()[0]

@@ -1,60 +1,66 @@
 """The Faust app: `finsent worker` runs it. Agents stay a few lines; the work is in plain
-objects (stream.pipeline.BatchScorer, stream.detector.SpikeDetector, stream.sink.PostgresSink).
+objects (stream.pipeline.BatchProcessor, stream.detection.Detection, stream.sink.PostgresSink).
 
-  score:  input bytes → validate (bad → finsent.deadletter with reason headers) → take_events
-          batch → one runtime call (in a thread) → Postgres (idempotent, retried) → finsent.scored.
-          take_events acks a batch only after the loop body returns, i.e. after the write:
-          offsets never move past a row that is not in Postgres.
-  detect: finsent.scored (keyed by aggregation key) → detector state in a changelog-backed
-          table → alerts to Postgres and finsent.alerts.
+  score:  input bytes → noack_take batch → BatchProcessor.process (validate, score, store rows +
+          rollups + count records in one transaction, dead-letter what cannot be stored) →
+          ack. Events are acked only after process returns, so offsets never pass an item
+          that is neither in Postgres nor in the dead-letter topic; then the partitions'
+          event-time marks go to every partition of finsent.scored.
+  detect: finsent.scored (counts keyed by aggregation key, plus marks) → Detection → alerts to
+          Postgres (alert, alert_event) and finsent.alerts.
+
+The model is loaded and checked before the worker starts consuming (run_worker).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-from dataclasses import asdict
-from datetime import datetime
+import sys
+import time
 
-import asyncpg
 import faust
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core import logs
-from core.pg import ensure_partitions
 from core.settings import Settings
 from models.runtime import Scorer
 from stream import metrics
-from stream.detector import Decision, DetectorConfig, KeyState, SpikeDetector
-from stream.pipeline import BatchScorer, Incoming
-from stream.records import AlertRecord, Scored
+from stream.detection import Detection
+from stream.detector import DetectorConfig, SpikeDetector
+from stream.pipeline import BatchProcessor, Dead, Incoming
 from stream.sink import PostgresSink
-from stream.sink import ts as utc
+from stream.watermark import PartitionClock
 
 log = logs.get("finsent.worker")
+MARKS_KEY = b"~marks"
 
 
 def detector_config(s: Settings) -> DetectorConfig:
-    return DetectorConfig(window_s=s.window_s, min_count=s.detector_min_count, p_threshold=s.detector_p,
-                          warmup_windows=s.detector_warmup_windows, cooldown_windows=s.detector_cooldown_windows,
-                          lateness_windows=s.detector_lateness_windows)
+    return DetectorConfig(slice_s=s.slice_s, window_s=s.window_s, min_count=s.detector_min_count,
+                          p_threshold=s.detector_p, warmup_s=s.detector_warmup_s, cooldown_s=s.detector_cooldown_s,
+                          pause_s=s.pause_s)
 
 
 def incoming(event) -> Incoming:
     m = event.message
-    return Incoming(m.value, m.key, m.topic, m.partition, m.offset)
+    return Incoming(m.value, m.key, m.topic, m.partition, m.offset, (m.timestamp or 0) / 1000 or None)
 
 
-def alert_record(d: Decision) -> AlertRecord:
-    """The wire form of a detector decision: same evidence, UTC ISO times, split key."""
-    fields = asdict(d)
-    action, (key_type, key) = fields.pop("action"), fields.pop("key").split(":", 1)
-    fields.update(window_start=utc(d.window_start).isoformat(), window_end=utc(d.window_end).isoformat(),
-                  sample_event_ids=list(d.sample_event_ids))
-    return AlertRecord(state="open" if action == "open" else "resolved", key_type=key_type, key=key, **fields)
+class FaustPublisher:
+    def __init__(self, deadletter, scored):
+        self.deadletter, self.scored = deadletter, scored
+
+    async def dead(self, dead: list[Dead]) -> None:
+        for d in dead:
+            await self.deadletter.send(key=d.item.key, value=d.item.value, headers=d.headers())
+
+    async def counts(self, records: list[tuple[str, bytes]]) -> None:
+        for key, value in records:
+            await self.scored.send(key=key.encode(), value=value)
 
 
-def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
+def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[str]) -> faust.App:
     app = faust.App(
         settings.consumer_group, broker=f"kafka://{settings.kafka_bootstrap}", store="memory://",
         autodiscover=False, topic_partitions=settings.partitions, topic_replication_factor=1,
@@ -62,61 +68,79 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
         web_bind=settings.web_host, web_port=settings.web_port, web_enabled=True,
         broker_commit_interval=1.0, producer_linger=0.005,
     )
-    inputs = app.topic(*settings.input_topics, value_type=bytes, value_serializer="raw", key_serializer="raw")
-    deadletter = app.topic(settings.topic_deadletter, value_serializer="raw", key_serializer="raw")
-    scored = app.topic(settings.topic_scored, key_type=str, value_type=Scored, partitions=settings.partitions)
-    alerts = app.topic(settings.topic_alerts, key_type=str, value_type=AlertRecord)
+    raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
+    inputs = app.topic(*settings.input_topics, **raw)
+    deadletter = app.topic(settings.topic_deadletter, **raw)
+    scored = app.topic(settings.topic_scored, partitions=settings.partitions, **raw)
+    alerts = app.topic(settings.topic_alerts, **raw)
     state = app.Table("detector-state", default=dict, partitions=settings.partitions)
     sink = PostgresSink(settings.asyncpg_dsn)
-    detector = SpikeDetector(detector_config(settings))
-    @functools.cache
-    def batch_scorer() -> BatchScorer:  # the model loads in the worker on first use, not at import
-        s = scorer or Scorer.from_artifact(settings.model_dir, settings.backend, settings.precision,
-                                           max_batch=64, threads=settings.ort_threads)
-        return BatchScorer(s, settings.max_text_chars, settings.dedup_window)
+    clock = PartitionClock(settings.lateness_s, settings.idle_partition_s)
+    processor = BatchProcessor(scorer, sink, FaustPublisher(deadletter, scored), clock, slice_s=settings.slice_s,
+                               max_chars=settings.max_text_chars, max_skew_s=settings.max_future_skew_s)
+
+    async def send_alert(key: str, payload: dict) -> None:
+        await alerts.send(key=key.encode(), value=orjson.dumps(payload))
+
+    detection = Detection(SpikeDetector(detector_config(settings)), state, sink, send_alert, expected_inputs,
+                          settings.pause_s)
+
+    async def send_marks() -> None:
+        owned = {f"{tp.topic}/{tp.partition}": app.consumer.highwater(tp) for tp in app.consumer.assignment()
+                 if tp.topic in settings.input_topics}
+        marks = clock.marks({tp: hw for tp, hw in owned.items() if hw is not None})
+        if marks:
+            value = orjson.dumps({"kind": "marks", "marks": marks})
+            for q in range(settings.partitions):
+                await scored.send(key=MARKS_KEY, value=value, partition=q)
 
     @app.agent(inputs)
     async def score(stream):
-        loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.max_batch, within=settings.max_wait_s):
-            good, dead = batch_scorer().prepare([incoming(e) for e in events])
-            for d in dead:
-                metrics.DEADLETTERED.labels(metrics.reason_kind(d.reason)).inc()
-                await deadletter.send(key=d.item.key, value=d.item.value, headers=d.headers())
-            out = await loop.run_in_executor(None, batch_scorer().score, good)
-            await sink.write_events(out.rows)
-            metrics.SCORED.inc(len(out.rows))
-            for key, rec in out.records:
-                scored.send_soon(key=key, value=rec)  # buffered; flushed before offsets commit
+        async for events in stream.noack_take(settings.max_batch, within=settings.max_wait_s):
+            await processor.process([incoming(e) for e in events])
+            for e in events:
+                await stream.ack(e)
+            await send_marks()
 
     @app.agent(scored)
     async def detect(stream):
-        async for key, rec in stream.items():
-            st = KeyState.from_dict(state[key])
-            ts = datetime.fromisoformat(rec.published_at).timestamp()
-            decisions = detector.observe(st, key, ts, rec.sentiment == "negative", f"{rec.source}/{rec.id}",
-                                         tuple(rec.tickers))
-            state[key] = st.to_dict()
-            for d in decisions:
-                await sink.write_decision(d)
-                metrics.ALERTS.labels(d.action).inc()
-                await alerts.send(key=key, value=alert_record(d))
-                log.info("alert", action=d.action, key=key, n=d.n, negatives=d.negatives, z=d.z)
+        async for event in stream.events():
+            msg = orjson.loads(event.value)
+            if msg["kind"] == "marks":
+                await detection.on_marks(event.message.partition, msg["marks"])
+            else:
+                await detection.on_counts(event.message.partition, msg)
 
-    @app.timer(interval=3600.0)
-    async def partitions_ahead():
-        """Daily scored_event partitions a week ahead (the migration made the first ones)."""
-        try:
-            await sink.retrying("partitions", ensure_partitions)
-        except asyncpg.PostgresError as exc:  # e.g. another worker created the same one just now
-            log.warning("partition upkeep failed", error=str(exc)[:200])
+    @app.timer(interval=1.0)
+    async def idle_marks():
+        await send_marks()  # idle partitions stop holding the watermark back
+
+    @app.timer(interval=10.0)
+    async def outbox_relay():
+        """Count records left in the outbox by a crash between commit and publish."""
+        stale = await sink.outbox_stale(older_than_s=30.0)
+        metrics.OUTBOX_PENDING.set(len(stale))
+        for oid, payload in stale:
+            await processor.publish_outbox(oid, payload)
+
+    @app.task
+    async def partition_upkeep():
+        """Daily partitions at start and every hour after (a restarted worker never skips it)."""
+        while True:
+            try:
+                created = await sink.partition_upkeep()
+                if created:
+                    log.info("partitions created", days=[d.isoformat() for d in created])
+            except Exception as exc:  # noqa: BLE001 - counted in metrics, reported, retried next hour
+                log.error("partition upkeep failed", error=repr(exc)[:300])
+            await asyncio.sleep(3600)
 
     @app.timer(interval=5.0)
     async def consumer_lag():
         consumer = app.consumer
         for tp in consumer.assignment():
             committed = consumer._committed_offset.get(tp)  # faust keeps no public accessor for this
-            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, consumer.highwater(tp) - (committed or 0)))
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, (consumer.highwater(tp) or 0) - (committed or 0)))
 
     @app.page("/metrics")
     async def metrics_page(self, request):
@@ -125,9 +149,11 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
 
     @app.page("/health")
     async def health(self, request):
-        status = 200 if sink.up else 503
-        return self.json({"status": "ok" if sink.up else "degraded", "postgres": "up" if sink.up else sink.last_error,
-                          "assigned_partitions": len(app.consumer.assignment())}, status=status)
+        problems = {k: v for k, v in (("postgres", sink.last_error), ("model", processor.health.model_error)) if v}
+        body = {"status": "degraded" if problems else "ok", "problems": problems,
+                "assigned_partitions": len(app.consumer.assignment()), "late_events": detection.late,
+                "watermarks": detection.watermarks()}
+        return self.json(body, status=503 if problems else 200)
 
     @app.service
     class SinkLifecycle(faust.Service):
@@ -137,13 +163,37 @@ def create_app(settings: Settings, scorer: Scorer | None = None) -> faust.App:
     return app
 
 
+def load_scorer(settings: Settings) -> Scorer:
+    """Load and check the model before consuming: a bad MODEL_DIR or BACKEND stops the worker
+    at start with the reason, instead of swallowing the stream."""
+    scorer = Scorer.from_artifact(settings.model_dir, settings.backend, settings.precision, device=settings.device,
+                                  max_batch=64, threads=settings.ort_threads)
+    check = getattr(scorer, "check", None)
+    if check is not None:
+        check()
+    else:
+        scorer.predict(["Shares fell after the company cut its outlook."])
+    return scorer
+
+
 def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     from faust.worker import Worker
 
     from stream.topics import ensure_topics
 
     logs.configure()
-    asyncio.run(ensure_topics(settings))
-    app = create_app(settings)
+    try:
+        t0 = time.perf_counter()
+        scorer = load_scorer(settings)
+        log.info("model ready", version=scorer.version, backend=settings.backend, device=settings.device,
+                 seconds=round(time.perf_counter() - t0, 2))
+    except Exception as exc:  # noqa: BLE001 - any failure to load is fatal, with its reason
+        log.error("model failed to load; not consuming", model_dir=str(settings.model_dir), backend=settings.backend,
+                  error=f"{type(exc).__name__}: {exc}"[:500])
+        sys.exit(3)
+    partitions = asyncio.run(ensure_topics(settings))
+    expected = frozenset(f"{t}/{p}" for t in settings.input_topics for p in range(partitions[t]))
+    app = create_app(settings, scorer, expected)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
+

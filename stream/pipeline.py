@@ -1,17 +1,35 @@
-"""The scoring step as a plain object: validate → dedup → one runtime call per batch → rows
-for Postgres and records for finsent.scored. No Kafka or Postgres in here, so a test or a
-replay can drive it directly; the Faust agent only moves bytes in and out."""
+"""The scoring step as plain objects: validate → score → store → count. No Faust in here, so
+a test or a replay drives it directly; the agent only moves bytes in and acks what `process`
+returned from.
+
+`BatchProcessor.process(items)` returns only when every item is stored or dead-lettered with
+its reason. A model error on some items isolates them by bisection (they go to the dead-letter
+topic); a model that fails a known-good canary text too is broken, not the data: the batch is
+held and retried with backoff while /health reports it. Postgres failures are retried by the
+sink; rows Postgres refuses are isolated the same way. Redelivered messages are absorbed by
+the idempotent insert (counted in finsent_duplicates_total), never dead-lettered.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Protocol
 
-from models.runtime import Scorer
+import orjson
+
+from core import logs
+from models.runtime import Prediction, Scorer
 from stream import metrics
-from stream.records import Invalid, NewsEvent, Scored, aggregation_keys, decode
+from stream.records import Invalid, NewsEvent, aggregation_keys, decode
+from stream.sink import PostgresSink, Rejected
+from stream.watermark import PartitionClock
+
+log = logs.get("finsent.pipeline")
+CANARY = "Shares of the company fell sharply after it cut its full-year outlook."
 
 
 @dataclass(frozen=True)
@@ -21,6 +39,11 @@ class Incoming:
     topic: str
     partition: int
     offset: int
+    timestamp_s: float | None = None  # Kafka append time
+
+    @property
+    def tp(self) -> str:
+        return f"{self.topic}/{self.partition}"
 
 
 @dataclass(frozen=True)
@@ -34,69 +57,164 @@ class Dead:
                 "source_partition": str(i.partition).encode(), "source_offset": str(i.offset).encode()}
 
 
+class Publisher(Protocol):
+    async def dead(self, dead: list[Dead]) -> None: ...
+    async def counts(self, records: list[tuple[str, bytes]]) -> None: ...
+
+
 @dataclass
-class ScoredBatch:
-    rows: list[tuple]
-    records: list[tuple[str, Scored]]  # (kafka key, record)
+class Health:
+    """What the batch path is waiting for, if anything (served on /health)."""
+
+    model_error: str = ""
+    since: float = 0.0
+    batches_failed: dict[str, int] = field(default_factory=dict)
 
 
-class RecentIds:
-    """Bounded memory of recently seen (source, id) pairs, oldest forgotten first."""
-
-    def __init__(self, size: int):
-        self.size, self.seen = size, OrderedDict()
-
-    def check_and_add(self, key: tuple[str, str]) -> bool:
-        if key in self.seen:
-            self.seen.move_to_end(key)
-            return True
-        self.seen[key] = None
-        if len(self.seen) > self.size:
-            self.seen.popitem(last=False)
-        return False
+def row(e: NewsEvent, p: Prediction, ingested_at: datetime, scored_at: datetime) -> tuple:
+    sp = p.sentiment_probs
+    return (e.source, e.id, e.published_at, e.text, e.title, e.url, e.lang, e.all_tickers(), ingested_at,
+            scored_at, p.topic, p.topic_confidence, p.sentiment, sp["negative"], sp["neutral"], sp["positive"],
+            p.score, p.model_version, p.truncated)
 
 
-class BatchScorer:
-    def __init__(self, scorer: Scorer, max_chars: int = 20_000, dedup_size: int = 100_000):
-        self.scorer, self.max_chars, self.recent = scorer, max_chars, RecentIds(dedup_size)
+def count_records(rows: list[tuple], new: set, slice_s: int, samples: int = 5) -> list[tuple[str, dict]]:
+    """Per aggregation key, the new rows counted per event-time slice: [slice, n, k, ids, {ticker: k}]."""
+    by_key: dict[str, dict[int, list]] = {}
+    for r in rows:
+        if (r[0], r[1]) not in new:
+            continue
+        neg, sl, tickers = r[12] == "negative", int(r[2].timestamp() // slice_s), r[7]
+        for key in aggregation_keys(r[10], tickers):
+            cell = by_key.setdefault(key, {}).setdefault(sl, [sl, 0, 0, [], {}])
+            cell[1] += 1
+            if neg:
+                cell[2] += 1
+                if len(cell[3]) < samples:
+                    cell[3].append(f"{r[0]}/{r[1]}")
+                if key.startswith("topic:"):
+                    for t in tickers:
+                        cell[4][t] = cell[4].get(t, 0) + 1
+    return [(key, {"kind": "counts", "key": key, "cells": list(cells.values())}) for key, cells in by_key.items()]
 
-    def prepare(self, items: list[Incoming]) -> tuple[list[NewsEvent], list[Dead]]:
+
+class BatchProcessor:
+    def __init__(self, scorer: Scorer, sink: PostgresSink, publisher: Publisher, clock: PartitionClock, *,
+                 slice_s: int = 10, max_chars: int = 20_000, max_skew_s: float = 300.0, max_backoff_s: float = 5.0,
+                 run_blocking: Callable[..., Awaitable] | None = None):
+        self.scorer, self.sink, self.publisher, self.clock = scorer, sink, publisher, clock
+        self.slice_s, self.max_chars, self.max_skew_s, self.max_backoff_s = slice_s, max_chars, max_skew_s, max_backoff_s
+        self.run_blocking = run_blocking or (lambda f, *a: asyncio.get_running_loop().run_in_executor(None, f, *a))
+        self.health = Health()
+
+    def prepare(self, items: list[Incoming], now: float) -> tuple[list[tuple[Incoming, NewsEvent]], list[Dead]]:
         good, dead = [], []
         for item in items:
             metrics.CONSUMED.labels(item.topic).inc()
             try:
-                event = decode(item.value, self.max_chars)
+                good.append((item, decode(item.value, self.max_chars, now, self.max_skew_s)))
             except Invalid as exc:
                 dead.append(Dead(item, str(exc)))
-                continue
-            if self.recent.check_and_add((event.source, event.id)):
-                metrics.DUPLICATES.inc()
-                dead.append(Dead(item, f"duplicate id: {event.source}/{event.id} seen recently"))
-                continue
-            good.append(event)
         return good, dead
 
-    def score(self, events: list[NewsEvent], ingested_at: datetime | None = None) -> ScoredBatch:
-        """Blocking (runs the model): call it from a thread."""
-        if not events:
-            return ScoredBatch([], [])
-        ingested_at = ingested_at or datetime.now(timezone.utc)
-        t0 = time.perf_counter()
-        preds = self.scorer.predict([e.text for e in events])
-        metrics.MODEL_LATENCY.observe(time.perf_counter() - t0)
-        metrics.BATCH_SIZE.observe(len(events))
-        scored_at = datetime.now(timezone.utc)
-        out = ScoredBatch([], [])
-        for e, p in zip(events, preds):
-            tickers = e.all_tickers()
-            sp = p.sentiment_probs
-            out.rows.append((e.source, e.id, e.published_at, e.text, e.title, e.url, e.lang, tickers, ingested_at,
-                             scored_at, p.topic, p.topic_confidence, p.sentiment, sp["negative"], sp["neutral"],
-                             sp["positive"], p.score, p.model_version, p.truncated))
-            for key_type, key in aggregation_keys(p.topic, tickers):
-                agg = f"{key_type}:{key}"
-                out.records.append((agg, Scored(key_type=key_type, key=key, source=e.source, id=e.id,
-                                                published_at=e.published_at.isoformat(), topic=p.topic,
-                                                sentiment=p.sentiment, score=p.score, model_version=p.model_version,
-                                                tickers=tickers)))
-        return out
+    async def process(self, items: list[Incoming]) -> None:
+        """Store or dead-letter every item; returns only then (may wait while something is down)."""
+        good, dead = self.prepare(items, time.time())
+        ingested_at = datetime.now(timezone.utc)
+        preds, model_dead = await self._score(good)
+        dead += model_dead
+        rows = [row(e, p, ingested_at, datetime.now(timezone.utc)) for (_, e), p in zip(good, preds) if p is not None]
+        items_of = {(e.source, e.id): i for (i, e), p in zip(good, preds) if p is not None}
+        dead += await self._store(rows, items_of)
+        if dead:
+            for d in dead:
+                metrics.DEADLETTERED.labels(metrics.reason_kind(d.reason)).inc()
+            await self.publisher.dead(dead)
+        self._observe(items, good)
+
+    def _observe(self, items: list[Incoming], good: list[tuple[Incoming, NewsEvent]]) -> None:
+        times = {i.offset: e.published_at.timestamp() for i, e in good}
+        now = time.time()
+        for item in items:
+            self.clock.observe(item.tp, times.get(item.offset), item.offset)
+            if item.timestamp_s:
+                metrics.E2E_LATENCY.observe(max(0.0, now - item.timestamp_s))
+
+    # -- the model --------------------------------------------------------------------------
+    async def _score(self, good: list) -> tuple[list[Prediction | None], list[Dead]]:
+        if not good:
+            return [], []
+        metrics.BATCH_SIZE.observe(len(good))
+        delay = 0.5
+        while True:
+            try:
+                t0 = time.perf_counter()
+                preds = await self.run_blocking(self.scorer.predict, [e.text for _, e in good])
+                metrics.MODEL_LATENCY.observe(time.perf_counter() - t0)
+                self._model_ok()
+                return preds, []
+            except Exception as exc:  # noqa: BLE001 - isolated below, or the batch is held
+                metrics.BATCH_FAILURES.labels("model").inc()
+                if await self._model_works():
+                    return await self._bisect(good, exc)
+                self._model_broken(exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_s)
+
+    async def _model_works(self) -> bool:
+        try:
+            await self.run_blocking(self.scorer.predict, [CANARY])
+            return True
+        except Exception:  # noqa: BLE001 - a failing canary means the model, not the data
+            return False
+
+    async def _bisect(self, good: list, exc: Exception) -> tuple[list[Prediction | None], list[Dead]]:
+        if len(good) == 1:
+            return [None], [Dead(good[0][0], f"model error: {type(exc).__name__}: {exc}"[:500])]
+        mid = len(good) // 2
+        left, right = await self._score(good[:mid]), await self._score(good[mid:])
+        return left[0] + right[0], left[1] + right[1]
+
+    def _model_ok(self) -> None:
+        if self.health.model_error:
+            log.info("model recovered")
+            metrics.HALTED.set(0)
+        self.health.model_error = ""
+
+    def _model_broken(self, exc: Exception, delay: float) -> None:
+        if not self.health.model_error:
+            self.health.since = time.time()
+        self.health.model_error = f"{type(exc).__name__}: {exc}"[:300]
+        metrics.HALTED.set(1)
+        log.error("model failing on a known-good text; holding the batch", error=self.health.model_error,
+                  retry_in_s=delay)
+
+    # -- Postgres ---------------------------------------------------------------------------
+    async def _store(self, rows: list[tuple], items_of: dict) -> list[Dead]:
+        """Store rows (rejected rows isolated by bisection) and publish their counts."""
+        if not rows:
+            return []
+        try:
+            new, oid = await self.sink.store(rows, lambda new: self._outbox(rows, new))
+        except Rejected as exc:
+            metrics.BATCH_FAILURES.labels("postgres").inc()
+            if len(rows) == 1:
+                return [Dead(items_of[(rows[0][0], rows[0][1])], f"postgres rejected: {exc}")]
+            mid = len(rows) // 2
+            return await self._store(rows[:mid], items_of) + await self._store(rows[mid:], items_of)
+        metrics.SCORED.inc(len(new))
+        metrics.DUPLICATES.inc(len(rows) - len(new))
+        if oid is not None:
+            await self.publish_outbox(oid, self._last_payload)
+        return []
+
+    def _outbox(self, rows: list[tuple], new: set) -> bytes | None:
+        records = count_records(rows, new, self.slice_s)
+        self._last_payload = orjson.dumps(records) if records else None
+        return self._last_payload
+
+    async def publish_outbox(self, oid: int, payload: bytes) -> None:
+        """Send one outbox row's count records (tagged with its id as the batch id), then delete it."""
+        records = [(key, orjson.dumps({**rec, "batch": oid})) for key, rec in orjson.loads(payload)]
+        await self.publisher.counts(records)
+        await self.sink.outbox_done(oid)

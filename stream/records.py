@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-import faust
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -64,7 +63,9 @@ def _reason(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def decode(raw: bytes | None, max_chars: int) -> NewsEvent:
+def decode(raw: bytes | None, max_chars: int, now: float | None = None, max_skew_s: float = 300.0) -> NewsEvent:
+    """Validate one input message; `now` (epoch seconds, the receive time) bounds published_at:
+    an event dated more than `max_skew_s` ahead would hold every window of its keys open."""
     if raw is None:
         raise Invalid("empty message (tombstone)")
     try:
@@ -83,41 +84,18 @@ def decode(raw: bytes | None, max_chars: int) -> NewsEvent:
         raise Invalid("NUL character in text, id or source")
     if len(event.text) > max_chars:
         raise Invalid(f"text: {len(event.text)} characters, more than {max_chars}")
+    if now is not None and (ahead := event.published_at.timestamp() - now) > max_skew_s:
+        raise Invalid(f"published_at: {ahead:.0f} s in the future (more than {max_skew_s:.0f} s ahead of receive time)")
     return event
 
 
-class Scored(faust.Record, serializer="json"):
-    """On finsent.scored, one per aggregation key of an event (topic, and each ticker)."""
-
-    key_type: str  # topic | ticker
-    key: str
-    source: str
-    id: str
-    published_at: str
-    topic: str
-    sentiment: str
-    score: float
-    model_version: str
-    tickers: list[str] = []  # noqa: RUF012 - faust Record default
+def aggregation_keys(topic: str, tickers: list[str]) -> list[str]:
+    """The detector's keys of one event: its topic, and each of its tickers."""
+    return [f"topic:{topic}"] + [f"ticker:{t}" for t in tickers]
 
 
-class AlertRecord(faust.Record, serializer="json"):
-    """On finsent.alerts: an alert opened or resolved, with its evidence."""
-
-    state: str  # open | resolved
-    key_type: str
-    key: str
-    window_start: str
-    window_end: str
-    n: int
-    negatives: int
-    baseline_rate: float
-    baseline_n: float
-    z: float
-    p_value: float
-    severity: str
-    sample_event_ids: list[str]
-
-
-def aggregation_keys(topic: str, tickers: list[str]) -> list[tuple[str, str]]:
-    return [("topic", topic)] + [("ticker", t) for t in tickers]
+# finsent.scored carries JSON (orjson) of two kinds, both documented in README.md:
+#   {"kind": "counts", "key": "ticker:ACME", "batch": 17, "cells": [[slice, n, k, [sample ids], {ticker: k}]]}
+#     (key = Kafka key; one per aggregation key per stored batch, counting only new rows)
+#   {"kind": "marks", "marks": {"finsent.news/0": [watermark epoch s | null, idle]}}  (on every partition)
+# finsent.alerts carries the alert payload of stream.sink.alert_payload (also in alert_event.payload).

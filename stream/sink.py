@@ -1,6 +1,15 @@
-"""Postgres writes of the worker (asyncpg). Every write is idempotent and retried with
-exponential backoff while Postgres is unreachable, so the caller can hold its offsets until
-the write returns: nothing is lost and the worker resumes by itself."""
+"""Postgres writes of the worker (asyncpg). Nothing is acknowledged unwritten:
+
+- connection loss, deadlocks, serialization failures, a full disk, a missing table or any
+  other error the batch cannot fix: retried with exponential backoff (≤ `max_backoff_s`) for
+  as long as it takes, while /health says why and `finsent_halted` is 1; offsets do not move;
+- a data error (a row Postgres refuses): raised as `Rejected` so the caller can isolate the
+  row and dead-letter it with the reason, storing the rest.
+
+Every write is idempotent: rows and rollups through core.events.store_scored (ON CONFLICT DO
+NOTHING RETURNING), alerts by their identity (key, start of the window they opened on) and
+their events by (alert, event, revision).
+"""
 
 from __future__ import annotations
 
@@ -10,37 +19,36 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
 import asyncpg
+import orjson
 
 from core import logs
+from core.events import store_scored
+from core.pg import ensure_partitions
 from stream import metrics
 from stream.detector import Decision
 
 log = logs.get("finsent.sink")
 
-RETRYABLE = (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-             asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
-             asyncpg.AdminShutdownError)
+CONNECTION = (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+              asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+              asyncpg.AdminShutdownError)
+TRANSIENT = (asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError, asyncpg.InsufficientResourcesError,
+             asyncpg.OperatorInterventionError)
+DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError)
 
-INSERT_EVENT = """
-INSERT INTO scored_event (source, id, published_at, text, title, url, lang, tickers, ingested_at, scored_at,
-    topic, topic_confidence, sentiment, p_negative, p_neutral, p_positive, score, model_version, truncated)
-VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)
-ON CONFLICT DO NOTHING
-"""
-INSERT_ALERT = """
-INSERT INTO alert (key_type, key, window_start, window_end, n, negatives, baseline_rate, baseline_n, z, p_value,
-    severity, sample_event_ids, state)
-VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,'open')
-ON CONFLICT ON CONSTRAINT uq_alert_key_window DO NOTHING
-"""
-RESOLVE_ALERT = """
-UPDATE alert SET state = 'resolved', resolved_at = now()
-WHERE key_type = $1 AND key = $2 AND state = 'open'
-"""
+
+class Rejected(Exception):
+    """Postgres refused the data itself (not the connection or the server state)."""
 
 
 def ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def error_kind(exc: BaseException) -> str:
+    if isinstance(exc, CONNECTION):
+        return "connection"
+    return "transient" if isinstance(exc, TRANSIENT) else "error"
 
 
 class PostgresSink:
@@ -60,40 +68,121 @@ class PostgresSink:
         return self.pool
 
     async def retrying(self, what: str, op: Callable[[asyncpg.Connection], Awaitable]):
-        """Run `op` in a transaction until it succeeds; back off while Postgres is unreachable."""
+        """Run `op` in a transaction until it succeeds; `Rejected` for a data error."""
         delay, t0 = 0.2, time.perf_counter()
         while True:
             try:
                 pool = await self._connect()
                 async with pool.acquire() as conn, conn.transaction():
                     result = await op(conn)
-                metrics.DB_UP.set(1)
-                self.up = True
+                self._healthy()
                 metrics.WRITE_LATENCY.observe(time.perf_counter() - t0)
                 return result
-            except RETRYABLE as exc:
-                metrics.DB_UP.set(0)
-                self.up, self.last_error = False, repr(exc)[:200]
-                metrics.DB_RETRIES.inc()
-                log.warning("postgres unavailable; retrying", what=what, error=repr(exc)[:200], retry_in_s=delay)
-                await self._reset()
+            except DATA as exc:
+                raise Rejected(f"{type(exc).__name__}: {exc}"[:500]) from exc
+            except Exception as exc:  # noqa: BLE001 - every other failure holds the batch and retries
+                await self._failed(what, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 
-    async def _reset(self) -> None:
-        pool, self.pool = self.pool, None
-        if pool is not None:
-            pool.terminate()
+    def _healthy(self) -> None:
+        if not self.up:
+            log.info("postgres writes resumed")
+        metrics.DB_UP.set(1)
+        metrics.HALTED.set(0)
+        self.up, self.last_error = True, ""
 
-    async def write_events(self, rows: list[tuple]) -> None:
-        if rows:
-            await self.retrying("scored_event", lambda c: c.executemany(INSERT_EVENT, rows))
+    async def _failed(self, what: str, exc: Exception, delay: float) -> None:
+        kind = error_kind(exc)
+        metrics.DB_UP.set(0)
+        metrics.HALTED.set(1)
+        metrics.DB_RETRIES.labels(kind).inc()
+        self.up, self.last_error = False, f"{kind}: {exc!r}"[:300]
+        message = "postgres unavailable; retrying" if kind == "connection" else "postgres write failed; retrying"
+        log.warning(message, what=what, kind=kind, error=repr(exc)[:300], retry_in_s=delay)
+        if kind == "connection":
+            pool, self.pool = self.pool, None
+            if pool is not None:
+                pool.terminate()
 
-    async def write_decision(self, d: Decision) -> None:
+    # -- scored events ----------------------------------------------------------------------
+    async def store(self, rows: list[tuple], outbox: Callable[[set], bytes | None]) -> tuple[set, int | None]:
+        """Rows and rollups, plus the detector's count records of the rows really inserted
+        (`outbox(new ids) -> payload`), in one transaction. Returns (new ids, outbox id)."""
+        async def op(conn):
+            new = await store_scored(conn, rows)
+            payload = outbox(new)
+            oid = await conn.fetchval(INSERT_OUTBOX, payload) if payload else None
+            return new, oid
+        return await self.retrying("scored_event", op)
+
+    async def outbox_done(self, oid: int) -> None:
+        await self.retrying("outbox", lambda c: c.execute("DELETE FROM detector_outbox WHERE id = $1", oid))
+
+    async def outbox_stale(self, older_than_s: float, limit: int = 100) -> list[tuple[int, bytes]]:
+        rows = await self.retrying("outbox", lambda c: c.fetch(STALE_OUTBOX, older_than_s, limit))
+        return [(r["id"], r["payload"]) for r in rows]
+
+    # -- alerts -----------------------------------------------------------------------------
+    async def write_decision(self, d: Decision) -> dict:
+        """The alert row and its event, idempotently; returns the payload for finsent.alerts."""
+        payload = alert_payload(d)
         key_type, key = d.key.split(":", 1)
-        if d.action == "open":
-            args = (key_type, key, ts(d.window_start), ts(d.window_end), d.n, d.negatives, d.baseline_rate,
-                    d.baseline_n, d.z, d.p_value, d.severity, list(d.sample_event_ids))
-            await self.retrying("alert", lambda c: c.execute(INSERT_ALERT, *args))
-        else:
-            await self.retrying("alert", lambda c: c.execute(RESOLVE_ALERT, key_type, key))
+        ident = (key_type, key, ts(d.alert_start))
+        evidence = (ts(d.window_end), d.n, d.negatives, d.baseline_rate, d.baseline_n, d.z, d.p_value, d.severity,
+                    list(d.sample_event_ids))
+        args = {"open": ident + evidence, "escalate": ident + evidence + (d.revision,), "resolve": ident}[d.action]
+
+        async def op(conn):
+            row = await conn.fetchrow(ALERT_SQL[d.action], *args)
+            if row is None:
+                return None
+            event = {"open": "opened", "escalate": "escalated", "resolve": "resolved"}[d.action]
+            full = {**payload, "alert_id": row["id"], "opened_at": row["opened_at"].isoformat(),
+                    "resolved_at": row["resolved_at"].isoformat() if row["resolved_at"] else None}
+            await conn.execute(INSERT_ALERT_EVENT, row["id"], event, d.revision, key_type, key, d.severity,
+                               orjson.dumps(full).decode())
+            return full
+        return await self.retrying("alert", op)
+
+    # -- upkeep -----------------------------------------------------------------------------
+    async def partition_upkeep(self, days_ahead: int = 7) -> list:
+        """Daily partitions (UTC), one transaction per day; errors are counted and re-raised."""
+        pool = await self._connect()
+        async with pool.acquire() as conn:
+            try:
+                return await ensure_partitions(conn, days_ahead)
+            except Exception:
+                metrics.PARTITION_UPKEEP_ERRORS.inc()
+                raise
+
+
+def alert_payload(d: Decision) -> dict:
+    key_type, key = d.key.split(":", 1)
+    return {"event": {"open": "opened", "escalate": "escalated", "resolve": "resolved"}[d.action],
+            "state": "resolved" if d.action == "resolve" else "open", "revision": d.revision,
+            "key_type": key_type, "key": key, "alert_start": ts(d.alert_start).isoformat(),
+            "window_start": ts(d.window_start).isoformat(), "window_end": ts(d.window_end).isoformat(),
+            "n": d.n, "negatives": d.negatives, "expected_negatives": d.expected, "baseline_rate": d.baseline_rate,
+            "baseline_n": d.baseline_n, "z": d.z, "p_value": d.p_value, "severity": d.severity,
+            "sample_event_ids": list(d.sample_event_ids)}
+
+
+INSERT_OUTBOX = "INSERT INTO detector_outbox (payload) VALUES ($1) RETURNING id"
+STALE_OUTBOX = """SELECT id, payload FROM detector_outbox WHERE created_at < now() - make_interval(secs => $1)
+ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"""
+_RETURNING = "RETURNING id, opened_at, resolved_at"
+ALERT_SQL = {
+    "open": f"""INSERT INTO alert (key_type, key, window_start, window_end, n, negatives, baseline_rate, baseline_n,
+        z, p_value, severity, sample_event_ids, state)
+    VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,'open')
+    ON CONFLICT ON CONSTRAINT uq_alert_key_window DO UPDATE SET key = EXCLUDED.key {_RETURNING}""",
+    "escalate": f"""UPDATE alert SET window_end = $4, n = $5, negatives = $6, baseline_rate = $7, baseline_n = $8,
+        z = $9, p_value = $10, severity = $11, sample_event_ids = $12, revision = greatest(revision, $13),
+        updated_at = now()
+    WHERE key_type = $1 AND key = $2 AND window_start = $3 {_RETURNING}""",
+    "resolve": f"""UPDATE alert SET state = 'resolved', resolved_at = coalesce(resolved_at, now()), updated_at = now()
+    WHERE key_type = $1 AND key = $2 AND window_start = $3 {_RETURNING}""",
+}
+INSERT_ALERT_EVENT = """INSERT INTO alert_event (alert_id, event, revision, key_type, key, severity, payload)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) ON CONFLICT ON CONSTRAINT uq_alert_event_alert_event_revision DO NOTHING"""

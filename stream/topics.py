@@ -10,8 +10,9 @@ from aiokafka.errors import KafkaConnectionError
 from core.settings import Settings
 
 
-async def ensure_topics(settings: Settings, wait_s: float = 60.0) -> list[str]:
-    """Create the missing topics; waits up to `wait_s` for the broker to answer."""
+async def ensure_topics(settings: Settings, wait_s: float = 60.0) -> dict[str, int]:
+    """Create the missing topics; returns the partition count of every topic of finsent (the
+    detector's watermark waits for each input partition). Waits up to `wait_s` for the broker."""
     names = [*settings.input_topics, settings.topic_scored, settings.topic_alerts, settings.topic_deadletter]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     deadline = asyncio.get_running_loop().time() + wait_s
@@ -28,6 +29,7 @@ async def ensure_topics(settings: Settings, wait_s: float = 60.0) -> list[str]:
         new = [NewTopic(n, num_partitions=settings.partitions, replication_factor=1) for n in names if n not in existing]
         if new:
             await admin.create_topics(new)
-        return [t.name for t in new]
+        described = await admin.describe_topics(names)
+        return {t["topic"]: len(t["partitions"]) for t in described}
     finally:
         await admin.close()

@@ -1,113 +1,115 @@
-"""The spike detector alone: surges alert once with evidence; steady traffic never does."""
+"""The spike detector and its watermark, driven offline (stream.offline) the way the worker
+drives them: pure objects, no Kafka."""
 
 import random
 
 import pytest
 
-from stream.detector import DetectorConfig, KeyState, SpikeDetector, poisson_sf
+from stream.detector import Cell, DetectorConfig, KeyState, SpikeDetector, binomial_sf, poisson_sf
+from stream.offline import replay
+from stream.watermark import PartitionClock, WatermarkView
 
-CFG = DetectorConfig(window_s=10, min_count=8, p_threshold=1e-5, warmup_windows=3, cooldown_windows=2)
-
-
-def run(events, cfg=CFG):
-    det, state, out = SpikeDetector(cfg), KeyState(), []
-    for ts, neg, eid in events:
-        out += det.observe(state, "ticker:ACME", ts, neg, eid)
-    return out, state
+CFG = DetectorConfig()
+HOUR = 3600.0
 
 
-def steady(seconds, rate_per_s=1.0, neg_share=0.2, seed=0, t0=0.0):
+def background(hours: float, seed: int, keys: dict[str, float], share: float = 0.2, start: float = 0.0):
+    """Poisson traffic per ticker at `keys[t]` items/s, `share` of them negative."""
+    rng, out = random.Random(seed), []
+    for t, rate in keys.items():
+        ts = start
+        while (ts := ts + rng.expovariate(rate)) < start + hours * HOUR:
+            out.append((ts, f"{t}-{len(out)}", rng.random() < share, rng.choice(["earnings", "macro", "m&a"]), (t,)))
+    return out
+
+
+def surge(ticker: str, at: float, n: int, span: float, seed: int = 0):
     rng = random.Random(seed)
-    n = int(seconds * rate_per_s)
-    return [(t0 + i / rate_per_s, rng.random() < neg_share, f"bg{seed}-{i}") for i in range(n)]
+    return [(at + rng.uniform(0, span), f"s-{ticker}-{at}-{i}", True, "earnings", (ticker,)) for i in range(n)]
 
 
-def test_steady_background_never_alerts():
-    for seed in range(5):
-        out, state = run(steady(3600, 1.0, 0.2, seed))
-        assert out == [], seed
-        assert state.ewma_n == pytest.approx(10, rel=0.3)
+def opened(off):
+    return sorted((d.key, d.alert_start) for d in off.decisions if d.action == "open")
 
 
-def test_planted_surge_alerts_once_with_evidence_then_resolves():
-    bg = steady(300, 1.0, 0.2)
-    surge = [(300 + i * 0.2, True, f"s{i}") for i in range(40)]  # 40 negatives in 8 s
-    after = steady(300, 1.0, 0.2, seed=1, t0=310)
-    out, _ = run(bg + surge + after)
-    opens = [d for d in out if d.action == "open"]
-    assert len(opens) == 1
-    a = opens[0]
-    assert a.key == "ticker:ACME" and a.window_start == 300 and a.window_end == 310
-    assert a.negatives >= 8 and a.n >= a.negatives and a.z >= 4 and a.p_value <= 1e-5
-    assert 0.05 < a.baseline_rate < 0.4 and a.sample_event_ids[0] == "s0"
-    assert [d.action for d in out] == ["open", "resolve"]
-    # fired early: the alert's evidence is from the moment it crossed, not the window's end
-    assert a.negatives < 40
-
-
-def test_no_alert_during_warmup():
-    surge = [(i * 0.1, True, f"s{i}") for i in range(50)]
-    out, _ = run(surge)
-    assert out == []
-
-
-def test_volume_spike_of_ordinary_news_is_not_a_negative_surge():
-    bg = steady(300, 1.0, 0.2)
-    burst = steady(10, 20.0, 0.2, seed=3, t0=300)  # 20x volume at the usual negative share
-    out, _ = run(bg + burst)
-    assert out == []
-
-
-def test_cooldown_blocks_realert_then_allows():
-    bg = steady(300, 1.0, 0.2)
-    s1 = [(300 + i * 0.2, True, f"a{i}") for i in range(40)]
-    calm = steady(20, 1.0, 0.2, seed=2, t0=310)
-    s2 = [(330 + i * 0.2, True, f"b{i}") for i in range(40)]  # inside the cool-down
-    calm2 = steady(100, 1.0, 0.2, seed=4, t0=340)
-    s3 = [(440 + i * 0.2, True, f"c{i}") for i in range(40)]
-    out, _ = run(bg + s1 + calm + s2 + calm2 + s3)
-    opens = [d.window_start for d in out if d.action == "open"]
-    assert opens == [300, 440]
-
-
-def test_state_round_trips_through_a_dict():
-    _, state = run(steady(200, 1.0, 0.2))
-    again = KeyState.from_dict(state.to_dict())
-    assert again == state
-
-
-def test_poisson_tail():
+def test_tails_are_accurate_far_below_double_epsilon():
     assert poisson_sf(0, 3.0) == 1.0
-    assert poisson_sf(1, 2.0) == pytest.approx(1 - 2.718281828 ** -2)
-    assert poisson_sf(30, 2.0) < 1e-15
+    assert poisson_sf(3, 2.0) == pytest.approx(1 - 5 * 2.718281828 ** -2, rel=1e-6)
+    assert 0 < poisson_sf(60, 1.0) < 1e-60  # 1 - cdf would have said 0.0
+    assert binomial_sf(30, 30, 0.5) == pytest.approx(0.5 ** 30)
+    assert binomial_sf(0, 10, 0.3) == 1.0 and binomial_sf(11, 10, 0.3) == 0.0
 
 
-def test_out_of_order_events_within_lateness_still_count():
-    cfg = DetectorConfig(window_s=10, min_count=8, warmup_windows=3, lateness_windows=3)
-    bg = steady(300, 1.0, 0.2)
-    surge = [(300 + i * 0.2, True, f"s{i}") for i in range(40)]
-    ahead = steady(25, 1.0, 0.2, seed=9, t0=305)  # a faster partition already 2 windows ahead
-    out, state = run(bg + ahead + surge, cfg)
-    assert [d.action for d in out] == ["open"] and out[0].window_start == 300
-    assert state.late == 0
+@pytest.mark.parametrize("offset", [0.0, 55.0, 110.0])
+def test_15_negatives_in_2_minutes_on_a_quiet_key_alert_wherever_the_boundary_falls(offset):
+    quiet = {"ACME": 1 / 240, "BUSY": 1 / 5}
+    evs = background(3, 1, quiet) + surge("ACME", 2 * HOUR + offset, 15, 118)
+    off = replay(evs, CFG)
+    assert [k for k, _ in opened(off)] == ["ticker:ACME"]
+
+
+def test_surge_split_by_a_minute_boundary_alerts_and_severity_grows():
+    evs = background(3, 2, {"ACME": 1 / 200}) + surge("ACME", 2 * HOUR + 50, 60, 100)
+    actions = [(d.action, d.severity) for d in replay(evs, CFG).decisions if d.key == "ticker:ACME"]
+    assert actions[0][0] == "open" and ("escalate", "high") in actions and actions[-1][0] == "resolve"
+
+
+def test_backlog_on_4_partitions_gives_the_alerts_of_event_time_order_and_drops_nothing():
+    keys = {f"T{i}": r for i, r in enumerate([1 / 300, 1 / 120, 1 / 30, 1 / 10, 1 / 4] * 4)}
+    evs = background(6, 3, keys) + surge("T0", 1.5 * HOUR, 20, 90) + surge("T5", 3 * HOUR, 25, 60) \
+        + surge("T10", 4.5 * HOUR, 18, 110) + surge("NEWCO", 5 * HOUR, 40, 50)
+    in_order = replay(evs, CFG, partitions=1)
+    for seed in (1, 2):
+        backlog = replay(evs, CFG, partitions=4, batch=256, seed=seed)
+        assert backlog.late == 0
+        assert [k for k, _ in opened(backlog)] == [k for k, _ in opened(in_order)]
+    assert sorted(k for k, _ in opened(in_order)) == ["ticker:NEWCO", "ticker:T0", "ticker:T10", "ticker:T5"]
+
+
+def test_brand_new_ticker_with_100_negatives_in_50_s_alerts_busy_new_ticker_does_not():
+    evs = background(1, 4, {"BUSY": 1 / 3}, share=0.3) + surge("NEWCO", 1800, 100, 50)
+    assert [k for k, _ in opened(replay(evs, CFG))] == ["ticker:NEWCO"]
+
+
+def test_replayed_batch_is_not_counted_twice():
+    det, st = SpikeDetector(CFG), KeyState()
+    cells = [Cell(100, 10, 10, ("a",))]
+    det.add(st, "ticker:X", cells, batch=7, watermark=990.0)
+    det.add(st, "ticker:X", cells, batch=7, watermark=990.0)
+    assert st.open["100"][:2] == [10, 10]
+
+
+def test_events_behind_the_watermark_are_counted_as_late_not_dropped_silently():
+    det, st = SpikeDetector(CFG), KeyState()
+    det.add(st, "ticker:X", [Cell(100, 1, 0)], batch=1, watermark=1000.0)
+    det.advance(st, "ticker:X", 1200.0)
+    _, late = det.add(st, "ticker:X", [Cell(105, 3, 1)], batch=2, watermark=1200.0)
+    assert late == 3 and st.late == 3
 
 
 def test_topic_surge_carried_by_one_ticker_is_left_to_that_ticker():
-    det, cfg = SpikeDetector(CFG), CFG
-    one, broad = KeyState(), KeyState()
-    out = []
-    for ts, neg, eid in steady(300, 2.0, 0.2):
-        out += det.observe(one, "topic:earnings", ts, neg, eid, ("T" + eid[-1],))
-        out += det.observe(broad, "topic:earnings", ts, neg, eid, ("T" + eid[-1],))
-    for i in range(40):
-        out += det.observe(one, "topic:earnings", 300 + i * 0.2, True, f"a{i}", ("ACME",))
-        out += det.observe(broad, "topic:earnings", 300 + i * 0.2, True, f"b{i}", (f"T{i % 10}",))
-    assert [(d.action, d.sample_event_ids[0][0]) for d in out] == [("open", "b")]
+    evs = background(3, 5, {f"T{i}": 1 / 60 for i in range(10)}) + surge("T1", 2 * HOUR, 40, 60)
+    keys = [k for k, _ in opened(replay(evs, CFG))]
+    assert keys == ["ticker:T1"]
 
 
-def test_long_silence_does_not_collapse_the_baseline():
-    bg = steady(300, 1.0, 0.2)
-    after_pause = steady(35, 1.0, 0.2, seed=5, t0=3900)  # one hour of nothing (worker down), then normal
-    out, state = run(bg + after_pause)
-    assert out == []
-    assert state.ewma_n > 4  # about 10 per window before; only a few empty windows were learned
+def test_long_feed_pause_is_not_learned_as_calm():
+    keys = {"BUSY": 1 / 2}
+    evs = background(1, 6, keys, share=0.25) + background(1, 7, keys, share=0.25, start=3 * HOUR)
+    assert opened(replay(evs, CFG)) == []
+
+
+def test_watermark_is_the_minimum_over_partitions_and_ignores_idle_ones():
+    v = WatermarkView(frozenset({"a/0", "a/1"}), pause_s=900)
+    assert v.update({"a/0": [100.0, False]}) is None  # a/1 has not reported: hold
+    assert v.update({"a/1": [50.0, False]}) == 50.0
+    assert v.update({"a/0": [200.0, False]}) is None  # a/1 still at 50
+    assert v.update({"a/1": [60.0, True]}) == 200.0  # a/1 idle: no longer holds it back
+    assert v.update({"a/0": [2000.0, False]}) == 2000.0 and v.pauses == [(200.0, 2000.0)]
+
+
+def test_partition_clock_reports_idle_only_when_caught_up_and_silent():
+    c = PartitionClock(lateness_s=30, idle_s=0.0)
+    c.observe("t/0", 1000.0, offset=9)
+    assert c.marks({"t/0": 10, "t/1": 0}) == {"t/0": [970.0, True], "t/1": [None, True]}
+    assert c.marks({"t/0": 50})["t/0"] == [970.0, False]  # 40 messages behind: not idle

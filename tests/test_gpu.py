@@ -31,3 +31,19 @@ def test_tensorrt_fp16_engine_matches_onnx_fp32(artifact, real_texts):
     p = compare(ref, trt, real_texts)
     assert p.max_prob_diff <= FP16_ATOL
     assert p.topic_agreement >= FP16_MIN_AGREEMENT and p.sentiment_agreement >= FP16_MIN_AGREEMENT
+
+
+def test_cuda_io_copies_and_reads_on_its_own_stream():
+    """The TensorRT backend's device side without TensorRT: copies in, NaN-filled outputs (so an
+    unwritten one is caught) and copies out, all on one stream, synchronised before reading."""
+    import numpy as np
+
+    from models.tensorrt import CudaIO
+
+    io = CudaIO("cuda")
+    ids = np.arange(12, dtype=np.int32).reshape(3, 4)
+    with io.scope():
+        assert torch.cuda.current_stream() == io.stream
+        back, unwritten = io.fetch([io.put(ids), io.empty((3, 2), np.dtype(np.float16))])
+    np.testing.assert_array_equal(back, ids)
+    assert unwritten.dtype == np.float16 and np.isnan(unwritten).all()

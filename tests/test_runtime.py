@@ -88,3 +88,138 @@ def test_length_buckets_bound_padding_and_batch():
         assert len(c) <= 8
         real = sum(lengths[i] for i in c)
         assert len(c) * max(lengths[i] for i in c) <= real * (1 + MAX_PAD_WASTE)
+
+
+# --- backend/precision/device validation (fails before anything is loaded; no GPU needed) ---
+
+@pytest.mark.parametrize("backend, precision, device, message", [
+    ("onnx", "fp16", "cpu", "onnx on cpu runs fp32 or int8, not fp16"),
+    ("onnx", "int8", "cuda", "onnx on cuda runs fp32, not int8"),
+    ("torch", "fp16", "cpu", "torch on cpu runs fp32, not fp16"),
+    ("torch", "int8", "cuda:0", "torch on cuda runs fp32 or fp16, not int8"),
+    ("tensorrt", "auto", "cpu", "tensorrt does not run on cpu"),
+    ("tensorrt", "fp32", "cuda", "tensorrt on cuda runs fp16, not fp32"),
+    ("onnx", "fp32", "gpu", "must be cpu, cuda or cuda:N"),
+    ("openvino", "auto", "cpu", "unknown backend"),
+    ("onnx", "bf16", "cpu", "unknown precision"),
+])
+def test_unsupported_combinations_are_refused(backend, precision, device, message):
+    from models.runtime import DEFAULT_ARTIFACT, BackendUnavailable, make_backend
+
+    with pytest.raises(BackendUnavailable, match=message):
+        make_backend(DEFAULT_ARTIFACT, backend, precision, device)
+
+
+@pytest.mark.parametrize("backend, device, precision", [
+    ("onnx", "cpu", "int8"), ("onnx", "cuda", "fp32"), ("torch", "cpu", "fp32"),
+    ("torch", "cuda:1", "fp16"), ("tensorrt", "cuda", "fp16"),
+])
+def test_auto_precision_per_backend_and_device(backend, device, precision):
+    from models.runtime import DEFAULT_ARTIFACT, resolve_precision
+
+    assert resolve_precision(DEFAULT_ARTIFACT, backend, "auto", device) == precision
+
+
+def test_auto_precision_without_an_int8_graph_is_fp32(tmp_path):
+    from models.runtime import resolve_precision
+
+    assert resolve_precision(tmp_path, "onnx", "auto", "cpu") == "fp32"
+
+
+@pytest.mark.parametrize("backend", ["torch", "tensorrt"])
+def test_cuda_without_a_gpu_is_a_clear_error(monkeypatch, backend):
+    import torch
+
+    from models.runtime import DEFAULT_ARTIFACT, BackendUnavailable, make_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailable, match="torch.cuda.is_available"):
+        make_backend(DEFAULT_ARTIFACT, backend, "auto", "cuda")
+
+
+def test_a_gpu_index_that_is_not_there_is_refused(monkeypatch):
+    import torch
+
+    from models.runtime import DEFAULT_ARTIFACT, BackendUnavailable, make_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(BackendUnavailable, match="only 1 GPU"):
+        make_backend(DEFAULT_ARTIFACT, "torch", "fp16", "cuda:3")
+
+
+def test_onnx_on_cuda_without_the_cuda_provider_does_not_fall_back_silently(monkeypatch):
+    import onnxruntime
+
+    from models.runtime import DEFAULT_ARTIFACT, BackendUnavailable, make_backend
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(BackendUnavailable, match="no CUDA provider"):
+        make_backend(DEFAULT_ARTIFACT, "onnx", "auto", "cuda")
+
+
+def test_tensorrt_without_the_package_is_a_clear_error(monkeypatch):
+    import torch
+
+    from models.runtime import DEFAULT_ARTIFACT, BackendUnavailable, make_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # import fails, as on a machine without it
+    with pytest.raises(BackendUnavailable, match="TensorRT Python package"):
+        make_backend(DEFAULT_ARTIFACT, "tensorrt", "auto", "cuda")
+
+
+def test_from_artifact_validates_too():
+    from models.runtime import DEFAULT_ARTIFACT, BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="not fp16"):
+        Scorer.from_artifact(DEFAULT_ARTIFACT, backend="onnx", precision="fp16")
+
+
+# --- Scorer.check: the start-up self-test ---
+
+class FakeBackend:
+    """Returns fixed logits: `fill` everywhere, `rows`/`topics` to get the shape wrong."""
+
+    name = "fake"
+
+    def __init__(self, fill=0.0, topics=20, rows=None, error=None):
+        self.fill, self.topics, self.rows, self.error = fill, topics, rows, error
+
+    def infer(self, input_ids, attention_mask):
+        if self.error:
+            raise self.error
+        n = self.rows or len(input_ids)
+        return np.full((n, self.topics), self.fill, np.float32), np.full((n, 3), self.fill, np.float32)
+
+
+@pytest.fixture(scope="module")
+def committed():
+    from models.runtime import DEFAULT_ARTIFACT, Meta, Tokenizer
+
+    meta = Meta.load(DEFAULT_ARTIFACT)
+    return Tokenizer(DEFAULT_ARTIFACT, meta.max_length), meta
+
+
+def test_check_passes_on_the_real_model(artifact):
+    s = Scorer.from_artifact(artifact)
+    assert s.check() is s
+
+
+@pytest.mark.parametrize("backend, message", [
+    (FakeBackend(fill=np.nan), "non-finite"),
+    (FakeBackend(fill=np.inf), "non-finite"),
+    (FakeBackend(topics=19), "returned shapes"),
+    (FakeBackend(rows=1), "returned shapes"),  # would broadcast over the chunk unchecked
+    (FakeBackend(error=ValueError("bad input")), "bad input"),
+])
+def test_check_raises_on_a_broken_backend(committed, backend, message):
+    tokenizer, meta = committed
+    with pytest.raises(RuntimeError, match=f"model check failed.*{message}"):
+        Scorer(backend, tokenizer, meta).check()
+
+
+def test_check_accepts_a_well_formed_fake(committed):
+    tokenizer, meta = committed
+    Scorer(FakeBackend(), tokenizer, meta, max_batch=1).check()  # uniform but valid distributions

@@ -21,6 +21,10 @@ from stream.topics import ensure_topics
 pytestmark = pytest.mark.slow
 
 
+# Minutes of simulated traffic instead of hours: 5 s slices, 30 s windows, 60 s of warm-up.
+FAST_DETECTOR = {"slice_s": 5, "window_s": 30, "detector_warmup_s": 60}
+
+
 class Stack:
     """Handles of one test: settings, a database, a worker, helpers to feed and count."""
 
@@ -97,7 +101,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def stack(kafka, postgres, tmp_path):
-    s = Stack(kafka, postgres, tmp_path, window_s=10)
+    s = Stack(kafka, postgres, tmp_path, **FAST_DETECTOR)
     yield s
     s.close()
     for w in s.workers:

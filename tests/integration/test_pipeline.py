@@ -47,12 +47,14 @@ def test_malformed_messages_go_to_dead_letter_with_reasons(stack):
         orjson.dumps({"id": "m5", "text": "fine", "mood": "grumpy", **ok}): "mood: unknown field",
         orjson.dumps({"id": "m6", "text": "fine", "source": "wire-a", "published_at": "yesterday"}): "published_at",
         orjson.dumps({"id": "m7", "text": "   ", **ok}): "text: empty",
-        orjson.dumps({**good[0]}): "duplicate id",
+        orjson.dumps({"id": "m8", "text": "from the future", "source": "wire-a",
+                      "published_at": "2099-01-01T00:00:00Z"}): "in the future",
     }
-    stack.produce(good[:25] + list(bad) + good[25:])
+    stack.produce(good[:25] + list(bad) + good[25:] + [good[0]])  # good[0] again: redelivery, absorbed
     stack.wait_rows(50)
-    dead = stack.read_topic(stack.settings.topic_deadletter, expect=len(bad))
-    assert len(dead) == len(bad)
+    time.sleep(2)
+    dead = stack.read_topic(stack.settings.topic_deadletter, expect=len(bad) + 1, timeout=8)
+    assert len(dead) == len(bad)  # the redelivered good[0] is not among them
     by_value = {m.value: dict(m.headers) for m in dead}
     for raw, reason in bad.items():
         headers = by_value[raw]  # the original bytes, unchanged
@@ -77,11 +79,16 @@ def test_planted_surge_gives_one_alert_with_evidence(stack):
     assert (key_type, key) == ("ticker", "ACME")
     assert k >= 8 and n >= k and z >= 4 and p <= 1e-5 and base < 0.5
     surge_ids = {e["id"] for e in evs[2000:2025]}
-    assert samples and all(s.split("/", 1)[1] in surge_ids or s.startswith(("wire", "social", "forum", "finblog"))
-                           for s in samples)
-    assert (we - ws).total_seconds() == 10
+    assert len(samples) >= 3 and sum(s.split("/", 1)[1] in surge_ids for s in samples) >= 3
+    for sample in samples:  # every piece of evidence is a stored negative item about ACME
+        source, eid = sample.split("/", 1)
+        (sentiment, tickers), = stack.sql("SELECT sentiment, tickers FROM scored_event WHERE source=%s AND id=%s",
+                                          source, eid)
+        assert sentiment == "negative" and "ACME" in tickers
     published = [datetime.fromisoformat(e["published_at"]) for e in evs[2000:2025]]
     assert ws <= max(published) and we >= min(published)
+    (events_,), = stack.sql("SELECT array_agg(event ORDER BY id) FROM alert_event")
+    assert events_[0] == "opened"
     alerts_topic = stack.read_topic(stack.settings.topic_alerts, expect=1)
     assert orjson.loads(alerts_topic[0].value)["key"] == "ACME"
 

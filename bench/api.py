@@ -1,0 +1,218 @@
+"""API benchmark (not a test): /v1/series and /v1/events on 2,000,000 scored events.
+
+    python bench/api.py [--n 2000000] [--days 30] [--seconds 10] [--clients 16]
+
+1. An embedded PostgreSQL (pgserver) gets the schema at head, one partition per day, and N
+   synthetic events over the last D days by COPY (20 topics, 500 tickers with a skewed
+   popularity, 4 sources); the per-minute rollups are then built by one INSERT … SELECT …
+   GROUP BY (the same sums the worker keeps incrementally), and the tables are ANALYZEd.
+2. The API runs as one uvicorn process; a local load generator (aiohttp, C clients each
+   sending its next request when the last one returns) drives each scenario for S seconds:
+   - series, one ticker, 7 days, hourly buckets (168 points);
+   - series, 20 topics, 24 h, 5-minute buckets (20 × 288 points);
+   - events, filtered on one ticker (last 24 h, 100 per page), walking 3 cursor pages.
+   It prints requests/s and latency p50/p99 per scenario, then EXPLAIN (ANALYZE, BUFFERS) of
+   each query. Server and load generator share this machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from api import queries as q  # noqa: E402
+from api.crud import floor_time  # noqa: E402
+from core.events import COLUMNS  # noqa: E402
+from core.pg import libpq_dsn, migrate  # noqa: E402
+from finsent.services import Postgres, wait_for  # noqa: E402
+from models.labels import TOPICS  # noqa: E402
+
+console = Console()
+TICKERS = [f"T{i:03d}" for i in range(500)]
+SOURCES = ("news", "social", "wire", "blog")
+ROLLUPS = """
+INSERT INTO event_rollup_minute (key_type, key, minute, n, negatives, neutrals, positives, score_sum)
+SELECT key_type, key, date_trunc('minute', published_at, 'UTC'), count(*),
+       count(*) FILTER (WHERE sentiment = 'negative'), count(*) FILTER (WHERE sentiment = 'neutral'),
+       count(*) FILTER (WHERE sentiment = 'positive'), sum(score)
+FROM (SELECT 'topic' AS key_type, topic AS key, published_at, sentiment, score FROM scored_event
+      UNION ALL SELECT 'ticker', unnest(tickers), published_at, sentiment, score FROM scored_event
+      UNION ALL SELECT 'source', source, published_at, sentiment, score FROM scored_event) k
+GROUP BY 1, 2, 3"""
+
+
+def rows(n: int, days: int, now: datetime, seed: int = 5):
+    rng = np.random.default_rng(seed)
+    secs = rng.uniform(0, days * 86400, n)
+    topic = rng.integers(0, len(TOPICS), n)
+    ticker = np.minimum(rng.zipf(1.3, n) - 1, len(TICKERS) - 1)
+    has_ticker = rng.random(n) < 0.6
+    sent = rng.choice(3, n, p=[0.25, 0.5, 0.25])
+    probs = ((0.8, 0.15, 0.05), (0.1, 0.8, 0.1), (0.05, 0.15, 0.8))
+    for i in range(n):
+        at = now - timedelta(seconds=float(secs[i]))
+        pn, pu, pp = probs[sent[i]]
+        yield (SOURCES[i % 4], f"b{i}", at, f"synthetic headline {i} on {TOPICS[topic[i]]}", None, None, "en",
+               [TICKERS[ticker[i]]] if has_ticker[i] else [], at, at, TOPICS[topic[i]], 0.9,
+               ("negative", "neutral", "positive")[sent[i]], pn, pu, pp, pp - pn, "bench-v1", False)
+
+
+def seed(dsn: str, n: int, days: int, now: datetime) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as c:
+        for d in range(days + 2):
+            c.execute("SELECT finsent_ensure_day_partition(%s)", (now.date() - timedelta(days=d),))
+        t0 = time.perf_counter()
+        with c.cursor().copy(f"COPY scored_event ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for row in rows(n, days, now):
+                copy.write_row(row)
+        console.print(f"COPY {n:,} rows: {time.perf_counter() - t0:.0f} s")
+        t0 = time.perf_counter()
+        c.execute(ROLLUPS)
+        c.execute("ANALYZE")
+        count = c.execute("SELECT count(*) FROM event_rollup_minute").fetchone()[0]
+        console.print(f"rollups ({count:,} rows) + ANALYZE: {time.perf_counter() - t0:.0f} s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_api(url: str, port: int, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "DATABASE_URL": url}
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--port", str(port),
+                             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    import httpx
+
+    def up():
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    wait_for(up, 60, 0.2, "API ready")
+    return proc
+
+
+def scenarios(now: datetime) -> dict:
+    hot = TICKERS[:20]
+    day = {"start": (now - timedelta(hours=24)).isoformat(), "end": now.isoformat()}
+    return {
+        "series: 1 ticker, 7 d, 1 h": lambda r: ("/v1/series", {"key_type": "ticker", "key": r.choice(hot), "bucket": "1h",
+                                                              "start": (now - timedelta(days=7)).isoformat(),
+                                                              "end": now.isoformat()}, 0),
+        "series: 20 topics, 24 h, 5 min": lambda r: ("/v1/series", {"key_type": "topic", "bucket": "5m", **day,
+                                                                   "key": list(TOPICS)}, 0),
+        "events: 1 ticker, 24 h, 3 pages": lambda r: ("/v1/events", {"ticker": r.choice(hot), "limit": 100, **day}, 2),
+    }
+
+
+async def drive(base: str, make, seconds: float, clients: int) -> tuple[list[float], int]:
+    """`make(rng)` gives (path, params, extra pages to walk with the returned cursor)."""
+    import aiohttp
+
+    latencies, errors = [], 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(i: int):
+        nonlocal errors
+        rng = random.Random(i)
+        async with aiohttp.ClientSession(base) as s:
+            while time.perf_counter() < deadline:
+                path, params, pages = make(rng)
+                for _ in range(pages + 1):
+                    t0 = time.perf_counter()
+                    async with s.get(path, params=[(k, v) for k, vs in params.items()
+                                                   for v in (vs if isinstance(vs, list) else [vs])]) as resp:
+                        body = await resp.json()
+                    latencies.append(time.perf_counter() - t0)
+                    errors += resp.status != 200
+                    if not body.get("next_cursor"):
+                        break
+                    params = {**params, "cursor": body["next_cursor"]}
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    return latencies, errors
+
+
+async def explain(dsn: str, now: datetime) -> list[tuple[str, str]]:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn, server_settings={"timezone": "UTC"})
+    try:
+        plans = []
+        step, start = timedelta(hours=1), floor_time(now - timedelta(days=7), timedelta(hours=1))
+        plans.append(("series: 1 ticker, 7 d, 1 h", q.SERIES, ["ticker", [TICKERS[0]], start, now, step]))
+        step, start = timedelta(minutes=5), floor_time(now - timedelta(hours=24), timedelta(minutes=5))
+        plans.append(("series: 20 topics, 24 h, 5 min", q.SERIES, ["topic", list(TOPICS), start, now, step]))
+        w = q.events_where(start=now - timedelta(hours=24), end=now, topics=[], tickers=[TICKERS[0]], sources=[],
+                           sentiments=[], min_score=None, max_score=None, model_version=None, q=None, after=None)
+        plans.append(("events: 1 ticker, page 1", *q.events_page(w, 101)))
+        out = []
+        for name, sql, args in plans:
+            rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+            out.append((name, "\n".join(r[0] for r in rows)))
+        return out
+    finally:
+        await conn.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2_000_000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--clients", type=int, default=16)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="finsent-bench-api-"))
+    base.chmod(0o755)
+    pg = Postgres(base / "data", database="bench").start()
+    api = None
+    try:
+        url, now = pg.url, datetime.now(timezone.utc)
+        migrate(url)
+        seed(libpq_dsn(url), args.n, args.days, now)
+        port = free_port()
+        api = start_api(url, port, base / "api.log")
+        table = Table("scenario", "requests", "req/s", "p50 ms", "p99 ms", "errors",
+                      title=f"{args.n:,} events over {args.days} days; {args.clients} clients × {args.seconds:.0f} s")
+        for name, make in scenarios(now).items():
+            asyncio.run(drive(f"http://127.0.0.1:{port}", make, 1.0, args.clients))  # warm-up
+            lat, errors = asyncio.run(drive(f"http://127.0.0.1:{port}", make, args.seconds, args.clients))
+            ms = np.array(lat) * 1000
+            table.add_row(name, f"{len(lat):,}", f"{len(lat) / args.seconds:,.0f}", f"{np.percentile(ms, 50):.1f}",
+                          f"{np.percentile(ms, 99):.1f}", str(errors))
+        console.print(table)
+        console.print("targets: series p99 ≤ 50 ms and ≥ 500 req/s; events page p99 ≤ 100 ms")
+        for name, plan in asyncio.run(explain(libpq_dsn(url), now)):
+            console.print(f"\n[bold]EXPLAIN (ANALYZE, BUFFERS) — {name}[/bold]")
+            console.print(plan, highlight=False, soft_wrap=True)
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(15)
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Market overview: volume and negative share by topic, a topic × time heatmap of mean score,
+alerts as annotations, the most negative recent items and the tickers under pressure.
+Series read the per-minute rollups (event_rollup_minute), never the raw events.
+
+    python -m dashboards.main     # regenerates dashboards/generated/market-overview.json
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import heatmap
+from grafana_foundation_sdk.builders import dashboard as db
+
+from dashboards.common import (POSTGRES, Sql, alert_annotation, dashboard, grid, link, series, single, stacked,
+                               unit_override)
+
+UID = "finsent-market-overview"
+TOPIC_SERIES = """
+    SELECT $__timeGroupAlias(minute, $__interval), key AS metric, {value}
+    FROM event_rollup_minute
+    WHERE key_type = 'topic' AND $__timeFilter(minute)
+    GROUP BY 1, 2 ORDER BY 1, 2"""
+
+
+def items_stat() -> db.Panel:
+    return single("Items scored", Sql("""
+        SELECT coalesce(sum(n), 0) AS items FROM event_rollup_minute
+        WHERE key_type = 'source' AND $__timeFilter(minute)""", "table"))
+
+
+def negative_share_stat() -> db.Panel:
+    return single("Negative share", Sql("""
+        SELECT sum(negatives)::float / nullif(sum(n), 0) AS negative_share FROM event_rollup_minute
+        WHERE key_type = 'source' AND $__timeFilter(minute)""", "table"), unit="percentunit")
+
+
+def mean_score_stat() -> db.Panel:
+    return single("Mean score", Sql("""
+        SELECT sum(score_sum) / nullif(sum(n), 0) AS mean_score FROM event_rollup_minute
+        WHERE key_type = 'source' AND $__timeFilter(minute)""", "table")).decimals(3).min(-1).max(1)
+
+
+def open_alerts_stat() -> db.Panel:
+    return single("Open alerts", Sql("SELECT count(*) AS open_alerts FROM alert WHERE state = 'open'", "table"))
+
+
+def volume_by_topic() -> db.Panel:
+    q = Sql(TOPIC_SERIES.format(value="sum(n) AS items"))
+    return stacked(series("Volume by topic (items per interval)", q)).interval("1m")
+
+
+def negative_share_by_topic() -> db.Panel:
+    q = Sql(TOPIC_SERIES.format(value="sum(negatives)::float / nullif(sum(n), 0) AS negative_share"))
+    return series("Negative share by topic", q, unit="percentunit").interval("1m").min(0).max(1)
+
+
+def score_heatmap() -> heatmap.Panel:
+    q = Sql(TOPIC_SERIES.format(value="sum(score_sum) / nullif(sum(n), 0) AS mean_score"))
+    return (heatmap.Panel().title("Mean score by topic (−1 negative … +1 positive)").datasource(POSTGRES)
+            .with_target(q).interval("5m").height(10).span(24).calculate(False).min(-1).max(1).cell_gap(1)
+            .color(heatmap.HeatmapColorOptions().mode("scheme").scheme("RdYlGn").steps(64).min(-1).max(1)
+                   .exponent(0.5).fill("dark-orange").reverse(False).scale("linear"))
+            .rows_frame(heatmap.RowsHeatmapOptions().layout("unknown").value("mean score"))
+            .y_axis(heatmap.YAxisConfig().unit("short").reverse(False)))
+
+
+def most_negative_items() -> db.Panel:
+    # The newest 2,000 negative items in range (index on published_at, read backwards), then
+    # the most negative of them: bounded work whatever the range.
+    q = Sql("""
+        SELECT published_at AS "time", source, coalesce(title, left(text, 160)) AS headline, topic,
+               array_to_string(tickers, ' ') AS tickers, p_negative, score, url
+        FROM (SELECT * FROM scored_event WHERE $__timeFilter(published_at) AND sentiment = 'negative'
+              ORDER BY published_at DESC LIMIT 2000) AS recent
+        ORDER BY p_negative DESC, published_at DESC LIMIT 50""", "table")
+    return (grid("Most negative recent items", q, w=16, h=12)
+            .override_by_name("headline", [link("open source item", "${__data.fields.url}")])
+            .override_by_name("p_negative", unit_override("percentunit")))
+
+
+def tickers_under_pressure() -> db.Panel:
+    q = Sql("""
+        SELECT key AS ticker, sum(n) AS items, sum(negatives) AS negatives,
+               sum(negatives)::float / nullif(sum(n), 0) AS negative_share
+        FROM event_rollup_minute
+        WHERE key_type = 'ticker' AND $__timeFilter(minute)
+        GROUP BY key ORDER BY negatives DESC, key LIMIT 25""", "table")
+    drill = link("ticker drill-down", "/d/finsent-ticker?var-ticker=${__value.raw}&${__url_time_range}")
+    return (grid("Tickers by negative items", q, w=8, h=12).override_by_name("ticker", [drill])
+            .override_by_name("negative_share", unit_override("percentunit")))
+
+
+def build() -> db.Dashboard:
+    panels = [items_stat(), negative_share_stat(), mean_score_stat(), open_alerts_stat(),
+              volume_by_topic(), negative_share_by_topic(), score_heatmap(),
+              most_negative_items(), tickers_under_pressure()]
+    d = dashboard(UID, "finsent · Market overview",
+                  "Volume and sentiment by topic from the per-minute rollups; alerts as annotations.", panels)
+    return d.annotation(alert_annotation())
+

@@ -1,0 +1,107 @@
+"""Ticker drill-down: one ticker (variable `ticker`), its sentiment over time, its negative share
+beside the chosen topics', its mentions by source, its items and its alerts. `source` and
+`topic` are multi-value variables (Grafana writes them as 'a','b' into `IN (...)`).
+
+    python -m dashboards.main     # regenerates dashboards/generated/ticker.json
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+
+from dashboards.common import (Sql, alert_annotation, dashboard, grid, link, series, single, sql_variable,
+                               stacked, unit_override)
+
+UID = "finsent-ticker"
+TICKER = "key_type = 'ticker' AND key = '${ticker}'"
+EVENTS = """tickers @> ARRAY['${ticker}']::varchar[] AND source IN ($source) AND topic IN ($topic)
+        AND $__timeFilter(published_at)"""
+
+
+def ticker_variable() -> db.QueryVariable:
+    return sql_variable("ticker", "Ticker", """
+        SELECT key FROM event_rollup_minute WHERE key_type = 'ticker' AND $__timeFilter(minute)
+        GROUP BY key ORDER BY sum(n) DESC LIMIT 500""", multi=False).sort(0)
+
+
+def source_variable() -> db.QueryVariable:
+    return sql_variable("source", "Source", """
+        SELECT DISTINCT key FROM event_rollup_minute WHERE key_type = 'source' AND $__timeFilter(minute)""")
+
+
+def topic_variable() -> db.QueryVariable:
+    return sql_variable("topic", "Topic", """
+        SELECT DISTINCT key FROM event_rollup_minute WHERE key_type = 'topic' AND $__timeFilter(minute)""")
+
+
+def mentions_stat() -> db.Panel:
+    return single("Mentions of ${ticker}", Sql(f"""
+        SELECT coalesce(sum(n), 0) AS items FROM event_rollup_minute WHERE {TICKER} AND $__timeFilter(minute)""",
+                                               "table"), w=8)
+
+
+def negative_share_stat() -> db.Panel:
+    return single("Negative share of ${ticker}", Sql(f"""
+        SELECT sum(negatives)::float / nullif(sum(n), 0) AS negative_share FROM event_rollup_minute
+        WHERE {TICKER} AND $__timeFilter(minute)""", "table"), unit="percentunit", w=8)
+
+
+def open_alerts_stat() -> db.Panel:
+    return single("Open alerts on ${ticker}", Sql(f"""
+        SELECT count(*) AS open_alerts FROM alert WHERE {TICKER} AND state = 'open'""", "table"), w=8)
+
+
+def sentiment_volume() -> db.Panel:
+    q = Sql(f"""
+        SELECT $__timeGroupAlias(minute, $__interval), sum(negatives) AS negative, sum(neutrals) AS neutral,
+               sum(positives) AS positive
+        FROM event_rollup_minute WHERE {TICKER} AND $__timeFilter(minute)
+        GROUP BY 1 ORDER BY 1""")
+    return stacked(series("${ticker}: items by sentiment", q)).interval("1m")
+
+
+def negative_share_vs_topics() -> db.Panel:
+    q = Sql(f"""
+        SELECT $__timeGroupAlias(minute, $__interval), CASE WHEN key_type = 'ticker' THEN key ELSE 'topic: ' || key END
+                 AS metric, sum(negatives)::float / nullif(sum(n), 0) AS negative_share
+        FROM event_rollup_minute
+        WHERE (({TICKER}) OR (key_type = 'topic' AND key IN ($topic))) AND $__timeFilter(minute)
+        GROUP BY 1, 2 ORDER BY 1, 2""")
+    return series("Negative share: ${ticker} and topics", q, unit="percentunit").interval("1m").min(0).max(1)
+
+
+def mentions_by_source() -> db.Panel:
+    q = Sql(f"""
+        SELECT $__timeGroupAlias(published_at, $__interval), source AS metric, count(*) AS items
+        FROM scored_event WHERE {EVENTS}
+        GROUP BY 1, 2 ORDER BY 1, 2""")
+    return stacked(series("${ticker}: mentions by source (filtered by source and topic)", q, w=24)).interval("1m")
+
+
+def items() -> db.Panel:
+    q = Sql(f"""
+        SELECT published_at AS "time", source, coalesce(title, left(text, 160)) AS headline, topic, sentiment,
+               p_negative, score, array_to_string(tickers, ' ') AS tickers, model_version, url
+        FROM scored_event WHERE {EVENTS}
+        ORDER BY published_at DESC LIMIT 200""", "table")
+    return (grid("${ticker}: latest items", q, h=12)
+            .override_by_name("headline", [link("open source item", "${__data.fields.url}")])
+            .override_by_name("p_negative", unit_override("percentunit")))
+
+
+def alerts() -> db.Panel:
+    q = Sql(f"""
+        SELECT opened_at AS "time", state, severity, n, negatives, baseline_rate, z, p_value, resolved_at,
+               array_to_string(sample_event_ids, ' ') AS samples
+        FROM alert WHERE {TICKER} AND opened_at <= $__timeTo() AND coalesce(resolved_at, now()) >= $__timeFrom()
+        ORDER BY opened_at DESC LIMIT 100""", "table")
+    return grid("${ticker}: alerts", q, h=8).override_by_name("baseline_rate", unit_override("percentunit"))
+
+
+def build() -> db.Dashboard:
+    panels = [mentions_stat(), negative_share_stat(), open_alerts_stat(), sentiment_volume(),
+              negative_share_vs_topics(), mentions_by_source(), items(), alerts()]
+    d = dashboard(UID, "finsent · Ticker drill-down", "One ticker: sentiment, sources, items and alerts.", panels)
+    for var in (ticker_variable(), source_variable(), topic_variable()):
+        d = d.with_variable(var)
+    return d.annotation(alert_annotation(TICKER))

@@ -1,0 +1,157 @@
+"""Seed data for the dashboard tests: a small realistic set written through the worker's own
+write path (core.events.store_scored), and a large set (millions of rows) loaded by COPY with
+the rollups built by one INSERT … SELECT … GROUP BY, as the worker would have left them."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+
+from core.events import COLUMNS
+from models.labels import TOPICS
+
+SOURCES = ("newswire", "twitter", "reddit", "analyst's-desk")  # a quote: checks Grafana's quoting
+TICKERS = tuple(f"T{i:03d}" for i in range(100)) + ("AAPL", "TSLA", "NVDA")
+SENTIMENTS = ("negative", "neutral", "positive")
+MODEL = "finsent-minilm-v1"
+
+
+def fresh_db(postgres, name: str) -> str:
+    """Create database `name` on the session server, migrate it to head; returns its async URL."""
+    from core.pg import migrate
+
+    with psycopg.connect(postgres.dsn, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name}")
+        c.execute(f"CREATE DATABASE {name}")
+    url = postgres.url.replace("/postgres?", f"/{name}?")
+    migrate(url)
+    return url
+
+
+def event(rng: random.Random, i: int, at: datetime, prefix: str = "e") -> tuple:
+    """One scored_event row in core.events.COLUMNS order."""
+    sentiment = rng.choices(SENTIMENTS, (0.3, 0.45, 0.25))[0]
+    p_neg = rng.uniform(0.5, 0.99) if sentiment == "negative" else rng.uniform(0.0, 0.3)
+    p_pos = rng.uniform(0.5, 0.99) * (1 - p_neg) if sentiment == "positive" else rng.uniform(0, 1 - p_neg) / 2
+    tickers = rng.sample(TICKERS[-3:], 1) if i % 3 == 0 else rng.sample(TICKERS, rng.randint(0, 2))
+    source = SOURCES[i % len(SOURCES)]
+    return (source, f"{prefix}{i}", at, f"headline {i} about {' '.join(tickers)}", f"Headline {i}",
+            f"https://example.com/{prefix}{i}", "en", tickers, at, at, rng.choice(TOPICS), 0.9, sentiment,
+            p_neg, 1 - p_neg - p_pos, p_pos, p_pos - p_neg, MODEL, False)
+
+
+def small_events(now: datetime, n: int = 3000, span: timedelta = timedelta(hours=6)) -> list[tuple]:
+    rng = random.Random(8)
+    return [event(rng, i, now - span * (1 - (i + 0.5) / n)) for i in range(n)]
+
+
+ALERT = """INSERT INTO alert (key_type, key, window_start, window_end, n, negatives, baseline_rate, baseline_n, z,
+    p_value, severity, sample_event_ids, state, opened_at, resolved_at, revision, updated_at)
+VALUES ($1, $2, $3, $4, 40, 31, 0.3, 20, 6.5, 1e-9, $5, $6, $7, $8, $9, 0, $8) RETURNING id"""
+ALERT_EVENT = """INSERT INTO alert_event (alert_id, event, revision, key_type, key, severity, at, payload)
+VALUES ($1, $2, 0, $3, $4, $5, $6, '{}'::jsonb)"""
+
+
+async def seed_alerts(conn, now: datetime, events: list[tuple]) -> None:
+    """Open and resolved alerts on topics and tickers, with sample ids of real events."""
+    plan = [("ticker", "AAPL", "high", 50, None), ("ticker", "TSLA", "medium", 200, 170),
+            ("topic", "earnings", "low", 120, 100), ("topic", "macro", "high", 30, None),
+            ("ticker", "NVDA", "low", 300, 240)]
+    for key_type, key, severity, ago_min, resolved_ago in plan:
+        start = now - timedelta(minutes=ago_min)
+        samples = [f"{e[0]}/{e[1]}" for e in events if start - timedelta(minutes=2) <= e[2] <= start][:5]
+        resolved = now - timedelta(minutes=resolved_ago) if resolved_ago else None
+        state = "resolved" if resolved else "open"
+        alert_id = await conn.fetchval(ALERT, key_type, key, start - timedelta(minutes=2), start, severity, samples,
+                                       state, start, resolved)
+        await conn.execute(ALERT_EVENT, alert_id, "opened", key_type, key, severity, start)
+        if resolved:
+            await conn.execute(ALERT_EVENT, alert_id, "resolved", key_type, key, severity, resolved)
+
+
+async def seed_small(url: str, now: datetime) -> list[tuple]:
+    import asyncpg
+
+    from core.events import store_scored
+    from core.pg import libpq_dsn
+
+    events = small_events(now)
+    conn = await asyncpg.connect(libpq_dsn(url))
+    try:
+        async with conn.transaction():
+            await store_scored(conn, events)
+            await seed_alerts(conn, now, events)
+    finally:
+        await conn.close()
+    return events
+
+
+# --- the large set -------------------------------------------------------------------------
+
+ROLLUP = """INSERT INTO event_rollup_minute (key_type, key, minute, n, negatives, neutrals, positives, score_sum)
+SELECT key_type, key, date_trunc('minute', published_at, 'UTC'), count(*),
+       count(*) FILTER (WHERE sentiment = 'negative'), count(*) FILTER (WHERE sentiment = 'neutral'),
+       count(*) FILTER (WHERE sentiment = 'positive'), sum(score)
+FROM (SELECT 'topic' AS key_type, topic AS key, published_at, sentiment, score FROM scored_event
+      UNION ALL SELECT 'ticker', unnest(tickers), published_at, sentiment, score FROM scored_event
+      UNION ALL SELECT 'source', source, published_at, sentiment, score FROM scored_event) AS keyed
+GROUP BY 1, 2, 3"""
+
+ALERTS_BULK = """INSERT INTO alert (key_type, key, window_start, window_end, n, negatives, baseline_rate, baseline_n,
+    z, p_value, severity, sample_event_ids, state, opened_at, resolved_at, revision, updated_at)
+SELECT CASE WHEN mod(g, 3) = 0 THEN 'topic' ELSE 'ticker' END,
+       CASE WHEN mod(g, 3) = 0 THEN (%(topics)s::text[])[1 + mod(g, 20)] ELSE 'T' || lpad(mod(g, 100)::text, 3, '0') END,
+       t - interval '2 minutes', t, 40 + mod(g, 30), 30 + mod(g, 10), 0.3, 20, 5 + mod(g, 7), 1e-8, (ARRAY['low','medium','high'])[1 + mod(g, 3)],
+       ARRAY['newswire/b' || (%(events)s - g * %(ratio)s)], CASE WHEN mod(g, 10) = 0 THEN 'open' ELSE 'resolved' END, t,
+       CASE WHEN mod(g, 10) = 0 THEN NULL ELSE t + make_interval(mins => 5 + mod(g, 60)) END, 0, t
+FROM generate_series(1, %(n)s) AS g, LATERAL (SELECT %(end)s::timestamptz - g * %(step)s::interval AS t) AS w"""
+
+
+def zipf_tickers(rng: random.Random) -> list[str]:
+    """0–3 tickers per item; a few tickers carry most mentions (rank-1/k weights)."""
+    k = rng.choices((0, 1, 2, 3), (0.35, 0.4, 0.2, 0.05))[0]
+    return list(dict.fromkeys(rng.choices(TICKERS[:100], WEIGHTS, k=k)))
+
+
+WEIGHTS = [1 / (r + 1) for r in range(100)]
+
+
+def copy_events(dsn: str, end: datetime, n: int, span: timedelta) -> None:
+    """COPY n events spread evenly over (end - span, end], with daily partitions made first."""
+    rng = random.Random(2)
+    step = span / n
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for d in range(span.days + 2):
+            conn.execute("SELECT finsent_ensure_day_partition(%s)", ((end - timedelta(days=d)).date(),))
+        with conn.cursor().copy(f"COPY scored_event ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for i in range(n):
+                row = list(event(rng, i, end - step * (n - i), prefix="b"))
+                row[7] = zipf_tickers(rng)
+                copy.write_row(row)
+
+
+def seed_large(dsn: str, end: datetime, n: int, span: timedelta, alerts: int = 5000) -> dict[str, float]:
+    """COPY the events, build the rollups, add alerts, ANALYZE; returns seconds per step."""
+    import time
+
+    took, t0 = {}, time.perf_counter()
+    copy_events(dsn, end, n, span)
+    took["copy"] = time.perf_counter() - t0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for step, sql, params in (("rollups", ROLLUP, None), ("alerts", ALERTS_BULK, alert_params(n, alerts, end, span)),
+                                  ("analyze", "ANALYZE", None)):
+            t0 = time.perf_counter()
+            conn.execute(sql, params)
+            took[step] = time.perf_counter() - t0
+    return took
+
+
+def alert_params(n: int, alerts: int, end: datetime, span: timedelta) -> dict:
+    # sample ids name the event copied at the alert's time (event i is at end - (n - i) * span / n)
+    return {"topics": list(TOPICS), "n": alerts, "end": end, "step": span / alerts, "events": n, "ratio": n // alerts}
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)

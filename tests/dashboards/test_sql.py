@@ -1,0 +1,122 @@
+"""Every SQL query of the dashboards, expanded as Grafana's Postgres datasource expands it, runs
+on a database seeded through the worker's write path and returns the expected columns and rows.
+
+    .venv/bin/python -m pytest tests/dashboards/test_sql.py -q
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from core.pg import libpq_dsn
+from dashboards.macros import TimeRange, expand
+from tests.dashboards.conftest import Query, sql_queries, variable_values
+from tests.dashboards.seed import fresh_db, seed_small, utc_now
+
+T, TS = ["time"], ["time", "metric"]
+EXPECTED = {  # query id → result columns, in order
+    "finsent-market-overview:Items scored": ["items"],
+    "finsent-market-overview:Negative share": ["negative_share"],
+    "finsent-market-overview:Mean score": ["mean_score"],
+    "finsent-market-overview:Open alerts": ["open_alerts"],
+    "finsent-market-overview:Volume by topic (items per interval)": TS + ["items"],
+    "finsent-market-overview:Negative share by topic": TS + ["negative_share"],
+    "finsent-market-overview:Mean score by topic (−1 negative … +1 positive)": TS + ["mean_score"],
+    "finsent-market-overview:Most negative recent items": T + ["source", "headline", "topic", "tickers", "p_negative",
+                                                                "score", "url"],
+    "finsent-market-overview:Tickers by negative items": ["ticker", "items", "negatives", "negative_share"],
+    "finsent-market-overview:annotation:finsent alerts": ["time", "timeend", "text", "tags"],
+    "finsent-ticker:Mentions of ${ticker}": ["items"],
+    "finsent-ticker:Negative share of ${ticker}": ["negative_share"],
+    "finsent-ticker:Open alerts on ${ticker}": ["open_alerts"],
+    "finsent-ticker:${ticker}: items by sentiment": T + ["negative", "neutral", "positive"],
+    "finsent-ticker:Negative share: ${ticker} and topics": TS + ["negative_share"],
+    "finsent-ticker:${ticker}: mentions by source (filtered by source and topic)": TS + ["items"],
+    "finsent-ticker:${ticker}: latest items": T + ["source", "headline", "topic", "sentiment", "p_negative", "score",
+                                                   "tickers", "model_version", "url"],
+    "finsent-ticker:${ticker}: alerts": T + ["state", "severity", "n", "negatives", "baseline_rate", "z", "p_value",
+                                             "resolved_at", "samples"],
+    "finsent-ticker:annotation:finsent alerts": ["time", "timeend", "text", "tags"],
+    "finsent-ticker:variable:ticker": ["key"],
+    "finsent-ticker:variable:source": ["key"],
+    "finsent-ticker:variable:topic": ["key"],
+    "finsent-alerts:Open alerts": ["open_alerts"],
+    "finsent-alerts:Opened in range": ["opened"],
+    "finsent-alerts:Median time to resolve": ["median_ttr_s"],
+    "finsent-alerts:High severity opened": ["high"],
+    "finsent-alerts:Alerts opened by severity": TS + ["alerts"],
+    "finsent-alerts:Open alerts (evidence)": T + ["key_type", "key", "severity", "revision", "window_start",
+                                                  "window_end", "n", "negatives", "baseline_rate", "baseline_n", "z",
+                                                  "p_value", "samples"],
+    "finsent-alerts:Alerts by key and severity": ["key_type", "key", "severity", "alerts", "open", "mean_ttr_s",
+                                                  "max_z", "min_p_value"],
+    "finsent-alerts:Resolved alerts and time to resolve": T + ["resolved_at", "key_type", "key", "severity", "n",
+                                                               "negatives", "baseline_rate", "p_value", "ttr_s"],
+    "finsent-alerts:Evidence: sample items of recent alerts": T + ["key_type", "key", "severity", "source", "headline",
+                                                                   "p_negative", "url"],
+    "finsent-alerts:annotation:finsent alerts": ["time", "timeend", "text", "tags"],
+}
+QUERIES = sql_queries()
+
+
+@pytest.fixture(scope="module")
+def seeded(postgres):
+    """A database with 3,000 items over the last 6 h and five alerts; yields (dsn, now)."""
+    url = fresh_db(postgres, "dash_small")
+    now = utc_now()
+    asyncio.run(seed_small(url, now))
+    yield libpq_dsn(url), now
+
+
+def run(conn: psycopg.Connection, q: Query, now) -> tuple[list[str], list[tuple]]:
+    rng = TimeRange.last(q.span(), now)
+    sql = expand(q.sql, rng, variable_values(conn, q.dashboard, rng), q.min_interval)
+    cur = conn.execute(sql)
+    return [c.name for c in cur.description], cur.fetchall()
+
+
+def test_every_query_has_an_expectation():
+    assert sorted(q.id for q in QUERIES) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("q", QUERIES, ids=lambda q: q.id)
+def test_query_returns_expected_columns_and_rows(seeded, q: Query):
+    dsn, now = seeded
+    with psycopg.connect(dsn) as conn:
+        columns, rows = run(conn, q, now)
+    assert columns == EXPECTED[q.id]
+    assert rows, f"{q.id}: no rows"
+    if q.format == "time_series":
+        assert all(r[0] is not None for r in rows) and [r[0] for r in rows] == sorted(r[0] for r in rows)
+        assert any(isinstance(v, (int, float)) or v.__class__.__name__ == "Decimal" for v in rows[0][1:])
+
+
+def psql() -> str:
+    import shutil
+    from pathlib import Path
+
+    import pgserver
+
+    bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "psql"
+    return str(bundled) if bundled.exists() else shutil.which("psql")
+
+
+def test_grafana_reader_role_runs_every_query_and_sees_no_secrets(seeded):
+    """dashboards/provisioning/postgres/grafana-reader.sql (run by compose's grafana-db service)."""
+    import subprocess
+
+    from tests.dashboards.conftest import GENERATED
+
+    dsn, now = seeded
+    script = GENERATED.parent / "provisioning" / "postgres" / "grafana-reader.sql"
+    for _ in range(2):  # idempotent: compose runs it on every `up`
+        subprocess.run([psql(), dsn, "-q", "-v", "ON_ERROR_STOP=1", "-v", "password=not-a-real-one", "-f", str(script)],
+                       check=True, capture_output=True, timeout=60)
+    with psycopg.connect(dsn.replace("//postgres@", "//grafana_reader@")) as conn:
+        for q in QUERIES:
+            assert run(conn, q, now)[1], q.id
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT secret FROM subscription")
