@@ -1,0 +1,59 @@
+"""Keyword-only data functions shared by routes (the template's crud.py): they take a
+connection and plain values, run statements from api/queries.py and shape the rows."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import asyncpg
+
+from api import queries as q
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def floor_time(t: datetime, step: timedelta) -> datetime:
+    """Buckets are aligned on the epoch, so the same bucket has the same start in every query."""
+    return EPOCH + (t - EPOCH) // step * step
+
+
+async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], start: datetime, end: datetime,
+                 step: timedelta) -> list[dict]:
+    rows = await conn.fetch(q.SERIES, key_type, keys, start, end, step)
+    out: dict[str, dict] = {}
+    for r in rows:
+        s = out.get(r["key"]) or out.setdefault(r["key"], {"key": r["key"], "t": [], "n": [], "negatives": [],
+                                                           "neutrals": [], "positives": [], "negative_share": [],
+                                                           "mean_score": []})
+        n = r["n"]
+        s["t"].append(r["t"])
+        s["n"].append(n)
+        s["negatives"].append(r["negatives"])
+        s["neutrals"].append(r["neutrals"])
+        s["positives"].append(r["positives"])
+        s["negative_share"].append(r["negatives"] / n if n else None)
+        s["mean_score"].append(r["score_sum"] / n if n else None)
+    return list(out.values())
+
+
+def mover(row, prior_n: float = 20.0, prior_share: float | None = None) -> dict:
+    """Window share against a baseline share smoothed towards the cross-key mean, so a key with
+    a thin history is not ranked on noise; z is the binomial z of the window's negatives."""
+    n, k, bn, bk = row["n"], row["negatives"], row["baseline_n"], row["baseline_negatives"]
+    share = k / n
+    prior = prior_share if prior_share is not None else share
+    p = (bk + prior * prior_n) / (bn + prior_n)
+    p = min(max(p, 1e-3), 1 - 1e-3)
+    return {"key": row["key"], "n": n, "negatives": k, "negative_share": share, "baseline_n": bn,
+            "baseline_negatives": bk, "baseline_share": bk / bn if bn else None, "delta": share - p,
+            "z": (k - n * p) / math.sqrt(n * p * (1 - p))}
+
+
+async def movers(conn: asyncpg.Connection, *, key_type: str, end: datetime, window: timedelta, baseline: timedelta,
+                 min_count: int) -> list[dict]:
+    start = end - window
+    rows = await conn.fetch(q.MOVERS, key_type, start, start - baseline, end, min_count)
+    total_n = sum(r["baseline_n"] for r in rows)
+    prior = sum(r["baseline_negatives"] for r in rows) / total_n if total_n else None
+    return [mover(r, prior_share=prior) for r in rows]

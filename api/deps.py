@@ -1,0 +1,151 @@
+"""Dependencies as `Annotated` aliases (the full-stack-fastapi-template way): settings, the
+pool and a pooled connection, the caller's API key, scope checks, and shared query inputs
+(time range, cursor)."""
+
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api import queries as q
+from api.keys import has_scope, hash_key
+from core.settings import Settings
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+async def get_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    async with request.app.state.pool.acquire() as conn:
+        yield conn
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
+ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
+
+
+# --- auth --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Principal:
+    id: int
+    name: str
+    scopes: tuple[str, ...]
+
+
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key (`finsent apikey create`)")
+_bearer = HTTPBearer(auto_error=False, description="the same API key as a bearer token")
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def get_principal(pool: PoolDep, key: Annotated[str | None, Depends(_header)],
+                        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal | None:
+    """The key's owner, None when no key was given; 401 for an unknown or revoked key."""
+    raw = key or (bearer.credentials if bearer else None)
+    if raw is None:
+        return None
+    row = await pool.fetchrow(q.API_KEY_BY_HASH, hash_key(raw))
+    if row is None:
+        raise unauthorized("invalid or revoked API key")
+    return Principal(row["id"], row["name"], tuple(row["scopes"]))
+
+
+MaybePrincipal = Annotated[Principal | None, Depends(get_principal)]
+
+
+def require(scope: str):
+    async def check(principal: MaybePrincipal) -> Principal:
+        if principal is None:
+            raise unauthorized("an API key is required (header X-API-Key or Authorization: Bearer)")
+        if not has_scope(principal.scopes, scope):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the `{scope}` scope")
+        return principal
+    return check
+
+
+async def reader(settings: SettingsDep, principal: MaybePrincipal) -> Principal | None:
+    """Reads are open by configuration (FINSENT_API_READS_OPEN); otherwise they need `read`."""
+    if settings.api_reads_open:  # a key given anyway was still checked (401 if unknown)
+        return principal
+    return await require("read")(principal)
+
+
+Reader = Annotated[Principal | None, Depends(reader)]
+Subscriber = Annotated[Principal, Depends(require("subscribe"))]
+FeedbackWriter = Annotated[Principal, Depends(require("feedback"))]
+
+
+# --- shared query inputs -----------------------------------------------------------------
+def bad_request(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_400_BAD_REQUEST, detail)
+
+
+def utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: datetime
+    end: datetime
+
+
+def time_range(default: timedelta, longest: timedelta):
+    """A [start, end) dependency: end defaults to now, start to end - `default`; at most `longest`."""
+    async def dep(start: Annotated[datetime | None, Query(description="inclusive; default: end - "
+                                                          f"{default}; naive times are UTC")] = None,
+                  end: Annotated[datetime | None, Query(description="exclusive; default: now")] = None) -> TimeRange:
+        end = utc(end) if end else datetime.now(timezone.utc)
+        if not EARLIEST <= end <= LATEST or (start and not EARLIEST <= utc(start) <= LATEST):
+            raise bad_request("times must lie between 1970 and 2200")
+        start = utc(start) if start else end - default
+        if start >= end:
+            raise bad_request("start must be before end")
+        if end - start > longest:
+            raise bad_request(f"the time range is at most {longest.days} days")
+        return TimeRange(start, end)
+    return dep
+
+
+def encode_cursor(*values) -> str:
+    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, types: tuple[type, ...]) -> tuple:
+    """Opaque to clients; a cursor that does not decode to `types` is a 400, not a 500."""
+    try:
+        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(values, list) or len(values) != len(types):
+            raise ValueError
+        return tuple(utc(datetime.fromisoformat(v)) if t is datetime else _check(v, t) for v, t in zip(values, types))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        raise bad_request("invalid cursor") from None
+
+
+def _check(value, typ):
+    if type(value) is not typ or (typ is int and not 0 <= value < 2**63) or (typ is str and "\x00" in value):
+        raise TypeError
+    return value
+
+
+Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]

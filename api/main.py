@@ -1,0 +1,112 @@
+"""The FastAPI app factory. The lifespan opens one asyncpg pool (sessions in UTC) and starts
+the alert hub (LISTEN), the webhook deliverer and the scoring batcher; it closes them in
+reverse. Nothing happens at import time.
+
+    from api.main import create_app; app = create_app(settings)
+    uvicorn --factory api.main:create_app      # settings from the environment
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import asynccontextmanager
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from api.delivery import Deliverer
+from api.live import AlertHub
+from api.metrics import MetricsMiddleware
+from api.routes import alerts, events, feedback, health, movers, page, score, series, stream, subscriptions
+from api.schemas import Message
+from api.scoring import ScoringBatcher
+from core.logs import get
+from core.pg import alembic_config, sync_url
+from core.settings import Settings, get_settings
+
+log = get("api")
+DESCRIPTION = """History, aggregates and alerts of finsent's scored news and posts; alert
+subscriptions with signed webhooks; a live alert stream; ad-hoc scoring; analysts' feedback.
+
+Authentication: an API key (`finsent apikey create`) in `X-API-Key` or `Authorization: Bearer`.
+Reads may be open (FINSENT_API_READS_OPEN); writes always need a key with the right scope
+(`subscribe`, `feedback`; `admin` implies all). Errors are JSON: `{"detail": ...}`."""
+
+
+ERRORS = {400: {"model": Message, "description": "Bad request (e.g. a time range or cursor that cannot be used)"},
+          401: {"model": Message, "description": "Missing, unknown or revoked API key"},
+          403: {"model": Message, "description": "The API key lacks the needed scope"},
+          503: {"model": Message, "description": "The database is unavailable"}}
+
+
+def alembic_head(settings: Settings) -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(sync_url(settings.database_url))).get_current_head()
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI):
+    s: Settings = app.state.settings
+    # min_size=0: the API starts (and /health answers) while Postgres is still down; /ready tells
+    pool = await asyncpg.create_pool(s.asyncpg_dsn, min_size=0, max_size=10, init=init_connection,
+                                     server_settings={"timezone": "UTC", "application_name": "finsent-api"})
+    app.state.pool = pool
+    app.state.hub = hub = AlertHub(pool, s.asyncpg_dsn)
+    app.state.deliverer = deliverer = Deliverer(pool, s, hub)
+    app.state.scorer = scorer = ScoringBatcher(s)
+    hub.start()
+    deliverer.start()
+    log.info("api.started", host=s.api_host, port=s.api_port)
+    try:
+        yield
+    finally:
+        await scorer.stop()
+        await deliverer.stop()
+        await hub.stop()
+        await pool.close()
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Bad input the validators could not see becomes a 400; anything else a bare 500/503
+    with no stack trace (it is logged)."""
+
+    @app.exception_handler(asyncpg.DataError)
+    async def data_error(request: Request, exc: asyncpg.DataError):
+        return JSONResponse({"detail": f"invalid input: {exc.__class__.__name__}"}, status_code=400)
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(asyncpg.PostgresConnectionError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def unavailable(request: Request, exc: Exception):
+        log.warning("api.database_unavailable", error=str(exc), path=request.url.path)
+        return JSONResponse({"detail": "database unavailable"}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception):
+        log.exception("api.error", path=request.url.path)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(title="finsent API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.alembic_head = alembic_head(settings)
+    app.add_middleware(MetricsMiddleware)
+    if settings.api_cors_origins:  # off unless origins are configured
+        app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"])
+    install_error_handlers(app)
+    app.include_router(health.router)
+    for module in (events, series, movers, alerts, subscriptions, stream, score, feedback):
+        app.include_router(module.router, responses=ERRORS)
+    app.include_router(page.router)  # the live web page at / (api/web/, owned by the dashboards work)
+    return app

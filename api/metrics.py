@@ -1,0 +1,38 @@
+"""Prometheus metrics of the API (names shared with dashboards/), and a pure ASGI middleware
+that counts requests by route template (not raw path, so label cardinality stays bounded)."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("finsent_api_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("finsent_api_request_seconds", "HTTP request latency (to the end of the body)", ["method", "route"],
+                    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+SSE_CLIENTS = Gauge("finsent_api_sse_clients", "Open live alert streams (SSE and WebSocket)")
+WEBHOOKS = Counter("finsent_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
+for _outcome in ("delivered", "failed", "retry", "disabled"):
+    WEBHOOKS.labels(_outcome)
+
+
+class MetricsMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            REQUESTS.labels(scope["method"], route, str(status[0])).inc()
+            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - start)

@@ -1,0 +1,232 @@
+"""Every SQL statement of the API, in one place and parameterised only ($n placeholders;
+dynamic parts of a query are chosen among fixed fragments here, never built from input).
+
+Times are timestamptz; the pool's sessions run in UTC so that a '1 day' step is 24 hours."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+SEVERITIES = "ARRAY['low','medium','high']::text[]"
+
+# --- keys and health -------------------------------------------------------------------
+INSERT_API_KEY = """INSERT INTO api_key (name, key_hash, prefix, scopes) VALUES ($1, $2, $3, $4) RETURNING id"""
+API_KEY_BY_HASH = "SELECT id, name, scopes FROM api_key WHERE key_hash = $1 AND NOT revoked"
+LIST_API_KEYS = "SELECT id, name, prefix, scopes, created_at, revoked FROM api_key ORDER BY id"
+REVOKE_API_KEY = "UPDATE api_key SET revoked = true, revoked_at = now() WHERE id = $1 AND NOT revoked RETURNING id"
+ALEMBIC_VERSION = "SELECT version_num FROM alembic_version"
+
+# --- events ------------------------------------------------------------------------------
+EVENT_COLUMNS = ("source, id, published_at, title, text, url, lang, tickers, topic, topic_confidence, sentiment, "
+                 "p_negative, p_neutral, p_positive, score, model_version, truncated, ingested_at, scored_at")
+
+
+@dataclass
+class Where:
+    """Collects `AND`ed conditions with their arguments; `col` fragments are fixed strings."""
+
+    parts: list[str] = field(default_factory=list)
+    args: list = field(default_factory=list)
+
+    def add(self, fragment: str, *values) -> None:
+        """`fragment` uses {} for each value's placeholder, filled with $n in order."""
+        marks = [f"${len(self.args) + i + 1}" for i in range(len(values))]
+        self.parts.append(fragment.format(*marks))
+        self.args.extend(values)
+
+    def sql(self) -> str:
+        return " AND ".join(self.parts) or "true"
+
+
+def events_where(*, start: datetime, end: datetime, topics, tickers, sources, sentiments, min_score, max_score,
+                 model_version, q, after: tuple | None) -> Where:
+    w = Where()
+    w.add("published_at >= {}", start)
+    w.add("published_at < {}", end)
+    if topics:
+        w.add("topic = ANY({}::text[])", topics)
+    if tickers:
+        w.add("tickers && {}::varchar[]", tickers)
+    if sources:
+        w.add("source = ANY({}::text[])", sources)
+    if sentiments:
+        w.add("sentiment = ANY({}::text[])", sentiments)
+    if min_score is not None:
+        w.add("score >= {}", min_score)
+    if max_score is not None:
+        w.add("score <= {}", max_score)
+    if model_version:
+        w.add("model_version = {}", model_version)
+    if q:
+        w.add(r"(text ILIKE {0} ESCAPE '\' OR title ILIKE {0} ESCAPE '\')", like_pattern(q))
+    if after is not None:
+        # the plain bound lets the planner use the time index; the row comparison is the exact keyset
+        w.add("published_at <= {}", after[0])
+        w.add("(published_at, source, id) < ({}, {}, {})", *after)
+    return w
+
+
+def like_pattern(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def events_page(w: Where, limit: int) -> tuple[str, list]:
+    sql = (f"SELECT {EVENT_COLUMNS} FROM scored_event WHERE {w.sql()} "
+           f"ORDER BY published_at DESC, source DESC, id DESC LIMIT ${len(w.args) + 1}")
+    return sql, [*w.args, limit]
+
+
+EVENT_BY_KEY = f"""SELECT {EVENT_COLUMNS} FROM scored_event WHERE source = $1 AND id = $2
+ORDER BY published_at DESC LIMIT 1"""
+
+# --- series (sums of the per-minute rollups, zero-filled) ---------------------------------
+SERIES = """
+WITH buckets AS (
+    SELECT generate_series($3::timestamptz, $4::timestamptz - interval '1 microsecond', $5::interval) AS t
+), keys AS (
+    SELECT DISTINCT unnest($2::text[]) AS key
+), agg AS (
+    SELECT key, date_bin($5::interval, minute, $3::timestamptz) AS t, sum(n)::bigint AS n,
+           sum(negatives)::bigint AS negatives, sum(neutrals)::bigint AS neutrals,
+           sum(positives)::bigint AS positives, sum(score_sum) AS score_sum
+    FROM event_rollup_minute
+    WHERE key_type = $1 AND key = ANY($2::text[]) AND minute >= $3 AND minute < $4
+    GROUP BY 1, 2
+)
+SELECT k.key, b.t, coalesce(a.n, 0) AS n, coalesce(a.negatives, 0) AS negatives,
+       coalesce(a.neutrals, 0) AS neutrals, coalesce(a.positives, 0) AS positives, coalesce(a.score_sum, 0) AS score_sum
+FROM keys k CROSS JOIN buckets b LEFT JOIN agg a ON a.key = k.key AND a.t = b.t
+ORDER BY k.key, b.t
+"""
+
+# --- movers: negative share in the window against the key's trailing baseline -------------
+MOVERS = """
+WITH w AS (
+    SELECT key,
+           sum(n) FILTER (WHERE minute >= $2)::bigint AS n,
+           sum(negatives) FILTER (WHERE minute >= $2)::bigint AS negatives,
+           sum(n) FILTER (WHERE minute < $2)::bigint AS baseline_n,
+           sum(negatives) FILTER (WHERE minute < $2)::bigint AS baseline_negatives
+    FROM event_rollup_minute
+    WHERE key_type = $1 AND minute >= $3 AND minute < $4
+    GROUP BY key
+)
+SELECT key, n, negatives, coalesce(baseline_n, 0) AS baseline_n, coalesce(baseline_negatives, 0) AS baseline_negatives
+FROM w WHERE n >= $5
+"""
+
+# --- alerts -------------------------------------------------------------------------------
+ALERT_COLUMNS = ("id, key_type, key, window_start, window_end, n, negatives, baseline_rate, baseline_n, z, p_value, "
+                 "severity, sample_event_ids, state, opened_at, resolved_at, revision, updated_at")
+
+
+def alerts_where(*, start, end, state, key_type, keys, min_severity, after: tuple | None) -> Where:
+    w = Where()
+    w.add("opened_at >= {}", start)
+    w.add("opened_at < {}", end)
+    if state:
+        w.add("state = {}", state)
+    if key_type:
+        w.add("key_type = {}", key_type)
+    if keys:
+        w.add("key = ANY({}::text[])", keys)
+    if min_severity:
+        w.add(f"array_position({SEVERITIES}, severity) >= array_position({SEVERITIES}, {{}}::text)", min_severity)
+    if after is not None:
+        w.add("(opened_at, id) < ({}, {})", *after)
+    return w
+
+
+def alerts_page(w: Where, limit: int) -> tuple[str, list]:
+    sql = (f"SELECT {ALERT_COLUMNS} FROM alert WHERE {w.sql()} ORDER BY opened_at DESC, id DESC "
+           f"LIMIT ${len(w.args) + 1}")
+    return sql, [*w.args, limit]
+
+
+ALERT_BY_ID = f"SELECT {ALERT_COLUMNS} FROM alert WHERE id = $1"
+# sample ids are "source/id"; the time bound lets the planner prune partitions
+ALERT_SAMPLES = f"""SELECT {EVENT_COLUMNS} FROM scored_event s
+JOIN unnest($1::text[], $2::text[]) AS x(src, eid) ON s.source = x.src AND s.id = x.eid
+WHERE s.published_at >= $3 AND s.published_at < $4 ORDER BY s.published_at, s.source, s.id"""
+ALERT_HISTORY = "SELECT id, event, revision, severity, at FROM alert_event WHERE alert_id = $1 ORDER BY id"
+
+# --- the alert event log (live stream, webhooks) -------------------------------------------
+ALERT_EVENT_COLUMNS = "id, alert_id, event, revision, key_type, key, severity, at, payload"
+ALERT_EVENTS_AFTER = f"SELECT {ALERT_EVENT_COLUMNS} FROM alert_event WHERE id > $1 ORDER BY id LIMIT $2"
+ALERT_EVENTS_BY_ID = f"SELECT {ALERT_EVENT_COLUMNS} FROM alert_event WHERE id = ANY($1::bigint[]) ORDER BY id"
+MAX_ALERT_EVENT_ID = "SELECT coalesce(max(id), 0) FROM alert_event"
+
+# --- subscriptions --------------------------------------------------------------------------
+SUBSCRIPTION_COLUMNS = ("id, name, kind, target_url, key_types, topics, tickers, min_severity, enabled, "
+                        "disabled_reason, consecutive_failures, created_at, updated_at")
+INSERT_SUBSCRIPTION = f"""INSERT INTO subscription (api_key_id, name, kind, target_url, secret, key_types, topics,
+    tickers, min_severity, start_event_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT coalesce(max(id), 0) FROM alert_event))
+RETURNING {SUBSCRIPTION_COLUMNS}"""
+COUNT_SUBSCRIPTIONS = "SELECT count(*) FROM subscription WHERE api_key_id = $1"
+LIST_SUBSCRIPTIONS = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscription WHERE api_key_id = $1 ORDER BY id"
+GET_SUBSCRIPTION = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscription WHERE id = $1 AND api_key_id = $2"
+# NULL means "leave as is"; re-enabling clears the failure count and the reason
+UPDATE_SUBSCRIPTION = f"""UPDATE subscription SET
+    name = coalesce($3, name), target_url = coalesce($4, target_url), key_types = coalesce($5, key_types),
+    topics = coalesce($6, topics), tickers = coalesce($7, tickers), min_severity = coalesce($8, min_severity),
+    enabled = coalesce($9, enabled),
+    consecutive_failures = CASE WHEN $9 THEN 0 ELSE consecutive_failures END,
+    disabled_reason = CASE WHEN $9 THEN NULL WHEN $9 = false THEN 'disabled by its owner' ELSE disabled_reason END,
+    updated_at = now()
+WHERE id = $1 AND api_key_id = $2 RETURNING {SUBSCRIPTION_COLUMNS}"""
+DELETE_SUBSCRIPTION = "DELETE FROM subscription WHERE id = $1 AND api_key_id = $2 RETURNING id"
+DELIVERY_LOG = """SELECT a.id, a.delivery_id, d.alert_event_id, a.attempt, a.at, a.outcome, a.status_code, a.error,
+       a.duration_ms
+FROM delivery_attempt a JOIN delivery d ON d.id = a.delivery_id
+WHERE a.subscription_id = $1 AND a.id < $2 ORDER BY a.id DESC LIMIT $3"""
+
+# --- webhook delivery -----------------------------------------------------------------------
+_MATCH = f"""s.kind = 'webhook' AND s.enabled AND e.id > s.start_event_id AND e.key_type = ANY(s.key_types)
+    AND (e.key_type <> 'topic' OR cardinality(s.topics) = 0 OR e.key = ANY(s.topics))
+    AND (e.key_type <> 'ticker' OR cardinality(s.tickers) = 0 OR e.key = ANY(s.tickers))
+    AND array_position({SEVERITIES}, e.severity) >= array_position({SEVERITIES}, s.min_severity::text)"""
+# Idempotent fan-out: every API process may run it; the unique pair makes one row per
+# (alert event, subscription), so whoever inserts it first owns it and the others insert nothing.
+FANOUT = f"""INSERT INTO delivery (alert_event_id, subscription_id)
+SELECT e.id, s.id FROM alert_event e JOIN subscription s ON {_MATCH}
+WHERE e.at > now() - interval '1 day'
+  AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.alert_event_id = e.id AND d.subscription_id = s.id)
+ON CONFLICT DO NOTHING"""
+# Lease due deliveries; SKIP LOCKED + the lease make two processes take different rows.
+CLAIM = """UPDATE delivery d SET locked_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
+FROM (SELECT d2.id FROM delivery d2 JOIN subscription s2 ON s2.id = d2.subscription_id AND s2.enabled
+      WHERE d2.state = 'pending' AND d2.next_attempt_at <= now()
+        AND (d2.locked_until IS NULL OR d2.locked_until < now())
+      ORDER BY d2.next_attempt_at, d2.id LIMIT $1 FOR UPDATE OF d2 SKIP LOCKED) c,
+     subscription s, alert_event e
+WHERE d.id = c.id AND s.id = d.subscription_id AND e.id = d.alert_event_id
+RETURNING d.id, d.subscription_id, d.attempts, s.target_url, s.secret, e.id AS alert_event_id, e.event, e.payload"""
+SECONDS_TO_NEXT_DUE = """SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM delivery
+WHERE state = 'pending' AND locked_until IS NULL"""
+LOG_ATTEMPT = """INSERT INTO delivery_attempt (delivery_id, subscription_id, attempt, outcome, status_code, error, duration_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+MARK_DELIVERED = """UPDATE delivery SET state = 'delivered', delivered_at = now(), locked_until = NULL, last_status = $2,
+    last_error = NULL WHERE id = $1"""
+RESET_FAILURES = "UPDATE subscription SET consecutive_failures = 0 WHERE id = $1 AND consecutive_failures <> 0"
+COUNT_FAILURE = """UPDATE subscription SET consecutive_failures = consecutive_failures + 1,
+    enabled = enabled AND consecutive_failures + 1 < $2,
+    disabled_reason = CASE WHEN consecutive_failures + 1 >= $2 THEN $3 ELSE disabled_reason END, updated_at = now()
+WHERE id = $1 RETURNING enabled"""
+RETRY_LATER = """UPDATE delivery SET next_attempt_at = now() + make_interval(secs => $2), locked_until = NULL,
+    last_status = $3, last_error = $4 WHERE id = $1"""
+FAIL_PENDING = """UPDATE delivery SET state = 'failed', locked_until = NULL, last_status = coalesce($2, last_status),
+    last_error = $3 WHERE subscription_id = $1 AND state = 'pending'"""
+
+# --- feedback ---------------------------------------------------------------------------------
+FEEDBACK_COLUMNS = "id, source, event_id, published_at, topic, sentiment, note, created_by, created_at"
+INSERT_FEEDBACK = f"""INSERT INTO feedback (source, event_id, published_at, topic, sentiment, note, api_key_id, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {FEEDBACK_COLUMNS}"""
+LIST_FEEDBACK = f"""SELECT {FEEDBACK_COLUMNS} FROM feedback WHERE created_at >= $1 AND created_at < $2 AND id < $3
+ORDER BY id DESC LIMIT $4"""
+EXPORT_FEEDBACK = """SELECT f.id, f.source, f.event_id, f.published_at, s.text, s.topic AS model_topic,
+       s.sentiment AS model_sentiment, f.topic, f.sentiment, f.note, f.created_by, f.created_at
+FROM feedback f LEFT JOIN scored_event s
+  ON s.source = f.source AND s.id = f.event_id AND s.published_at = f.published_at
+WHERE f.created_at >= $1 AND f.created_at < $2 ORDER BY f.id"""

@@ -1,0 +1,46 @@
+"""GET /v1/events: scored events, newest first, keyset pages on (published_at, source, id).
+A cursor carries the last row's key and the page's time window, so later pages neither
+repeat nor skip rows while the worker keeps inserting (new rows are newer than the window's
+end or were already in it)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from api import queries as q
+from api.deps import ConnDep, Cursor, Limit, Reader, TimeRange, decode_cursor, encode_cursor, time_range
+from api.schemas import EventPage, Sentiment, Ticker, Topic
+
+router = APIRouter(prefix="/v1/events", tags=["events"])
+Source = Annotated[str, Query(min_length=1, max_length=64)]
+
+
+@router.get("", response_model=EventPage, summary="Scored events, filtered, cursor-paged (newest first)")
+async def list_events(
+    conn: ConnDep, _: Reader,
+    window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), timedelta(days=31)))],
+    topic: Annotated[list[Topic], Query(max_length=20)] = [],
+    ticker: Annotated[list[Ticker], Query(max_length=50)] = [],
+    source: Annotated[list[Annotated[str, Query(min_length=1, max_length=64)]], Query(max_length=20)] = [],
+    sentiment: Annotated[list[Sentiment], Query(max_length=3)] = [],
+    min_score: Annotated[float | None, Query(ge=-1, le=1)] = None,
+    max_score: Annotated[float | None, Query(ge=-1, le=1)] = None,
+    model_version: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    q_: Annotated[str | None, Query(alias="q", min_length=1, max_length=200, description="text contains (case-insensitive)")] = None,
+    limit: Limit = 100, cursor: Cursor = None,
+) -> EventPage:
+    after, start, end = None, window.start, window.end
+    if cursor:
+        *after, start, end = decode_cursor(cursor, (datetime, str, str, datetime, datetime))
+    w = q.events_where(start=start, end=end, topics=topic, tickers=ticker, sources=source, sentiments=sentiment,
+                       min_score=min_score, max_score=max_score, model_version=model_version, q=q_,
+                       after=tuple(after) if after else None)
+    sql, args = q.events_page(w, limit + 1)
+    rows = await conn.fetch(sql, *args)
+    items, more = rows[:limit], len(rows) > limit
+    last = items[-1] if items else None
+    nxt = encode_cursor(last["published_at"], last["source"], last["id"], start, end) if more else None
+    return EventPage(items=[dict(r) for r in items], next_cursor=nxt)

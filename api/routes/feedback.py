@@ -1,0 +1,73 @@
+"""Analysts' corrections (scope `feedback`): POST /v1/events/{source}/{id}/feedback stores who
+corrected what and when; GET /v1/feedback lists them; GET /v1/feedback/export streams CSV or
+JSONL (with the event text and the model's labels) for `finsent train --feedback`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi.responses import StreamingResponse
+
+from api import queries as q
+from api.deps import (ConnDep, Cursor, FeedbackWriter, Limit, PoolDep, TimeRange, decode_cursor, encode_cursor,
+                      time_range)
+from api.schemas import FeedbackCreate, FeedbackPage, FeedbackPublic, Message
+
+router = APIRouter(tags=["feedback"])
+Window = Annotated[TimeRange, Depends(time_range(timedelta(days=30), timedelta(days=3660)))]
+EXPORT_FIELDS = ("id", "source", "event_id", "published_at", "text", "model_topic", "model_sentiment", "topic",
+                 "sentiment", "note", "created_by", "created_at")
+
+
+@router.post("/v1/events/{source}/{event_id}/feedback", response_model=FeedbackPublic, status_code=201,
+             responses={404: {"model": Message}}, summary="Correct an event's topic and/or sentiment")
+async def create_feedback(source: Annotated[str, Path(min_length=1, max_length=64)],
+                          event_id: Annotated[str, Path(min_length=1, max_length=256)],
+                          body: FeedbackCreate, conn: ConnDep, principal: FeedbackWriter):
+    event = await conn.fetchrow(q.EVENT_BY_KEY, source, event_id)
+    if event is None:
+        raise HTTPException(404, f"event {source}/{event_id} not found")
+    return dict(await conn.fetchrow(q.INSERT_FEEDBACK, source, event_id, event["published_at"], body.topic,
+                                    body.sentiment, body.note, principal.id, principal.name))
+
+
+@router.get("/v1/feedback", response_model=FeedbackPage, summary="Feedback, newest first (cursor pages)")
+async def list_feedback(conn: ConnDep, _: FeedbackWriter, window: Window, limit: Limit = 100,
+                        cursor: Cursor = None) -> FeedbackPage:
+    before = decode_cursor(cursor, (int,))[0] if cursor else 2**63 - 1
+    rows = await conn.fetch(q.LIST_FEEDBACK, window.start, window.end, before, limit + 1)
+    items = rows[:limit]
+    return FeedbackPage(items=[dict(r) for r in items],
+                        next_cursor=encode_cursor(items[-1]["id"]) if len(rows) > limit else None)
+
+
+@router.get("/v1/feedback/export", response_class=StreamingResponse, summary="Export feedback as CSV or JSONL",
+            responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}})
+async def export_feedback(pool: PoolDep, _: FeedbackWriter, window: Window,
+                          format: Literal["csv", "jsonl"] = "jsonl") -> StreamingResponse:
+    async def rows():
+        async with pool.acquire() as conn, conn.transaction():  # a server-side cursor: memory stays flat
+            async for r in conn.cursor(q.EXPORT_FEEDBACK, window.start, window.end, prefetch=500):
+                yield {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+
+    media = "text/csv" if format == "csv" else "application/x-ndjson"
+    body = _csv(rows()) if format == "csv" else (json.dumps(r) + "\n" async for r in rows())
+    return StreamingResponse(body, media_type=media,
+                             headers={"Content-Disposition": f'attachment; filename="feedback.{format}"'})
+
+
+async def _csv(rows):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, EXPORT_FIELDS)
+    writer.writeheader()
+    async for r in rows:
+        writer.writerow(r)
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    yield buf.getvalue()

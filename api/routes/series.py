@@ -1,0 +1,35 @@
+"""GET /v1/series: zero-filled time buckets per topic, ticker or source, summed from the
+per-minute rollups the worker maintains (never a scan of scored_event)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from api import crud
+from api.deps import ConnDep, Reader, TimeRange, bad_request, time_range
+from api.schemas import SeriesResponse
+
+router = APIRouter(prefix="/v1/series", tags=["series"])
+BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "6h": 21600, "12h": 43200, "1d": 86400}
+MAX_POINTS = 50_000  # keys × buckets in one response
+
+
+@router.get("", response_model=SeriesResponse, summary="Time-bucketed counts, negative share and mean score")
+async def get_series(
+    conn: ConnDep, _: Reader,
+    window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), timedelta(days=31)))],
+    key: Annotated[list[Annotated[str, Query(min_length=1, max_length=64)]],
+                   Query(min_length=1, max_length=50, description="topic slugs, tickers or sources")],
+    key_type: Literal["topic", "ticker", "source"] = "ticker",
+    bucket: Literal[tuple(BUCKETS)] = "1h",  # type: ignore[valid-type]
+) -> SeriesResponse:
+    step = timedelta(seconds=BUCKETS[bucket])
+    start = crud.floor_time(window.start, step)
+    keys = sorted(set(key))
+    if len(keys) * -(-(window.end - start) // step) > MAX_POINTS:
+        raise bad_request(f"too many points (keys × buckets > {MAX_POINTS}): use a coarser bucket or a shorter range")
+    rows = await crud.series(conn, key_type=key_type, keys=keys, start=start, end=window.end, step=step)
+    return SeriesResponse(key_type=key_type, bucket=bucket, start=start, end=window.end, series=rows)

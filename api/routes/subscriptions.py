@@ -1,0 +1,99 @@
+"""Subscriptions to alerts (scope `subscribe`): a key sees and changes only its own; another
+key's subscription is a 404, never a 403, so ids reveal nothing. A webhook subscription's
+secret is generated here and shown once, in the creation response."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi.exceptions import RequestValidationError
+
+from api import queries as q
+from api import webhooks
+from api.deps import ConnDep, Cursor, SettingsDep, Subscriber, decode_cursor, encode_cursor
+from api.schemas import (DeliveryLog, Message, SubscriptionCreate, SubscriptionCreated, SubscriptionPublic,
+                         SubscriptionUpdate)
+from core.settings import Settings
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+MAX_PER_KEY = 100
+SubId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+NOT_FOUND = {404: {"model": Message}}
+
+
+def public(row) -> dict:
+    d = dict(row)
+    return {**d, "delivery": d.pop("kind"), "url": d.pop("target_url")}
+
+
+async def check_url(url: str, settings: Settings) -> None:
+    try:
+        await webhooks.resolve(url, allow_http=settings.webhook_allow_http, allow_private=settings.webhook_allow_private)
+    except webhooks.UnsafeTarget as exc:  # shaped like every other 422: a list of field errors
+        raise RequestValidationError([{"type": "value_error", "loc": ("body", "url"), "input": url,
+                                        "msg": f"webhook url refused: {exc}"}]) from None
+
+
+async def owned(conn, sub_id: int, principal) -> dict:
+    row = await conn.fetchrow(q.GET_SUBSCRIPTION, sub_id, principal.id)
+    if row is None:
+        raise HTTPException(404, f"subscription {sub_id} not found")
+    return row
+
+
+@router.post("", response_model=SubscriptionCreated, status_code=201, responses={400: {"model": Message}},
+             summary="Create a subscription (webhook: the signing secret is in this response only)")
+async def create(body: SubscriptionCreate, conn: ConnDep, principal: Subscriber, settings: SettingsDep):
+    if body.url is not None:
+        await check_url(body.url, settings)
+    if await conn.fetchval(q.COUNT_SUBSCRIPTIONS, principal.id) >= MAX_PER_KEY:
+        raise HTTPException(400, f"at most {MAX_PER_KEY} subscriptions per API key")
+    secret = webhooks.new_secret() if body.delivery == "webhook" else None
+    row = await conn.fetchrow(q.INSERT_SUBSCRIPTION, principal.id, body.name, body.delivery, body.url, secret,
+                              body.key_types, body.topics, body.tickers, body.min_severity)
+    return {**public(row), "secret": secret}
+
+
+@router.get("", response_model=list[SubscriptionPublic], summary="This key's subscriptions")
+async def list_subscriptions(conn: ConnDep, principal: Subscriber):
+    return [public(r) for r in await conn.fetch(q.LIST_SUBSCRIPTIONS, principal.id)]
+
+
+@router.get("/{sub_id}", response_model=SubscriptionPublic, responses=NOT_FOUND, summary="One subscription")
+async def get_subscription(sub_id: SubId, conn: ConnDep, principal: Subscriber):
+    return public(await owned(conn, sub_id, principal))
+
+
+@router.patch("/{sub_id}", response_model=SubscriptionPublic, responses=NOT_FOUND,
+              summary="Change filters, URL or name; `enabled: true` re-enables a disabled one")
+async def update(sub_id: SubId, body: SubscriptionUpdate, conn: ConnDep, principal: Subscriber,
+                 settings: SettingsDep):
+    current = await owned(conn, sub_id, principal)
+    if body.url is not None:
+        if current["kind"] != "webhook":
+            raise HTTPException(400, "a stream subscription has no url")
+        await check_url(body.url, settings)
+    row = await conn.fetchrow(q.UPDATE_SUBSCRIPTION, sub_id, principal.id, body.name, body.url, body.key_types,
+                              body.topics, body.tickers, body.min_severity, body.enabled)
+    return public(row)
+
+
+@router.delete("/{sub_id}", status_code=204, response_class=Response, responses=NOT_FOUND,
+               summary="Delete a subscription (its pending deliveries go with it)")
+async def delete(sub_id: SubId, conn: ConnDep, principal: Subscriber) -> Response:
+    if await conn.fetchval(q.DELETE_SUBSCRIPTION, sub_id, principal.id) is None:
+        raise HTTPException(404, f"subscription {sub_id} not found")
+    return Response(status_code=204)
+
+
+@router.get("/{sub_id}/deliveries", response_model=DeliveryLog, responses=NOT_FOUND,
+            summary="The delivery log: every webhook attempt, newest first")
+async def deliveries(sub_id: SubId, conn: ConnDep, principal: Subscriber, cursor: Cursor = None,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 100):
+    await owned(conn, sub_id, principal)
+    before = decode_cursor(cursor, (int,))[0] if cursor else 2**63 - 1
+    rows = await conn.fetch(q.DELIVERY_LOG, sub_id, before, limit + 1)
+    items = rows[:limit]
+    return DeliveryLog(items=[dict(r) for r in items],
+                       next_cursor=encode_cursor(items[-1]["id"]) if len(rows) > limit else None)

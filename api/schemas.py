@@ -1,0 +1,283 @@
+"""Request and response models, split by direction (XCreate / XUpdate / XPublic). Every input
+is bounded here: list lengths, string lengths and patterns, page sizes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from models.labels import SENTIMENTS, TOPICS
+
+KeyType = Literal["topic", "ticker"]
+Severity = Literal["low", "medium", "high"]
+Sentiment = Literal[SENTIMENTS]  # type: ignore[valid-type]
+Topic = Literal[TOPICS]  # type: ignore[valid-type]
+Ticker = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9.\-]{0,15}$", description="upper-case symbol, e.g. ACME")]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class Message(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    database: Literal["ok"]
+    revision: str
+
+
+# --- events ------------------------------------------------------------------------------
+class EventPublic(BaseModel):
+    source: str
+    id: str
+    published_at: datetime
+    title: str | None
+    text: str
+    url: str | None
+    lang: str | None
+    tickers: list[str]
+    topic: str
+    topic_confidence: float
+    sentiment: str
+    p_negative: float
+    p_neutral: float
+    p_positive: float
+    score: float
+    model_version: str
+    truncated: bool
+    ingested_at: datetime
+    scored_at: datetime
+
+
+class EventPage(BaseModel):
+    items: list[EventPublic]
+    next_cursor: str | None = Field(description="pass as `cursor` (with the same filters) for the next page")
+
+
+# --- series ------------------------------------------------------------------------------
+class SeriesPublic(BaseModel):
+    """One key's buckets as parallel arrays (compact for charts); share and mean are null for empty buckets."""
+
+    key: str
+    t: list[datetime]
+    n: list[int]
+    negatives: list[int]
+    neutrals: list[int]
+    positives: list[int]
+    negative_share: list[float | None]
+    mean_score: list[float | None]
+
+
+class SeriesResponse(BaseModel):
+    key_type: Literal["topic", "ticker", "source"]
+    bucket: str
+    start: datetime
+    end: datetime
+    series: list[SeriesPublic]
+
+
+class MoverPublic(BaseModel):
+    key: str
+    n: int
+    negatives: int
+    negative_share: float
+    baseline_n: int
+    baseline_negatives: int
+    baseline_share: float | None = Field(description="null when the key has no history in the baseline span")
+    delta: float = Field(description="negative_share - baseline_share (smoothed baseline when it is thin)")
+    z: float = Field(description="binomial z-score of the window's negatives against the baseline share")
+
+
+class MoversResponse(BaseModel):
+    key_type: KeyType
+    window_start: datetime
+    window_end: datetime
+    baseline_start: datetime
+    items: list[MoverPublic]
+
+
+# --- alerts ------------------------------------------------------------------------------
+class AlertPublic(BaseModel):
+    id: int
+    key_type: str
+    key: str
+    window_start: datetime
+    window_end: datetime
+    n: int
+    negatives: int
+    baseline_rate: float
+    baseline_n: float
+    z: float
+    p_value: float
+    severity: str
+    sample_event_ids: list[str]
+    state: str
+    opened_at: datetime
+    resolved_at: datetime | None
+    revision: int
+    updated_at: datetime
+
+
+class AlertPage(BaseModel):
+    items: list[AlertPublic]
+    next_cursor: str | None
+
+
+class AlertChange(BaseModel):
+    id: int = Field(description="the alert event id (also the live stream's event id)")
+    event: str
+    revision: int
+    severity: str
+    at: datetime
+
+
+class AlertDetail(AlertPublic):
+    samples: list[EventPublic]
+    series: SeriesPublic = Field(description="the key's per-minute series around the alert window")
+    history: list[AlertChange]
+
+
+class AlertEventPublic(BaseModel):
+    """One message of the live stream and the body of a webhook: an alert change."""
+
+    id: int
+    event: str
+    alert: dict = Field(description="the alert as published on finsent.alerts")
+
+
+# --- subscriptions -------------------------------------------------------------------------
+class SubscriptionFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key_types: list[KeyType] = Field(["topic", "ticker"], min_length=1, max_length=2)
+    topics: list[Topic] = Field([], max_length=20, description="empty: every topic")
+    tickers: list[Ticker] = Field([], max_length=200, description="empty: every ticker")
+    min_severity: Severity = "low"
+
+
+class SubscriptionCreate(SubscriptionFilters):
+    name: Name
+    delivery: Literal["webhook", "stream"] = "webhook"
+    url: Annotated[str, Field(max_length=2048)] | None = Field(None, description="webhook target (https)")
+
+    @model_validator(mode="after")
+    def _url_iff_webhook(self):
+        if (self.delivery == "webhook") != (self.url is not None):
+            raise ValueError("a webhook subscription needs `url`; a stream subscription takes none")
+        return self
+
+
+class SubscriptionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    url: Annotated[str, Field(max_length=2048)] | None = None
+    key_types: list[KeyType] | None = Field(None, min_length=1, max_length=2)
+    topics: list[Topic] | None = Field(None, max_length=20)
+    tickers: list[Ticker] | None = Field(None, max_length=200)
+    min_severity: Severity | None = None
+    enabled: bool | None = Field(None, description="true re-enables a disabled subscription and clears its failures")
+
+
+class SubscriptionPublic(BaseModel):
+    id: int
+    name: str
+    delivery: Literal["webhook", "stream"]
+    url: str | None
+    key_types: list[str]
+    topics: list[str]
+    tickers: list[str]
+    min_severity: str
+    enabled: bool
+    disabled_reason: str | None
+    consecutive_failures: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class SubscriptionCreated(SubscriptionPublic):
+    secret: str | None = Field(description="HMAC key of the webhook signature; shown only in this response")
+
+
+class DeliveryAttemptPublic(BaseModel):
+    id: int
+    delivery_id: int
+    alert_event_id: int
+    attempt: int
+    at: datetime
+    outcome: str
+    status_code: int | None
+    error: str | None
+    duration_ms: float
+
+
+class DeliveryLog(BaseModel):
+    items: list[DeliveryAttemptPublic]
+    next_cursor: str | None
+
+
+# --- scoring -------------------------------------------------------------------------------
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[Annotated[str, Field(min_length=1, max_length=20_000)]] = Field(min_length=1, max_length=64)
+
+    @field_validator("texts")
+    @classmethod
+    def _not_blank(cls, v: list[str]) -> list[str]:
+        if any(not t.strip() for t in v):
+            raise ValueError("texts must not be blank")
+        return v
+
+
+class PredictionPublic(BaseModel):
+    topic: str
+    topic_confidence: float
+    topic_probs: dict[str, float]
+    sentiment: str
+    sentiment_probs: dict[str, float]
+    score: float
+    truncated: bool
+
+
+class ScoreResponse(BaseModel):
+    model_version: str
+    items: list[PredictionPublic]
+
+
+# --- feedback ------------------------------------------------------------------------------
+class FeedbackCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topic: Topic | None = None
+    sentiment: Sentiment | None = None
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+    @model_validator(mode="after")
+    def _something(self):
+        if self.topic is None and self.sentiment is None:
+            raise ValueError("give a corrected `topic`, `sentiment` or both")
+        return self
+
+
+class FeedbackPublic(BaseModel):
+    id: int
+    source: str
+    event_id: str
+    published_at: datetime
+    topic: str | None
+    sentiment: str | None
+    note: str | None
+    created_by: str
+    created_at: datetime
+
+
+class FeedbackPage(BaseModel):
+    items: list[FeedbackPublic]
+    next_cursor: str | None

@@ -1,0 +1,136 @@
+// finsent live page: alerts from the SSE stream (/v1/stream/alerts), negative share by topic
+// and for one ticker (/v1/series, 1-minute buckets), the latest items (/v1/events).
+// Plain browser JavaScript, no build step; the chart library is Plotly, served by the API
+// from the installed `plotly` Python package.
+"use strict";
+
+const REFRESH_MS = 10000;
+const SPAN_MS = 2 * 3600 * 1000;
+const $ = (id) => document.getElementById(id);
+
+async function getJSON(path, params) {
+  const url = new URL(path, location.origin);
+  for (const [k, v] of params || []) url.searchParams.append(k, v);
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  return res.json();
+}
+
+function text(tag, value, cls) {
+  const el = document.createElement(tag);
+  el.textContent = value == null ? "" : String(value);
+  if (cls) el.className = cls;
+  return el;
+}
+
+// --- alerts --------------------------------------------------------------------------------
+
+function alertItem(event, a) {
+  const li = document.createElement("li");
+  li.className = `${a.severity || "low"} ${event}`;
+  li.dataset.key = `${a.key_type}:${a.key}`;
+  li.append(text("span", event, "ev"), text("strong", `${a.key_type} ${a.key}`), text("span", ` · ${a.severity} · `));
+  const share = a.n ? Math.round((100 * a.negatives) / a.n) : 0;
+  const p = a.p_value != null ? Number(a.p_value).toExponential(1) : "?";
+  li.append(text("span", `${a.negatives}/${a.n} negative (${share}%), p=${p}, window ${a.window_start || ""}`));
+  return li;
+}
+
+function showAlert(event, alert) {
+  const list = $("alerts");
+  list.querySelector(".empty")?.remove();
+  list.prepend(alertItem(event, alert));
+  while (list.children.length > 100) list.lastChild.remove();
+}
+
+async function loadOpenAlerts() {
+  const page = await getJSON("/v1/alerts", [["state", "open"], ["limit", "20"]]);
+  for (const a of page.items.slice().reverse()) showAlert("open", a);
+}
+
+function connectAlerts() {
+  const source = new EventSource("/v1/stream/alerts");
+  const status = $("status");
+  source.onopen = () => { status.textContent = "live"; status.className = "status live"; };
+  source.onerror = () => { status.textContent = "reconnecting…"; status.className = "status down"; };
+  for (const name of ["opened", "escalated", "resolved"]) {
+    source.addEventListener(name, (e) => {
+      const msg = JSON.parse(e.data);
+      showAlert(msg.event, msg.alert || {});
+    });
+  }
+}
+
+// --- charts ------------------------------------------------------------------------------
+
+const LAYOUT = {
+  paper_bgcolor: "#181b1f", plot_bgcolor: "#181b1f", font: { color: "#d8d9da", size: 11 },
+  margin: { l: 40, r: 10, t: 10, b: 30 }, yaxis: { tickformat: ".0%", range: [0, 1], gridcolor: "#2c2f33" },
+  xaxis: { gridcolor: "#2c2f33" }, legend: { orientation: "h" }, showlegend: true,
+};
+
+async function series(keyType, keys) {
+  const end = new Date();
+  const params = [["key_type", keyType], ["bucket", "1m"], ["start", new Date(end - SPAN_MS).toISOString()],
+                  ["end", end.toISOString()], ...keys.map((k) => ["key", k])];
+  return (await getJSON("/v1/series", params)).series;
+}
+
+function draw(id, rows) {
+  const traces = rows.map((s) => ({ x: s.t, y: s.negative_share, name: s.key, type: "scatter", mode: "lines",
+                                    connectgaps: false }));
+  const el = $(id);
+  el.dataset.points = String(rows.reduce((n, s) => n + s.n.reduce((a, b) => a + b, 0), 0));
+  if (window.Plotly) Plotly.react(el, traces, LAYOUT, { displayModeBar: false, responsive: true });
+}
+
+function topKeys(values, n) {
+  const counts = new Map();
+  for (const v of values) counts.set(v, (counts.get(v) || 0) + 1);
+  return [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, n).map((e) => e[0]);
+}
+
+async function refreshCharts(items) {
+  const topics = topKeys(items.map((i) => i.topic), 8);
+  if (topics.length) draw("topic-chart", await series("topic", topics));
+  const input = $("ticker");
+  if (!input.value.trim()) input.value = topKeys(items.flatMap((i) => i.tickers), 1)[0] || "";
+  const ticker = input.value.trim().toUpperCase();
+  if (ticker) draw("ticker-chart", await series("ticker", [ticker]));
+}
+
+// --- items -------------------------------------------------------------------------------
+
+function itemRow(i) {
+  const tr = document.createElement("tr");
+  const headline = document.createElement("td");
+  const title = i.title || i.text.slice(0, 160);
+  if (i.url && /^https?:\/\//.test(i.url)) {
+    const a = text("a", title);
+    a.href = i.url; a.target = "_blank"; a.rel = "noopener noreferrer";
+    headline.append(a);
+  } else headline.textContent = title;
+  tr.append(text("td", new Date(i.published_at).toISOString().slice(11, 19)), text("td", i.source), headline,
+            text("td", i.topic), text("td", i.tickers.join(" ")), text("td", i.sentiment, i.sentiment),
+            text("td", i.p_negative.toFixed(2)));
+  return tr;
+}
+
+async function refresh() {
+  try {
+    const page = await getJSON("/v1/events", [["limit", "50"]]);
+    $("items").replaceChildren(...page.items.map(itemRow));
+    await refreshCharts(page.items);
+  } catch (err) {
+    $("status").textContent = `error: ${err.message}`;
+    $("status").className = "status down";
+  }
+}
+
+window.addEventListener("DOMContentLoaded", () => {
+  $("ticker").value = new URLSearchParams(location.search).get("ticker") || "";
+  $("ticker").addEventListener("change", refresh);
+  loadOpenAlerts().catch(() => {}).finally(connectAlerts);
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+});
