@@ -47,6 +47,7 @@ class DetectorConfig:
     p_threshold: float = 1e-6
     resolve_z: float = 2.0
     share_margin: float = 0.15
+    share_p: float = 1e-3  # K of N must also be improbable at the key's usual share (a busy hour is not a surge)
     half_life_s: float = 1800.0
     warmup_s: float = 600.0
     cooldown_s: float = 600.0
@@ -281,6 +282,8 @@ class SpikeDetector:
         if warm:
             p = poisson_sf(k, max(b + math.sqrt(b), c.lambda_floor))
             need = share + c.share_margin
+            if k >= c.min_count and p <= c.p_threshold and binomial_sf(k, n, min(0.99, max(share, 0.01))) > c.share_p:
+                need = 2.0  # the negatives came with the volume: ordinary news, busier
         else:
             b = c.cold_share * n
             p = binomial_sf(k, n, c.cold_share)
