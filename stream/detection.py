@@ -67,7 +67,7 @@ class Detection:
             if payload is not None:
                 await self.send_alert(key, payload)
                 metrics.ALERTS.labels(payload["event"]).inc()
-                log.info("alert", event=payload["event"], key=key, n=d.n, negatives=d.negatives,
+                log.info("alert", change=payload["event"], key=key, n=d.n, negatives=d.negatives,
                          severity=d.severity, p=d.p_value)
         self.table[key] = st.to_dict()
         (self.active[q].discard if st.quiet() else self.active[q].add)(key)
