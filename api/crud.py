@@ -20,21 +20,9 @@ def floor_time(t: datetime, step: timedelta) -> datetime:
 
 async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], start: datetime, end: datetime,
                  step: timedelta) -> list[dict]:
-    rows = await conn.fetch(q.SERIES, key_type, keys, start, end, step)
-    out: dict[str, dict] = {}
-    for r in rows:
-        s = out.get(r["key"]) or out.setdefault(r["key"], {"key": r["key"], "t": [], "n": [], "negatives": [],
-                                                           "neutrals": [], "positives": [], "negative_share": [],
-                                                           "mean_score": []})
-        n = r["n"]
-        s["t"].append(r["t"])
-        s["n"].append(n)
-        s["negatives"].append(r["negatives"])
-        s["neutrals"].append(r["neutrals"])
-        s["positives"].append(r["positives"])
-        s["negative_share"].append(r["negatives"] / n if n else None)
-        s["mean_score"].append(r["score_sum"] / n if n else None)
-    return list(out.values())
+    """One dict of parallel arrays per key (t, n, negatives, …), zero-filled; share and mean
+    are None where a bucket is empty."""
+    return [dict(r) for r in await conn.fetch(q.SERIES, key_type, keys, start, end, step)]
 
 
 def mover(row, prior_n: float = 20.0, prior_share: float | None = None) -> dict:

@@ -93,11 +93,18 @@ WITH buckets AS (
     FROM event_rollup_minute
     WHERE key_type = $1 AND key = ANY($2::text[]) AND minute >= $3 AND minute < $4
     GROUP BY 1, 2
+), filled AS (
+    SELECT k.key, b.t, coalesce(a.n, 0) AS n, coalesce(a.negatives, 0) AS negatives,
+           coalesce(a.neutrals, 0) AS neutrals, coalesce(a.positives, 0) AS positives, a.score_sum
+    FROM keys k CROSS JOIN buckets b LEFT JOIN agg a ON a.key = k.key AND a.t = b.t
 )
-SELECT k.key, b.t, coalesce(a.n, 0) AS n, coalesce(a.negatives, 0) AS negatives,
-       coalesce(a.neutrals, 0) AS neutrals, coalesce(a.positives, 0) AS positives, coalesce(a.score_sum, 0) AS score_sum
-FROM keys k CROSS JOIN buckets b LEFT JOIN agg a ON a.key = k.key AND a.t = b.t
-ORDER BY k.key, b.t
+-- one row per key with parallel arrays: decoded in C by asyncpg, no per-point Python work
+SELECT key, array_agg(t ORDER BY t) AS t, array_agg(n ORDER BY t) AS n,
+       array_agg(negatives ORDER BY t) AS negatives, array_agg(neutrals ORDER BY t) AS neutrals,
+       array_agg(positives ORDER BY t) AS positives,
+       array_agg(negatives::float8 / nullif(n, 0) ORDER BY t) AS negative_share,
+       array_agg(score_sum / nullif(n, 0) ORDER BY t) AS mean_score
+FROM filled GROUP BY key ORDER BY key
 """
 
 # --- movers: negative share in the window against the key's trailing baseline -------------

@@ -6,7 +6,9 @@
 Backends share one contract (Polygraphy's runner shape): `infer(input_ids, attention_mask) ->
 (topic_logits, sentiment_logits)` on int64 numpy arrays. `onnx` (ONNX Runtime) is the CPU
 default and imports neither torch nor transformers; `torch` is the reference (fp16 on CUDA);
-`tensorrt` runs an engine built by `finsent export --tensorrt` (GPU only).
+`tensorrt` runs an engine built by `finsent export --tensorrt` (GPU only). `make_backend` refuses
+a backend/precision/device combination it cannot honour (SUPPORTED) rather than quietly running
+something else, and `Scorer.check()` scores fixed texts once so a broken model fails at start-up.
 
 Batching: tokenise the whole call once with the fast tokenizer, sort by length, cut into
 chunks of at most `max_batch` texts whose padding stays under `MAX_PAD_WASTE` of the real
@@ -15,6 +17,7 @@ tokens, pad each chunk only to its own longest text (a tweet is never padded to 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -25,7 +28,23 @@ from models.metrics import softmax
 
 DEFAULT_ARTIFACT = Path(__file__).parent / "artifacts" / "finsent-minilm-v1"
 BACKENDS = ("onnx", "torch", "tensorrt")
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+# What each backend really runs, by device kind. There is no fp16 ONNX graph (fp16 would load the
+# fp32 one), int8 is ONNX Runtime's CPU dynamic quantisation, torch fp16 on CPU is slow and
+# untested, and TensorRT engines are fp16 and GPU-only.
+SUPPORTED = {"onnx": {"cpu": ("fp32", "int8"), "cuda": ("fp32",)},
+             "torch": {"cpu": ("fp32",), "cuda": ("fp32", "fp16")},
+             "tensorrt": {"cuda": ("fp16",)}}
+# Fixed texts for Scorer.check: a short pair and a long pair, so more than one chunk is run.
+CHECK_TEXTS = ("$AAPL beats on revenue, raises guidance", "Fed holds rates steady",
+               "Oil slides 4% as OPEC+ output talks stall and energy shares fall across Europe and Asia",
+               "Treasury yields jump after a strong payrolls report pushes back bets on rate cuts this year")
 MAX_PAD_WASTE = 0.15  # padded tokens allowed per chunk, as a share of its real tokens
+
+
+class BackendUnavailable(ValueError):
+    """A backend/precision/device combination this runtime cannot run here (a configuration error)."""
 
 
 class InvalidText(ValueError):
@@ -95,8 +114,13 @@ class OnnxBackend:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), opts, providers=list(providers or ["CPUExecutionProvider"]))
+        providers = list(providers or ["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), opts, providers=providers)
         self.path = Path(path)
+        # ONNX Runtime falls back to the CPU with only a warning when CUDA fails to initialise
+        wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if self.session.get_providers()[0] != wanted:
+            raise BackendUnavailable(f"ONNX Runtime could not start {wanted} (got {self.session.get_providers()})")
 
     def infer(self, input_ids, attention_mask):
         topic, sentiment = self.session.run(["topic_logits", "sentiment_logits"],
@@ -200,12 +224,34 @@ class Scorer:
         topic = np.zeros((len(ids), len(self.meta.topics)), np.float32)
         sent = np.zeros((len(ids), len(self.meta.sentiments)), np.float32)
         for chunk in length_buckets([len(x) for x in ids], self.max_batch):
-            topic[chunk], sent[chunk] = self.backend.infer(*pad_chunk([ids[i] for i in chunk], self.tokenizer.pad_id))
+            topic[chunk], sent[chunk] = self._infer([ids[i] for i in chunk])
         return topic, sent, truncated
+
+    def _infer(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        t, s = self.backend.infer(*pad_chunk(ids, self.tokenizer.pad_id))
+        # a (1, k) answer would broadcast silently over the whole chunk
+        want = ((len(ids), len(self.meta.topics)), (len(ids), len(self.meta.sentiments)))
+        if (np.shape(t), np.shape(s)) != want:
+            raise RuntimeError(f"{self.backend.name} backend returned shapes {np.shape(t)}, {np.shape(s)}; "
+                               f"expected {want}")
+        return t, s
 
     def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         t, s, truncated = self.logits(texts)
         return softmax(t, self.meta.temperature_topic), softmax(s, self.meta.temperature_sentiment), truncated
+
+    def check(self) -> Scorer:
+        """Score CHECK_TEXTS and raise RuntimeError unless every probability row is finite, in
+        [0, 1] and sums to 1 with the right shape; the worker runs this before it consumes."""
+        try:
+            t, s, _ = self.probabilities(CHECK_TEXTS)
+        except Exception as exc:
+            raise RuntimeError(f"model check failed ({self.backend.name}, {self.version}): {exc}") from exc
+        for head, p, classes in (("topic", t, self.meta.topics), ("sentiment", s, self.meta.sentiments)):
+            problem = _probability_problem(p, (len(CHECK_TEXTS), len(classes)))
+            if problem:
+                raise RuntimeError(f"model check failed ({self.backend.name}, {self.version}): {head} {problem}")
+        return self
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if not len(texts):
@@ -225,17 +271,76 @@ class Scorer:
             model_version=m.version, truncated=truncated)
 
 
+def _probability_problem(p: np.ndarray, shape: tuple[int, int]) -> str | None:
+    if p.shape != shape:
+        return f"shape {p.shape}, expected {shape}"
+    if not np.isfinite(p).all():
+        return "has non-finite probabilities"
+    if (p < 0).any() or (p > 1).any() or not np.allclose(p.sum(1), 1.0, atol=1e-3):
+        return f"rows are not distributions (sums {p.sum(1).round(4).tolist()})"
+    return None
+
+
+def resolve_precision(directory: Path, backend: str, precision: str, device: str) -> str:
+    """Check the combination against SUPPORTED (no imports) and return the concrete precision."""
+    for value, allowed, what in ((backend, BACKENDS, "backend"), (precision, PRECISIONS, "precision")):
+        if value not in allowed:
+            raise BackendUnavailable(f"unknown {what} {value!r}; use one of {allowed}")
+    if not DEVICE.match(device):
+        raise BackendUnavailable(f"device {device!r} must be cpu, cuda or cuda:N")
+    kind = device.split(":")[0]
+    runs = SUPPORTED[backend].get(kind)
+    if not runs:
+        raise BackendUnavailable(f"backend {backend} does not run on {kind} (only on {', '.join(SUPPORTED[backend])})")
+    precision = _auto_precision(directory, backend, kind) if precision == "auto" else precision
+    if precision not in runs:
+        raise BackendUnavailable(f"backend {backend} on {kind} runs {' or '.join(runs)}, not {precision}")
+    return precision
+
+
+def _auto_precision(directory: Path, backend: str, kind: str) -> str:
+    if backend == "onnx":  # int8 where it was built and runs (CPU), else the fp32 graph
+        return "int8" if kind == "cpu" and onnx_path(directory, "int8").exists() else "fp32"
+    return "fp32" if kind == "cpu" else "fp16"
+
+
+def require_torch_cuda(device: str) -> None:
+    if device == "cpu":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(f"device {device} asked for, but torch.cuda.is_available() is False "
+                                 f"(torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise BackendUnavailable(f"device {device} asked for, but only {torch.cuda.device_count()} GPU(s) visible")
+
+
+def onnx_providers(device: str) -> list | None:
+    if device == "cpu":
+        return None
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise BackendUnavailable(f"device {device} asked for, but this onnxruntime has no CUDA provider "
+                                 f"({ort.get_available_providers()}); install onnxruntime-gpu")
+    return [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}), "CPUExecutionProvider"]
+
+
 def make_backend(directory: Path, backend: str, precision: str = "auto", device: str = "cpu", threads: int = 0) -> Backend:
+    """The backend asked for, or BackendUnavailable saying why this combination cannot run here."""
+    directory = Path(directory)
+    precision = resolve_precision(directory, backend, precision, device)
     if backend == "onnx":
-        if precision == "auto":
-            precision = "int8" if onnx_path(directory, "int8").exists() else "fp32"
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
-        return OnnxBackend(onnx_path(directory, precision), threads=threads, providers=providers)
+        return OnnxBackend(onnx_path(directory, precision), threads=threads, providers=onnx_providers(device))
+    require_torch_cuda(device)
     if backend == "torch":
-        return TorchBackend(directory, device=device, fp16=None if precision == "auto" else precision == "fp16")
-    if backend == "tensorrt":
-        from models.tensorrt import TensorRTBackend
+        return TorchBackend(directory, device=device, fp16=precision == "fp16")
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable(f"the tensorrt backend needs the TensorRT Python package ({exc})") from exc
+    from models.tensorrt import TensorRTBackend
 
-        return TensorRTBackend.from_artifact(directory)
-    raise ValueError(f"unknown backend {backend!r}; use one of {BACKENDS}")
-
+    return TensorRTBackend.from_artifact(directory, device=device)

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api import queries as q
-from api.deps import ConnDep, Cursor, Limit, Reader, TimeRange, decode_cursor, encode_cursor, time_range
+from api.deps import ConnDep, Cursor, Limit, Reader, TimeRange, decode_cursor, encode_cursor, fast_json, time_range
 from api.schemas import EventPage, Sentiment, Ticker, Topic
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
@@ -31,7 +31,7 @@ async def list_events(
     model_version: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     q_: Annotated[str | None, Query(alias="q", min_length=1, max_length=200, description="text contains (case-insensitive)")] = None,
     limit: Limit = 100, cursor: Cursor = None,
-) -> EventPage:
+):
     after, start, end = None, window.start, window.end
     if cursor:
         *after, start, end = decode_cursor(cursor, (datetime, str, str, datetime, datetime))
@@ -43,4 +43,4 @@ async def list_events(
     items, more = rows[:limit], len(rows) > limit
     last = items[-1] if items else None
     nxt = encode_cursor(last["published_at"], last["source"], last["id"], start, end) if more else None
-    return EventPage(items=[dict(r) for r in items], next_cursor=nxt)
+    return fast_json({"items": [dict(r) for r in items], "next_cursor": nxt})

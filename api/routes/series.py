@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from api import crud
-from api.deps import ConnDep, Reader, TimeRange, bad_request, time_range
+from api.deps import ConnDep, Reader, TimeRange, bad_request, fast_json, time_range
 from api.schemas import SeriesResponse
 
 router = APIRouter(prefix="/v1/series", tags=["series"])
@@ -25,11 +25,11 @@ async def get_series(
                    Query(min_length=1, max_length=50, description="topic slugs, tickers or sources")],
     key_type: Literal["topic", "ticker", "source"] = "ticker",
     bucket: Literal[tuple(BUCKETS)] = "1h",  # type: ignore[valid-type]
-) -> SeriesResponse:
+):
     step = timedelta(seconds=BUCKETS[bucket])
     start = crud.floor_time(window.start, step)
     keys = sorted(set(key))
     if len(keys) * -(-(window.end - start) // step) > MAX_POINTS:
         raise bad_request(f"too many points (keys × buckets > {MAX_POINTS}): use a coarser bucket or a shorter range")
     rows = await crud.series(conn, key_type=key_type, keys=keys, start=start, end=window.end, step=step)
-    return SeriesResponse(key_type=key_type, bucket=bucket, start=start, end=window.end, series=rows)
+    return fast_json({"key_type": key_type, "bucket": bucket, "start": start, "end": window.end, "series": rows})

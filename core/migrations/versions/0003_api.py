@@ -1,6 +1,6 @@
 """The API's tables: scoped API keys, subscription filters and delivery state, webhook
 deliveries (one row per alert event × subscription, the claim that makes two API processes
-send once), the delivery log, and analysts' feedback. Frozen: explicit DDL.
+send once), the delivery log, analysts' feedback, and a covering index for series reads. Frozen: explicit DDL.
 
 Revision ID: 0003
 Revises: 0002
@@ -73,9 +73,14 @@ UPGRADE = [
         CONSTRAINT fk_feedback_api_key_id FOREIGN KEY(api_key_id) REFERENCES api_key (id) ON DELETE SET NULL
     )""",
     "CREATE INDEX ix_feedback_event ON feedback (source, event_id)",
+    # /v1/series reads one key's minutes in order: a covering index makes that an index-only
+    # scan of adjacent leaf pages instead of one heap page per minute row
+    """CREATE INDEX ix_event_rollup_minute_cover ON event_rollup_minute (key_type, key, minute)
+        INCLUDE (n, negatives, neutrals, positives, score_sum)""",
 ]
 
 DOWNGRADE = [
+    "DROP INDEX IF EXISTS ix_event_rollup_minute_cover",
     "DROP TABLE IF EXISTS feedback",
     "DROP TABLE IF EXISTS delivery_attempt",
     "DROP TABLE IF EXISTS delivery",
