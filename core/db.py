@@ -107,7 +107,9 @@ class EventRollup(Base):
     the same transaction as the rows it really inserted, so a replayed batch counts once."""
 
     __tablename__ = "event_rollup_minute"
-    __table_args__ = (Index("ix_event_rollup_minute_type_minute", "key_type", "minute"),)
+    __table_args__ = (Index("ix_event_rollup_minute_type_minute", "key_type", "minute"),
+                      Index("ix_event_rollup_minute_cover", "key_type", "key", "minute",  # made by 0003
+                            postgresql_include=["n", "negatives", "neutrals", "positives", "score_sum"]))
     key_type: Mapped[str] = mapped_column(String(8), primary_key=True)  # topic | ticker | source
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     minute: Mapped[datetime] = mapped_column(TS, primary_key=True)

@@ -15,7 +15,6 @@ from api.deps import ConnDep, Cursor, Limit, Reader, TimeRange, decode_cursor, e
 from api.schemas import EventPage, Sentiment, Ticker, Topic
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
-Source = Annotated[str, Query(min_length=1, max_length=64)]
 
 
 @router.get("", response_model=EventPage, summary="Scored events, filtered, cursor-paged (newest first)")

@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
 
 import pytest
 import websockets
 
-from tests.api.conftest import NOW, event, insert_alert, make_key, seed
+from tests.api.conftest import event, insert_alert, make_key, seed
 
 pytestmark = pytest.mark.slow
 
