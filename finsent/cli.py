@@ -124,7 +124,7 @@ def predict(
         scorer = Scorer.from_artifact(model or _default_model(), backend=backend, precision=precision, device=device)
         with Progress(console=console) as progress:
             counts = predict_file(scorer, input, output, text_column, format, progress=progress)
-    except (DataError, FileNotFoundError) as exc:
+    except (DataError, FileNotFoundError, ValueError, RuntimeError) as exc:  # BackendUnavailable is a ValueError
         fail(str(exc))
     console.print(f"{counts['scored']} scored, {counts['errors']} errors, {counts['rows']} rows -> {output} "
                   f"(model {scorer.version})")
