@@ -18,6 +18,8 @@ import asyncpg
 import httpx
 import psycopg
 import pytest
+
+from finsent.services import wait_for
 import uvicorn
 
 from api import keys
@@ -90,13 +92,7 @@ def client(api):
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not reached within {timeout} s")
+    return wait_for(predicate, timeout, interval, what)
 
 
 def run(coro):

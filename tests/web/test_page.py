@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from finsent.services import wait_for
+
 from core.pg import libpq_dsn
 from core.settings import Settings
 from tests.dashboards.seed import fresh_db, seed_small, utc_now
@@ -31,13 +33,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return wait_for(predicate, timeout, interval, what)
 
 
 def make_app(settings: Settings):
@@ -71,7 +67,7 @@ def server(postgres):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (apt-get install -y chromium chromium-driver)")
+        pytest.fail("chromium is not installed (apt-get install -y chromium chromium-driver; .ci/run does)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
