@@ -212,7 +212,9 @@ class SpikeDetector:
         if st.first < 0 or s < st.first:  # before the key existed: nothing to learn or test
             st.closed = s
             return []
-        decisions = [] if paused else self._evaluate(st, key, s, final=True)
+        # a pause (the watermark jumped) is not learned as calm, but a slice in it that holds data
+        # is still tested: a sparse backlog moves the watermark in big steps too
+        decisions = [] if paused and str(s) not in st.open else self._evaluate(st, key, s, final=True)
         n, k, _, tickers = st.open.pop(str(s), [0, 0, [], {}, []])[:4]
         st.closed = s
         if paused and not n:
@@ -250,7 +252,7 @@ class SpikeDetector:
     # -- the test ---------------------------------------------------------------------------
     def _window(self, st: KeyState, s: int) -> tuple[int, int, list[str], dict]:
         """Sums over the `w` slices ending at `s`: final ones from `recent`, the rest open."""
-        w, n, k, samples, tickers = self.cfg.w, 0, 0, [], {}
+        w, n, k, found, tickers = self.cfg.w, 0, 0, [], {}
         for i in range(s - w + 1, s + 1):
             if i <= st.closed:
                 back = st.closed - i
@@ -260,9 +262,11 @@ class SpikeDetector:
                 cell = cell and [cell[0], cell[1], cell[3], cell[2]]
             if cell:
                 n, k = n + cell[0], k + cell[1]
-                samples = list(cell[3]) + samples
+                found.append((cell[1], i, cell[3]))
                 for t, c in cell[2].items():
                     tickers[t] = tickers.get(t, 0) + c
+        # evidence comes from the slices that carry the spike: most negatives first, then newest
+        samples = [sid for _, _, ids in sorted(found, key=lambda f: (-f[0], -f[1])) for sid in ids]
         samples += (st.alert or {}).get("samples", [])
         return n, k, list(dict.fromkeys(samples))[: self.cfg.samples], tickers
 

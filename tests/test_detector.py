@@ -113,3 +113,12 @@ def test_partition_clock_reports_idle_only_when_caught_up_and_silent():
     c.observe("t/0", 1000.0, offset=9)
     assert c.marks({"t/0": 10, "t/1": 0}) == {"t/0": [970.0, True], "t/1": [None, True]}
     assert c.marks({"t/0": 50})["t/0"] == [970.0, False]  # 40 messages behind: not idle
+
+
+def test_evidence_comes_from_the_surge_not_from_the_negatives_after_it():
+    """One item a minute: a 128-item batch spans two hours, so the watermark jumps past the
+    surge in one step (a "pause"). The surge is still tested, and cites the planted items."""
+    evs = background(3, 5, {"ACME": 1 / 60}, share=0.3) + surge("ACME", 2 * HOUR, 20, 20)
+    (d,) = [d for d in replay(evs, CFG).decisions if d.action == "open"]
+    planted = {e[1] for e in evs if e[1].startswith("s-")}
+    assert len(d.sample_event_ids) == CFG.samples and set(d.sample_event_ids) <= planted
