@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "artifacts" / "finsent-minilm-v1"
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     max_wait_s: float = Field(0.25, gt=0, le=10)
     max_text_chars: int = Field(20_000, ge=1)
     max_future_skew_s: float = Field(300.0, ge=0)  # published_at further ahead of receive time → dead letter
+    # personal data masked in text and title before scoring, storing or publishing (core/masking.py):
+    # a comma-separated subset of email, phone, card, handle; empty turns masking off
+    mask: Annotated[tuple[Literal["email", "phone", "card", "handle"], ...], NoDecode] = ("email", "phone")
     # detection (see stream/detector.py)
     slice_s: int = Field(10, ge=1)  # event-time resolution of the detector's counts
     window_s: int = Field(120, ge=1)  # sliding span a surge is counted over (a multiple of slice_s)
@@ -72,6 +75,13 @@ class Settings(BaseSettings):
     @classmethod
     def _async_driver(cls, v: str) -> str:
         return v.replace("postgresql://", "postgresql+asyncpg://", 1) if v.startswith("postgresql://") else v
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _mask(cls, v):
+        if isinstance(v, str):
+            return tuple(x.strip().lower() for x in v.split(",") if x.strip())
+        return v
 
     @field_validator("device")
     @classmethod

@@ -23,6 +23,7 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core import logs
+from core.masking import Masker
 from core.settings import Settings
 from models.runtime import Scorer
 from stream import metrics
@@ -77,7 +78,8 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
     sink = PostgresSink(settings.asyncpg_dsn)
     clock = PartitionClock(settings.lateness_s, settings.idle_partition_s)
     processor = BatchProcessor(scorer, sink, FaustPublisher(deadletter, scored), clock, slice_s=settings.slice_s,
-                               max_chars=settings.max_text_chars, max_skew_s=settings.max_future_skew_s)
+                               max_chars=settings.max_text_chars, max_skew_s=settings.max_future_skew_s,
+                               masker=Masker(settings.mask))
 
     async def send_alert(key: str, payload: dict) -> None:
         await alerts.send(key=key.encode(), value=orjson.dumps(payload))

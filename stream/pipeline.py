@@ -13,6 +13,7 @@ the idempotent insert (counted in finsent_duplicates_total), never dead-lettered
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Protocol
 import orjson
 
 from core import logs
+from core.masking import Masker
 from models.runtime import Prediction, Scorer
 from stream import metrics
 from stream.records import Invalid, NewsEvent, aggregation_keys, decode
@@ -101,8 +103,9 @@ def count_records(rows: list[tuple], new: set, slice_s: int, samples: int = 5) -
 class BatchProcessor:
     def __init__(self, scorer: Scorer, sink: PostgresSink, publisher: Publisher, clock: PartitionClock, *,
                  slice_s: int = 10, max_chars: int = 20_000, max_skew_s: float = 300.0, max_backoff_s: float = 5.0,
-                 run_blocking: Callable[..., Awaitable] | None = None):
+                 run_blocking: Callable[..., Awaitable] | None = None, masker: Masker | None = None):
         self.scorer, self.sink, self.publisher, self.clock = scorer, sink, publisher, clock
+        self.masker = masker or Masker(())
         self.slice_s, self.max_chars, self.max_skew_s, self.max_backoff_s = slice_s, max_chars, max_skew_s, max_backoff_s
         self.run_blocking = run_blocking or (lambda f, *a: asyncio.get_running_loop().run_in_executor(None, f, *a))
         self.health = Health()
@@ -112,10 +115,30 @@ class BatchProcessor:
         for item in items:
             metrics.CONSUMED.labels(item.topic).inc()
             try:
-                good.append((item, decode(item.value, self.max_chars, now, self.max_skew_s)))
+                event = decode(item.value, self.max_chars, now, self.max_skew_s)
             except Invalid as exc:
                 dead.append(Dead(item, str(exc)))
+                continue
+            if self.masker:  # personal data never reaches the model, the table or a topic
+                event = event.model_copy(update={"text": self.masker(event.text),
+                                                 "title": event.title and self.masker(event.title)})
+            good.append((item, event))
         return good, dead
+
+    def _masked(self, dead: list[Dead]) -> list[Dead]:
+        """Dead letters keep the original bytes for a replay, with personal data masked in them."""
+        if not self.masker:
+            return dead
+        out = []
+        for d in dead:
+            try:
+                text = d.item.value.decode() if d.item.value is not None else None
+            except UnicodeDecodeError:
+                out.append(d)  # not text: nothing a pattern could find
+                continue
+            masked = text if text is None else self.masker(text).encode()
+            out.append(d if masked == d.item.value else Dead(dataclasses.replace(d.item, value=masked), d.reason))
+        return out
 
     async def process(self, items: list[Incoming]) -> None:
         """Store or dead-letter every item; returns only then (may wait while something is down)."""
@@ -129,7 +152,7 @@ class BatchProcessor:
         if dead:
             for d in dead:
                 metrics.DEADLETTERED.labels(metrics.reason_kind(d.reason)).inc()
-            await self.publisher.dead(dead)
+            await self.publisher.dead(self._masked(dead))
         self._observe(items, good)
 
     def _observe(self, items: list[Incoming], good: list[tuple[Incoming, NewsEvent]]) -> None:

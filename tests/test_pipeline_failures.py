@@ -137,3 +137,20 @@ async def test_future_dated_message_goes_to_the_dead_letter_topic(proc):
     (await proc.process(items(3) + items(1, 3, published_at="2099-01-01T00:00:00Z")))
     assert [d.item.offset for d in proc.publisher.deadletters] == [3]
     assert "in the future" in proc.publisher.deadletters[0].reason
+
+
+async def test_personal_data_is_masked_before_storage_and_in_dead_letters(proc):
+    from core.masking import Masker
+
+    proc.masker = Masker(("email", "phone"))
+    ok = items(1, 0, text="Acme IR: call 212-555-0100 or mail ir@acme.com about the recall",
+               title="Write to jane@acme.com")
+    bad = Incoming(b'{"id": "x", "source": "wire-a", "text": "mail bob@example.org", "oops": 1}', None,
+                   "finsent.news", 0, 1)
+    await proc.process(ok + [bad])
+    (stored,) = await sql(proc.dsn, "SELECT text, title FROM scored_event")
+    assert stored["text"] == "Acme IR: call [PHONE] or mail [EMAIL] about the recall #0"
+    assert stored["title"] == "Write to [EMAIL]"
+    (dead,) = proc.publisher.deadletters
+    assert b"bob@example.org" not in dead.item.value and b"[EMAIL]" in dead.item.value
+    assert "unknown field" in dead.reason
