@@ -7,7 +7,7 @@ FROM python:3.11-slim
 ARG EXTRAS=stream,api,dashboards
 ENV PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY core core
 COPY finsent finsent
 COPY models models
@@ -15,7 +15,7 @@ COPY stream stream
 COPY api api
 COPY dashboards dashboards
 COPY scripts scripts
-RUN pip install ".[${EXTRAS}]" \
+RUN pip install -c requirements.lock ".[${EXTRAS}]" \
     && useradd --system --uid 10001 --no-create-home --home-dir /app finsent \
     && chown finsent /app  # Faust keeps its data dir in the working directory
 USER finsent

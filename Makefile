@@ -5,15 +5,26 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test demo bench export clean
+.PHONY: setup test demo bench export clean lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+EXTRAS := train,stream,api,dashboards,dev
+
+# installs exactly the locked versions (requirements.lock is a pip constraints file)
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[train,stream,api,dashboards,dev]"
+	$(PY) -m pip install -q -c requirements.lock -e ".[$(EXTRAS)]"
 	touch $@
+
+# re-resolve the newest versions pyproject.toml allows into requirements.lock (then run make test)
+lock:
+	rm -rf build/lockenv && $(PYTHON) -m venv build/lockenv
+	build/lockenv/bin/pip install -q --upgrade pip
+	build/lockenv/bin/pip install -q ".[$(EXTRAS)]"
+	{ sed -n '1,2p' requirements.lock; build/lockenv/bin/pip freeze --exclude finsent; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm -rf build/lockenv
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
