@@ -1,24 +1,37 @@
-"""End-to-end pipeline benchmark (not a test): Kafka → worker → Postgres, on this machine.
+"""End-to-end pipeline benchmark (not a test): Kafka → worker(s) → Postgres, on this machine.
 
-    python bench/pipeline.py [--n 6000]
+    python bench/pipeline.py                      # real CPU model: ratio to the bare model, latency
+    python bench/pipeline.py --scorer null        # ceiling: a scorer that costs nothing (bench/null_worker.py)
+    python bench/pipeline.py --workers 2          # scale-out: two workers in one consumer group
+    python bench/pipeline.py --backlog 100000     # a backlog drained from a cold start: rate and peak RSS
+    python bench/pipeline.py --profile            # py-spy the worker during the full-rate replay
 
-1. bare runtime: the worker's Scorer on the same texts in this process (texts/s, batch 64);
-2. full-rate replay of N messages: end-to-end msgs/s from the first send to the last row
-   stored (`stored_at`, set by Postgres at insert), and its ratio to (1);
-3. a paced replay at half the measured maximum with a planted surge: produce→row latency
-   p50/p99 (`stored_at` − send time carried in `published_at`) and the alert latency from the
-   surge's first message to its alert row.
+Phases (each on fresh topics and a fresh database, so one cannot help the next):
+1. bare runtime: the worker's Scorer in this process on the same texts (texts/s, batch 64,
+   the worker's thread count) — the model alone, the number the pipeline is compared with;
+2. full-rate replay of N messages: msgs/s from the first send to the last row stored
+   (`stored_at`, set by Postgres at insert), with the worker(s) already warm;
+3. paced replay at half that rate with planted surges: produce→row latency p50/p99
+   (`stored_at` − send time carried in `published_at`) and the alerts raised; with
+   `--workers 2` the same paced feed also runs through one worker and the alert sets are compared;
+4. `--backlog N`: N messages produced before the worker starts; drain rate (rows/s between the
+   first and the last row stored) and the worker's peak resident memory.
 
-Everything (broker, Postgres, worker, producer) shares this machine's cores.
+Everything (broker, Postgres, worker(s), producer) shares this machine's cores.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,95 +40,316 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.pg import migrate  # noqa: E402
-from finsent.services import Kafka, Postgres, WorkerProcess, wait_for, worker_env  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from models.runtime import Scorer  # noqa: E402
+from finsent.services import Kafka, Postgres, WorkerProcess, wait_for, worker_env  # noqa: E402
 from stream.feed import produce  # noqa: E402
 from stream.simulate import Surge, feed  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
 
 console = Console()
+SURGES = ("QZXA", "QZXB", "QZXC")  # tickers absent from the background: new names that go bad at once
 
 
-def bare_rate(texts: list[str]) -> float:
-    scorer = Scorer.from_artifact(max_batch=64)
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def log_tail(w: WorkerProcess) -> str:
+    return w.log_path.read_text(errors="replace")[-3000:]
+
+
+class NullWorker(WorkerProcess):
+    """bench/null_worker.py instead of `finsent worker` (the ceiling run only)."""
+
+    def start(self) -> NullWorker:
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "null_worker.py")], env=self.env, cwd=ROOT,
+                                     stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+
+class Run:
+    """Fresh topics, database and consumer group; `workers` worker processes."""
+
+    def __init__(self, kafka: Kafka, pg: Postgres, tmp: Path, null: bool, **overrides):
+        self.kafka, self.pg, self.tmp, self.null = kafka, pg, tmp, null
+        tag = uuid.uuid4().hex[:8]
+        with psycopg.connect(pg.dsn, autocommit=True) as c:
+            c.execute(f"CREATE DATABASE b_{tag}")
+        self.url = pg.url.replace("/postgres?", f"/b_{tag}?")
+        migrate(self.url)
+        self.overrides = {**{f"topic_{t}": f"b{tag}.{t}" for t in ("news", "social", "scored", "alerts", "deadletter")},
+                          "consumer_group": f"bench-{tag}", **overrides}
+        self.settings = Settings(kafka_bootstrap=kafka.bootstrap, DATABASE_URL=self.url, **self.overrides)
+        asyncio.run(ensure_topics(self.settings))
+        self.workers: list[WorkerProcess] = []
+        self.ports: list[int] = []
+
+    def assigned(self) -> list[int]:
+        import httpx
+
+        out = []
+        for port in self.ports:
+            try:
+                out.append(httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()["assigned_partitions"])
+            except (httpx.HTTPError, ValueError, KeyError):
+                out.append(0)
+        return out
+
+    def wait_balanced(self, settle_s: float = 6.0) -> None:
+        """Every worker holds partitions and the assignment has not moved for `settle_s`."""
+        last, since = None, time.time()
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            now = self.assigned()
+            if now != last:
+                last, since = now, time.time()
+            elif all(now) and time.time() - since >= settle_s:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"workers never settled: {last}")
+
+    @property
+    def dsn(self) -> str:
+        return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    def start_workers(self, n: int) -> None:
+        for _ in range(n):
+            port = free_port()
+            self.ports.append(port)
+            env = worker_env(self.kafka.bootstrap, self.url, web_port=port, **self.overrides)
+            cls = NullWorker if self.null else WorkerProcess
+            self.workers.append(cls(env, self.tmp / f"worker-{len(self.workers)}-{uuid.uuid4().hex[:4]}.log").start())
+
+    def produce(self, events, rate: float = 0.0) -> None:
+        asyncio.run(produce(self.kafka.bootstrap, events, self.settings.topic_news, self.settings.topic_social, rate))
+
+    def sql(self, q: str):
+        with psycopg.connect(self.dsn) as c:
+            return c.execute(q).fetchall()
+
+    def count(self) -> int:
+        return self.sql("SELECT count(*) FROM scored_event")[0][0]
+
+    def wait_rows(self, n: int, timeout: float = 900) -> None:
+        for w in self.workers:
+            if not w.alive():
+                raise RuntimeError(f"a worker exited:\n{log_tail(w)}")
+        wait_for(lambda: self.count() >= n, timeout, interval=0.2, what=f"{n} rows")
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+def bare_rate(texts: list[str], threads: int) -> float:
+    from models.runtime import Scorer
+
+    scorer = Scorer.from_artifact(max_batch=64, threads=threads)
     scorer.predict(texts[:64])
     t0 = time.perf_counter()
     for i in range(0, len(texts), 64):
-        scorer.predict(texts[i : i + 64])
+        scorer.predict(texts[i: i + 64])
     return len(texts) / (time.perf_counter() - t0)
 
 
-def count(dsn: str) -> int:
-    with psycopg.connect(dsn) as c:
-        return c.execute("SELECT count(*) FROM scored_event").fetchone()[0]
+def rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def profile(pid: int, seconds: int, out: Path) -> threading.Thread:
+    """py-spy record in raw (collapsed) form, summarised by profile_table()."""
+    def go():
+        spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        subprocess.run([spy, "record", "-p", str(pid), "-d", str(seconds), "-r", "50", "-f", "raw", "-o", str(out),
+                        "--nonblocking"], capture_output=True)
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+CATEGORIES = (  # the first match walking from the innermost frame outwards
+    ("model (ONNX Runtime, tokenizer)", ("onnxruntime", "tokenizers", "models/runtime", "models/backends")),
+    ("Postgres writes (asyncpg, COPY)", ("asyncpg", "core/events.py", "stream/sink.py")),
+    ("decode + validate", ("stream/records.py", "pydantic", "orjson")),
+    ("counting + detection", ("stream/pipeline.py", "stream/detection.py", "stream/detector.py", "stream/watermark.py")),
+    ("Kafka client (aiokafka)", ("aiokafka", "kafka/")),
+    ("Faust + mode (streams, tables, timers)", ("faust/", "mode/")),
+    ("asyncio event loop", ("asyncio/",)),
+)
+
+
+def profile_table(raw: Path) -> list[tuple[str, float]]:
+    totals: dict[str, int] = {}
+    for line in raw.read_text().splitlines() if raw.exists() else []:
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")[::-1]
+        cat = "idle / other"
+        for f in frames:
+            hit = next((name for name, pats in CATEGORIES if any(p in f for p in pats)), None)
+            if hit:
+                cat = hit
+                break
+        if "select (selectors.py" in frames[0] or "epoll" in frames[0]:
+            cat = "idle (waiting in epoll)"
+        totals[cat] = totals.get(cat, 0) + int(n)
+    total = sum(totals.values()) or 1
+    return sorted(((k, v / total) for k, v in totals.items()), key=lambda kv: -kv[1])
+
+
+def paced_feed(n: int, rate: float, seed: int, prefix: str) -> list[dict]:
+    start = datetime.now(timezone.utc)
+    evs = list(feed(n, seed, start=start, spacing_s=1 / rate, prefix=prefix))
+    for j, t in enumerate(SURGES):  # three surges of 30 negative items, spread over the feed
+        s = int(n * (0.45 + 0.2 * j))
+        planted = list(feed(30, seed + 10 + j, Surge("ACME", 0, 30), start=start, prefix=f"{prefix}-surge{j}"))
+        for e in planted:
+            e["text"] = e["text"].replace("Acme Corp", f"{t.title()} Inc").replace("ACME", t)
+            if "tickers" in e:
+                e["tickers"] = [t]
+        evs[s:s] = planted
+    for i, e in enumerate(evs):  # published_at = planned send time: latency = stored_at − published_at
+        e["published_at"] = datetime.fromtimestamp(start.timestamp() + i / rate, timezone.utc).isoformat()
+    return evs
+
+
+def alerts(run: Run) -> list[tuple]:
+    return sorted(run.sql("SELECT key_type, key, count(*) FROM alert GROUP BY 1, 2"))
 
 
 def main() -> None:
-    import argparse
-    import asyncio
-
     ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=6000)
+    ap.add_argument("--n", type=int, default=6000, help="messages in the full-rate replay")
+    ap.add_argument("--scorer", choices=("model", "null"), default="model")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--backlog", type=int, default=0, help="also drain a backlog of this many messages")
+    ap.add_argument("--profile", action="store_true", help="py-spy the (first) worker during the full-rate replay")
+    ap.add_argument("--paced-s", type=float, default=40.0, help="seconds of paced traffic")
     args = ap.parse_args()
+    null = args.scorer == "null"
     tmp = Path(tempfile.mkdtemp(prefix="finsent-bench-"))
-    kafka, pg, worker = Kafka(tmp / "kafka"), Postgres(tmp / "pg"), None
+    kafka, pg, runs, rows = Kafka(tmp / "kafka"), Postgres(tmp / "pg"), [], []
+    fast = {"slice_s": 2, "window_s": 20, "detector_warmup_s": 20, "lateness_s": 5}  # minutes, not hours, of traffic
     try:
         kafka.start()
         pg.start()
-        migrate(pg.url)
-        s = Settings(kafka_bootstrap=kafka.bootstrap, DATABASE_URL=pg.url, window_s=10)
-        asyncio.run(ensure_topics(s))
-        start = datetime.now(timezone.utc)
-        full = list(feed(args.n, 1, start=start, spacing_s=0.01, prefix="full"))
-        bare = bare_rate([e["text"] for e in full])
-        worker = WorkerProcess(worker_env(kafka.bootstrap, pg.url, window_s=10, web_port=6099), tmp / "worker.log").start()
-        asyncio.run(produce(kafka.bootstrap, full[:200], s.topic_news, s.topic_social))  # warm-up: model load, group join
-        wait_for(lambda: count(pg.dsn) >= 200, 120, what="warm-up rows")
-        t0 = time.time()
-        asyncio.run(produce(kafka.bootstrap, full[200:], s.topic_news, s.topic_social))
-        wait_for(lambda: count(pg.dsn) >= args.n, 600, interval=0.2, what="all rows")
-        with psycopg.connect(pg.dsn) as c:
-            last = c.execute("SELECT max(stored_at) FROM scored_event").fetchone()[0].timestamp()
-        e2e = (args.n - 200) / (last - t0)
+        threads = Settings().ort_threads
+        full = list(feed(args.n + 500, 1, start=datetime.now(timezone.utc), spacing_s=0.001, prefix="full"))
+        if not null:
+            bare = bare_rate([e["text"] for e in full[:3000]], threads)
+            rows.append(("bare runtime (in-process Scorer, batch 64, "
+                         f"{threads or os.cpu_count()} ONNX thread(s))", f"{bare:,.0f} texts/s"))
 
+        # 2. full rate
+        run = Run(kafka, pg, tmp, null, **fast)
+        runs.append(run)
+        run.start_workers(args.workers)
+        run.produce(full[:500])  # warm-up: model load, group join
+        run.wait_rows(500, 180)
+        run.wait_balanced()
+        spy = profile(run.workers[0].proc.pid, 25, tmp / "spy.txt") if args.profile else None
+        t0 = time.time()
+        run.produce(full[500:])
+        run.wait_rows(len(full))
+        last = run.sql("SELECT max(stored_at) FROM scored_event")[0][0].timestamp()
+        e2e = args.n / (last - t0)
+        rows.append((f"end-to-end, full-rate replay of {args.n:,} msgs, {args.workers} worker(s)", f"{e2e:,.0f} msgs/s"))
+        if not null:
+            rows.append(("ratio end-to-end / bare (target ≥ 0.8)", f"{e2e / bare:.2f}"))
+        if spy:
+            spy.join(60)
+        run.stop()
+
+        # 3. paced at half max, with surges; alert set compared with one worker when scaling out
         half = e2e / 2
-        n2 = int(half * 40)  # 40 s of paced traffic
-        t_start = datetime.now(timezone.utc)
-        paced = list(feed(n2, 2, Surge("ACME", int(n2 * 0.75), 30), start=t_start, spacing_s=1 / half, prefix="paced"))
-        surge_sent = t_start.timestamp() + int(n2 * 0.75) / half
-        asyncio.run(produce(kafka.bootstrap, paced, s.topic_news, s.topic_social, rate=half))
-        wait_for(lambda: count(pg.dsn) >= args.n + n2, 300, interval=0.2, what="paced rows")
-        time.sleep(2)
-        with psycopg.connect(pg.dsn) as c:
-            lat = np.array([float(r[0]) for r in c.execute(
-                "SELECT extract(epoch FROM stored_at - published_at) FROM scored_event WHERE id LIKE 'paced-%'")])
-            alert = c.execute("SELECT min(opened_at) FROM alert WHERE key = 'ACME'").fetchone()[0]
-        alert_latency = alert.timestamp() - surge_sent if alert else float("nan")
-        report(args.n, bare, e2e, half, n2, lat, alert_latency)
+        alert_sets = {}
+        for n_workers in sorted({args.workers, 1} if args.workers > 1 else {1}, reverse=True):
+            run = Run(kafka, pg, tmp, null, **fast)
+            runs.append(run)
+            run.start_workers(n_workers)
+            run.produce(full[:300])  # warm-up (older event times: before the paced feed)
+            run.wait_rows(300, 180)
+            run.wait_balanced()
+            paced = paced_feed(int(half * args.paced_s), half, 2, "paced")  # published_at = planned send time
+            run.produce(paced, rate=half)
+            run.wait_rows(300 + len(paced))
+            time.sleep(4)
+            alert_sets[n_workers] = alerts(run)
+            if n_workers == args.workers:
+                lat = np.array([float(r[0]) for r in run.sql(
+                    "SELECT extract(epoch FROM stored_at - published_at) FROM scored_event WHERE id LIKE 'paced-%'")])
+                rows.append((f"paced at half max ({half:,.0f} msgs/s, {len(paced):,} msgs): produce→row p50",
+                             f"{np.percentile(lat, 50) * 1e3:,.0f} ms"))
+                rows.append(("produce→row p99 (target ≤ 1 s)", f"{np.percentile(lat, 99) * 1e3:,.0f} ms"))
+                keys = [k for _, k, _ in alert_sets[n_workers]]
+                rows.append((f"alerts on the {len(SURGES)} planted surges", ", ".join(f"{k}×{c}" for _, k, c in
+                                                                                      alert_sets[n_workers]) or "none"))
+                rows.append(("planted surges alerted", f"{sum(t in keys for t in SURGES)}/{len(SURGES)}"))
+            run.stop()
+        if args.workers > 1:
+            same = alert_sets[args.workers] == alert_sets[1]
+            rows.append((f"alert set, {args.workers} workers == 1 worker", "yes" if same else
+                         f"NO: {alert_sets[args.workers]} vs {alert_sets[1]}"))
+
+        # 4. backlog from a cold start
+        if args.backlog:
+            run = Run(kafka, pg, tmp, null, **fast)
+            runs.append(run)
+            backlog = list(feed(args.backlog, 3, start=datetime.now(timezone.utc), spacing_s=0.001, prefix="bl"))
+            run.produce(backlog)
+            del backlog
+            run.start_workers(1)  # from a cold start (two would add a rebalance to the drain time)
+            peak, deadline = 0.0, time.time() + 1800
+            while run.count() < args.backlog and time.time() < deadline:
+                peak = max([peak] + [rss_mib(w.proc.pid) for w in run.workers])
+                if not all(w.alive() for w in run.workers):
+                    raise RuntimeError(log_tail(run.workers[0]))
+                time.sleep(0.5)
+            (first, last, n), = run.sql("SELECT min(stored_at), max(stored_at), count(*) FROM scored_event")
+            rows.append((f"backlog of {args.backlog:,} msgs drained (first → last row)",
+                         f"{(n - 1) / (last - first).total_seconds():,.0f} msgs/s"))
+            rows.append(("worker peak RSS during the backlog", f"{peak:,.0f} MiB"))
+            run.stop()
+        report(args, rows, profile_table(tmp / "spy.txt") if args.profile else [])
     finally:
-        if worker:
-            worker.stop()
+        for r in runs:
+            r.stop()
         kafka.stop()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(n, bare, e2e, half, n2, lat, alert_latency) -> None:
-    t = Table(title=f"finsent pipeline benchmark — {os.cpu_count()} cores, broker + Postgres + worker on this machine")
+def report(args, rows, prof) -> None:
+    title = (f"finsent pipeline benchmark — scorer {args.scorer}, {args.workers} worker(s), {os.cpu_count()} cores "
+             "shared by broker, Postgres, worker(s) and producer")
+    t = Table(title=title)
     t.add_column("measure")
     t.add_column("value", justify="right")
-    t.add_row("bare runtime (in-process Scorer, batch 64)", f"{bare:,.0f} texts/s")
-    t.add_row(f"end-to-end, full-rate replay of {n - 200:,} msgs", f"{e2e:,.0f} msgs/s")
-    t.add_row("ratio end-to-end / bare", f"{e2e / bare:.2f}")
-    t.add_row(f"paced replay at half max ({half:,.0f} msgs/s, {n2:,} msgs): produce→row p50", f"{np.percentile(lat, 50) * 1e3:,.0f} ms")
-    t.add_row("produce→row p99", f"{np.percentile(lat, 99) * 1e3:,.0f} ms")
-    t.add_row("alert latency: surge's first message → alert row", f"{alert_latency:.1f} s")
+    for r in rows:
+        t.add_row(*r)
     console.print(t)
+    if prof:
+        p = Table(title="where the first worker's time went during the full-rate replay (py-spy, 50 Hz)")
+        p.add_column("category")
+        p.add_column("share of samples", justify="right")
+        for k, v in prof:
+            p.add_row(k, f"{v:.0%}")
+        console.print(p)
 
 
 if __name__ == "__main__":

@@ -178,7 +178,9 @@ def load_scorer(settings: Settings) -> Scorer:
     return scorer
 
 
-def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
+def run_worker(settings: Settings, loglevel: str = "WARNING", scorer: Scorer | None = None) -> None:
+    """`scorer` is given only by bench/ (a scorer that costs nothing, to measure the streaming
+    layer's ceiling); `finsent worker` always loads the model of the settings."""
     from faust.worker import Worker
 
     from stream.topics import ensure_topics
@@ -186,7 +188,7 @@ def run_worker(settings: Settings, loglevel: str = "WARNING") -> None:
     logs.configure()
     try:
         t0 = time.perf_counter()
-        scorer = load_scorer(settings)
+        scorer = scorer or load_scorer(settings)
         log.info("model ready", version=scorer.version, backend=settings.backend, device=settings.device,
                  seconds=round(time.perf_counter() - t0, 2))
     except Exception as exc:  # noqa: BLE001 - any failure to load is fatal, with its reason

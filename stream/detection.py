@@ -30,6 +30,7 @@ class Detection:
         self.views: dict[int, WatermarkView] = {}
         self.active: dict[int, set[str]] = {}
         self.late: dict[str, int] = {}
+        self.final: dict[int, int] = {}  # per scored partition: the newest slice its keys were advanced to
 
     def view(self, q: int) -> WatermarkView:
         if q not in self.views:
@@ -50,6 +51,11 @@ class Detection:
         if wm is None:
             return
         metrics.WATERMARK_LAG.set(max(0.0, time.time() - wm))
+        last = int(wm // self.detector.cfg.slice_s) - 1
+        if self.final.get(q) == last:
+            return  # no slice became final: nothing to decide, no state to rewrite (a key that
+            # got counts since was advanced to this watermark by add())
+        self.final[q] = last
         for key in sorted(self.active[q]):
             await self._run(q, key, lambda st, key=key: (self.detector.advance(st, key, wm, tuple(view.pauses)), 0))
 

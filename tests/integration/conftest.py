@@ -46,8 +46,9 @@ class Stack:
     def dsn(self) -> str:
         return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
-    def start_worker(self) -> WorkerProcess:
-        env = worker_env(self.kafka.bootstrap, self.url, **self.env_overrides)
+    def start_worker(self, **extra) -> WorkerProcess:
+        """Another worker in the test's consumer group; a second one needs its own `web_port`."""
+        env = worker_env(self.kafka.bootstrap, self.url, **{**self.env_overrides, **extra})
         w = WorkerProcess(env, self.tmp / f"worker{len(self.workers)}.log").start()
         self.workers.append(w)
         return w
