@@ -22,6 +22,7 @@ EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9-]+
 PHONE = re.compile(r"(?<![\w$€£¥.,/+-])(\+\d{1,3}[ .-]?)?(\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{1,4}){1,5}(?![\w%$€£/-]|[.,]\d)")
 CARD = re.compile(r"(?<![\w.,-])\d{4}(?:[ -]?\d{2,6}){2,4}(?![\w%]|[.,]\d)")
 HANDLE = re.compile(r"(?<![\w@/.])@[A-Za-z0-9_]{1,30}\b(?!\.\w)")
+NUMBERISH = re.compile(r"\d[\d ().+-]{6,}\d")  # a cheap gate: no phone or card without such a run
 DATE = re.compile(r"^\d{4}[-./]\d{1,2}[-./]\d{1,2}$|^\d{1,2}[-./]\d{1,2}[-./]\d{2,4}$")
 
 
@@ -76,10 +77,11 @@ class Masker:
             return text
         if "email" in self.kinds and "@" in text:
             text = EMAIL.sub("[EMAIL]", text)
-        if "card" in self.kinds:  # before phones: a card number also looks like digit groups
-            text = CARD.sub(lambda m: "[CARD]" if _card(m) else m.group(0), text)
-        if "phone" in self.kinds:
-            text = PHONE.sub(lambda m: "[PHONE]" if _phone(m) else m.group(0), text)
+        if NUMBERISH.search(text):
+            if "card" in self.kinds:  # before phones: a card number also looks like digit groups
+                text = CARD.sub(lambda m: "[CARD]" if _card(m) else m.group(0), text)
+            if "phone" in self.kinds:
+                text = PHONE.sub(lambda m: "[PHONE]" if _phone(m) else m.group(0), text)
         if "handle" in self.kinds and "@" in text:
             text = HANDLE.sub("@user", text)
         return text
