@@ -30,7 +30,7 @@ test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
 
 demo: setup
-	$(PY) -m finsent.cli demo
+	$(PY) -m finsent.cli demo $(DEMO_ARGS)
 
 bench: setup
 	$(PY) bench/model.py

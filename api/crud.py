@@ -7,6 +7,7 @@ import math
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
+import numpy as np
 
 from api import queries as q
 
@@ -18,11 +19,37 @@ def floor_time(t: datetime, step: timedelta) -> datetime:
     return EPOCH + (t - EPOCH) // step * step
 
 
+COUNTS = ("n", "negatives", "neutrals", "positives")
+
+
 async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], start: datetime, end: datetime,
-                 step: timedelta) -> list[dict]:
-    """One dict of parallel arrays per key (t, n, negatives, …), zero-filled; share and mean
-    are None where a bucket is empty."""
-    return [dict(r) for r in await conn.fetch(q.SERIES, key_type, keys, start, end, step)]
+                 step: timedelta, as_numpy: bool = False) -> list[dict]:
+    """One dict of parallel arrays per key (t, n, negatives, …), in key order, every bucket of
+    [start, end) present (zero-filled); share and mean are None where a bucket is empty.
+    `start` is a bucket boundary (floor_time). With `as_numpy` the arrays are numpy arrays (NaN
+    for None), for orjson's numpy serialisation; otherwise plain lists."""
+    buckets = -(-(end - start) // step)
+    rows = {r["key"]: r for r in await conn.fetch(q.SERIES, key_type, keys, start.timestamp(), step.total_seconds(),
+                                                 start, end)}
+    t = [start + i * step for i in range(buckets)]
+    out = []
+    for key in sorted(set(keys)):
+        counts, score_sum = np.zeros((len(COUNTS), buckets), np.int64), np.zeros(buckets)
+        row = rows.get(key)
+        if row is not None:
+            b = np.array(row["b"], np.intp)
+            for i, col in enumerate(COUNTS):
+                counts[i, b] = row[col]
+            score_sum[b] = row["score_sum"]
+        n = counts[0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share, mean = counts[1] / n, score_sum / n  # 0/0 = NaN: an empty bucket
+        s = {"key": key, "t": t, **dict(zip(COUNTS, counts)), "negative_share": share, "mean_score": mean}
+        if not as_numpy:
+            s.update({c: s[c].tolist() for c in COUNTS})
+            s.update({c: [None if v != v else v for v in s[c].tolist()] for c in ("negative_share", "mean_score")})
+        out.append(s)
+    return out
 
 
 def mover(row, prior_n: float = 20.0, prior_share: float | None = None) -> dict:

@@ -11,8 +11,13 @@
    - series, one ticker, 7 days, hourly buckets (168 points);
    - series, 20 topics, 24 h, 5-minute buckets (20 × 288 points);
    - events, filtered on one ticker (last 24 h, 100 per page), walking 3 cursor pages.
-   It prints requests/s and latency p50/p99 per scenario, then EXPLAIN (ANALYZE, BUFFERS) of
-   each query. Server and load generator share this machine's cores.
+   It prints requests/s, latency p50/p99 and the CPU time per request of the API, Postgres and
+   the load generator per scenario, then EXPLAIN (ANALYZE, BUFFERS) of each query. Server and
+   load generator share this machine's cores; on a machine shared with other work, CPU per
+   request is the steadier figure.
+
+   --reuse DIR keeps the seeded database between runs; --uvicorn '--loop uvloop --http
+   httptools' runs plain uvicorn with those options instead of `finsent api`; --workers N.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +37,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
+import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -44,7 +51,7 @@ from core.pg import libpq_dsn, migrate  # noqa: E402
 from finsent.services import Postgres, wait_for  # noqa: E402
 from models.labels import TOPICS  # noqa: E402
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)
 TICKERS = [f"T{i:03d}" for i in range(500)]
 SOURCES = ("news", "social", "wire", "blog")
 ROLLUPS = """
@@ -98,20 +105,59 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_api(url: str, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "DATABASE_URL": url}
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--port", str(port),
-                             "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env,
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+def start_api(url: str, port: int, log: Path, workers: int = 1, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """`finsent api` as deployed (api.cli.serve: settings from the environment), or plain
+    `uvicorn --factory` with extra options when `extra` is given (to compare loops/parsers)."""
+    env = {**os.environ, "DATABASE_URL": url, "FINSENT_API_PORT": str(port)}
+    if extra:
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--port", str(port),
+               "--log-level", "warning", "--no-access-log", "--workers", str(workers), *extra]
+    else:
+        cmd = [sys.executable, "-m", "finsent.cli", "api"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
     import httpx
 
     def up():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the API exited: {log.read_text()[-2000:]}")
         try:
             return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
     wait_for(up, 60, 0.2, "API ready")
     return proc
+
+
+def cpu_seconds(match) -> float:
+    """CPU time (user + system) of the processes `match(pid, ppid, pgrp)` selects, from /proc."""
+    ticks = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if match(int(d), int(fields[1]), int(fields[2])):
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by the API (its process group), Postgres (postmaster and backends) and
+    this load generator: a per-request cost that contention on a shared machine barely moves,
+    unlike requests/s and latency."""
+
+    def __init__(self, api_pgrp: int, pg_dir: Path):
+        self.api_pgrp, self.postmaster = api_pgrp, int((pg_dir / "postmaster.pid").read_text().split()[0])
+
+    def sample(self) -> tuple[float, float, float]:
+        import resource
+
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        return (cpu_seconds(lambda pid, ppid, pgrp: pgrp == self.api_pgrp),
+                cpu_seconds(lambda pid, ppid, pgrp: self.postmaster in (pid, ppid)), me.ru_utime + me.ru_stime)
 
 
 def scenarios(now: datetime) -> dict:
@@ -144,14 +190,21 @@ async def drive(base: str, make, seconds: float, clients: int) -> tuple[list[flo
                     t0 = time.perf_counter()
                     async with s.get(path, params=[(k, v) for k, vs in params.items()
                                                    for v in (vs if isinstance(vs, list) else [vs])]) as resp:
-                        body = await resp.json()
+                        raw = await resp.read()
                     latencies.append(time.perf_counter() - t0)
                     errors += resp.status != 200
-                    if not body.get("next_cursor"):
+                    # the load generator shares the cores: it decodes a body only for its cursor
+                    cursor = orjson.loads(raw).get("next_cursor") if pages and resp.status == 200 else None
+                    if not cursor:
                         break
-                    params = {**params, "cursor": body["next_cursor"]}
+                    params = {**params, "cursor": cursor}
     await asyncio.gather(*(client(i) for i in range(clients)))
     return latencies, errors
+
+
+def series_args(key_type: str, keys: list[str], start: datetime, end: datetime, step: timedelta) -> list:
+    """queries.SERIES's parameters, as api.crud.series passes them."""
+    return [key_type, keys, start.timestamp(), step.total_seconds(), start, end]
 
 
 async def explain(dsn: str, now: datetime) -> list[tuple[str, str]]:
@@ -161,9 +214,9 @@ async def explain(dsn: str, now: datetime) -> list[tuple[str, str]]:
     try:
         plans = []
         step, start = timedelta(hours=1), floor_time(now - timedelta(days=7), timedelta(hours=1))
-        plans.append(("series: 1 ticker, 7 d, 1 h", q.SERIES, ["ticker", [TICKERS[0]], start, now, step]))
+        plans.append(("series: 1 ticker, 7 d, 1 h", q.SERIES, series_args("ticker", [TICKERS[0]], start, now, step)))
         step, start = timedelta(minutes=5), floor_time(now - timedelta(hours=24), timedelta(minutes=5))
-        plans.append(("series: 20 topics, 24 h, 5 min", q.SERIES, ["topic", list(TOPICS), start, now, step]))
+        plans.append(("series: 20 topics, 24 h, 5 min", q.SERIES, series_args("topic", list(TOPICS), start, now, step)))
         w = q.events_where(start=now - timedelta(hours=24), end=now, topics=[], tickers=[TICKERS[0]], sources=[],
                            sentiments=[], min_score=None, max_score=None, model_version=None, q=None, after=None)
         plans.append(("events: 1 ticker, page 1", *q.events_page(w, 101)))
@@ -182,36 +235,71 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (with --uvicorn)")
+    ap.add_argument("--uvicorn", default="", help="run plain `uvicorn --factory` with these options instead of "
+                                                  "`finsent api`, e.g. '--loop asyncio --http h11'")
+    ap.add_argument("--only", default="", help="run the scenarios whose name contains this")
+    ap.add_argument("--reuse", type=Path, help="keep the seeded database in this directory and reuse it "
+                                              "(seeded again when --n/--days differ)")
+    ap.add_argument("--no-explain", action="store_true")
     args = ap.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="finsent-bench-api-"))
+    if args.workers != 1 and not args.uvicorn:
+        ap.error("--workers needs --uvicorn (`finsent api` runs one process)")
+    if args.reuse:
+        base = args.reuse.resolve()
+        base.mkdir(parents=True, exist_ok=True)
+    else:
+        base = Path(tempfile.mkdtemp(prefix="finsent-bench-api-"))
     base.chmod(0o755)
+    stamp, wanted = base / "seeded", f"{args.n} {args.days}"
     pg = Postgres(base / "data", database="bench").start()
     api = None
     try:
-        url, now = pg.url, datetime.now(timezone.utc)
-        migrate(url)
-        seed(libpq_dsn(url), args.n, args.days, now)
+        url = pg.url
+        if stamp.exists() and stamp.read_text().split("\n")[0] == wanted:
+            now = datetime.fromisoformat(stamp.read_text().split("\n")[1])
+            console.print(f"reusing the database seeded at {now:%Y-%m-%d %H:%M} UTC in {base}")
+        else:
+            now = datetime.now(timezone.utc)
+            import psycopg
+
+            with psycopg.connect(libpq_dsn(pg.url.replace("/bench?", "/postgres?")), autocommit=True) as c:
+                c.execute("DROP DATABASE IF EXISTS bench WITH (FORCE)")
+                c.execute("CREATE DATABASE bench")
+            migrate(url)
+            seed(libpq_dsn(url), args.n, args.days, now)
+            stamp.write_text(f"{wanted}\n{now.isoformat()}")
         port = free_port()
-        api = start_api(url, port, base / "api.log")
-        table = Table("scenario", "requests", "req/s", "p50 ms", "p99 ms", "errors",
-                      title=f"{args.n:,} events over {args.days} days; {args.clients} clients × {args.seconds:.0f} s")
+        api = start_api(url, port, base / "api.log", args.workers, tuple(args.uvicorn.split()))
+        server = f"uvicorn {args.uvicorn}" if args.uvicorn else "finsent api"
+        meter = CpuMeter(api.pid, base / "data")
+        table = Table("scenario", "requests", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/req: API",
+                      "Postgres", "client",
+                      title=f"{args.n:,} events over {args.days} days; {args.clients} clients × {args.seconds:.0f} s; "
+                            f"{server}, {args.workers} worker(s)")
         for name, make in scenarios(now).items():
+            if args.only not in name:
+                continue
             asyncio.run(drive(f"http://127.0.0.1:{port}", make, 1.0, args.clients))  # warm-up
+            before = meter.sample()
             lat, errors = asyncio.run(drive(f"http://127.0.0.1:{port}", make, args.seconds, args.clients))
+            cpu = [(b - a) * 1000 / len(lat) for a, b in zip(before, meter.sample())]
             ms = np.array(lat) * 1000
             table.add_row(name, f"{len(lat):,}", f"{len(lat) / args.seconds:,.0f}", f"{np.percentile(ms, 50):.1f}",
-                          f"{np.percentile(ms, 99):.1f}", str(errors))
+                          f"{np.percentile(ms, 99):.1f}", str(errors), *(f"{c:.2f}" for c in cpu))
         console.print(table)
         console.print("targets: series p99 ≤ 50 ms and ≥ 500 req/s; events page p99 ≤ 100 ms")
-        for name, plan in asyncio.run(explain(libpq_dsn(url), now)):
-            console.print(f"\n[bold]EXPLAIN (ANALYZE, BUFFERS) — {name}[/bold]")
-            console.print(plan, highlight=False, soft_wrap=True)
+        if not args.no_explain:
+            for name, plan in asyncio.run(explain(libpq_dsn(url), now)):
+                console.print(f"\n[bold]EXPLAIN (ANALYZE, BUFFERS) — {name}[/bold]")
+                console.print(plan, highlight=False, soft_wrap=True)
     finally:
         if api is not None:
-            api.terminate()
+            os.killpg(api.pid, signal.SIGTERM)
             api.wait(15)
         pg.stop()
-        shutil.rmtree(base, ignore_errors=True)
+        if not args.reuse:
+            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -204,12 +204,15 @@ def demo(
     data_dir: Path = Path("var/demo"),
     seconds: Annotated[float, typer.Option(help="length of the simulated feed")] = 60.0,
     rate: float = 60.0,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the stack running after the report (Ctrl-C stops it)")] = False,
+    api_port: Annotated[int, typer.Option(help="the API's port (a free one when taken)")] = 8000,
 ) -> None:
-    """The whole job on embedded defaults: Kafka + Postgres started here, worker, simulated feed
-    with a planted surge, and what happened. Ctrl-C stops everything cleanly."""
+    """The whole job on embedded defaults: Kafka + Postgres started here, the worker and the API,
+    a simulated feed with a planted surge, the alert by webhook (signature verified) and on the
+    live stream, and what happened. Stops by itself unless --keep; Ctrl-C stops everything."""
     from finsent.demo import run_demo
 
-    run_demo(data_dir, seconds, rate)
+    raise typer.Exit(run_demo(data_dir, seconds, rate, hold=keep, api_port=api_port))
 
 
 @app.command()

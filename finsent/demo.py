@@ -1,26 +1,41 @@
 """`make demo` / `finsent demo`: the main job on embedded defaults.
 
 Starts Kafka (scripts/kafka.sh) and PostgreSQL (pgserver) under var/demo, migrates, creates
-the topics, starts the worker, feeds the simulated stream with a planted negative surge on
-$ACME plus a few malformed messages, then prints what happened. A second run reuses the data.
-Ctrl-C (or the end of the run when not on a terminal) stops everything.
+the topics, starts the worker and the API (two processes), creates a demo API key, and runs a
+small webhook receiver in this process with a subscription pointing at it (loopback and plain
+http are allowed for the demo's API only). It prints the API's URLs (OpenAPI page, live page,
+curl lines for the alert stream and the surging ticker's series), feeds the simulated stream
+with a planted negative surge on $ACME plus a few malformed messages, and prints what happened:
+rows, the alert with its evidence, the alert as the SSE stream and the webhook receiver got it
+(signature verified), the ticker's series from the API. A second run reuses the data.
+
+It stops everything after the report; `--keep` leaves the stack running (for a browser) until
+Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import sys
+import threading
 import time
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import psycopg
 from rich.console import Console
 from rich.table import Table
 
 from core.pg import migrate
-from finsent.services import Kafka, Postgres, WorkerProcess, wait_for, worker_env
 from core.settings import Settings
+from finsent.services import ApiProcess, Kafka, Postgres, WorkerProcess, free_port, wait_for, worker_env
 from stream.feed import produce
 from stream.simulate import Surge, feed
 from stream.topics import ensure_topics
@@ -28,54 +43,276 @@ from stream.topics import ensure_topics
 console = Console(width=None if sys.stdout.isatty() else 120)
 # A one-minute feed: 2 s slices, 20 s windows, 20 s of warm-up (production: 10 s, 120 s, 10 min).
 DEMO_DETECTOR = {"slice_s": 2, "window_s": 20, "detector_warmup_s": 20, "lateness_s": 5}
+# For the demo's API only: its webhook receiver is a plain-http server on 127.0.0.1.
+DEMO_API = {"webhook_allow_private": "true", "webhook_allow_http": "true", "webhook_retry_base_s": 1.0}
+DEMO_SCOPES = ["read", "subscribe", "feedback"]
+SURGE_TICKER = "ACME"
+RECEIVER_NAME = "demo webhook receiver"
 BAD = [b"not json at all", b'{"id": "x1", "source": "wire-a"}', b'{"id": "x2", "source": "wire-a", "text": 5}',
        b'{"id": "x3", "source": "wire-a", "text": "\xff\xfe", "published_at": "2026-01-01T00:00:00Z"}']
 
 
-def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool | None = None, web_port: int = 6066) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    kafka, pg, worker = Kafka(data_dir / "kafka"), Postgres(data_dir / "pg"), None
+def verify(secret: str, headers, body: bytes, tolerance_s: int = 300) -> bool:
+    """A receiver's check of a finsent webhook, exactly as api/README.md documents it."""
+    ts = headers["X-Finsent-Timestamp"]
+    expected = hmac.new(secret.encode(), ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return (abs(time.time() - int(ts)) <= tolerance_s
+            and hmac.compare_digest(headers["X-Finsent-Signature"], "sha256=" + expected))
+
+
+@dataclass
+class Received:
+    at: float
+    delivery: str
+    event: str
+    key: str
+    severity: str
+    verified: bool
+    alert_id: int | None
+
+
+class WebhookReceiver:
+    """The demo's webhook target: an HTTP server on 127.0.0.1 (a thread of this process) that
+    verifies each POST's signature with the subscription's secret, answers 204 when it holds
+    (401 otherwise, which the API retries), and keeps what it got."""
+
+    path = "/finsent-webhook"
+
+    def __init__(self, on_receive=None):
+        self.secret: str | None = None
+        self.received: list[Received] = []
+        self.on_receive = on_receive
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    ok = receiver.secret is not None and verify(receiver.secret, self.headers, body)
+                    msg = json.loads(body)
+                    alert = msg.get("alert") or {}
+                    got = Received(time.time(), self.headers.get("X-Finsent-Delivery", ""), msg.get("event", "?"),
+                                   f"{alert.get('key_type')}:{alert.get('key')}", alert.get("severity", "?"), ok,
+                                   alert.get("alert_id"))
+                except (KeyError, ValueError, TypeError):
+                    ok, got = False, None
+                self.send_response(204 if ok else 401)
+                self.end_headers()
+                if got is not None:
+                    receiver.received.append(got)
+                    if receiver.on_receive:
+                        receiver.on_receive(got)
+
+            def log_message(self, *args):  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, name="webhook-receiver", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.path}"
+
+    def start(self) -> WebhookReceiver:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@dataclass
+class StreamEvent:
+    at: float
+    id: int
+    event: str
+    key: str
+    severity: str
+    alert_id: int | None
+
+
+@dataclass
+class AlertStreamFollower:
+    """Follows the API's SSE alert stream (what the printed curl line does) in a thread."""
+
+    url: str
+    key: str
+    on_event: object = None
+    events: list[StreamEvent] = field(default_factory=list)
+    connected: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> AlertStreamFollower:
+        threading.Thread(target=self._run, name="sse-follower", daemon=True).start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            with httpx.Client(timeout=httpx.Timeout(5, read=None), trust_env=False) as http, \
+                    http.stream("GET", self.url, headers={"X-API-Key": self.key}) as resp:
+                self.connected.set()
+                event = None
+                for line in resp.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:") and event:
+                        msg = json.loads(line[5:])
+                        alert = msg.get("alert") or {}
+                        got = StreamEvent(time.time(), msg["id"], event, f"{alert.get('key_type')}:{alert.get('key')}",
+                                          alert.get("severity", "?"), alert.get("alert_id"))
+                        self.events.append(got)
+                        if self.on_event:
+                            self.on_event(got)
+        except (httpx.HTTPError, ValueError):  # the API stopped: the stream ends
+            pass
+
+
+class DemoStack:
+    """Kafka, PostgreSQL, the worker and the API, started the way `make demo` does; plus the demo
+    key, the webhook receiver and its subscription. Tests drive the same object."""
+
+    def __init__(self, data_dir: Path, web_port: int = 6066, api_port: int = 8000, on_webhook=None):
+        self.dir = Path(data_dir)
+        self.web_port, self.api_port = free_port(web_port), free_port(api_port)
+        self.kafka, self.pg = Kafka(self.dir / "kafka"), Postgres(self.dir / "pg")
+        self.worker: WorkerProcess | None = None
+        self.api: ApiProcess | None = None
+        self.receiver = WebhookReceiver(on_webhook)
+        self.key = ""
+        self.subscription_id = 0
+        self.reported = threading.Event()  # set once run_demo has printed its report
+
+    def start(self) -> DemoStack:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.kafka.start()
+        self.pg.start()
+        migrate(self.pg.url)
+        self.settings = Settings(kafka_bootstrap=self.kafka.bootstrap, DATABASE_URL=self.pg.url, web_port=self.web_port,
+                                 **DEMO_DETECTOR)
+        asyncio.run(ensure_topics(self.settings))
+        self.worker = WorkerProcess(worker_env(self.kafka.bootstrap, self.pg.url, web_port=self.web_port,
+                                               **DEMO_DETECTOR), self.dir / "worker.log").start()
+        self.api = ApiProcess(worker_env(self.kafka.bootstrap, self.pg.url, api_port=self.api_port, **DEMO_API),
+                              self.dir / "api.log").start()
+        self.key = asyncio.run(self._create_key())
+        self.api.wait_ready()
+        self.receiver.start()
+        with httpx.Client(base_url=self.api.url, headers={"X-API-Key": self.key}, trust_env=False, timeout=10) as http:
+            r = http.post("/v1/subscriptions", json={"name": RECEIVER_NAME, "delivery": "webhook",
+                                                     "url": self.receiver.url, "key_types": ["ticker", "topic"]})
+            r.raise_for_status()
+        self.subscription_id, self.receiver.secret = r.json()["id"], r.json()["secret"]
+        return self
+
+    async def _create_key(self) -> str:
+        import asyncpg
+
+        from api import keys
+
+        conn = await asyncpg.connect(self.pg.dsn)
+        try:
+            # a second run reuses the database: the receivers of earlier runs are gone
+            await conn.execute("UPDATE subscription SET enabled = false, disabled_reason = 'an earlier demo run' "
+                               "WHERE name = $1 AND enabled", RECEIVER_NAME)
+            return (await keys.create(conn, name=f"demo {datetime.now():%Y-%m-%d %H:%M}", scopes=DEMO_SCOPES))[1]
+        finally:
+            await conn.close()
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url
+
+    def stop(self) -> None:
+        for proc in (self.api, self.worker):
+            if proc:
+                proc.stop()
+        self.receiver.stop()
+        self.kafka.stop()
+        self.pg.stop()
+
+    def feed(self, n: int, rate: float, started: datetime, surge_at: int, bad: list[bytes] = BAD) -> None:
+        events = list(feed(n, seed=int(time.time()) % 1000, surge=Surge(SURGE_TICKER, surge_at, 25), start=started,
+                           spacing_s=1 / rate, prefix=f"demo{int(started.timestamp())}"))
+        asyncio.run(produce(self.kafka.bootstrap, events[:surge_at] + bad + events[surge_at:], self.settings.topic_news,
+                            self.settings.topic_social, rate))
+
+
+def links(api_url: str, key: str, since: datetime) -> dict[str, str]:
+    """What the demo prints for a person to try; the test opens the same URLs."""
+    start = quote(since.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return {
+        "OpenAPI page": f"{api_url}/docs",
+        "live page": f"{api_url}/",
+        "alert stream": f"curl -N -H 'X-API-Key: {key}' '{api_url}/v1/stream/alerts?key_type=ticker&key_type=topic'",
+        f"{SURGE_TICKER} series": f"curl -s '{api_url}/v1/series?key_type=ticker&key={SURGE_TICKER}&bucket=1m&start={start}'",
+    }
+
+
+def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, web_port: int = 6066,
+             api_port: int = 8000, on_ready=None, release: threading.Event | None = None) -> int:
+    """Returns 0 when the planted surge alerted and the webhook came with a valid signature.
+
+    `hold`: after the report, keep everything running until Ctrl-C. For tests: `on_ready(stack)`
+    is called once the stack is up, before the feed; with `release`, the stack stays up after
+    the report until that event is set."""
+    stack = DemoStack(data_dir, web_port=web_port, api_port=api_port, on_webhook=lambda r: console.print(
+        f"  webhook ← {r.event} {r.key} ({r.severity}), delivery {r.delivery}: signature "
+        + ("[green]verified[/green]" if r.verified else "[red]INVALID[/red]")))
+    ok = False
     try:
-        with console.status("starting Kafka and PostgreSQL"):
-            kafka.start()
-            pg.start()
-            migrate(pg.url)
-            settings = Settings(kafka_bootstrap=kafka.bootstrap, DATABASE_URL=pg.url, web_port=web_port, **DEMO_DETECTOR)
-            asyncio.run(ensure_topics(settings))
-        console.print(f"Kafka {kafka.bootstrap}   PostgreSQL {pg.dsn}")
-        worker = WorkerProcess(worker_env(kafka.bootstrap, pg.url, web_port=web_port, **DEMO_DETECTOR),
-                               data_dir / "worker.log").start()
-        conn = psycopg.connect(pg.dsn, autocommit=True)
-        before = conn.execute("SELECT count(*) FROM scored_event").fetchone()[0]
+        with console.status("starting Kafka, PostgreSQL, the worker and the API"):
+            stack.start()
         started = datetime.now(timezone.utc)
+        console.print(f"Kafka {stack.kafka.bootstrap}   PostgreSQL {stack.pg.dsn}")
+        console.print(f"API {stack.api_url} (log {stack.dir / 'api.log'}); demo API key (scopes "
+                      f"{', '.join(DEMO_SCOPES)}): {stack.key}")
+        for name, value in links(stack.api_url, stack.key, started - timedelta(minutes=5)).items():
+            console.print(f"  {name:<14} {value}", soft_wrap=True, highlight=False)
+        console.print(f"webhook receiver {stack.receiver.url} (subscription {stack.subscription_id}; it verifies "
+                      "X-Finsent-Signature with the secret shown once at creation)", soft_wrap=True)
+        follower = AlertStreamFollower(f"{stack.api_url}/v1/stream/alerts?key_type=ticker&key_type=topic", stack.key,
+                                       lambda e: console.print(f"  stream  ← {e.event} {e.key} ({e.severity}), "
+                                                               f"event id {e.id}")).start()
+        follower.connected.wait(10)
+        if on_ready:
+            on_ready(stack)
+        conn = psycopg.connect(stack.pg.dsn, autocommit=True)
+        before = conn.execute("SELECT count(*) FROM scored_event").fetchone()[0]
         n = int(seconds * rate)
         surge_at = int(n * 0.7)
-        events = list(feed(n, seed=int(time.time()) % 1000, surge=Surge("ACME", surge_at, 25), start=started,
-                           spacing_s=1 / rate, prefix=f"demo{int(started.timestamp())}"))
         surge_time = time.time() + surge_at / rate
-        console.print(f"feeding {n} simulated items over {seconds:.0f} s ({rate:.0f}/s), negative surge on $ACME at "
-                      f"item {surge_at}, plus {len(BAD)} malformed messages")
-        asyncio.run(produce(kafka.bootstrap, events[:surge_at] + BAD + events[surge_at:], settings.topic_news,
-                            settings.topic_social, rate))
+        console.print(f"feeding {n} simulated items over {seconds:.0f} s ({rate:.0f}/s), negative surge on "
+                      f"${SURGE_TICKER} at item {surge_at}, plus {len(BAD)} malformed messages")
+        stack.feed(n, rate, started, surge_at)
         wait_for(lambda: conn.execute("SELECT count(*) FROM scored_event").fetchone()[0] >= before + n, 120,
                  what="all rows in Postgres")
-        time.sleep(2)
-        report(conn, before, started, surge_time, data_dir, web_port)
-        if hold if hold is not None else sys.stdin.isatty():
-            console.print("worker still running; Ctrl-C stops everything")
-            while worker.alive():
+        alerts = wait_for(lambda: conn.execute("SELECT id, opened_at FROM alert WHERE opened_at >= %s AND key = %s",
+                                               (started, SURGE_TICKER)).fetchall(), 10, what="the planted alert")
+        # the webhook normally lands within a second of the alert row
+        wait_for(lambda: any(r.verified and r.alert_id in {a[0] for a in alerts} for r in stack.receiver.received),
+                 15, 0.2, what="the webhook of the planted alert")
+        time.sleep(1)
+        report(conn, before, started, surge_time, stack)
+        ok = api_report(stack, started, alerts, follower)
+        stack.reported.set()
+        if release is not None:
+            release.wait(300)
+        if hold:
+            console.print(f"still running: live page {stack.api_url}/  — Ctrl-C stops everything")
+            while stack.worker.alive() and stack.api.alive():
                 time.sleep(1)
     except KeyboardInterrupt:
         console.print("stopping")
+    except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
+        console.print(f"[red]demo failed:[/red] {exc}; logs in {data_dir}", soft_wrap=True)
     finally:
-        if worker:
-            worker.stop()
-        kafka.stop()
-        pg.stop()
-        console.print("stopped Kafka, PostgreSQL and the worker; data kept in " + str(data_dir))
+        stack.stop()
+        console.print(f"stopped the API, the worker, Kafka and PostgreSQL; data kept in {data_dir}")
+    return 0 if ok else 1
 
 
-def report(conn, before: int, started: datetime, surge_time: float, data_dir: Path, web_port: int) -> None:
+def report(conn, before: int, started: datetime, surge_time: float, stack: DemoStack) -> None:
     total = conn.execute("SELECT count(*) FROM scored_event").fetchone()[0]
     console.print(f"scored this run: {total - before} rows (scored_event holds {total})")
     t = Table()
@@ -100,5 +337,29 @@ def report(conn, before: int, started: datetime, surge_time: float, data_dir: Pa
             source, _, eid = sid.partition("/")
             text = conn.execute("SELECT text FROM scored_event WHERE source=%s AND id=%s", (source, eid)).fetchone()
             console.print(f"  evidence {sid}: {text[0][:90] if text else '?'}")
-    console.print(f"dead letters: topic finsent.deadletter (reason in headers); worker log {data_dir / 'worker.log'}; "
-                  f"metrics http://127.0.0.1:{web_port}/metrics, health http://127.0.0.1:{web_port}/health")
+    console.print(f"dead letters: topic finsent.deadletter (reason in headers); worker log {stack.dir / 'worker.log'}; "
+                  f"metrics http://127.0.0.1:{stack.web_port}/metrics, health http://127.0.0.1:{stack.web_port}/health")
+
+
+def api_report(stack: DemoStack, started: datetime, alerts: list, follower: AlertStreamFollower) -> bool:
+    """What the API delivered: the planted alert by webhook (signature checked) and on the SSE
+    stream, each timed from the alert row; the surging ticker's series as the curl line gets it."""
+    opened = {a[0]: a[1].timestamp() for a in alerts}
+    hooks = [r for r in stack.receiver.received if r.alert_id in opened]
+    first = min(hooks, key=lambda r: r.at)
+    console.print(f"webhook: {len(stack.receiver.received)} received, "
+                  f"{sum(r.verified for r in stack.receiver.received)} with a valid signature; the planted alert's "
+                  f"'{first.event}' arrived {first.at - opened[first.alert_id]:+.2f} s after its row")
+    sse = [e for e in follower.events if e.alert_id in opened]
+    if sse:
+        console.print(f"alert stream (SSE): {len(follower.events)} events; the planted alert's '{sse[0].event}' "
+                      f"{sse[0].at - opened[sse[0].alert_id]:+.2f} s after its row")
+    with httpx.Client(trust_env=False, timeout=10) as http:
+        body = http.get(f"{stack.api_url}/v1/series", params={"key_type": "ticker", "key": SURGE_TICKER,
+                                                               "bucket": "1m", "start": started.isoformat()}).json()
+    s = body["series"][0]
+    cells = [f"{t[11:16]} {n:>3} {'—' if sh is None else f'{sh:.0%}'}" for t, n, sh in
+             zip(s["t"], s["n"], s["negative_share"]) if n]
+    console.print(f"series of ${SURGE_TICKER} from the API (1-minute buckets: items, negative share): "
+                  + " | ".join(cells), soft_wrap=True, highlight=False)
+    return all(r.verified for r in hooks)

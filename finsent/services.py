@@ -1,5 +1,5 @@
 """Real services started by the project itself, for tests, CI and the demo: the Kafka broker
-(scripts/kafka.sh), an embedded PostgreSQL (pgserver) and worker processes. Every stop is
+(scripts/kafka.sh), an embedded PostgreSQL (pgserver), worker and API processes. Every stop is
 bounded: SIGTERM, then SIGKILL after a timeout."""
 
 from __future__ import annotations
@@ -75,13 +75,18 @@ def worker_env(bootstrap: str, database_url: str, **extra: object) -> dict[str, 
     return env
 
 
-class WorkerProcess:
+class ServiceProcess:
+    """`python -m finsent.cli <command>` in its own session (so stop() ends its children too),
+    output appended to a log file."""
+
+    command: tuple[str, ...] = ()
+
     def __init__(self, env: dict[str, str], log_path: Path):
         self.env, self.log_path, self.proc = env, Path(log_path), None
 
-    def start(self) -> WorkerProcess:
+    def start(self) -> ServiceProcess:
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "finsent.cli", "worker"], env=self.env, cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, "-m", "finsent.cli", *self.command], env=self.env, cwd=ROOT,
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
@@ -103,6 +108,57 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         self.log.close()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+class WorkerProcess(ServiceProcess):
+    """`finsent worker`."""
+
+    command = ("worker",)
+
+
+class ApiProcess(ServiceProcess):
+    """`finsent api` on FINSENT_API_HOST:FINSENT_API_PORT of its environment; wait_ready()
+    returns once /ready answers 200 (Postgres reachable, schema at head)."""
+
+    command = ("api",)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.env.get('FINSENT_API_HOST', '127.0.0.1')}:{self.env.get('FINSENT_API_PORT', '8000')}"
+
+    def wait_ready(self, timeout: float = 60.0) -> ApiProcess:
+        import httpx
+
+        def ready() -> bool:
+            if not self.alive():
+                raise RuntimeError(f"the API exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                return httpx.get(self.url + "/ready", timeout=2, trust_env=False).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout, 0.2, what=f"API ready at {self.url}")
+        return self
+
+
+def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
+    """`preferred` when nothing listens on it, else a free port chosen by the kernel."""
+    import socket
+
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port")
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):

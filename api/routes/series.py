@@ -31,5 +31,6 @@ async def get_series(
     keys = sorted(set(key))
     if len(keys) * -(-(window.end - start) // step) > MAX_POINTS:
         raise bad_request(f"too many points (keys × buckets > {MAX_POINTS}): use a coarser bucket or a shorter range")
-    rows = await crud.series(conn, key_type=key_type, keys=keys, start=start, end=window.end, step=step)
+    rows = await crud.series(conn, key_type=key_type, keys=keys, start=start, end=window.end, step=step,
+                             as_numpy=True)
     return fast_json({"key_type": key_type, "bucket": bucket, "start": start, "end": window.end, "series": rows})

@@ -32,7 +32,8 @@ function alertItem(event, a) {
   li.append(text("span", event, "ev"), text("strong", `${a.key_type} ${a.key}`), text("span", ` · ${a.severity} · `));
   const share = a.n ? Math.round((100 * a.negatives) / a.n) : 0;
   const p = a.p_value != null ? Number(a.p_value).toExponential(1) : "?";
-  li.append(text("span", `${a.negatives}/${a.n} negative (${share}%), p=${p}, window ${a.window_start || ""}`));
+  const at = a.window_start ? new Date(a.window_start).toLocaleTimeString([], { hour12: false }) : "";
+  li.append(text("span", `${a.negatives}/${a.n} negative (${share}%), p=${p}, window from ${at}`));
   return li;
 }
 
@@ -65,9 +66,10 @@ function connectAlerts() {
 
 const LAYOUT = {
   paper_bgcolor: "#181b1f", plot_bgcolor: "#181b1f", font: { color: "#d8d9da", size: 11 },
-  margin: { l: 40, r: 10, t: 10, b: 30 }, yaxis: { tickformat: ".0%", range: [0, 1], gridcolor: "#2c2f33" },
-  xaxis: { gridcolor: "#2c2f33" }, legend: { orientation: "h" }, showlegend: true,
+  margin: { l: 40, r: 40, t: 10, b: 30 }, yaxis: { tickformat: ".0%", range: [0, 1], gridcolor: "#2c2f33" },
+  xaxis: { gridcolor: "#2c2f33", type: "date" }, legend: { orientation: "h", y: -0.22 }, showlegend: true,
 };
+const MIN_VIEW_MS = 10 * 60 * 1000;
 
 async function series(keyType, keys) {
   const end = new Date();
@@ -76,12 +78,37 @@ async function series(keyType, keys) {
   return (await getJSON("/v1/series", params)).series;
 }
 
-function draw(id, rows) {
-  const traces = rows.map((s) => ({ x: s.t, y: s.negative_share, name: s.key, type: "scatter", mode: "lines",
-                                    connectgaps: false }));
+// The x range: from a little before the first bucket with data (a fresh stack has only minutes
+// of it) to now, at least MIN_VIEW_MS wide, at most the 2 h fetched.
+function xRange(rows) {
+  const end = Date.now() + 60 * 1000;
+  let first = end;
+  for (const s of rows) {
+    const i = s.n.findIndex((n) => n > 0);
+    if (i >= 0) first = Math.min(first, Date.parse(s.t[i]));
+  }
+  const start = Math.max(end - SPAN_MS, Math.min(first - 2 * 60 * 1000, end - MIN_VIEW_MS));
+  return [new Date(start).toISOString(), new Date(end).toISOString()];
+}
+
+// `withVolume`: also the bucket's item count as bars on a right-hand axis (the ticker chart)
+function draw(id, rows, withVolume) {
+  const traces = rows.map((s) => ({ x: s.t, y: s.negative_share, name: `${s.key} negative share`, type: "scatter",
+                                    mode: "lines+markers", marker: { size: 5 }, connectgaps: false }));
+  const layout = { ...LAYOUT, xaxis: { ...LAYOUT.xaxis, range: xRange(rows) } };
+  if (withVolume) {
+    for (const s of rows) {
+      traces.unshift({ x: s.t, y: s.n, name: `${s.key} items per minute`, type: "bar", yaxis: "y2",
+                       marker: { color: "rgba(138,184,255,0.35)" } });
+    }
+    layout.yaxis2 = { overlaying: "y", side: "right", rangemode: "tozero", tickmode: "auto", nticks: 5, showgrid: false,
+                      title: { text: "items" } };
+  } else {
+    for (const t of traces) t.name = t.name.replace(/ negative share$/, "");
+  }
   const el = $(id);
   el.dataset.points = String(rows.reduce((n, s) => n + s.n.reduce((a, b) => a + b, 0), 0));
-  if (window.Plotly) Plotly.react(el, traces, LAYOUT, { displayModeBar: false, responsive: true });
+  if (window.Plotly) Plotly.react(el, traces, layout, { displayModeBar: false, responsive: true });
 }
 
 function topKeys(values, n) {
@@ -92,11 +119,11 @@ function topKeys(values, n) {
 
 async function refreshCharts(items) {
   const topics = topKeys(items.map((i) => i.topic), 8);
-  if (topics.length) draw("topic-chart", await series("topic", topics));
+  if (topics.length) draw("topic-chart", await series("topic", topics), false);
   const input = $("ticker");
   if (!input.value.trim()) input.value = topKeys(items.flatMap((i) => i.tickers), 1)[0] || "";
   const ticker = input.value.trim().toUpperCase();
-  if (ticker) draw("ticker-chart", await series("ticker", [ticker]));
+  if (ticker) draw("ticker-chart", await series("ticker", [ticker]), true);
 }
 
 // --- items -------------------------------------------------------------------------------
