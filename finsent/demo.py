@@ -47,6 +47,7 @@ DEMO_DETECTOR = {"slice_s": 2, "window_s": 20, "detector_warmup_s": 20, "latenes
 DEMO_API = {"webhook_allow_private": "true", "webhook_allow_http": "true", "webhook_retry_base_s": 1.0}
 DEMO_SCOPES = ["read", "subscribe", "feedback"]
 SURGE_TICKER = "ACME"
+SURGE_SIZE = 60  # one second of the feed, all bad news on $ACME: clear of its ~3 items/s at a third negative
 RECEIVER_NAME = "demo webhook receiver"
 BAD = [b"not json at all", b'{"id": "x1", "source": "wire-a"}', b'{"id": "x2", "source": "wire-a", "text": 5}',
        b'{"id": "x3", "source": "wire-a", "text": "\xff\xfe", "published_at": "2026-01-01T00:00:00Z"}']
@@ -232,7 +233,7 @@ class DemoStack:
         self.pg.stop()
 
     def feed(self, n: int, rate: float, started: datetime, surge_at: int, bad: list[bytes] = BAD) -> None:
-        events = list(feed(n, seed=int(time.time()) % 1000, surge=Surge(SURGE_TICKER, surge_at, 25), start=started,
+        events = list(feed(n, seed=int(time.time()) % 1000, surge=Surge(SURGE_TICKER, surge_at, SURGE_SIZE), start=started,
                            spacing_s=1 / rate, prefix=f"demo{int(started.timestamp())}"))
         asyncio.run(produce(self.kafka.bootstrap, events[:surge_at] + bad + events[surge_at:], self.settings.topic_news,
                             self.settings.topic_social, rate))

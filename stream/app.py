@@ -20,7 +20,8 @@ import time
 
 import faust
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from faust.transport.drivers import aiokafka as faust_kafka
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
 
 from core import logs
 from core.masking import Masker
@@ -35,12 +36,116 @@ from stream.watermark import PartitionClock
 
 log = logs.get("finsent.worker")
 MARKS_KEY = b"~marks"
+FETCH_ERRORS = Counter("finsent_fetch_errors_total", "Record batches the worker could not read (codec, corrupt batch)",
+                       ["topic", "error"])
+PARTITIONS_HELD = Gauge("finsent_partitions_held", "Input partitions held at a record batch the worker cannot read")
+
+
+class FetchGuard:
+    """Record batches the consumer cannot read (a codec it lacks, a corrupt batch): Faust lets
+    the error out of the fetcher and the worker exits, and aiokafka, retried, silently skips
+    the good records fetched ahead of the bad batch. Like the Java consumer, the partition is
+    instead held at the batch (never skipped: nothing is lost, offsets do not pass it) while
+    every other partition goes on; it is reported (log, `finsent_fetch_errors_total`,
+    `finsent_partitions_held`, /health 503 with the offset) and retried every `retry_s`. A
+    held partition holds the event-time watermark back: no data is assumed absent. To skip a
+    truly corrupt batch, an operator moves the group's offset past it."""
+
+    def __init__(self, retry_s: float = 30.0):
+        self.retry_s = retry_s
+        self.held: dict = {}  # tp -> {"offset", "error", "since", "retry_at", "prefix": good records before it}
+
+    def problem(self) -> str:
+        return "; ".join(f"{tp.topic}/{tp.partition} held at offset {h['offset']}: {h['error']}"
+                         for tp, h in list(self.held.items()))
+
+    async def fetch(self, fetcher, assigned: set, active, timeout: float, max_records) -> dict:
+        """aiokafka's fetched_records, one partition at a time: its own call drops the records
+        it drained from other partitions when one partition's batch raises."""
+        for tp in [tp for tp in self.held if tp not in assigned]:  # revoked: its new owner reports it
+            del self.held[tp]
+        wanted = set(assigned if active is None else active)
+        deadline = time.monotonic() + (timeout or 0)
+        while True:
+            out, room, now = {}, max_records, time.monotonic()
+            for tp in [tp for tp in list(fetcher._records) if tp in wanted]:
+                h = self.held.get(tp)
+                if h and h["prefix"] <= 0 and now < h["retry_at"]:
+                    continue  # held at the batch it cannot read
+                limit = h["prefix"] if h and h["prefix"] > 0 else room  # ahead of the bad batch: no further
+                if room is not None:
+                    limit = min(limit, room)
+                got = await self._guarded(fetcher, tp, limit)
+                if got:
+                    out[tp] = got
+                    if h and h["prefix"] > 0:
+                        h["prefix"] -= len(got)
+                    elif h:  # read past the batch on a retry: it was repaired
+                        log.warning("partition readable again", topic=tp.topic, partition=tp.partition)
+                        del self.held[tp]
+                if room is not None and (room := room - len(got)) <= 0:
+                    break
+            PARTITIONS_HELD.set(len(self.held))
+            left = deadline - time.monotonic()
+            if out or left <= 0:
+                return out
+            waiter = fetcher._create_fetch_waiter()  # as fetched_records waits for new data
+            done, pending = await asyncio.wait([waiter], timeout=left)
+            for fut in pending:
+                fut.cancel()
+            if not done or fetcher._closed:
+                return {}
+            waiter.result()
+
+    async def _guarded(self, fetcher, tp, max_records) -> list:
+        try:
+            return (await fetcher.fetched_records({tp}, timeout=0, max_records=max_records)).get(tp, [])
+        except Exception as exc:
+            r = fetcher._records.get(tp)
+            it = getattr(getattr(r, "_partition_records", None), "_records_iterator", None)
+            if it is None or it.gi_frame is not None:
+                raise  # not a record batch it could not read (its iterator died of it): Faust's to handle
+            position = r._assignment.state_value(tp).position
+            offset = r._partition_records.next_fetch_offset
+            del fetcher._records[tp]  # refetched from `position`: nothing skipped
+            fetcher._notify(fetcher._wait_consume_future)
+            text = str(exc)
+            error = (text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}")[:300]
+            first = tp not in self.held
+            self.held[tp] = {"offset": offset, "error": error, "since": self.held.get(tp, {}).get("since", time.time()),
+                             "retry_at": time.monotonic() + self.retry_s, "prefix": max(0, offset - position)}
+            FETCH_ERRORS.labels(tp.topic, type(exc).__name__).inc()
+            PARTITIONS_HELD.set(len(self.held))
+            (log.error if first else log.warning)(
+                f"cannot read a record batch; partition held (not skipped), retried every {self.retry_s:.0f} s",
+                topic=tp.topic, partition=tp.partition, offset=offset, error=error)
+            return []
+
+
+def guarded_transport(guard: FetchGuard):
+    """Faust's aiokafka transport whose consumer thread fetches through `guard`."""
+
+    class Thread(faust_kafka.AIOKafkaConsumerThread):
+        async def _fetch_records(self, consumer, active_partitions, timeout=None, max_records=None):
+            if not self.consumer.flow_active:
+                return {}
+            fetcher = consumer._fetcher
+            if consumer._closed or fetcher._closed:
+                raise faust_kafka.ConsumerStoppedError()
+            with fetcher._subscriptions.fetch_context():
+                return await guard.fetch(fetcher, consumer.assignment(), active_partitions, timeout, max_records)
+
+    class Consumer(faust_kafka.Consumer):
+        def _new_consumer_thread(self):
+            return Thread(self, loop=self.loop, beacon=self.beacon)
+
+    return type("GuardedTransport", (faust_kafka.Transport,), {"Consumer": Consumer})
 
 
 def detector_config(s: Settings) -> DetectorConfig:
     return DetectorConfig(slice_s=s.slice_s, window_s=s.window_s, min_count=s.detector_min_count,
                           p_threshold=s.detector_p, warmup_s=s.detector_warmup_s, cooldown_s=s.detector_cooldown_s,
-                          pause_s=s.pause_s)
+                          pause_s=s.pause_s, lateness_s=s.lateness_s)
 
 
 def incoming(event) -> Incoming:
@@ -69,6 +174,8 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
         web_bind=settings.web_host, web_port=settings.web_port, web_enabled=True,
         broker_commit_interval=1.0, producer_linger=0.005,
     )
+    guard = FetchGuard()
+    app.transport = guarded_transport(guard)(app.conf.broker_consumer, app)
     raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
     inputs = app.topic(*settings.input_topics, **raw)
     deadletter = app.topic(settings.topic_deadletter, **raw)
@@ -151,7 +258,8 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
 
     @app.page("/health")
     async def health(self, request):
-        problems = {k: v for k, v in (("postgres", sink.last_error), ("model", processor.health.model_error)) if v}
+        problems = {k: v for k, v in (("postgres", sink.last_error), ("model", processor.health.model_error),
+                                      ("fetch", guard.problem())) if v}
         body = {"status": "degraded" if problems else "ok", "problems": problems,
                 "assigned_partitions": len(app.consumer.assignment()), "late_events": detection.late,
                 "watermarks": detection.watermarks()}

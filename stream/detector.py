@@ -11,24 +11,40 @@ each slice, so a burst counts in full wherever the slice boundaries fall:
     K = negatives in the window, N = items in the window
     b = expected negatives per window: EWMA of the key's own final slices (half-life 30 min,
         learned `window` slices late so that a surge is never part of its own baseline)
-    λ = max(b + sqrt(b), floor)       one standard deviation above the baseline: the baseline
-                                      is an estimate and news counts vary more than Poisson
-    p = P(X ≥ K), X ~ Poisson(λ)      (computed in log space: it goes far below 1e-16)
+    count   p = P(X ≥ K), X ~ Poisson(max(b + sqrt(b), floor))   (one sigma above the baseline:
+            it is an estimate, and news counts vary more than Poisson; exact far below 1e-16)
+    share   P(X ≥ K), X ~ BetaBinomial(N, a, c): K of the window's N at the key's usual share,
+            as uncertain as it is: Beta(a, c) from the items the baseline has really seen (the
+            EWMA's effective sample size) plus `share_prior` items at the prior share
+            `cold_share`; a key that has seen 15 items knows its share far less well than one
+            that has seen 5,000. A ticker's belief counts at most `share_cap` items (its mix
+            varies from story to story); a topic's, an average over many names, is not capped
 
-An alert opens when K ≥ min_count, p ≤ p_threshold and K/N ≥ baseline share + share_margin
-(a volume spike of ordinary news is not a negative surge). A key with less than `warmup_s` of
-history is tested against a prior instead — a typical key's negative share `cold_share` —
-with a binomial tail P(X ≥ K), X ~ Binomial(N, cold_share), and K ≥ cold_min_count: a
-brand-new ticker in a burst of bad news alerts, a busy one is not mistaken for a surge. A topic alert also needs breadth: if one ticker carries more than half of
-the window's excess negatives, the surge is that ticker's and the topic stays quiet.
+A warm key alerts when K ≥ min_count, the count p ≤ p_threshold (1e-6), the share p ≤ share_p
+(1e-4: the negatives did not just come with more volume, an ordinary news burst or the market's
+open) and K/N is above the usual share by share_margin (0.15) or by share_ratio (1.4x) if
+that is less. A key with less than `warmup_s` of history is tested against a prior instead — a
+typical key's negative share `cold_share` — with a binomial tail P(X ≥ K), X ~ Binomial(N,
+cold_share), and K ≥ cold_min_count: a brand-new ticker in a burst of bad news alerts, a busy
+one is not mistaken for a surge. A topic alert also needs breadth: the window must still be a
+surge without its most negative ticker's negatives; a surge carried by one name is that name's
+alert (one incident, one alert), and so is one name's ordinary burst of news.
+
+The baseline is robust to what it should not learn: every slice of a window whose count is
+unusual (p ≤ learn_p, 1e-3) stays out of it, so a slow build-up is not learned as the key's
+normal while it builds; a key unusual for longer than `hold_max_s` has a new normal and is
+learned again. A key silent for longer than its own rate makes plausible (P ≤ silence_p) is
+paused — its feed, a producer or the worker stopped — and the rest of that silence is not
+learned as calm (no false alerts when the traffic comes back).
 
 While it is open the alert escalates when its severity band rises; it resolves at the first
-final window back to normal (z < resolve_z), then a cool-down. Decisions on final slices depend
-only on the data, never on arrival order; while a key's baseline is current (live traffic) the
-window is also tested as counts arrive, so an alert goes out within seconds of a surge.
-
-A watermark jump longer than `pause_s` is a pause of the feed (or of every producer), not
-calm: those slices are not learned. State is a plain dict so a Faust table can hold it.
+final window back to normal (z < resolve_z), then a cool-down. Windows are tested when their
+slices become final and, before that, as counts arrive, up to the slice that every input
+partition has reached (watermark + lateness): an alert goes out within a second of the item
+that makes a live surge significant, and a backlog caught up from several partitions makes the
+decisions that event-time order makes — no window is judged on the faster partitions' items
+alone, and pauses are read from each key's own traffic, not from the watermark's steps. State
+is a plain dict so a Faust table can hold it.
 """
 
 from __future__ import annotations
@@ -46,8 +62,13 @@ class DetectorConfig:
     min_count: int = 8
     p_threshold: float = 1e-6
     resolve_z: float = 2.0
-    share_margin: float = 0.15
-    share_p: float = 1e-3  # K of N must also be improbable at the key's usual share (a busy hour is not a surge)
+    share_margin: float = 0.15  # the window's share must be above the key's usual share by this much
+    share_ratio: float = 1.4  # ... or by this factor, whichever is less (a topic at 0.22 surging to 0.32)
+    share_p: float = 1e-4  # K of N must also be improbable at the key's usual share (a busy hour is not a surge)
+    share_cap: float = 200.0  # a ticker's share is known at best as well as 200 items tell: its mix varies by story
+    share_prior: float = 50.0  # weight, in items, of the prior share (cold_share) in a key's share estimate
+    learn_p: float = 1e-3  # a window this unusual (count test) is held out of the baseline, every slice of it
+    hold_max_s: float = 1800.0  # ... unless it has been unusual this long: then it is the key's new normal
     half_life_s: float = 1800.0
     warmup_s: float = 600.0
     cooldown_s: float = 600.0
@@ -55,8 +76,10 @@ class DetectorConfig:
     cold_share: float = 0.35  # prior negative share of a key without history (typical tickers: 0.15-0.30)
     cold_min_count: int = 15
     samples: int = 5
-    topic_single_ticker_share: float = 0.5  # of the excess negatives: more from one ticker = that ticker's alert
-    pause_s: float = 900.0
+    topic_top_tickers: int = 1  # a topic surge needs breadth: it is still one without its top ticker's negatives
+    pause_s: float = 900.0  # (the watermark's pauses: reported, no longer used here; see silence_p)
+    silence_p: float = 1e-6  # a key's silence this improbable at its own rate is a pause: not learned as calm
+    lateness_s: float = 30.0  # of the watermark (stream.watermark): watermark + lateness = every partition's newest
     # severity bands: (p at most, negatives at least, times the expected count at least)
     medium: tuple[float, int, float] = (1e-12, 20, 3.0)
     high: tuple[float, int, float] = (1e-20, 40, 5.0)
@@ -83,6 +106,10 @@ class KeyState:
     cooldown_until: int = -1
     late: int = 0
     first: int = -1  # the key's first slice with data: its history starts there
+    silent: int = 0  # empty final slices since the key's last data
+    silence_max: int = -1  # how many of them are plausible at the key's rate (-1: any number)
+    held: int = 0  # the oldest `held` slices of `recent` were in an unusual window: not learned
+    unusual: int = 0  # consecutive final windows that were unusual
     part: int = -1  # the scored-topic partition of the key (set by the worker)
 
     def to_dict(self) -> dict:
@@ -140,6 +167,24 @@ def binomial_sf(k: int, n: int, p: float) -> float:
     return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
 
 
+def beta_binomial_sf(k: int, n: int, a: float, b: float) -> float:
+    """P(X >= k) for X ~ BetaBinomial(n, a, b): a binomial whose success probability is itself
+    uncertain, Beta(a, b). Summed from the k-th term with the terms' ratio, in log space."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    log_term = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + math.lgamma(k + a)
+                + math.lgamma(n - k + b) - math.lgamma(n + a + b) + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b))
+    total, ratio = 1.0, 1.0
+    for i in range(k, n):
+        ratio *= (n - i) / (i + 1) * (i + a) / (n - i - 1 + b)
+        total += ratio
+        if ratio < 1e-17 * total:
+            break
+    return min(1.0, math.exp(log_term + math.log(total)))
+
+
 def poisson_sf(k: int, lam: float) -> float:
     """P(X >= k) for X ~ Poisson(lam), summed from the k-th term (accurate far below 1e-16)."""
     if k <= 0:
@@ -162,6 +207,8 @@ def poisson_sf(k: int, lam: float) -> float:
 class SpikeDetector:
     def __init__(self, config: DetectorConfig | None = None):
         self.cfg = config or DetectorConfig()
+        self.w = self.cfg.w
+        self.kmin = min(self.cfg.min_count, self.cfg.cold_min_count)  # below this no window can open an alert
 
     # -- inputs ------------------------------------------------------------------------------
     def add(self, st: KeyState, key: str, cells: list[Cell], batch: int, watermark: float | None,
@@ -187,12 +234,20 @@ class SpikeDetector:
         st.late += late
         if st.closed < 0 and newest is not None and watermark is not None:
             st.closed = int(watermark // self.cfg.slice_s) - 1
-        if newest is not None and newest - st.closed <= self.cfg.w:  # baseline is current: test now
-            decisions += self._evaluate(st, key, newest, final=False)
+        if newest is not None and watermark is not None:
+            # test now, before the slices are final, every window up to the slice that every input
+            # partition has reached (watermark + lateness is the slowest partition's newest event):
+            # further ahead a window holds only the faster partitions' items, and a backlog would
+            # decide on part of the data what event-time order decides on all of it
+            ready = min(newest, int((watermark + self.cfg.lateness_s) // self.cfg.slice_s))
+            if ready - st.closed <= self.w:  # and the baseline is current
+                for s in range(max(st.closed + 1, ready - self.w + 1), ready + 1):
+                    decisions += self._evaluate(st, key, s, final=False)
         return decisions, late
 
     def advance(self, st: KeyState, key: str, watermark: float, pauses: tuple = ()) -> list[Decision]:
-        """Finalise every slice that ends at or before `watermark`, oldest first."""
+        """Finalise every slice that ends at or before `watermark`, oldest first. (`pauses`, the
+        watermark's big steps, is no longer used: see `_silence`.)"""
         last = int(watermark // self.cfg.slice_s) - 1
         if st.closed < 0:  # a new key: nothing before the watermark (or its first counts) to finalise
             st.closed = min([last] + [int(s) - 1 for s in st.open])
@@ -201,45 +256,79 @@ class SpikeDetector:
             if st.alert is None and not any(r[0] for r in st.recent):
                 upto = min([int(s) - 1 for s in st.open] + [last])  # the slice before the next with data
                 if upto > st.closed:
-                    self._skip_quiet(st, upto, pauses)
+                    self._skip_quiet(st, upto)
                     continue
             s = st.closed + 1
-            decisions += self._finalise(st, key, s, in_pause(s, self.cfg.slice_s, pauses))
+            decisions += self._finalise(st, key, s)
         return decisions
 
     # -- slices -----------------------------------------------------------------------------
-    def _finalise(self, st: KeyState, key: str, s: int, paused: bool) -> list[Decision]:
+    def _finalise(self, st: KeyState, key: str, s: int) -> list[Decision]:
         if st.first < 0 or s < st.first:  # before the key existed: nothing to learn or test
             st.closed = s
             return []
-        # a pause (the watermark jumped) is not learned as calm, but a slice in it that holds data
-        # is still tested: a sparse backlog moves the watermark in big steps too
-        decisions = [] if paused and str(s) not in st.open else self._evaluate(st, key, s, final=True)
+        if str(s) in st.open:
+            st.silent = 0
+        elif not self._silence(st, 1):  # paused: not tested, not learned
+            st.closed = s
+            return []
+        decisions = self._evaluate(st, key, s, final=True)
+        unusual = self._unusual(st, s)
         n, k, _, tickers = st.open.pop(str(s), [0, 0, [], {}, []])[:4]
         st.closed = s
-        if paused and not n:
-            return decisions
         st.recent.append([n, k, tickers])
         st.history += 1
-        if len(st.recent) > self.cfg.w:
+        if unusual:  # every slice of an unusual window stays out of the baseline
+            st.held = len(st.recent)
+        if len(st.recent) > self.w:
             old_n, old_k, _ = st.recent.pop(0)
-            if st.alert is None:
+            if st.held > 0:
+                st.held -= 1
+            else:  # (while an alert is open too: its surge's windows are held, what is usual is learned)
                 self._learn(st, old_n, old_k, 1)
         return decisions
 
-    def _skip_quiet(self, st: KeyState, upto: int, pauses: tuple) -> None:
-        """Empty slices up to `upto` on a key whose recent window is empty: learned in closed form."""
+    def _unusual(self, st: KeyState, s: int) -> bool:
+        """Is the final window ending at `s` unusual enough (more negatives than the baseline
+        allows, p <= learn_p) to be kept out of the baseline, every slice of it? A slow build-up
+        is then not learned as the key's normal while it builds, nor is a burst of news. A key
+        unusual for longer than `hold_max_s` (the market's open, a name in the news for days)
+        has a new normal: it is learned again."""
+        b, _, _, warm = self._baseline(st)
+        if not warm:
+            return False
+        lam = max(b + math.sqrt(b), self.cfg.lambda_floor)
+        k = self._negatives(st, s)
+        unusual = k > lam + 2 * math.sqrt(lam) + 1 and poisson_sf(k, lam) <= self.cfg.learn_p
+        st.unusual = st.unusual + 1 if unusual else 0
+        return unusual and st.unusual * self.cfg.slice_s <= self.cfg.hold_max_s
+
+    def _skip_quiet(self, st: KeyState, upto: int) -> None:
+        """Empty slices up to `upto` on a key whose recent window is empty: learned in closed form
+        (as many as the silence rule allows)."""
         if st.first < 0 or upto < st.first:
             st.closed = upto
             return
-        lo, hi = (max(st.closed, st.first - 1) + 1) * self.cfg.slice_s, (upto + 1) * self.cfg.slice_s
-        paused = sum(max(0.0, min(e, hi) - max(b, lo)) for b, e in pauses) // self.cfg.slice_s
-        observed = max(0, upto - max(st.closed, st.first - 1) - int(paused))
+        observed = self._silence(st, upto - max(st.closed, st.first - 1))
         length = len(st.recent) + observed
-        self._learn(st, 0, 0, max(0, length - self.cfg.w))
-        st.recent = [[0, 0, {}] for _ in range(min(self.cfg.w, length))]
+        self._learn(st, 0, 0, max(0, length - self.w))
+        st.recent = [[0, 0, {}] for _ in range(min(self.w, length))]
+        st.held = 0
         st.history += observed
         st.closed = upto
+
+    def _silence(self, st: KeyState, empty: int) -> int:
+        """How many of `empty` more empty final slices are learned. A key silent for longer than
+        its own rate makes plausible (P <= silence_p) is paused (its feed, a producer, the
+        worker stopped): the rest of that silence is neither learned as calm nor tested, so it
+        raises no false alert when the traffic comes back. Decided from the key's own data, not
+        from how far the watermark moved at once, so a backlog learns what event-time order does."""
+        if st.silent == 0:  # a silence begins: how long one can plausibly last, at the rate now
+            per_n = st.raw_n / st.weight if st.weight > 0 else 0.0
+            st.silence_max = int(-math.log(self.cfg.silence_p) / per_n) + 1 if per_n > 0 else -1
+        allowed = empty if st.silence_max < 0 else max(0, min(empty, st.silence_max - st.silent))
+        st.silent += empty
+        return allowed
 
     def _learn(self, st: KeyState, n: int, k: int, times: int) -> None:
         if times <= 0:
@@ -252,7 +341,7 @@ class SpikeDetector:
     # -- the test ---------------------------------------------------------------------------
     def _window(self, st: KeyState, s: int) -> tuple[int, int, list[str], dict]:
         """Sums over the `w` slices ending at `s`: final ones from `recent`, the rest open."""
-        w, n, k, found, tickers = self.cfg.w, 0, 0, [], {}
+        w, n, k, found, tickers = self.w, 0, 0, [], {}
         for i in range(s - w + 1, s + 1):
             if i <= st.closed:
                 back = st.closed - i
@@ -276,27 +365,50 @@ class SpikeDetector:
         if not warm:
             return 0.0, 0.0, self.cfg.cold_share, False
         per_k, per_n = st.raw_k / st.weight, st.raw_n / st.weight
-        return per_k * self.cfg.w, per_n * self.cfg.w, (per_k / per_n if per_n > 0 else 0.0), True
+        return per_k * self.w, per_n * self.w, (per_k / per_n if per_n > 0 else 0.0), True
+
+    def _share_belief(self, st: KeyState, key: str = "") -> tuple[float, float]:
+        """Beta(a, b) for the key's negative share: the items its baseline has really seen (the
+        EWMA's effective sample size) plus `share_prior` items at the prior share. A key that
+        has seen 15 items knows its share far less well than one that has seen 5,000."""
+        q, wt = 1.0 - self.cfg.alpha, st.weight
+        ess = (wt / self.cfg.alpha) ** 2 * (1 - q * q) / (1 - (1 - wt) ** 2) if wt > 0 else 0.0
+        per_k, per_n = st.raw_k / wt, st.raw_n / wt
+        prior = self.cfg.share_prior
+        a, c = per_k * ess + prior * self.cfg.cold_share, (per_n - per_k) * ess + prior * (1 - self.cfg.cold_share)
+        cap = self.cfg.share_cap
+        if cap and a + c > cap and key.startswith("ticker:"):
+            a, c = a * cap / (a + c), c * cap / (a + c)
+        return a, c
 
     def _stats(self, st: KeyState, key: str, n: int, k: int, tickers: dict) -> tuple[bool, float, float, float]:
         """(surging, p, z, expected negatives). Warm keys: Poisson against their own baseline;
         cold keys: binomial against the prior share of a typical key, k of the window's n."""
+        surging, p, z, b = self._test(st, key, n, k)
+        if surging and key.startswith("topic:"):  # breadth: still a surge without its top ticker's negatives
+            top = sum(sorted(tickers.values(), reverse=True)[: self.cfg.topic_top_tickers])
+            surging = self._test(st, key, n - top, k - top)[0]
+        return surging, p, z, b
+
+    def _test(self, st: KeyState, key: str, n: int, k: int) -> tuple[bool, float, float, float]:
+        """The surge test of k negatives among n items: (surging, count p, z, expected)."""
         c = self.cfg
         b, _, share, warm = self._baseline(st)
         if warm:
             p = poisson_sf(k, max(b + math.sqrt(b), c.lambda_floor))
-            need = share + c.share_margin
-            if k >= c.min_count and p <= c.p_threshold and binomial_sf(k, n, min(0.99, max(share, 0.01))) > c.share_p:
-                need = 2.0  # the negatives came with the volume: ordinary news, busier
+            need = share + min(c.share_margin, (c.share_ratio - 1) * share)
+            if k >= c.min_count and p <= c.p_threshold:
+                # and given the window's volume: k of n at the key's share (as uncertain as it is)
+                share_p = beta_binomial_sf(k, n, *self._share_belief(st, key))
+                if share_p > c.share_p:
+                    need = 2.0  # the negatives came with the volume: ordinary news, busier
         else:
             b = c.cold_share * n
             p = binomial_sf(k, n, c.cold_share)
             need = 0.0
         z = (k - max(b, c.lambda_floor)) / math.sqrt(max(b, c.lambda_floor))
         surging = (k >= (c.min_count if warm else c.cold_min_count) and p <= c.p_threshold and n > 0
-                   and k / n >= need
-                   and (not key.startswith("topic:")
-                        or max(tickers.values(), default=0) <= c.topic_single_ticker_share * (k - b)))
+                   and k / n >= need)
         return surging, p, z, b
 
     def _severity(self, p: float, k: int, expected: float) -> str:
@@ -306,12 +418,33 @@ class SpikeDetector:
                 return name
         return "low"
 
+    def _negatives(self, st: KeyState, s: int) -> int:
+        """Negatives in the window ending at `s` (the cheap screen before the full test)."""
+        k, closed = 0, st.closed
+        if s == closed + 1:  # the usual case: a slice being finalised
+            for r in st.recent[1 - self.w:] if self.w > 1 else ():
+                k += r[1]
+            cell = st.open.get(str(s))
+            return k + (cell[1] if cell else 0)
+        for i in range(s - self.w + 1, s + 1):
+            if i <= closed:
+                back = closed - i
+                if back < len(st.recent):
+                    k += st.recent[-1 - back][1]
+            else:
+                cell = st.open.get(str(i))
+                if cell:
+                    k += cell[1]
+        return k
+
     def _evaluate(self, st: KeyState, key: str, s: int, final: bool) -> list[Decision]:
+        if st.alert is None and (s < st.cooldown_until or self._negatives(st, s) < self.kmin):
+            return []  # too few negatives to open anything: the common case, decided cheaply
         n, k, samples, tickers = self._window(st, s)
         surging, p, z, b = self._stats(st, key, n, k, tickers)
         if st.alert is None:
             if surging and s >= st.cooldown_until:
-                st.alert = {"start": (s - self.cfg.w + 1) * self.cfg.slice_s, "revision": 0, "slice": s,
+                st.alert = {"start": (s - self.w + 1) * self.cfg.slice_s, "revision": 0, "slice": s,
                             "severity": self._severity(p, k, b), "samples": samples}
                 return [self._decision("open", st, key, s, n, k, p, z, b, samples)]
             return []
@@ -334,5 +467,4 @@ class SpikeDetector:
                         st.alert["severity"], st.alert["revision"], tuple(samples))
 
 
-def in_pause(s: int, slice_s: int, pauses: tuple) -> bool:
-    return any(b <= s * slice_s and (s + 1) * slice_s <= e for b, e in pauses)
+

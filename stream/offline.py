@@ -42,6 +42,7 @@ class OfflineDetection:
         self.det, self.cfg, self.lateness = SpikeDetector(cfg), cfg, lateness_s
         self.view = WatermarkView(frozenset(str(p) for p in range(partitions)), cfg.pause_s)
         self.states: dict[str, KeyState] = {}
+        self.active: set[str] = set()  # keys with something to finalise (the worker keeps the same set)
         self.decisions: list[Decision] = []
         self.late = 0
         self.batch_id = 0
@@ -53,21 +54,26 @@ class OfflineDetection:
             out, late = self.det.add(st, key, cells, self.batch_id, self.view.value, tuple(self.view.pauses))
             self.decisions += out
             self.late += late
+            (self.active.discard if st.quiet() else self.active.add)(key)
 
     def marks(self, marks: dict[str, list]) -> None:
         wm = self.view.update(marks)
         if wm is None:
             return
-        for key, st in self.states.items():
-            if not st.quiet():
-                self.decisions += self.det.advance(st, key, wm, tuple(self.view.pauses))
+        pauses = tuple(self.view.pauses)
+        for key in sorted(self.active):
+            st = self.states[key]
+            self.decisions += self.det.advance(st, key, wm, pauses)
+            if st.quiet():
+                self.active.discard(key)
 
 
 def replay(events: list[Event], cfg: DetectorConfig, partitions: int = 1, batch: int = 128, seed: int = 0,
-           lateness_s: float = 30.0) -> OfflineDetection:
+           lateness_s: float | None = None) -> OfflineDetection:
     """Events split by id over `partitions` (each in event-time order, like a producer that
     sends as it goes), consumed in batches from a randomly chosen partition each time, the
     way a worker catches up a backlog. With one partition this is event-time order."""
+    lateness_s = cfg.lateness_s if lateness_s is None else lateness_s
     rng = random.Random(seed)
     parts: list[list[Event]] = [[] for _ in range(partitions)]
     for e in sorted(events):

@@ -156,10 +156,10 @@ class BatchProcessor:
         self._observe(items, good)
 
     def _observe(self, items: list[Incoming], good: list[tuple[Incoming, NewsEvent]]) -> None:
-        times = {i.offset: e.published_at.timestamp() for i, e in good}
+        times = {(i.tp, i.offset): e.published_at.timestamp() for i, e in good}  # offsets repeat across partitions
         now = time.time()
         for item in items:
-            self.clock.observe(item.tp, times.get(item.offset), item.offset)
+            self.clock.observe(item.tp, times.get((item.tp, item.offset)), item.offset)
             if item.timestamp_s:
                 metrics.E2E_LATENCY.observe(max(0.0, now - item.timestamp_s))
 
