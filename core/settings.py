@@ -50,7 +50,8 @@ class Settings(BaseSettings):
     window_s: int = Field(120, ge=1)  # sliding span a surge is counted over (a multiple of slice_s)
     lateness_s: float = Field(30.0, ge=0)  # out-of-orderness allowed within one input partition
     idle_partition_s: float = Field(5.0, gt=0)  # a caught-up partition silent this long stops holding the watermark
-    pause_s: float = Field(900.0, gt=0)  # a watermark jump this large is a pause of the feed, not learned as calm
+    pause_s: float = Field(900.0, gt=0)  # a watermark jump this large is recorded as a pause (reported only: the
+    # detector decides pauses from each key's own silence, see stream/detector.py)
     detector_min_count: int = Field(8, ge=1)
     detector_p: float = Field(1e-6, gt=0, lt=1)  # Poisson tail probability that opens an alert
     detector_warmup_s: float = Field(600.0, ge=0)  # before this much history a key is tested against the prior

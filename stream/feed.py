@@ -33,7 +33,8 @@ def file_events(path: Path, fmt: str | None = None) -> list[dict | bytes]:
 async def produce(bootstrap: str, events: Iterable[dict | bytes], news: str, social: str, rate: float = 0.0,
                   progress=None, total: int | None = None) -> int:
     """Send events keyed by their source id; `rate` msgs/s (0 = as fast as possible)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    # idempotent: a retried batch (a new topic's leader not ready yet) cannot land behind later ones
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", enable_idempotence=True)
     await producer.start()
     task = progress.add_task("producing", total=total) if progress else None
     sent, t0 = 0, time.perf_counter()
