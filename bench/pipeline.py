@@ -46,25 +46,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.pg import migrate  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from finsent.services import Kafka, Postgres, WorkerProcess, wait_for, worker_env  # noqa: E402
+from finsent.services import Kafka, Postgres, WorkerProcess, free_port, wait_for, worker_env  # noqa: E402
 from stream.feed import produce  # noqa: E402
 from stream.simulate import Surge, feed  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
 
 console = Console()
 SURGES = ("QZXA", "QZXB", "QZXC")  # tickers absent from the background: new names that go bad at once
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def log_tail(w: WorkerProcess) -> str:
-    return w.log_path.read_text(errors="replace")[-3000:]
 
 
 class NullWorker(WorkerProcess):
@@ -143,7 +131,7 @@ class Run:
     def wait_rows(self, n: int, timeout: float = 900) -> None:
         for w in self.workers:
             if not w.alive():
-                raise RuntimeError(f"a worker exited:\n{log_tail(w)}")
+                raise RuntimeError(f"a worker exited:\n{w.log_tail()}")
         wait_for(lambda: self.count() >= n, timeout, interval=0.2, what=f"{n} rows")
 
     def stop(self) -> None:
@@ -318,7 +306,7 @@ def main() -> None:
             while run.count() < args.backlog and time.time() < deadline:
                 peak = max([peak] + [rss_mib(w.proc.pid) for w in run.workers])
                 if not all(w.alive() for w in run.workers):
-                    raise RuntimeError(log_tail(run.workers[0]))
+                    raise RuntimeError(run.workers[0].log_tail())
                 time.sleep(0.5)
             (first, last, p10, p90, n), = run.sql(
                 "SELECT min(stored_at), max(stored_at), percentile_disc(0.1) WITHIN GROUP (ORDER BY stored_at), "

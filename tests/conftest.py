@@ -60,18 +60,23 @@ def postgres():
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-def migrated_db(postgres):
-    """A fresh database at head: returns its async SQLAlchemy URL (libpq DSN: core.pg.libpq_dsn)."""
+def new_database(postgres, prefix: str = "t") -> str:
+    """A fresh database migrated to head on the session's server: its async SQLAlchemy URL."""
     import uuid
 
     import psycopg
 
     from core.pg import migrate
 
-    db = f"t_{uuid.uuid4().hex[:10]}"
+    db = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(postgres.dsn, autocommit=True) as c:
         c.execute(f"CREATE DATABASE {db}")
     url = postgres.url.replace("/postgres?", f"/{db}?")
     migrate(url)
     return url
+
+
+@pytest.fixture
+def migrated_db(postgres):
+    """A fresh database at head: returns its async SQLAlchemy URL (libpq DSN: core.pg.libpq_dsn)."""
+    return new_database(postgres)

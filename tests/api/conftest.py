@@ -11,7 +11,6 @@ import json
 import socket
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -25,22 +24,14 @@ import uvicorn
 from api import keys
 from api.main import create_app
 from core.events import store_scored
-from core.pg import libpq_dsn, migrate
+from core.pg import libpq_dsn
 from core.settings import Settings
-
-
-def new_database(postgres) -> str:
-    db = f"a_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres.dsn, autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {db}")
-    url = postgres.url.replace("/postgres?", f"/{db}?")
-    migrate(url)
-    return url
+from tests.conftest import new_database  # noqa: F401 - the API tests import it from here
 
 
 @pytest.fixture(scope="module")
 def db_url(postgres) -> str:
-    return new_database(postgres)
+    return new_database(postgres, "a")
 
 
 @pytest.fixture(scope="module")

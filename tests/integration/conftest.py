@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from core.pg import migrate
-from finsent.services import Kafka, Postgres, WorkerProcess, wait_for, worker_env
+from finsent.services import Kafka, Postgres, WorkerProcess, free_port, wait_for, worker_env
 from core.settings import Settings
 from stream.feed import produce
 from stream.topics import ensure_topics
@@ -90,14 +90,6 @@ class Stack:
     def close(self) -> None:
         for w in self.workers:
             w.stop()
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
