@@ -21,7 +21,7 @@ import time
 import faust
 import orjson
 from faust.transport.drivers import aiokafka as faust_kafka
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core import logs
 from core.masking import Masker
@@ -36,9 +36,7 @@ from stream.watermark import PartitionClock
 
 log = logs.get("finsent.worker")
 MARKS_KEY = b"~marks"
-FETCH_ERRORS = Counter("finsent_fetch_errors_total", "Record batches the worker could not read (codec, corrupt batch)",
-                       ["topic", "error"])
-PARTITIONS_HELD = Gauge("finsent_partitions_held", "Input partitions held at a record batch the worker cannot read")
+
 
 
 class FetchGuard:
@@ -85,7 +83,7 @@ class FetchGuard:
                         del self.held[tp]
                 if room is not None and (room := room - len(got)) <= 0:
                     break
-            PARTITIONS_HELD.set(len(self.held))
+            metrics.PARTITIONS_HELD.set(len(self.held))
             left = deadline - time.monotonic()
             if out or left <= 0:
                 return out
@@ -114,8 +112,8 @@ class FetchGuard:
             first = tp not in self.held
             self.held[tp] = {"offset": offset, "error": error, "since": self.held.get(tp, {}).get("since", time.time()),
                              "retry_at": time.monotonic() + self.retry_s, "prefix": max(0, offset - position)}
-            FETCH_ERRORS.labels(tp.topic, type(exc).__name__).inc()
-            PARTITIONS_HELD.set(len(self.held))
+            metrics.FETCH_ERRORS.labels(tp.topic, type(exc).__name__).inc()
+            metrics.PARTITIONS_HELD.set(len(self.held))
             (log.error if first else log.warning)(
                 f"cannot read a record batch; partition held (not skipped), retried every {self.retry_s:.0f} s",
                 topic=tp.topic, partition=tp.partition, offset=offset, error=error)

@@ -25,6 +25,9 @@ WATERMARK_LAG = Gauge("finsent_watermark_lag_seconds", "Wall clock minus the det
 LAG = Gauge("finsent_consumer_lag", "High watermark minus committed offset", ["topic", "partition"])
 OUTBOX_PENDING = Gauge("finsent_outbox_pending", "Count records written but not yet published")
 PARTITION_UPKEEP_ERRORS = Counter("finsent_partition_upkeep_errors_total", "Daily partition upkeep failures")
+FETCH_ERRORS = Counter("finsent_fetch_errors_total", "Record batches the worker could not read (codec, corrupt batch)",
+                       ["topic", "error"])
+PARTITIONS_HELD = Gauge("finsent_partitions_held", "Input partitions held at a record batch the worker cannot read")
 
 
 def reason_kind(reason: str) -> str:
