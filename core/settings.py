@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     window_s: int = Field(120, ge=1)  # sliding span a surge is counted over (a multiple of slice_s)
     lateness_s: float = Field(30.0, ge=0)  # out-of-orderness allowed within one input partition
     idle_partition_s: float = Field(5.0, gt=0)  # a caught-up partition silent this long stops holding the watermark
+    stall_s: float = Field(120.0, gt=0)  # lag behind a committed offset that has not moved this long → /health 503
     pause_s: float = Field(900.0, gt=0)  # a watermark jump this large is recorded as a pause (reported only: the
     # detector decides pauses from each key's own silence, see stream/detector.py)
     detector_min_count: int = Field(8, ge=1)

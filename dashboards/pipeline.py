@@ -32,19 +32,24 @@ def prom_series(title: str, targets: list, unit: str = "short", w: int = 12) -> 
 
 
 def halted_stat() -> db.Panel:
-    return single("Worker halted (1 = holding a batch it cannot store)", promql("max(finsent_halted)"), ds=PROMETHEUS)
+    return single("Worker halted (1 = holding a batch it cannot store)", promql("max(finsent_halted)"), w=5, ds=PROMETHEUS)
 
 
 def db_up_stat() -> db.Panel:
-    return single("Postgres writes OK", promql("min(finsent_db_up)"), ds=PROMETHEUS)
+    return single("Postgres writes OK", promql("min(finsent_db_up)"), w=5, ds=PROMETHEUS)
 
 
 def total_lag_stat() -> db.Panel:
-    return single("Consumer lag (messages)", promql("sum(finsent_consumer_lag)"), ds=PROMETHEUS)
+    return single("Consumer lag (messages)", promql("sum(finsent_consumer_lag)"), w=5, ds=PROMETHEUS)
+
+
+def stalled_stat() -> db.Panel:
+    return single("Input partitions stalled or held", promql("sum(finsent_partitions_stalled) + sum(finsent_partitions_held)"),
+                  w=5, ds=PROMETHEUS)
 
 
 def outbox_stat() -> db.Panel:
-    return single("Detector outbox pending", promql("sum(finsent_outbox_pending)"), ds=PROMETHEUS)
+    return single("Detector outbox pending", promql("sum(finsent_outbox_pending)"), w=4, ds=PROMETHEUS)
 
 
 def throughput() -> db.Panel:
@@ -112,7 +117,7 @@ def api_streams() -> db.Panel:
 
 
 def build() -> db.Dashboard:
-    panels = [halted_stat(), db_up_stat(), total_lag_stat(), outbox_stat(), throughput(), consumer_lag(),
+    panels = [halted_stat(), db_up_stat(), total_lag_stat(), stalled_stat(), outbox_stat(), throughput(), consumer_lag(),
               dead_letters(), batch_size(), model_latency(), write_latency(), e2e_latency(), db_retries(),
               detector(), api_requests(), api_latency(), api_streams()]
     return dashboard(UID, "finsent · Pipeline health",

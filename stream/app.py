@@ -15,7 +15,9 @@ The model is loaded and checked before the worker starts consuming (run_worker).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import tempfile
 import time
 
 import faust
@@ -31,6 +33,7 @@ from stream import metrics
 from stream.detection import Detection
 from stream.detector import DetectorConfig, SpikeDetector
 from stream.pipeline import BatchProcessor, Dead, Incoming
+from stream.progress import StallWatch
 from stream.sink import PostgresSink
 from stream.watermark import PartitionClock
 
@@ -134,8 +137,56 @@ def guarded_transport(guard: FetchGuard):
                 return await guard.fetch(fetcher, consumer.assignment(), active_partitions, timeout, max_records)
 
     class Consumer(faust_kafka.Consumer):
+        """Faust's consumer, fetching through `guard`, with seeks that cannot lose records.
+
+        In a rebalance with a table to recover, Faust resumes the flow for the changelogs, then
+        seeks the input partitions back to their committed offsets and clears the stream
+        buffers. Records fetched before that seek kept flowing after it and moved Faust's read
+        offset past the seek; the re-fetched records below it were then dropped as "already
+        read", while the ones cleared from the buffers were never processed: a gap that the
+        committed offset never passes (found with two workers and a kill -9; lag stuck for
+        good, rows missing). Here no fetch starts while a seek runs, records fetched before a
+        seek are not delivered after it, and the read offsets a late record moved are put back
+        to where the seek left them; a partition with no committed offset, which aiokafka's
+        seek_to_committed leaves where its fetcher was, is sought to its start. What is re-read
+        is absorbed by the idempotent insert."""
+
+        _seek_epoch = 0
+        _seek_done: asyncio.Event | None = None
+        _seek_offsets: dict = {}
+
         def _new_consumer_thread(self):
             return Thread(self, loop=self.loop, beacon=self.beacon)
+
+        async def perform_seek(self) -> None:
+            if self._seek_done is None:
+                self._seek_done = asyncio.Event()
+            self._seek_epoch += 1
+            self._seek_done.clear()
+            try:
+                await super().perform_seek()
+                for tp in self.assignment():
+                    # aiokafka's seek_to_committed leaves a partition with no committed offset (or 0)
+                    # where its fetcher was: seek it to the start, as auto_offset_reset=earliest means
+                    if self.app.topics.acks_enabled_for(tp.topic) and not self._read_offset.get(tp):
+                        await self.seek(tp, 0)
+                self._seek_offsets = dict(self._read_offset)
+            finally:
+                self._seek_done.set()
+
+        async def getmany(self, timeout: float):
+            if self._seek_done is not None:
+                await self._seek_done.wait()
+            epoch, stale = self._seek_epoch, 0
+            async for tp, message in super().getmany(timeout):
+                if self._seek_epoch != epoch:
+                    stale = 1
+                    break
+                yield tp, message
+            if stale or self._seek_epoch != epoch:
+                assigned = self.assignment()
+                self._read_offset.update({tp: o for tp, o in self._seek_offsets.items() if tp in assigned})
+                log.info("records fetched before a seek were not delivered; re-reading from the committed offsets")
 
     return type("GuardedTransport", (faust_kafka.Transport,), {"Consumer": Consumer})
 
@@ -165,12 +216,16 @@ class FaustPublisher:
 
 
 def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[str]) -> faust.App:
+    faust_root = os.path.join(tempfile.gettempdir(), "finsent-faust")
+    os.makedirs(faust_root, exist_ok=True)
     app = faust.App(
         settings.consumer_group, broker=f"kafka://{settings.kafka_bootstrap}", store="memory://",
         autodiscover=False, topic_partitions=settings.partitions, topic_replication_factor=1,
         consumer_auto_offset_reset="earliest", processing_guarantee="at_least_once",
         web_bind=settings.web_host, web_port=settings.web_port, web_enabled=True,
         broker_commit_interval=1.0, producer_linger=0.005,
+        # tables live in memory (state is rebuilt from changelogs); keep Faust's empty data dir out of the CWD
+        datadir=os.path.join(faust_root, "{conf.id}"),
     )
     guard = FetchGuard()
     app.transport = guarded_transport(guard)(app.conf.broker_consumer, app)
@@ -242,12 +297,21 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                 log.error("partition upkeep failed", error=repr(exc)[:300])
             await asyncio.sleep(3600)
 
+    stall_watch, stalled = StallWatch(settings.stall_s), {}
+
     @app.timer(interval=5.0)
     async def consumer_lag():
-        consumer = app.consumer
+        consumer, positions = app.consumer, {}
         for tp in consumer.assignment():
             committed = consumer._committed_offset.get(tp)  # faust keeps no public accessor for this
             metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, (consumer.highwater(tp) or 0) - (committed or 0)))
+            if tp.topic in settings.input_topics:
+                positions[f"{tp.topic}/{tp.partition}"] = (committed, consumer.highwater(tp))
+        stalled.clear()
+        stalled.update(stall_watch.observe(positions, time.monotonic()))
+        metrics.STALLED.set(len(stalled))
+        if stalled:
+            log.error("input partitions not progressing", stalled=stalled)
 
     @app.page("/metrics")
     async def metrics_page(self, request):
@@ -257,7 +321,10 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
     @app.page("/health")
     async def health(self, request):
         problems = {k: v for k, v in (("postgres", sink.last_error), ("model", processor.health.model_error),
-                                      ("fetch", guard.problem())) if v}
+                                      ("fetch", guard.problem()),
+                                      ("stalled", "; ".join(f"{p} stuck at offset {v['committed']} for {v['for_s']:.0f} s"
+                                                            f" with {v['lag']} waiting" for p, v in stalled.items())))
+                    if v}
         body = {"status": "degraded" if problems else "ok", "problems": problems,
                 "assigned_partitions": len(app.consumer.assignment()), "late_events": detection.late,
                 "watermarks": detection.watermarks()}

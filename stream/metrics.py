@@ -22,6 +22,8 @@ ALERTS = Counter("finsent_alerts_total", "Alert events written", ["action"])  # 
 LATE = Counter("finsent_late_events_total", "Events behind the watermark beyond the allowed lateness",
                ["key_type"])
 WATERMARK_LAG = Gauge("finsent_watermark_lag_seconds", "Wall clock minus the detector's event-time watermark")
+STALLED = Gauge("finsent_partitions_stalled",
+                "Input partitions with lag whose committed offset has not moved for FINSENT_STALL_S")
 LAG = Gauge("finsent_consumer_lag", "High watermark minus committed offset", ["topic", "partition"])
 OUTBOX_PENDING = Gauge("finsent_outbox_pending", "Count records written but not yet published")
 PARTITION_UPKEEP_ERRORS = Counter("finsent_partition_upkeep_errors_total", "Daily partition upkeep failures")
