@@ -204,7 +204,7 @@ def paced_feed(n: int, rate: float, seed: int, prefix: str) -> list[dict]:
     start = datetime.now(timezone.utc)
     evs = list(feed(n, seed, start=start, spacing_s=1 / rate, prefix=prefix))
     for j, t in enumerate(SURGES):  # three surges of 30 negative items, spread over the feed
-        s = int(n * (0.45 + 0.2 * j))
+        s = int(n * (0.25 + 0.2 * j))  # the last one 14 s before the end: its slices are final by then
         planted = list(feed(30, seed + 10 + j, Surge("ACME", 0, 30), start=start, prefix=f"{prefix}-surge{j}"))
         for e in planted:
             e["text"] = e["text"].replace("Acme Corp", f"{t.title()} Inc").replace("ACME", t)
@@ -227,6 +227,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--backlog", type=int, default=0, help="also drain a backlog of this many messages")
     ap.add_argument("--profile", action="store_true", help="py-spy the (first) worker during the full-rate replay")
+    ap.add_argument("--profile-out", type=Path, help="also keep py-spy's raw (collapsed) stacks here")
     ap.add_argument("--paced-s", type=float, default=40.0, help="seconds of paced traffic")
     args = ap.parse_args()
     null = args.scorer == "null"
@@ -317,6 +318,8 @@ def main() -> None:
                          f"{0.8 * n / max((p90 - p10).total_seconds(), 1e-3):,.0f} msgs/s"))
             rows.append(("worker peak RSS during the backlog", f"{peak:,.0f} MiB"))
             run.stop()
+        if args.profile and args.profile_out:
+            shutil.copy(tmp / "spy.txt", args.profile_out)
         report(args, rows, profile_table(tmp / "spy.txt") if args.profile else [])
     finally:
         for r in runs:

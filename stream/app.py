@@ -256,13 +256,29 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
             for q in range(settings.partitions):
                 await scored.send(key=MARKS_KEY, value=value, partition=q)
 
+    async def store_and_ack(stream, batch, events) -> None:
+        await processor.store(batch)
+        for e in events:
+            await stream.ack(e)
+        await send_marks()
+
     @app.agent(inputs)
     async def score(stream):
-        async for events in stream.noack_take(settings.max_batch, within=settings.max_wait_s):
-            await processor.process([incoming(e) for e in events])
-            for e in events:
-                await stream.ack(e)
-            await send_marks()
+        # two batches in flight at most: batch N+1 is scored while batch N is stored; stores run
+        # one at a time, in order, and a batch is acked only after its store returned
+        storing = None
+        try:
+            async for events in stream.noack_take(settings.max_batch, within=settings.max_wait_s):
+                batch = await processor.score([incoming(e) for e in events])
+                if storing is not None:
+                    await storing
+                storing = asyncio.ensure_future(store_and_ack(stream, batch, events))
+            if storing is not None:
+                await storing
+        except asyncio.CancelledError:
+            if storing is not None:
+                storing.cancel()  # unacked: read again from the committed offset, absorbed by the insert
+            raise
 
     @app.agent(scored)
     async def detect(stream):

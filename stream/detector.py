@@ -155,16 +155,36 @@ class Cell:
 
 
 def binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summed from the k-th term in log space."""
+    """P(X >= k) for X ~ Binomial(n, p). Above the mean the terms fall from the k-th on, so they are
+    summed by their ratio until they no longer count (a few dozen terms, not n - k + 1: a busy
+    topic's window holds thousands of items); at or below it, 1 - P(X <= k - 1) the same way down."""
     if k <= 0:
         return 1.0
-    if k > n:
+    if k > n or p <= 0.0:
         return 0.0
+    if p >= 1.0:
+        return 1.0
     lp, lq = math.log(p), math.log1p(-p)
-    terms = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
-             for i in range(k, n + 1)]
-    top = max(terms)
-    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+    def log_pmf(i: int) -> float:
+        return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+
+    total, ratio = 1.0, 1.0
+    if k > n * p:
+        odds = p / (1.0 - p)
+        for i in range(k, n):
+            ratio *= (n - i) / (i + 1) * odds
+            total += ratio
+            if ratio < 1e-17 * total:
+                break
+        return min(1.0, math.exp(log_pmf(k) + math.log(total)))
+    odds = (1.0 - p) / p
+    for i in range(k - 1, 0, -1):
+        ratio *= i / (n - i + 1) * odds
+        total += ratio
+        if ratio < 1e-17 * total:
+            break
+    return min(1.0, max(0.0, 1.0 - math.exp(log_pmf(k - 1) + math.log(total))))
 
 
 def beta_binomial_sf(k: int, n: int, a: float, b: float) -> float:

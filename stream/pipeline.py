@@ -100,6 +100,16 @@ def count_records(rows: list[tuple], new: set, slice_s: int, samples: int = 5) -
     return [(key, {"kind": "counts", "key": key, "cells": list(cells.values())}) for key, cells in by_key.items()]
 
 
+@dataclasses.dataclass
+class Scored:
+    """A scored batch waiting to be stored."""
+    items: list[Incoming]
+    good: list[tuple[Incoming, NewsEvent]]
+    rows: list[tuple]
+    items_of: dict
+    dead: list[Dead]
+
+
 class BatchProcessor:
     def __init__(self, scorer: Scorer, sink: PostgresSink, publisher: Publisher, clock: PartitionClock, *,
                  slice_s: int = 10, max_chars: int = 20_000, max_skew_s: float = 300.0, max_backoff_s: float = 5.0,
@@ -142,18 +152,27 @@ class BatchProcessor:
 
     async def process(self, items: list[Incoming]) -> None:
         """Store or dead-letter every item; returns only then (may wait while something is down)."""
+        await self.store(await self.score(items))
+
+    async def score(self, items: list[Incoming]) -> Scored:
+        """First half of `process`: decode, mask and score (the model runs in a thread). The worker
+        scores the next batch while the previous one is stored, so the model is not idle during
+        the Postgres round trips; nothing is acked before `store` returns."""
         good, dead = self.prepare(items, time.time())
         ingested_at = datetime.now(timezone.utc)
         preds, model_dead = await self._score(good)
-        dead += model_dead
         rows = [row(e, p, ingested_at, datetime.now(timezone.utc)) for (_, e), p in zip(good, preds) if p is not None]
         items_of = {(e.source, e.id): i for (i, e), p in zip(good, preds) if p is not None}
-        dead += await self._store(rows, items_of)
+        return Scored(items, good, rows, items_of, dead + model_dead)
+
+    async def store(self, batch: Scored) -> None:
+        """Second half: store the rows (or dead-letter what Postgres refuses) and the dead letters."""
+        dead = batch.dead + await self._store(batch.rows, batch.items_of)
         if dead:
             for d in dead:
                 metrics.DEADLETTERED.labels(metrics.reason_kind(d.reason)).inc()
             await self.publisher.dead(self._masked(dead))
-        self._observe(items, good)
+        self._observe(batch.items, batch.good)
 
     def _observe(self, items: list[Incoming], good: list[tuple[Incoming, NewsEvent]]) -> None:
         times = {(i.tp, i.offset): e.published_at.timestamp() for i, e in good}  # offsets repeat across partitions

@@ -156,3 +156,15 @@ def test_sparse_backlog_whose_watermark_jumps_an_hour_per_batch_decides_as_event
     for seed in (1, 2, 3):
         backlog = replay(evs, CFG, partitions=4, batch=128, seed=seed)
         assert backlog.late == 0 and decided(backlog) == decided(in_order)
+
+
+def test_binomial_tail_matches_the_exact_sum_on_both_sides_of_the_mean():
+    from fractions import Fraction
+    from math import comb
+
+    for n, p in ((1, 0.3), (7, 0.5), (40, 0.05), (120, 0.25), (300, 0.9)):
+        q = Fraction(p).limit_denominator(10**6)
+        for k in range(0, n + 2):
+            exact = float(sum(comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(k, n + 1)))
+            got = binomial_sf(k, n, float(q))
+            assert abs(got - exact) <= 1e-12 + 1e-9 * exact, (n, p, k, got, exact)
