@@ -73,7 +73,7 @@ class Run:
         tag = uuid.uuid4().hex[:8]
         with psycopg.connect(pg.dsn, autocommit=True) as c:
             c.execute(f"CREATE DATABASE b_{tag}")
-        self.url = pg.url.replace("/postgres?", f"/b_{tag}?")
+        self.url = pg.url_for(f"b_{tag}")  # (a replace on pg.url named the server's default database: runs shared it)
         migrate(self.url)
         self.overrides = {**{f"topic_{t}": f"b{tag}.{t}" for t in ("news", "social", "scored", "alerts", "deadletter")},
                           "consumer_group": f"bench-{tag}", **overrides}

@@ -43,8 +43,12 @@ class Postgres:
         self.server = pgserver.get_server(str(self.dir), cleanup_mode=None)
         if "1 row" not in self.server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';"):
             self.server.psql(f"CREATE DATABASE {self.database};")
-        self.url = f"postgresql+asyncpg://postgres@/{self.database}?host={self.server.pgdata}"
+        self.url = self.url_for(self.database)
         return self
+
+    def url_for(self, database: str) -> str:
+        """The async SQLAlchemy URL of another database on this server."""
+        return f"postgresql+asyncpg://postgres@/{database}?host={self.server.pgdata}"
 
     def stop(self) -> None:
         """Stop the server now (fast shutdown), keeping the data; pgserver's own cleanup only

@@ -50,7 +50,9 @@ is a plain dict so a Faust table can hold it.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+import orjson
 
 SEVERITIES = ("low", "medium", "high")
 
@@ -113,7 +115,9 @@ class KeyState:
     part: int = -1  # the scored-topic partition of the key (set by the worker)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """A deep copy, as plain JSON values (what the table's changelog stores): orjson's round
+        trip is ~25x faster than dataclasses.asdict, which was 7 % of the worker at full rate."""
+        return orjson.loads(orjson.dumps(self.__dict__))
 
     @classmethod
     def from_dict(cls, d: dict | None) -> KeyState:

@@ -130,8 +130,9 @@ class BatchProcessor:
                 dead.append(Dead(item, str(exc)))
                 continue
             if self.masker:  # personal data never reaches the model, the table or a topic
-                event = event.model_copy(update={"text": self.masker(event.text),
-                                                 "title": event.title and self.masker(event.title)})
+                text, title = self.masker(event.text), event.title and self.masker(event.title)
+                if text != event.text or title != event.title:
+                    event = event.model_copy(update={"text": text, "title": title})
             good.append((item, event))
         return good, dead
 
