@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -271,12 +271,16 @@ def main() -> None:
             run = Run(kafka, pg, tmp, null, **fast)
             runs.append(run)
             run.start_workers(n_workers)
-            run.produce(full[:300])  # warm-up (older event times: before the paced feed)
-            run.wait_rows(300, 180)
+            # warm-up: 36 s of event time ending now, so that every key is past the detector's warm-up
+            # when the paced feed starts (a cold key alerts against the prior, at the mercy of timing)
+            warm = list(feed(720, 5, start=datetime.now(timezone.utc) - timedelta(seconds=36), spacing_s=0.05,
+                             prefix="warm"))
+            run.produce(warm)
+            run.wait_rows(len(warm), 180)
             run.wait_balanced()
             paced = paced_feed(int(half * args.paced_s), half, 2, "paced")  # published_at = planned send time
             run.produce(paced, rate=half)
-            run.wait_rows(300 + len(paced))
+            run.wait_rows(len(warm) + len(paced))
             time.sleep(4)
             alert_sets[n_workers] = alerts(run)
             if n_workers == args.workers:
