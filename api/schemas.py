@@ -251,6 +251,26 @@ class ScoreResponse(BaseModel):
     items: list[PredictionPublic]
 
 
+class WordAttributionPublic(BaseModel):
+    word: str
+    start: int = Field(description="character offset of the word in `text`")
+    end: int
+    sentiment: float = Field(description="change of P(positive) - P(negative) due to the word (negative: "
+                                         "the word pushes the text negative)")
+    topic: float = Field(description="change of P(predicted topic) due to the word")
+
+
+class ExplanationPublic(BaseModel):
+    source: str
+    id: str
+    model_version: str
+    text: str
+    prediction: PredictionPublic
+    words: list[WordAttributionPublic]
+    truncated_words: int
+    method: str
+
+
 # --- feedback ------------------------------------------------------------------------------
 class FeedbackCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")

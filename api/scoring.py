@@ -41,6 +41,16 @@ class ScoringBatcher:
         await self.queue.put(job)
         return await job.future
 
+    async def explain(self, text: str):
+        """Per-word attributions for one text (occlusion: one model call of n_words + 1 texts)."""
+        try:
+            if self.scorer is None:
+                self.scorer = await asyncio.to_thread(self._load)
+            return await asyncio.to_thread(self.scorer.explain, text)
+        except Exception as exc:  # noqa: BLE001 - the request gets a 503 with the reason
+            log.error("explain.failed", error=str(exc))
+            raise ModelUnavailable(str(exc)) from exc
+
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()

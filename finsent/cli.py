@@ -4,6 +4,7 @@
     finsent evaluate --model models/artifacts/finsent-minilm-v1
     finsent export --model DIR [--no-int8] [--tensorrt]
     finsent predict --input FILE [--text-column text] --output OUT.jsonl
+    finsent explain "TEXT" [--json]
     finsent migrate | worker | api | replay FILE --rate N | simulate [--surge-ticker ACME] | demo
     finsent apikey create|list|revoke      finsent dashboards build|push --url URL --token TOKEN
 """
@@ -129,6 +130,52 @@ def predict(
     console.print(f"{counts['scored']} scored, {counts['errors']} errors, {counts['rows']} rows -> {output} "
                   f"(model {scorer.version})")
 
+
+
+@app.command()
+def explain(
+    text: Annotated[str, typer.Argument(help="the text to explain")],
+    model: ModelOpt = None, backend: str = "onnx", precision: str = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="print the attributions as JSON")] = False,
+) -> None:
+    """Which words made the model say what it said: the text coloured by each word's effect on
+    the sentiment score (red pushes negative, green positive), and the top words for the topic."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from models.runtime import InvalidText, Scorer
+
+    try:
+        scorer = Scorer.from_artifact(model or _default_model(), backend=backend, precision=precision)
+        exp = scorer.explain(text)
+    except InvalidText as exc:
+        fail(f"invalid text: {exc}")
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        fail(str(exc))
+    if json_out:
+        print(json.dumps(exp.to_dict(), ensure_ascii=False))
+        return
+    out = Console()
+    p = exp.prediction
+    out.print(f"sentiment [bold]{p.sentiment}[/bold] (score {p.score:+.2f}), topic [bold]{p.topic}[/bold] "
+              f"({p.topic_confidence:.2f}), model {p.model_version}")
+    scale = max([abs(w.sentiment) for w in exp.words] + [1e-6])
+    coloured, at = Text(), 0
+    for w in exp.words:
+        coloured.append(text[at:w.start])
+        strength = min(1.0, abs(w.sentiment) / scale)
+        level = int(80 + 175 * strength)
+        colour = f"rgb({level},60,60)" if w.sentiment < 0 else f"rgb(60,{level},60)"
+        coloured.append(text[w.start:w.end], style=f"bold {colour}" if strength > 0.2 else "")
+        at = w.end
+    coloured.append(text[at:])
+    out.print(coloured)
+    table = Table("word", "sentiment effect", f"support for {p.topic}")
+    for w in sorted(exp.words, key=lambda w: -abs(w.sentiment))[:8]:
+        table.add_row(w.word, f"{w.sentiment:+.3f}", f"{w.topic:+.3f}")
+    out.print(table)
+    if exp.truncated_words:
+        out.print(f"({exp.truncated_words} words beyond the model's reach were not attributed)")
 
 
 def _settings():

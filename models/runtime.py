@@ -259,6 +259,12 @@ class Scorer:
         t_probs, s_probs, truncated = self.probabilities(texts)
         return [self._prediction(t_probs[i], s_probs[i], truncated[i]) for i in range(len(texts))]
 
+    def explain(self, text: str):
+        """Per-word attributions for this text's sentiment and topic (models/explain.py)."""
+        from models.explain import explain
+
+        return explain(self, text)
+
     def _prediction(self, tp: np.ndarray, sp: np.ndarray, truncated: bool) -> Prediction:
         m = self.meta
         s_probs = {k: round(float(v), 6) for k, v in zip(m.sentiments, sp)}

@@ -1,18 +1,22 @@
 """POST /v1/score: up to 64 texts → topic and sentiment with probabilities, from the model
-runtime in-process; concurrent requests share model calls (api/scoring.py)."""
+runtime in-process; concurrent requests share model calls (api/scoring.py).
+GET /v1/events/{source}/{id}/explain: which words made the model score a stored event so."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from typing import Annotated
 
-from api.deps import Reader
-from api.schemas import Message, ScoreRequest, ScoreResponse
+from fastapi import APIRouter, HTTPException, Path, Request
+
+from api import queries as q
+from api.deps import ConnDep, Reader
+from api.schemas import ExplanationPublic, Message, ScoreRequest, ScoreResponse
 from api.scoring import ModelUnavailable
 
-router = APIRouter(prefix="/v1/score", tags=["score"])
+router = APIRouter(tags=["score"])
 
 
-@router.post("", response_model=ScoreResponse, responses={503: {"model": Message}},
+@router.post("/v1/score", response_model=ScoreResponse, responses={503: {"model": Message}},
              summary="Score texts (topic + sentiment, with probabilities)")
 async def score(body: ScoreRequest, request: Request, _: Reader) -> ScoreResponse:
     try:
@@ -20,3 +24,20 @@ async def score(body: ScoreRequest, request: Request, _: Reader) -> ScoreRespons
     except ModelUnavailable as exc:
         raise HTTPException(503, f"model unavailable: {exc}") from None
     return ScoreResponse(model_version=version, items=[p.to_dict() for p in preds])
+
+
+@router.get("/v1/events/{source}/{event_id}/explain", response_model=ExplanationPublic,
+            responses={404: {"model": Message}, 503: {"model": Message}},
+            summary="Per-word attributions for a stored event's sentiment and topic (occlusion)")
+async def explain_event(source: Annotated[str, Path(min_length=1, max_length=64)],
+                        event_id: Annotated[str, Path(min_length=1, max_length=256)],
+                        request: Request, conn: ConnDep, _: Reader) -> ExplanationPublic:
+    event = await conn.fetchrow(q.EVENT_BY_KEY, source, event_id)
+    if event is None:
+        raise HTTPException(404, f"event {source}/{event_id} not found")
+    try:
+        exp = await request.app.state.scorer.explain(event["text"])
+    except ModelUnavailable as exc:
+        raise HTTPException(503, f"model unavailable: {exc}") from None
+    d = exp.to_dict()
+    return ExplanationPublic(source=source, id=event_id, model_version=exp.prediction.model_version, **d)
