@@ -211,7 +211,7 @@ class Scorer:
     @classmethod
     def from_artifact(cls, directory: Path | str = DEFAULT_ARTIFACT, backend: str = "onnx", precision: str = "auto",
                       device: str = "cpu", max_batch: int = 64, threads: int = 0) -> Scorer:
-        directory = Path(directory)
+        directory = resolve_artifact(directory)
         meta = Meta.load(directory)
         return cls(make_backend(directory, backend, precision, device, threads), Tokenizer(directory, meta.max_length),
                    meta, max_batch)
@@ -275,6 +275,22 @@ class Scorer:
             sentiment=m.sentiments[int(sp.argmax())], sentiment_probs=s_probs,
             score=round(s_probs.get("positive", 0.0) - s_probs.get("negative", 0.0), 6),
             model_version=m.version, truncated=truncated)
+
+
+def resolve_artifact(path: Path | str) -> Path:
+    """An artifact directory (it holds finsent.json) as it is; a models directory with a `current`
+    pointer (a symlink to an artifact directory, or a text file holding its name or path) → what
+    `current` names now. Re-pointing `current` is how a running worker is given a new model."""
+    p = Path(path)
+    cur = p / "current"
+    if (p / "finsent.json").exists() or not (cur.exists() or cur.is_symlink()):
+        return p
+    if cur.is_symlink() or cur.is_dir():
+        return cur.resolve()
+    name = cur.read_text().strip()
+    if not name:
+        raise FileNotFoundError(f"{cur} is empty: it should name an artifact directory")
+    return Path(name) if Path(name).is_absolute() else p / name
 
 
 def _probability_problem(p: np.ndarray, shape: tuple[int, int]) -> str | None:

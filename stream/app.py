@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import faust
 import orjson
@@ -32,6 +33,7 @@ from models.runtime import Scorer
 from stream import metrics
 from stream.detection import Detection
 from stream.detector import DetectorConfig, SpikeDetector
+from stream.hotswap import ModelSwap
 from stream.pipeline import BatchProcessor, Dead, Incoming
 from stream.progress import StallWatch
 from stream.sink import PostgresSink
@@ -241,6 +243,12 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                                max_chars=settings.max_text_chars, max_skew_s=settings.max_future_skew_s,
                                masker=Masker(settings.mask))
 
+    swap = ModelSwap(settings.model_dir, processor, lambda d: load_scorer(settings, d))
+
+    @app.timer(interval=settings.model_poll_s)
+    async def model_pointer():
+        await swap.poll()
+
     async def send_alert(key: str, payload: dict) -> None:
         await alerts.send(key=key.encode(), value=orjson.dumps(payload))
 
@@ -343,7 +351,7 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                     if v}
         body = {"status": "degraded" if problems else "ok", "problems": problems,
                 "assigned_partitions": len(app.consumer.assignment()), "late_events": detection.late,
-                "watermarks": detection.watermarks()}
+                "watermarks": detection.watermarks(), "model": swap.state()}
         return self.json(body, status=503 if problems else 200)
 
     @app.service
@@ -354,11 +362,11 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
     return app
 
 
-def load_scorer(settings: Settings) -> Scorer:
+def load_scorer(settings: Settings, directory: Path | None = None) -> Scorer:
     """Load and check the model before consuming: a bad MODEL_DIR or BACKEND stops the worker
-    at start with the reason, instead of swallowing the stream."""
-    scorer = Scorer.from_artifact(settings.model_dir, settings.backend, settings.precision, device=settings.device,
-                                  max_batch=64, threads=settings.ort_threads)
+    at start with the reason, instead of swallowing the stream. (`directory`: a hot swap's.)"""
+    scorer = Scorer.from_artifact(directory or settings.model_dir, settings.backend, settings.precision,
+                                  device=settings.device, max_batch=64, threads=settings.ort_threads)
     check = getattr(scorer, "check", None)
     if check is not None:
         check()

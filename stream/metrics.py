@@ -22,6 +22,8 @@ ALERTS = Counter("finsent_alerts_total", "Alert events written", ["action"])  # 
 LATE = Counter("finsent_late_events_total", "Events behind the watermark beyond the allowed lateness",
                ["key_type"])
 WATERMARK_LAG = Gauge("finsent_watermark_lag_seconds", "Wall clock minus the detector's event-time watermark")
+MODEL_VERSION = Gauge("finsent_model_version", "1 for the model version the worker scores with", ["version"])
+MODEL_SWAPS = Counter("finsent_model_swaps_total", "Model hot swaps, by outcome (swapped | failed)", ["outcome"])
 STALLED = Gauge("finsent_partitions_stalled",
                 "Input partitions with lag whose committed offset has not moved for FINSENT_STALL_S")
 LAG = Gauge("finsent_consumer_lag", "High watermark minus committed offset", ["topic", "partition"])
