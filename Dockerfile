@@ -3,6 +3,20 @@
 # it with --build-arg EXTRAS=stream,api,dashboards,train for the torch CUDA backend (PyPI torch wheels
 # carry their CUDA libraries; the driver comes from the NVIDIA container runtime).
 # No secret is baked in: DATABASE_URL and the rest arrive as environment variables.
+# The int8 ONNX graph is not committed: a build stage with torch exports it from the committed
+# fp16 weights (`finsent export`), and only the graph is copied into the runtime image.
+FROM python:3.11-slim AS model
+ENV PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+WORKDIR /build
+COPY pyproject.toml README.md requirements.lock ./
+COPY core core
+COPY finsent finsent
+COPY models models
+COPY stream stream
+COPY api api
+COPY dashboards dashboards
+RUN pip install -c requirements.lock ".[train]" && finsent export --model models/artifacts/finsent-minilm-v1
+
 FROM python:3.11-slim
 ARG EXTRAS=stream,api,dashboards
 ENV PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -15,9 +29,10 @@ COPY stream stream
 COPY api api
 COPY dashboards dashboards
 COPY scripts scripts
+COPY --from=model /build/models/artifacts/finsent-minilm-v1/model.int8.onnx models/artifacts/finsent-minilm-v1/
 RUN pip install -c requirements.lock ".[${EXTRAS}]" \
     && useradd --system --uid 10001 --no-create-home --home-dir /app finsent \
-    && chown finsent /app  # Faust keeps its data dir in the working directory
+    && chown finsent /app
 USER finsent
 EXPOSE 6066 8000
 CMD ["finsent", "worker"]
