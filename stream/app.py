@@ -346,8 +346,11 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
     async def health(self, request):
         problems = {k: v for k, v in (("postgres", sink.last_error), ("model", processor.health.model_error),
                                       ("fetch", guard.problem()),
-                                      ("stalled", "; ".join(f"{p} stuck at offset {v['committed']} for {v['for_s']:.0f} s"
-                                                            f" with {v['lag']} waiting" for p, v in stalled.items())))
+                                      ("stalled", "; ".join(
+                                          f"{p} stuck at " + (f"offset {v['committed']}" if v["committed"] is not None
+                                                              else "its start (nothing committed)")
+                                          + f" for {v['for_s']:.0f} s with {v['lag']} waiting"
+                                          for p, v in stalled.items())))
                     if v}
         body = {"status": "degraded" if problems else "ok", "problems": problems,
                 "assigned_partitions": len(app.consumer.assignment()), "late_events": detection.late,

@@ -194,7 +194,7 @@ def corrupt(kafka, topic: str, partition: int, marker: bytes) -> None:
 
 
 def test_unreadable_batches_hold_their_partition_report_it_and_lose_nothing(kafka, postgres, tmp_path):
-    s = Stack(kafka, postgres, tmp_path, **FAST_DETECTOR)
+    s = Stack(kafka, postgres, tmp_path, stall_s=5, **FAST_DETECTOR)
     news, social = s.settings.topic_news, s.settings.topic_social
     try:
         evs = list(feed(60, seed=31, prefix="u-"))
@@ -228,9 +228,13 @@ def test_unreadable_batches_hold_their_partition_report_it_and_lose_nothing(kafk
         assert "UnsupportedCodecError" in fetch and "lz4" in fetch, fetch
         assert f"{news}/0 held at offset {len(before)}" in fetch  # exactly at the bad batch
         assert f"{news}/1 held at offset 0" in fetch
+        # a held partition does not move: after FINSENT_STALL_S it is reported as stalled too
+        stalled = wait_for(lambda: (r := get(f"http://127.0.0.1:{port}/health")) and "stalled" in json.loads(r[1])
+                           ["problems"] and json.loads(r[1])["problems"]["stalled"], 60, what="the stall report")
+        assert f"{news}/1 stuck at its start (nothing committed)" in stalled and f"{news}/0 stuck at offset {len(before)}" in stalled
         _, metrics = get(f"http://127.0.0.1:{port}/metrics")
         assert f'finsent_fetch_errors_total{{error="UnsupportedCodecError",topic="{news}"}}' in metrics
-        assert "finsent_partitions_held 2.0" in metrics
+        assert "finsent_partitions_held 2.0" in metrics and "finsent_partitions_stalled 2.0" in metrics
         time.sleep(3)
         assert w.alive()
         ids = {r[0] for r in s.sql("SELECT id FROM scored_event")}
