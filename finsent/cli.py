@@ -1,6 +1,7 @@
 """The `finsent` command line (typer). Each command is a thin shell over a plain function.
 
     finsent train --data-dir ../shared/data --output models/artifacts/my-model
+    finsent train --from models/artifacts/finsent-minilm-v1 --feedback feedback.jsonl --output DIR
     finsent evaluate --model models/artifacts/finsent-minilm-v1
     finsent export --model DIR [--no-int8] [--tensorrt]
     finsent predict --input FILE [--text-column text] --output OUT.jsonl
@@ -44,20 +45,50 @@ def train(
     data_dir: Annotated[Path, typer.Option(help="folder with the shared training files")] = Path("../shared/data"),
     source: Annotated[Optional[list[str]], typer.Option(help="TASK:FORMAT:PATH[:MAP], repeatable; replaces the defaults")] = None,
     encoder: Annotated[str, typer.Option(help="'minilm' (packaged), a local HF directory, or a hub id")] = "minilm",
-    epochs: int = 6, batch_size: int = 32, lr: float = 8e-5, max_length: int = 128, seed: int = 13,
+    epochs: Annotated[Optional[int], typer.Option(help="default 6 (3 with --feedback)")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="default 32 (16 with --feedback)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="default 8e-5 (3e-5 with --feedback)")] = None,
+    max_length: int = 128, seed: int = 13,
     dev_fraction: float = 0.1, patience: int = 2,
     topic_weighting: Annotated[str, typer.Option(help="none | sqrt_inv | inv")] = "sqrt_inv",
     label_smoothing: float = 0.0,
     limit: Annotated[int, typer.Option(help="use only N training examples (smoke runs)")] = 0,
     device: str = "auto", resume: bool = False, version: str = "",
+    from_model: Annotated[Optional[Path], typer.Option("--from", help="with --feedback: the model to start from "
+                                                      "(default: the shipped one)")] = None,
+    feedback: Annotated[Optional[Path], typer.Option(help="analysts' corrections (the API's feedback export, "
+                                                     "JSONL or CSV): fine-tune --from on them, with rehearsal")] = None,
+    rehearsal: Annotated[int, typer.Option(help="with --feedback: original training examples mixed in")] = 2000,
+    export_int8: Annotated[bool, typer.Option("--export/--no-export", help="with --feedback: build the int8 graph")] = True,
 ) -> None:
-    """Fine-tune the multi-task topic + sentiment model (progress bar; checkpoints every epoch)."""
+    """Fine-tune the multi-task topic + sentiment model (progress bar; checkpoints every epoch).
+    With --feedback: fine-tune a shipped model on analysts' corrections without forgetting."""
     from models.data import DataError
     from models.train import TrainConfig
     from models.train import train as run
 
-    cfg = TrainConfig(output=str(output), sources=source or [], data_dir=str(data_dir), encoder=encoder, epochs=epochs,
-                      batch_size=batch_size, lr=lr, max_length=max_length, seed=seed, dev_fraction=dev_fraction,
+    if feedback is not None:
+        from models.feedback import FeedbackConfig, finetune
+
+        fcfg = FeedbackConfig(base=str(from_model or _default_model()), feedback=str(feedback), output=str(output),
+                              sources=source or [], data_dir=str(data_dir), rehearsal=rehearsal,
+                              epochs=epochs or 3, batch_size=batch_size or 16, lr=lr or 3e-5, seed=seed,
+                              device=device, version=version,
+                              export=export_int8)
+        try:
+            with Progress(console=console) as progress:
+                rep = finetune(fcfg, progress=progress)
+        except (DataError, FileNotFoundError) as exc:
+            fail(str(exc))
+        console.print(f"{rep['version']} (from {rep['parent']}) -> {output}")
+        for part in ("held_out_corrections", "original_dev"):
+            for head, b in rep["before"][part].items():
+                a = rep["after"][part][head]
+                console.print(f"{part} {head} (n={b['n']}): {b['accuracy']:.4f} -> {a['accuracy']:.4f}")
+        return
+
+    cfg = TrainConfig(output=str(output), sources=source or [], data_dir=str(data_dir), encoder=encoder,
+                      epochs=epochs or 6, batch_size=batch_size or 32, lr=lr or 8e-5, max_length=max_length, seed=seed, dev_fraction=dev_fraction,
                       patience=patience, topic_weighting=topic_weighting, label_smoothing=label_smoothing, limit=limit, device=device, resume=resume,
                       version=version)
     try:

@@ -1,0 +1,207 @@
+"""Learning from analysts' corrections without forgetting:
+`finsent train --from MODEL --feedback FILE --output DIR`.
+
+The feedback file is what the API's `GET /v1/feedback/export` writes (JSONL or CSV with `text`
+and a corrected `topic` and/or `sentiment`; other columns are ignored). A held-out part of the
+corrections (20 %, seeded) is never trained on: it measures what was learned. The model is
+fine-tuned from the shipped weights on the rest, repeated so that they make about a quarter of
+the mix, together with a rehearsal sample of the model's own training data (the sources in its
+training.json, or `--source`), so that it does not forget; the original dev split measures the
+forgetting. The result is a new artifact with its own version id, a lineage record in
+training.json and MODEL_CARD.md, and (by default) its int8 ONNX graph.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.data import DataError, Example, SourceSpec, default_sources, load_source, read_rows, stratified_split
+from models.labels import SENTIMENTS, TOPICS
+from models.network import load_artifact, load_tokenizer, masked_loss, save_artifact
+from models.train import autocast, collate, pick_device, predict_logits, seed_everything, tokenize
+
+
+@dataclass
+class FeedbackConfig:
+    base: str
+    feedback: str
+    output: str
+    sources: list[str] = field(default_factory=list)  # rehearsal/dev data; empty = the base model's own
+    data_dir: str = "../shared/data"
+    rehearsal: int = 2000  # examples of the original training data mixed in
+    holdout: float = 0.2  # share of the corrections kept out of training to measure them
+    epochs: int = 3
+    batch_size: int = 16
+    lr: float = 3e-5
+    seed: int = 13
+    device: str = "auto"
+    version: str = ""
+    export: bool = True
+
+
+def load_feedback(path: Path) -> list[Example]:
+    path = Path(path)
+    fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    raw = read_rows(path, fmt, label_column=None)
+    rows = _rows_with_labels(path, fmt)
+    out = []
+    for n, (r, full) in enumerate(zip(raw, rows), 1):
+        topic, sentiment = (full.get("topic") or "").strip(), (full.get("sentiment") or "").strip()
+        if topic and topic not in TOPICS:
+            raise DataError(f"{path}: row {n}: unknown topic {topic!r}")
+        if sentiment and sentiment not in SENTIMENTS:
+            raise DataError(f"{path}: row {n}: unknown sentiment {sentiment!r}")
+        if not (topic or sentiment) or not str(r["text"]).strip():
+            continue  # a correction of nothing, or no text: nothing to learn
+        out.append(Example(str(r["text"]), TOPICS.index(topic) if topic else -100,
+                           SENTIMENTS.index(sentiment) if sentiment else -100, source="feedback"))
+    if not out:
+        raise DataError(f"{path}: no corrections with a text and a topic or sentiment")
+    return out
+
+
+def _rows_with_labels(path: Path, fmt: str) -> list[dict]:
+    import csv
+
+    text = path.read_text(encoding="utf-8")
+    if fmt == "csv":
+        return list(csv.DictReader(text.splitlines()))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def original_data(cfg: FeedbackConfig, base: Path) -> tuple[list[Example], list[Example]]:
+    """(train, dev) of the base model's data, split as it was trained (dev fraction, seed)."""
+    record = json.loads((base / "training.json").read_text()) if (base / "training.json").exists() else {}
+    bcfg = record.get("config", {})
+    frac, seed = bcfg.get("dev_fraction", 0.1), bcfg.get("seed", 13)
+    if cfg.sources:
+        specs = [SourceSpec.parse(s) for s in cfg.sources]
+    else:
+        specs = [SourceSpec(s["task"], s["format"], Path(s["path"]), s["label_map"]) for s in record.get("sources", [])]
+        if not specs or not all(s.path.exists() for s in specs):
+            specs = default_sources(Path(cfg.data_dir))
+    missing = [str(s.path) for s in specs if not s.path.exists()]
+    if missing:
+        raise DataError(f"rehearsal needs the model's training data; not found: {', '.join(missing)} "
+                        "(give --data-dir or --source)")
+    train, dev = [], []
+    for spec in specs:
+        t, d = stratified_split(load_source(spec), frac, seed)
+        train += t
+        dev += d
+    return train, dev
+
+
+def accuracy(model, examples: list[Example], ids, pad_id, device) -> dict:
+    if not examples:
+        return {}
+    t, s = predict_logits(model, ids, pad_id, device)
+    out = {}
+    for head, logits, ys in (("topic", t, [e.topic for e in examples]), ("sentiment", s, [e.sentiment for e in examples])):
+        y = np.array(ys)
+        sel = y >= 0
+        if sel.any():
+            out[head] = {"n": int(sel.sum()), "accuracy": round(float((logits[sel].argmax(1) == y[sel]).mean()), 4)}
+    return out
+
+
+def finetune(cfg: FeedbackConfig, progress=None) -> dict:
+    seed_everything(cfg.seed)
+    base, out = Path(cfg.base), Path(cfg.output)
+    if out.resolve() == base.resolve():
+        raise DataError("--output must be a new directory, not the base model's")
+    corrections = load_feedback(Path(cfg.feedback))
+    rng = random.Random(cfg.seed)
+    rng.shuffle(corrections)
+    n_hold = max(1, round(len(corrections) * cfg.holdout)) if len(corrections) >= 2 else 0
+    held, fb_train = corrections[:n_hold], corrections[n_hold:]
+    orig_train, orig_dev = original_data(cfg, base)
+    rehearse = rng.sample(orig_train, min(cfg.rehearsal, len(orig_train)))
+    repeats = max(1, round(len(rehearse) / (3 * max(len(fb_train), 1))))  # corrections ≈ 1/4 of the mix
+    mix = fb_train * repeats + rehearse
+    rng.shuffle(mix)
+
+    device = pick_device(cfg.device)
+    model, meta = load_artifact(base, device=str(device))
+    tokenizer = load_tokenizer(base / "tokenizer")
+    pad = tokenizer.pad_token_id
+    ids = {name: tokenize(tokenizer, ex, meta.max_length) for name, ex in
+           (("held", held), ("dev", orig_dev), ("mix", mix))}
+    before = {"held_out_corrections": accuracy(model, held, ids["held"], pad, device),
+              "original_dev": accuracy(model, orig_dev, ids["dev"], pad, device)}
+
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    steps = cfg.epochs * ((len(mix) + cfg.batch_size - 1) // cfg.batch_size)
+    task = progress.add_task("fine-tune on feedback", total=steps) if progress else None
+    t0 = time.perf_counter()
+    for _ in range(cfg.epochs):
+        model.train()
+        order = np.random.permutation(len(mix))
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start:start + cfg.batch_size]
+            input_ids, mask = collate([ids["mix"][i] for i in idx], pad, device)
+            y_t = torch.tensor([mix[i].topic for i in idx], device=device)
+            y_s = torch.tensor([mix[i].sentiment for i in idx], device=device)
+            with autocast(device):
+                t, s = model(input_ids, mask)
+            loss = masked_loss(t, s, y_t, y_s)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            if progress:
+                progress.update(task, advance=1, description=f"fine-tune on feedback, loss {float(loss.detach()):.3f}")
+    model.eval()
+    after = {"held_out_corrections": accuracy(model, held, ids["held"], pad, device),
+             "original_dev": accuracy(model, orig_dev, ids["dev"], pad, device)}
+
+    digest = hashlib.sha256(Path(cfg.feedback).read_bytes()).hexdigest()
+    meta.version = cfg.version or f"{meta.version}+fb{_dt.date.today():%Y%m%d}-{digest[:8]}"
+    if out.exists():
+        shutil.rmtree(out)
+    save_artifact(model, tokenizer, meta, out)  # temperatures kept from the base model
+    report = {"version": meta.version, "parent": json.loads((base / "finsent.json").read_text())["version"],
+              "feedback": {"file": str(cfg.feedback), "sha256": digest, "corrections": len(corrections),
+                           "trained_on": len(fb_train), "held_out": len(held), "repeats": repeats},
+              "rehearsal": len(rehearse), "original_dev_n": len(orig_dev), "seconds": round(time.perf_counter() - t0, 1),
+              "before": before, "after": after, "drop_points": _drops(before, after), "config": asdict(cfg)}
+    (out / "training.json").write_text(json.dumps({"lineage": report}, indent=2) + "\n")
+    card = (base / "MODEL_CARD.md").read_text() if (base / "MODEL_CARD.md").exists() else f"# {meta.version}\n"
+    (out / "MODEL_CARD.md").write_text(card + _lineage_md(report))
+    if cfg.export:
+        from models.export import export
+
+        export(out, int8=True)
+    return report
+
+
+def _drops(before: dict, after: dict) -> dict:
+    b, a = before["original_dev"], after["original_dev"]
+    return {h: round(100 * (b[h]["accuracy"] - a[h]["accuracy"]), 2) for h in b if h in a}
+
+
+def _lineage_md(r: dict) -> str:
+    rows = []
+    for part in ("held_out_corrections", "original_dev"):
+        for head in ("topic", "sentiment"):
+            b, a = r["before"][part].get(head), r["after"][part].get(head)
+            if b and a:
+                rows.append(f"| {part.replace('_', ' ')} | {head} | {b['n']} | {b['accuracy']:.4f} | {a['accuracy']:.4f} |")
+    fb = r["feedback"]
+    return (f"\n## Lineage: {r['version']}\n\nFine-tuned from `{r['parent']}` on analysts' corrections "
+            f"(`{fb['file']}`, sha256 {fb['sha256'][:16]}…, {fb['corrections']} corrections: {fb['trained_on']} "
+            f"trained on ×{fb['repeats']}, {fb['held_out']} held out) with {r['rehearsal']} rehearsal examples of the "
+            f"original training data; temperatures kept from the parent.\n\n| set | head | n | before | after |\n"
+            f"|---|---|---|---|---|\n" + "\n".join(rows) + "\n")

@@ -1,0 +1,74 @@
+"""`finsent train --from MODEL --feedback FILE`: a planted systematic error (the shipped model
+calls a "zorblax review" neutral; analysts say it is bad news) is learned from the corrections,
+measured on corrections held out of training, while rehearsal keeps the original data's accuracy.
+The result is a new version with its lineage, and the worker's runtime can load it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from finsent.cli import app
+from models.runtime import DEFAULT_ARTIFACT, Scorer
+from tests.test_train import tiny_sources
+
+pytestmark = pytest.mark.slow
+
+COS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark", "Wayne", "Tyrell"]
+PRODUCTS = ["its cloud unit", "the new phone", "a retail chain", "its chip line", "the bank arm"]
+
+
+def corrections(tmp_path):
+    """The API's feedback export format (JSONL), one correction per text."""
+    f = tmp_path / "feedback.jsonl"
+    rows = [{"id": i, "source": "wire", "event_id": f"e{i}", "text": f"{c} announces a zorblax review of {p}",
+             "model_topic": "company_product_news", "model_sentiment": "neutral", "topic": None,
+             "sentiment": "negative", "note": "zorblax = regulator's forced review", "created_by": "analyst-1"}
+            for i, (c, p) in enumerate((c, p) for c in COS for p in PRODUCTS)]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return f
+
+
+def test_planted_error_is_learned_from_feedback_without_forgetting(tmp_path):
+    base = Scorer.from_artifact(threads=1)
+    unseen = ["Contoso announces a zorblax review of its payments arm", "Soylent announces a zorblax review of a mine"]
+    assert {p.sentiment for p in base.predict(unseen)} == {"neutral"}  # the planted error
+
+    out = tmp_path / "v1-fb"
+    args = ["train", "--from", str(DEFAULT_ARTIFACT), "--feedback", str(corrections(tmp_path)), "--output", str(out),
+            "--rehearsal", "150", "--epochs", "3", "--device", "cpu", "--version", "finsent-test-fb"]
+    for s in tiny_sources(tmp_path):
+        args += ["--source", s]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+
+    lineage = json.loads((out / "training.json").read_text())["lineage"]
+    assert lineage["parent"] == "finsent-minilm-v1" and lineage["version"] == "finsent-test-fb"
+    fb = lineage["feedback"]
+    assert fb["corrections"] == 40 and fb["held_out"] == 8 and fb["trained_on"] == 32
+    held_before = lineage["before"]["held_out_corrections"]["sentiment"]["accuracy"]
+    held_after = lineage["after"]["held_out_corrections"]["sentiment"]["accuracy"]
+    assert held_before == 0.0 and held_after == 1.0, lineage
+    for head, b in lineage["before"]["original_dev"].items():  # rehearsal: the original data is not forgotten
+        assert lineage["after"]["original_dev"][head]["accuracy"] >= b["accuracy"] - 0.1, (head, lineage)
+    assert "Lineage: finsent-test-fb" in (out / "MODEL_CARD.md").read_text()
+
+    tuned = Scorer.from_artifact(out, threads=1)  # the int8 graph was built: the runtime takes it
+    assert tuned.version == "finsent-test-fb"
+    assert {p.sentiment for p in tuned.predict(unseen)} == {"negative"}  # generalises to new names
+    assert tuned.predict(["Acme beats estimates and shares soar"])[0].sentiment == "positive"
+
+
+def test_bad_feedback_files_are_clear_errors(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "x", "sentiment": "gloomy"}) + "\n")
+    r = CliRunner().invoke(app, ["train", "--feedback", str(bad), "--output", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "unknown sentiment 'gloomy'" in r.output
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"text": "x", "sentiment": None, "topic": ""}) + "\n")
+    r = CliRunner().invoke(app, ["train", "--feedback", str(empty), "--output", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no corrections" in r.output
+    r = CliRunner().invoke(app, ["train", "--feedback", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no such file" in r.output
