@@ -45,9 +45,9 @@ def train(
     data_dir: Annotated[Path, typer.Option(help="folder with the shared training files")] = Path("../shared/data"),
     source: Annotated[Optional[list[str]], typer.Option(help="TASK:FORMAT:PATH[:MAP], repeatable; replaces the defaults")] = None,
     encoder: Annotated[str, typer.Option(help="'minilm' (packaged), a local HF directory, or a hub id")] = "minilm",
-    epochs: Annotated[Optional[int], typer.Option(help="default 6 (3 with --feedback)")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="default 6 (2 with --feedback)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="default 32 (16 with --feedback)")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="default 8e-5 (3e-5 with --feedback)")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="default 8e-5 (1e-5 with --feedback)")] = None,
     max_length: int = 128, seed: int = 13,
     dev_fraction: float = 0.1, patience: int = 2,
     topic_weighting: Annotated[str, typer.Option(help="none | sqrt_inv | inv")] = "sqrt_inv",
@@ -72,7 +72,7 @@ def train(
 
         fcfg = FeedbackConfig(base=str(from_model or _default_model()), feedback=str(feedback), output=str(output),
                               sources=source or [], data_dir=str(data_dir), rehearsal=rehearsal,
-                              epochs=epochs or 3, batch_size=batch_size or 16, lr=lr or 3e-5, seed=seed,
+                              epochs=epochs or 2, batch_size=batch_size or 16, lr=lr or 1e-5, seed=seed,
                               device=device, version=version,
                               export=export_int8)
         try:
