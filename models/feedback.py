@@ -17,7 +17,6 @@ import datetime as _dt
 import hashlib
 import json
 import random
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,7 +57,7 @@ def load_feedback(path: Path) -> list[Example]:
     rows = _rows_with_labels(path, fmt)
     out = []
     for n, (r, full) in enumerate(zip(raw, rows), 1):
-        topic, sentiment = (full.get("topic") or "").strip(), (full.get("sentiment") or "").strip()
+        topic, sentiment = str(full.get("topic") or "").strip(), str(full.get("sentiment") or "").strip()
         if topic and topic not in TOPICS:
             raise DataError(f"{path}: row {n}: unknown topic {topic!r}")
         if sentiment and sentiment not in SENTIMENTS:
@@ -120,8 +119,8 @@ def accuracy(model, examples: list[Example], ids, pad_id, device) -> dict:
 def finetune(cfg: FeedbackConfig, progress=None) -> dict:
     seed_everything(cfg.seed)
     base, out = Path(cfg.base), Path(cfg.output)
-    if out.resolve() == base.resolve():
-        raise DataError("--output must be a new directory, not the base model's")
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"--output {out} exists and is not empty: give a new directory")
     corrections = load_feedback(Path(cfg.feedback))
     rng = random.Random(cfg.seed)
     rng.shuffle(corrections)
@@ -169,8 +168,6 @@ def finetune(cfg: FeedbackConfig, progress=None) -> dict:
 
     digest = hashlib.sha256(Path(cfg.feedback).read_bytes()).hexdigest()
     meta.version = cfg.version or f"{meta.version}+fb{_dt.date.today():%Y%m%d}-{digest[:8]}"
-    if out.exists():
-        shutil.rmtree(out)
     save_artifact(model, tokenizer, meta, out)  # temperatures kept from the base model
     report = {"version": meta.version, "parent": json.loads((base / "finsent.json").read_text())["version"],
               "feedback": {"file": str(cfg.feedback), "sha256": digest, "corrections": len(corrections),

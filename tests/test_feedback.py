@@ -75,3 +75,7 @@ def test_bad_feedback_files_are_clear_errors(tmp_path):
     assert r.exit_code == 2 and "no corrections" in r.output
     r = CliRunner().invoke(app, ["train", "--feedback", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "o")])
     assert r.exit_code == 2 and "no such file" in r.output
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"text": "Acme announces a zorblax review", "sentiment": "negative"}) + "\n")
+    r = CliRunner().invoke(app, ["train", "--feedback", str(good), "--output", str(tmp_path)])  # never overwritten
+    assert r.exit_code == 2 and "not empty" in r.output and bad.exists()
