@@ -5,20 +5,7 @@
 # No secret is baked in: DATABASE_URL and the rest arrive as environment variables.
 # The int8 ONNX graph is not committed: a build stage with torch exports it from the committed
 # fp16 weights (`finsent export`), and only the graph is copied into the runtime image.
-FROM python:3.11-slim AS model
-ENV PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-WORKDIR /build
-COPY pyproject.toml README.md requirements.lock ./
-COPY core core
-COPY finsent finsent
-COPY models models
-COPY stream stream
-COPY api api
-COPY dashboards dashboards
-RUN pip install -c requirements.lock ".[train]" && finsent export --model models/artifacts/finsent-minilm-v1
-
-FROM python:3.11-slim
-ARG EXTRAS=stream,api,dashboards
+FROM python:3.11-slim AS source
 ENV PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 WORKDIR /app
 COPY pyproject.toml README.md requirements.lock ./
@@ -29,7 +16,13 @@ COPY stream stream
 COPY api api
 COPY dashboards dashboards
 COPY scripts scripts
-COPY --from=model /build/models/artifacts/finsent-minilm-v1/model.int8.onnx models/artifacts/finsent-minilm-v1/
+
+FROM source AS model
+RUN pip install -c requirements.lock ".[train]" && finsent export --model models/artifacts/finsent-minilm-v1
+
+FROM source
+ARG EXTRAS=stream,api,dashboards
+COPY --from=model /app/models/artifacts/finsent-minilm-v1/model.int8.onnx models/artifacts/finsent-minilm-v1/
 RUN pip install -c requirements.lock ".[${EXTRAS}]" \
     && useradd --system --uid 10001 --no-create-home --home-dir /app finsent \
     && chown finsent /app

@@ -97,8 +97,10 @@ def read_text(path: Path) -> str:
         raise DataError(f"{path}: not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
 
 
-def read_rows(path: Path, fmt: str, text_column: str = "text", label_column: str | None = "label") -> list[dict]:
-    """Rows as dicts with 'text' and (if label_column) 'label'; errors name the file and row."""
+def read_rows(path: Path, fmt: str, text_column: str = "text", label_column: str | None = "label",
+              optional: tuple[str, ...] = ()) -> list[dict]:
+    """Rows as dicts with 'text', (if label_column) 'label' and the `optional` columns a row has;
+    errors name the file and row."""
     raw = read_text(Path(path))
     if fmt == "csv":
         rows = list(csv.DictReader(raw.splitlines()))
@@ -126,7 +128,8 @@ def read_rows(path: Path, fmt: str, text_column: str = "text", label_column: str
         missing = [c for c in wanted if not isinstance(row, dict) or c not in row]
         if missing:
             raise DataError(f"{path}: row {n} has no column {missing[0]!r}")
-    return [{"text": r[text_column], **({"label": r[label_column]} if label_column else {})} for r in rows]
+    return [{"text": r[text_column], **({"label": r[label_column]} if label_column else {}),
+             **{c: r[c] for c in optional if c in r}} for r in rows]
 
 
 def load_source(spec: SourceSpec) -> list[Example]:

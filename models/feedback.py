@@ -26,8 +26,8 @@ import torch
 
 from models.data import DataError, Example, SourceSpec, default_sources, load_source, read_rows, stratified_split
 from models.labels import SENTIMENTS, TOPICS
-from models.network import load_artifact, load_tokenizer, masked_loss, save_artifact
-from models.train import autocast, collate, pick_device, predict_logits, seed_everything, tokenize
+from models.network import load_artifact, load_tokenizer, save_artifact
+from models.train import pick_device, predict_logits, seed_everything, tokenize, train_step
 
 
 @dataclass
@@ -53,11 +53,9 @@ def load_feedback(path: Path) -> list[Example]:
     fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    raw = read_rows(path, fmt, label_column=None)
-    rows = _rows_with_labels(path, fmt)
     out = []
-    for n, (r, full) in enumerate(zip(raw, rows), 1):
-        topic, sentiment = str(full.get("topic") or "").strip(), str(full.get("sentiment") or "").strip()
+    for n, r in enumerate(read_rows(path, fmt, label_column=None, optional=("topic", "sentiment")), 1):
+        topic, sentiment = str(r.get("topic") or "").strip(), str(r.get("sentiment") or "").strip()
         if topic and topic not in TOPICS:
             raise DataError(f"{path}: row {n}: unknown topic {topic!r}")
         if sentiment and sentiment not in SENTIMENTS:
@@ -69,15 +67,6 @@ def load_feedback(path: Path) -> list[Example]:
     if not out:
         raise DataError(f"{path}: no corrections with a text and a topic or sentiment")
     return out
-
-
-def _rows_with_labels(path: Path, fmt: str) -> list[dict]:
-    import csv
-
-    text = path.read_text(encoding="utf-8")
-    if fmt == "csv":
-        return list(csv.DictReader(text.splitlines()))
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def original_data(cfg: FeedbackConfig, base: Path) -> tuple[list[Example], list[Example]]:
@@ -150,18 +139,9 @@ def finetune(cfg: FeedbackConfig, progress=None) -> dict:
         order = np.random.permutation(len(mix))
         for start in range(0, len(order), cfg.batch_size):
             idx = order[start:start + cfg.batch_size]
-            input_ids, mask = collate([ids["mix"][i] for i in idx], pad, device)
-            y_t = torch.tensor([mix[i].topic for i in idx], device=device)
-            y_s = torch.tensor([mix[i].sentiment for i in idx], device=device)
-            with autocast(device):
-                t, s = model(input_ids, mask)
-            loss = masked_loss(t, s, y_t, y_s)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            loss = train_step(model, opt, [ids["mix"][i] for i in idx], [mix[i] for i in idx], pad, device)
             if progress:
-                progress.update(task, advance=1, description=f"fine-tune on feedback, loss {float(loss.detach()):.3f}")
+                progress.update(task, advance=1, description=f"fine-tune on feedback, loss {loss:.3f}")
     model.eval()
     after = {"held_out_corrections": accuracy(model, held, ids["held"], pad, device),
              "original_dev": accuracy(model, orig_dev, ids["dev"], pad, device)}

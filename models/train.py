@@ -120,6 +120,22 @@ def dev_report(model, dev: list[Example], dev_ids, pad_id, device, temps=(1.0, 1
     return report_from_logits(dev, t_logits, s_logits, temps)
 
 
+def train_step(model, opt, ids: list[list[int]], examples: list[Example], pad_id: int, device,
+               topic_weight=None, smoothing: float = 0.0) -> float:
+    """One optimiser step on a batch (both heads, unlabelled heads masked); returns the loss."""
+    input_ids, mask = collate(ids, pad_id, device)
+    y_t = torch.tensor([e.topic for e in examples], device=device)
+    y_s = torch.tensor([e.sentiment for e in examples], device=device)
+    with autocast(device):
+        t, s = model(input_ids, mask)
+    loss = masked_loss(t, s, y_t, y_s, topic_weight, smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return float(loss.detach())
+
+
 def make_optimizer(model, cfg: TrainConfig, steps: int):
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -184,18 +200,10 @@ class Trainer:
         return total / max(seen, 1)
 
     def step(self, idx) -> float:
-        input_ids, mask = collate([self.train_ids[i] for i in idx], self.pad_id, self.device)
-        y_t = torch.tensor([self.train[i].topic for i in idx], device=self.device)
-        y_s = torch.tensor([self.train[i].sentiment for i in idx], device=self.device)
-        with autocast(self.device):
-            t, s = self.model(input_ids, mask)
-        loss = masked_loss(t, s, y_t, y_s, self.topic_weight, self.cfg.label_smoothing)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
+        loss = train_step(self.model, self.opt, [self.train_ids[i] for i in idx], [self.train[i] for i in idx],
+                          self.pad_id, self.device, self.topic_weight, self.cfg.label_smoothing)
         self.sched.step()
-        return float(loss.detach())
+        return loss
 
     # -- the whole run ---------------------------------------------------------------------
     def run(self) -> dict:

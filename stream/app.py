@@ -179,13 +179,12 @@ def guarded_transport(guard: FetchGuard):
         async def getmany(self, timeout: float):
             if self._seek_done is not None:
                 await self._seek_done.wait()
-            epoch, stale = self._seek_epoch, 0
+            epoch = self._seek_epoch
             async for tp, message in super().getmany(timeout):
                 if self._seek_epoch != epoch:
-                    stale = 1
                     break
                 yield tp, message
-            if stale or self._seek_epoch != epoch:
+            if self._seek_epoch != epoch:
                 assigned = self.assignment()
                 self._read_offset.update({tp: o for tp, o in self._seek_offsets.items() if tp in assigned})
                 log.info("records fetched before a seek were not delivered; re-reading from the committed offsets")
@@ -321,7 +320,7 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                 log.error("partition upkeep failed", error=repr(exc)[:300])
             await asyncio.sleep(3600)
 
-    stall_watch, stalled = StallWatch(settings.stall_s), {}
+    stall_watch = StallWatch(settings.stall_s)
 
     @app.timer(interval=5.0)
     async def consumer_lag():
@@ -331,8 +330,7 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
             metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, (consumer.highwater(tp) or 0) - (committed or 0)))
             if tp.topic in settings.input_topics:
                 positions[f"{tp.topic}/{tp.partition}"] = (committed, consumer.highwater(tp))
-        stalled.clear()
-        stalled.update(stall_watch.observe(positions, time.monotonic()))
+        stalled = stall_watch.observe(positions, time.monotonic())
         metrics.STALLED.set(len(stalled))
         if stalled:
             log.error("input partitions not progressing", stalled=stalled)
@@ -346,12 +344,7 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
     async def health(self, request):
         problems = {k: v for k, v in (("postgres", sink.last_error), ("model", processor.health.model_error),
                                       ("fetch", guard.problem()),
-                                      ("stalled", "; ".join(
-                                          f"{p} stuck at " + (f"offset {v['committed']}" if v["committed"] is not None
-                                                              else "its start (nothing committed)")
-                                          + f" for {v['for_s']:.0f} s with {v['lag']} waiting"
-                                          for p, v in stalled.items())))
-                    if v}
+                                      ("stalled", stall_watch.problem())) if v}
         body = {"status": "degraded" if problems else "ok", "problems": problems,
                 "assigned_partitions": len(app.consumer.assignment()), "late_events": detection.late,
                 "watermarks": detection.watermarks(), "model": swap.state()}

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 @dataclass
 class StallWatch:
     stall_s: float
+    stalled: dict = field(default_factory=dict)  # the last observe()'s answer
     _seen: dict = field(default_factory=dict)  # partition -> (committed offset, since when it has not moved)
+
+    def problem(self) -> str:
+        """The stalled partitions in words, for /health ("" when none)."""
+        return "; ".join(f"{p} stuck at " + (f"offset {v['committed']}" if v["committed"] is not None
+                                            else "its start (nothing committed)")
+                         + f" for {v['for_s']:.0f} s with {v['lag']} waiting" for p, v in self.stalled.items())
 
     def observe(self, positions: dict[str, tuple[int | None, int | None]], now: float) -> dict[str, dict]:
         """positions: partition name -> (committed, highwater). Returns the stalled ones:
@@ -27,4 +34,5 @@ class StallWatch:
                 stalled[name] = {"committed": committed, "lag": lag, "for_s": round(now - prev[1], 1)}
         for name in [n for n in self._seen if n not in positions]:  # revoked
             del self._seen[name]
+        self.stalled = stalled
         return stalled
