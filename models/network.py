@@ -32,6 +32,7 @@ class ModelMeta:
     pooling: str = "mean"
     temperature_topic: float = 1.0
     temperature_sentiment: float = 1.0
+    int8_recheck_margin: float = 0.0  # see models.runtime.RecheckedBackend
 
     @classmethod
     def load(cls, directory: Path) -> ModelMeta:

@@ -89,6 +89,7 @@ class Meta:
     max_length: int
     temperature_topic: float = 1.0
     temperature_sentiment: float = 1.0
+    int8_recheck_margin: float = 0.0
 
     @classmethod
     def load(cls, directory: Path) -> Meta:
@@ -96,7 +97,8 @@ class Meta:
 
         raw = json.loads((Path(directory) / "finsent.json").read_text())
         return cls(raw["version"], tuple(raw["topics"]), tuple(raw["sentiments"]), int(raw["max_length"]),
-                   float(raw.get("temperature_topic", 1.0)), float(raw.get("temperature_sentiment", 1.0)))
+                   float(raw.get("temperature_topic", 1.0)), float(raw.get("temperature_sentiment", 1.0)),
+                   float(raw.get("int8_recheck_margin", 0.0)))
 
 
 def onnx_path(directory: Path, precision: str) -> Path:
@@ -125,6 +127,38 @@ class OnnxBackend:
     def infer(self, input_ids, attention_mask):
         topic, sentiment = self.session.run(["topic_logits", "sentiment_logits"],
                                             {"input_ids": input_ids, "attention_mask": attention_mask})
+        return topic, sentiment
+
+
+def top2_margin(logits: np.ndarray) -> np.ndarray:
+    """p(first) - p(second) per row, on the softmax of the raw logits."""
+    p = np.sort(softmax(logits, 1.0), axis=1)
+    return p[:, -1] - p[:, -2]
+
+
+class RecheckedBackend:
+    """The int8 graph first; the rows whose top-2 probability margin on either head is under
+    `margin` are scored again by the fp32 graph, and its answer is the one returned. Near-ties are
+    where int8 rounding flips an argmax, so this buys fp32's answers at close to int8's cost
+    (`rechecked / rows` says how many went twice; bench/model.py prints it)."""
+
+    name = "onnx"
+
+    def __init__(self, fast: Backend, exact: Backend, margin: float):
+        self.fast, self.exact, self.margin = fast, exact, margin
+        self.rows = self.rechecked = 0
+
+    def infer(self, input_ids, attention_mask):
+        topic, sentiment = self.fast.infer(input_ids, attention_mask)
+        redo = np.flatnonzero(np.minimum(top2_margin(topic), top2_margin(sentiment)) < self.margin)
+        self.rows += len(input_ids)
+        if redo.size:
+            self.rechecked += int(redo.size)
+            width = int(attention_mask[redo].sum(1).max())  # padding is on the right
+            t, s = self.exact.infer(np.ascontiguousarray(input_ids[redo, :width]),
+                                    np.ascontiguousarray(attention_mask[redo, :width]))
+            topic, sentiment = topic.copy(), sentiment.copy()
+            topic[redo], sentiment[redo] = t, s
         return topic, sentiment
 
 
@@ -210,11 +244,15 @@ class Scorer:
 
     @classmethod
     def from_artifact(cls, directory: Path | str = DEFAULT_ARTIFACT, backend: str = "onnx", precision: str = "auto",
-                      device: str = "cpu", max_batch: int = 64, threads: int = 0) -> Scorer:
+                      device: str = "cpu", max_batch: int = 64, threads: int = 0,
+                      recheck_margin: float | None = None) -> Scorer:
+        """recheck_margin (int8 only): rescore near-ties with the fp32 graph (RecheckedBackend);
+        None takes the artifact's own `int8_recheck_margin`, 0 runs the int8 graph alone."""
         directory = resolve_artifact(directory)
         meta = Meta.load(directory)
-        return cls(make_backend(directory, backend, precision, device, threads), Tokenizer(directory, meta.max_length),
-                   meta, max_batch)
+        margin = meta.int8_recheck_margin if recheck_margin is None else recheck_margin
+        return cls(make_backend(directory, backend, precision, device, threads, margin),
+                   Tokenizer(directory, meta.max_length), meta, max_batch)
 
     def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         errors = validate_texts(texts)
@@ -350,12 +388,16 @@ def onnx_providers(device: str) -> list | None:
     return [("CUDAExecutionProvider", {"device_id": int(device.partition(":")[2] or 0)}), "CPUExecutionProvider"]
 
 
-def make_backend(directory: Path, backend: str, precision: str = "auto", device: str = "cpu", threads: int = 0) -> Backend:
+def make_backend(directory: Path, backend: str, precision: str = "auto", device: str = "cpu", threads: int = 0,
+                 recheck_margin: float = 0.0) -> Backend:
     """The backend asked for, or BackendUnavailable saying why this combination cannot run here."""
     directory = Path(directory)
     precision = resolve_precision(directory, backend, precision, device)
     if backend == "onnx":
-        return OnnxBackend(onnx_path(directory, precision), threads=threads, providers=onnx_providers(device))
+        fast = OnnxBackend(onnx_path(directory, precision), threads=threads, providers=onnx_providers(device))
+        if precision != "int8" or recheck_margin <= 0:
+            return fast
+        return RecheckedBackend(fast, OnnxBackend(onnx_path(directory, "fp32"), threads=threads), recheck_margin)
     require_torch_cuda(device)
     if backend == "torch":
         return TorchBackend(directory, device=device, fp16=precision == "fp16")

@@ -23,7 +23,7 @@ from models.data import Example, SourceSpec, default_sources, label_counts, load
 from models.labels import SENTIMENTS, TOPICS
 from models.evaluate import report_from_logits
 from models.metrics import fit_temperature
-from models.network import ModelMeta, build_model, load_tokenizer, masked_loss, save_artifact
+from models.network import ModelMeta, build_model, load_artifact, load_tokenizer, masked_loss, save_artifact
 
 
 @dataclass
@@ -48,6 +48,12 @@ class TrainConfig:
     device: str = "auto"
     resume: bool = False
     version: str = ""
+    # distillation (models.teacher): the teacher's logits.npz; every training text needs its row
+    teacher: str = ""
+    distill_alpha: float = 0.5  # weight of the hard-label loss; 1 - alpha goes to the soft labels
+    distill_temperature: float = 2.0
+    init: str = ""  # start from this artifact's weights instead of the bare encoder
+    cpu_bf16: bool = False  # bf16 autocast for training steps on a CPU (about 3x fp32 where supported)
 
 
 def seed_everything(seed: int) -> None:
@@ -111,8 +117,10 @@ def predict_logits(model, ids: list[list[int]], pad_id: int, device, batch_size:
     return topic, sent
 
 
-def autocast(device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if str(device).startswith("cuda") else torch.autocast("cpu", enabled=False)
+def autocast(device, cpu_bf16: bool = False):
+    if str(device).startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16)
 
 
 def dev_report(model, dev: list[Example], dev_ids, pad_id, device, temps=(1.0, 1.0)) -> dict:
@@ -120,15 +128,32 @@ def dev_report(model, dev: list[Example], dev_ids, pad_id, device, temps=(1.0, 1
     return report_from_logits(dev, t_logits, s_logits, temps)
 
 
+def distill_loss(t, s, soft_t, soft_s, temperature: float, weights=None):
+    """Both heads' KL(teacher || student) at the temperature, scaled by T^2 (Hinton et al.).
+    `weights`: optional (topic, sentiment) per-row weights, 0 where a row must not be pulled."""
+    loss = 0.0
+    for h, (student, teacher) in enumerate(((t, soft_t), (s, soft_s))):
+        log_p = torch.log_softmax(teacher.float() / temperature, -1)
+        rows = (log_p.exp() * (log_p - torch.log_softmax(student.float() / temperature, -1))).sum(-1)
+        w = None if weights is None else weights[h].to(rows.device)
+        loss = loss + (rows.mean() if w is None else (rows * w).sum() / len(rows)) * temperature**2
+    return loss
+
+
 def train_step(model, opt, ids: list[list[int]], examples: list[Example], pad_id: int, device,
-               topic_weight=None, smoothing: float = 0.0) -> float:
-    """One optimiser step on a batch (both heads, unlabelled heads masked); returns the loss."""
+               topic_weight=None, smoothing: float = 0.0, soft=None, alpha: float = 1.0,
+               temperature: float = 2.0, cpu_bf16: bool = False, soft_weights=None) -> float:
+    """One optimiser step on a batch (both heads, unlabelled heads masked); returns the loss.
+    `soft`: the teacher's (topic, sentiment) logits for the batch, mixed in with weight 1 - alpha."""
     input_ids, mask = collate(ids, pad_id, device)
     y_t = torch.tensor([e.topic for e in examples], device=device)
     y_s = torch.tensor([e.sentiment for e in examples], device=device)
-    with autocast(device):
+    with autocast(device, cpu_bf16):
         t, s = model(input_ids, mask)
     loss = masked_loss(t, s, y_t, y_s, topic_weight, smoothing)
+    if soft is not None:
+        loss = alpha * loss + (1 - alpha) * distill_loss(t, s, soft[0].to(device), soft[1].to(device), temperature,
+                                                         soft_weights)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -161,8 +186,11 @@ class Trainer:
         self.device = pick_device(cfg.device)
         self.train, self.dev, self.specs = load_examples(cfg)
         self.model, self.encoder_path = build_model(cfg.encoder, cfg.dropout)
+        if cfg.init:
+            self.model.load_state_dict(load_artifact(Path(cfg.init))[0].state_dict())
         self.model.to(self.device)
         self.tokenizer = load_tokenizer(self.encoder_path)
+        self.soft = soft_labels(cfg.teacher, self.train) if cfg.teacher else None
         self.pad_id = self.tokenizer.pad_token_id
         self.train_ids = tokenize(self.tokenizer, self.train, cfg.max_length)
         self.dev_ids = tokenize(self.tokenizer, self.dev, cfg.max_length)
@@ -200,8 +228,10 @@ class Trainer:
         return total / max(seen, 1)
 
     def step(self, idx) -> float:
+        soft = None if self.soft is None else (self.soft[0][idx], self.soft[1][idx])
         loss = train_step(self.model, self.opt, [self.train_ids[i] for i in idx], [self.train[i] for i in idx],
-                          self.pad_id, self.device, self.topic_weight, self.cfg.label_smoothing)
+                          self.pad_id, self.device, self.topic_weight, self.cfg.label_smoothing, soft,
+                          self.cfg.distill_alpha, self.cfg.distill_temperature, self.cfg.cpu_bf16)
         self.sched.step()
         return loss
 
@@ -244,6 +274,20 @@ class Trainer:
         save_artifact(self.model, self.tokenizer, meta, self.out)
         write_training_record(self.out, self.cfg, self.specs, self.train, self.dev, self.history, report)
         return report
+
+
+def soft_labels(path: str, train: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's logits for each training example, in order; every text must have a row."""
+    from models.data import DataError
+    from models.teacher import load_soft_labels, text_key
+
+    table = load_soft_labels(Path(path))
+    missing = [e.text for e in train if text_key(e.text) not in table]
+    if missing:
+        raise DataError(f"{path}: no teacher logits for {len(missing)} training texts (first: {missing[0][:60]!r}); "
+                        "train the teacher on the same data and split")
+    rows = [table[text_key(e.text)] for e in train]
+    return (torch.tensor(np.stack([r[0] for r in rows])), torch.tensor(np.stack([r[1] for r in rows])))
 
 
 def version_id(cfg: TrainConfig) -> str:

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 import pytest
 
-from models.export import FP32_ATOL, INT8_MIN_AGREEMENT, compare
-from models.runtime import InvalidText, Scorer, pad_chunk
+from models.export import FP32_ATOL, INT8_MIN_AGREEMENT, INT8_RECHECKED_MIN_AGREEMENT, compare
+from models.runtime import InvalidText, Scorer, pad_chunk, top2_margin
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +23,30 @@ def test_onnx_fp32_matches_pytorch(artifact, torch_ref, real_texts):
 
 
 def test_onnx_int8_argmax_agreement(artifact, torch_ref, real_texts):
-    p = compare(torch_ref, Scorer.from_artifact(artifact, backend="onnx", precision="int8"), real_texts)
+    """The int8 graph alone, then the int8 path as shipped (near-ties rechecked in fp32)."""
+    alone = compare(torch_ref, Scorer.from_artifact(artifact, precision="int8", recheck_margin=0), real_texts)
     assert len(real_texts) >= 300
-    assert p.topic_agreement >= INT8_MIN_AGREEMENT and p.sentiment_agreement >= INT8_MIN_AGREEMENT
+    assert alone.topic_agreement >= INT8_MIN_AGREEMENT and alone.sentiment_agreement >= INT8_MIN_AGREEMENT
+    shipped = Scorer.from_artifact(artifact, precision="int8")
+    assert shipped.meta.int8_recheck_margin > 0
+    p = compare(torch_ref, shipped, real_texts)
+    assert p.topic_agreement >= INT8_RECHECKED_MIN_AGREEMENT and p.sentiment_agreement >= INT8_RECHECKED_MIN_AGREEMENT
+    assert p.topic_agreement > alone.topic_agreement or alone.topic_agreement == 1.0
+    assert 0 < shipped.backend.rechecked < 0.5 * shipped.backend.rows  # a minority goes twice
+
+
+def test_recheck_takes_fp32_answers_exactly_where_the_margin_is_low(artifact, real_texts):
+    texts = real_texts[:200]
+    fp32 = Scorer.from_artifact(artifact, precision="fp32").logits(texts)
+    int8 = Scorer.from_artifact(artifact, precision="int8", recheck_margin=0).logits(texts)
+    everything = Scorer.from_artifact(artifact, precision="int8", recheck_margin=1.01)
+    np.testing.assert_allclose(everything.logits(texts)[0], fp32[0], atol=1e-4)  # all rows rechecked
+    assert everything.backend.rechecked == len(texts)
+    some = Scorer.from_artifact(artifact, precision="int8", recheck_margin=0.2).logits(texts)
+    low = np.minimum(top2_margin(int8[0]), top2_margin(int8[1])) < 0.2
+    assert 0 < low.sum() < len(texts)
+    np.testing.assert_allclose(some[0][low], fp32[0][low], atol=1e-4)
+    np.testing.assert_allclose(some[0][~low], int8[0][~low], atol=1e-6)
 
 
 def test_batch_composition_does_not_change_results(artifact, real_texts):
