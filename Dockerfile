@@ -18,11 +18,11 @@ COPY dashboards dashboards
 COPY scripts scripts
 
 FROM source AS model
-RUN pip install -c requirements.lock ".[train]" && finsent export --model models/artifacts/finsent-minilm-v1
+RUN pip install -c requirements.lock ".[train]" && finsent export --model models/artifacts/finsent-minilm-v2
 
 FROM source
 ARG EXTRAS=stream,api,dashboards
-COPY --from=model /app/models/artifacts/finsent-minilm-v1/model.int8.onnx models/artifacts/finsent-minilm-v1/
+COPY --from=model /app/models/artifacts/finsent-minilm-v2/model.int8.onnx models/artifacts/finsent-minilm-v2/
 RUN pip install -c requirements.lock ".[${EXTRAS}]" \
     && useradd --system --uid 10001 --no-create-home --home-dir /app finsent \
     && chown finsent /app

@@ -7,7 +7,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup test demo bench export clean lock model-v2
 
-MODEL := models/artifacts/finsent-minilm-v1
+MODEL := models/artifacts/finsent-minilm-v2
 
 setup: $(VENV)/.installed $(MODEL)/model.int8.onnx
 

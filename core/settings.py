@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "artifacts" / "finsent-minilm-v1"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "artifacts" / "finsent-minilm-v2"
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 

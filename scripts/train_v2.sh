@@ -33,5 +33,8 @@ texts = [v["sentence"].replace("\n", " ").strip() for f in ("headline", "post")
 Path(sys.argv[2]).write_text("\n".join(t for t in texts if t) + "\n")
 EOF
 finsent export --model "$OUT" --calibrate "$RUN/calibration.txt"
-"$PY" -m models.card --v1 models/artifacts/finsent-minilm-v1 --v2 "$OUT" --teacher "$RUN/teacher" --data-dir "$DATA"
+# v1 for the side-by-side card: from the last commit that shipped it (its weights left the tree with v2)
+V1=${V1:-$RUN/v1/models/artifacts/finsent-minilm-v1}
+if [ ! -d "$V1" ]; then mkdir -p "$RUN/v1" && git archive ab69ace models/artifacts/finsent-minilm-v1 | tar -x -C "$RUN/v1"; fi
+"$PY" -m models.card --v1 "$V1" --v2 "$OUT" --teacher "$RUN/teacher" --data-dir "$DATA"
 echo "model v2: $OUT (MODEL_CARD.md, dev_metrics.json)"

@@ -48,7 +48,7 @@ def test_planted_error_is_learned_from_feedback_without_forgetting(tmp_path):
     assert r.exit_code == 0, r.output
 
     lineage = json.loads((out / "training.json").read_text())["lineage"]
-    assert lineage["parent"] == "finsent-minilm-v1" and lineage["version"] == "finsent-test-fb"
+    assert lineage["parent"] == "finsent-minilm-v2" and lineage["version"] == "finsent-test-fb"
     fb = lineage["feedback"]
     assert fb["corrections"] == 40 and fb["held_out"] == 8 and fb["trained_on"] == 32
     held_before = lineage["before"]["held_out_corrections"]["sentiment"]["accuracy"]
@@ -79,3 +79,25 @@ def test_bad_feedback_files_are_clear_errors(tmp_path):
     good.write_text(json.dumps({"text": "Acme announces a zorblax review", "sentiment": "negative"}) + "\n")
     r = CliRunner().invoke(app, ["train", "--feedback", str(good), "--output", str(tmp_path)])  # never overwritten
     assert r.exit_code == 2 and "not empty" in r.output and bad.exists()
+
+
+def test_keep_targets_pull_every_head_but_a_corrected_one():
+    """Learning without forgetting: the base model's own predictions anchor every mixed-in text,
+    except on the head an analyst corrected, where the correction must win."""
+    import torch
+
+    from models.data import Example
+    from models.feedback import keep_targets
+    from models.network import load_artifact, load_tokenizer
+    from models.train import tokenize
+
+    model, meta = load_artifact(DEFAULT_ARTIFACT)
+    tok = load_tokenizer(DEFAULT_ARTIFACT / "tokenizer")
+    mix = [Example("Acme announces a zorblax review", sentiment=0, source="feedback"),
+           Example("Fed holds rates", topic=1, source="topic_train.csv"),
+           Example("Acme beats estimates", topic=5, sentiment=2, source="feedback")]
+    (t, s), (w_t, w_s) = keep_targets(model, mix, tokenize(tok, mix, meta.max_length), tok.pad_token_id, "cpu")
+    assert t.shape == (3, 20) and s.shape == (3, 3)
+    assert w_t.tolist() == [1.0, 1.0, 0.0] and w_s.tolist() == [0.0, 1.0, 0.0]
+    ref = Scorer.from_artifact(backend="torch", precision="fp32").logits(["Fed holds rates"])[0][0]
+    torch.testing.assert_close(t[1], torch.from_numpy(ref), atol=1e-4, rtol=1e-4)  # the base model's own logits

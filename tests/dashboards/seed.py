@@ -15,7 +15,7 @@ from models.labels import TOPICS
 SOURCES = ("newswire", "twitter", "reddit", "analyst's-desk")  # a quote: checks Grafana's quoting
 TICKERS = tuple(f"T{i:03d}" for i in range(100)) + ("AAPL", "TSLA", "NVDA")
 SENTIMENTS = ("negative", "neutral", "positive")
-MODEL = "finsent-minilm-v1"
+MODEL = "finsent-minilm-v2"
 
 
 def fresh_db(postgres, name: str) -> str:

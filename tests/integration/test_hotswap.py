@@ -13,7 +13,7 @@ from finsent.services import wait_for
 from models.runtime import DEFAULT_ARTIFACT
 from stream.simulate import feed
 
-V2 = "finsent-minilm-v1-hot"
+V2 = "finsent-minilm-v2-hot"
 
 
 def health(port: int) -> dict:

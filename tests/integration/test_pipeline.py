@@ -30,7 +30,7 @@ def test_10k_messages_10k_rows_none_twice(stack):
     ids = {r[0] for r in stack.sql("SELECT id FROM scored_event")}
     assert ids == {e["id"] for e in evs}
     (versions,), = stack.sql("SELECT array_agg(DISTINCT model_version) FROM scored_event")
-    assert versions == ["finsent-minilm-v1"]
+    assert versions == ["finsent-minilm-v2"]
 
 
 def test_malformed_messages_go_to_dead_letter_with_reasons(stack):
