@@ -61,7 +61,7 @@ def train(
                                                      "JSONL or CSV): fine-tune --from on them, with rehearsal")] = None,
     rehearsal: Annotated[int, typer.Option(help="with --feedback: original training examples mixed in")] = 2000,
     keep_alpha: Annotated[float, typer.Option(help="with --feedback: weight of the labels against the base model's "
-                                              "own predictions on the mixed-in texts (1 = labels only)")] = 0.5,
+                                              "own predictions on the mixed-in texts (1 = labels only)")] = 1.0,
     export_int8: Annotated[bool, typer.Option("--export/--no-export", help="with --feedback: build the int8 graph")] = True,
     teacher: Annotated[Optional[Path], typer.Option(help="a teacher's logits.npz (`finsent teacher train`): "
                                                     "distil its soft labels for both heads on every text")] = None,
