@@ -14,6 +14,16 @@ SSE_CLIENTS = Gauge("finsent_api_sse_clients", "Open live alert streams (SSE and
 WEBHOOKS = Counter("finsent_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
 for _outcome in ("delivered", "failed", "retry", "disabled"):
     WEBHOOKS.labels(_outcome)
+MODEL_VERSION = Gauge("finsent_api_model_version", "1 for the model version the API scores with", ["version"])
+MODEL_SWAPS = Counter("finsent_api_model_swaps_total", "Model hot swaps in the API, by outcome (swapped | failed)",
+                      ["outcome"])
+
+
+def count_model_swap(outcome: str, version: str) -> None:
+    MODEL_SWAPS.labels(outcome).inc()
+    if outcome == "swapped":
+        MODEL_VERSION.clear()
+        MODEL_VERSION.labels(version).set(1)
 
 
 class MetricsMiddleware:

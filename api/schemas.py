@@ -22,8 +22,15 @@ class Message(BaseModel):
     detail: str
 
 
+class ModelState(BaseModel):
+    version: str
+    dir: str
+    swap_error: str | None = Field(None, description="why the model `current` names now was refused, if it was")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
+    model: ModelState | None = Field(None, description="the scoring model in use; null until the first scoring request")
 
 
 class Ready(BaseModel):

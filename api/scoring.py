@@ -1,13 +1,20 @@
 """Ad-hoc scoring: concurrent requests are gathered into one model call (up to MAX_BATCH texts,
 waiting at most MAX_WAIT_S for company), run in a thread so the event loop never blocks.
-The model loads on the first request (about a second), never at import or for /ready."""
+The model loads on the first request (about a second), never at import or for /ready. After
+that, every FINSENT_MODEL_POLL_S at most (checked when requests come), the API follows
+FINSENT_MODEL_DIR/current as the worker does (models.hotswap): a new artifact is loaded and
+checked in a thread while requests go on with the model in use, and answers carry the version
+that scored them; a broken one is refused and shown in /health (`model.swap_error`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from api import metrics
 from core.logs import get
 from core.settings import Settings
 
@@ -31,7 +38,10 @@ class ScoringBatcher:
         self.settings = settings
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task | None = None
+        self._poll: asyncio.Task | None = None
+        self._next_poll = 0.0
         self.scorer = None
+        self.swap = None  # models.hotswap.ModelSwap, once a model is loaded
 
     async def predict(self, texts: list[str]) -> tuple[str, list]:
         """(model version, predictions in input order)."""
@@ -44,32 +54,51 @@ class ScoringBatcher:
     async def explain(self, text: str):
         """Per-word attributions for one text (occlusion: one model call of n_words + 1 texts)."""
         try:
-            if self.scorer is None:
-                self.scorer = await asyncio.to_thread(self._load)
+            await self._ensure_model()
             return await asyncio.to_thread(self.scorer.explain, text)
         except Exception as exc:  # noqa: BLE001 - the request gets a 503 with the reason
             log.error("explain.failed", error=str(exc))
             raise ModelUnavailable(str(exc)) from exc
 
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def state(self) -> dict | None:
+        """The model in use (version, directory, the last refused swap), or None before the first load."""
+        return self.swap.state() if self.swap else None
 
-    def _load(self):
+    async def stop(self) -> None:
+        for task in (self._task, self._poll):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _load(self, directory: Path | None = None):
         from models.runtime import Scorer
 
         s = self.settings
-        return Scorer.from_artifact(s.model_dir, s.backend, s.precision, device=s.device, max_batch=MAX_BATCH)
+        return Scorer.from_artifact(directory or s.model_dir, s.backend, s.precision, device=s.device,
+                                    max_batch=MAX_BATCH).check()
+
+    async def _ensure_model(self) -> None:
+        """Load the model on first use; later, start a look at `current` when one is due (in the
+        background: the model in use answers meanwhile, the next batch takes the new one)."""
+        if self.scorer is None:
+            from models.hotswap import ModelSwap
+
+            self.scorer = await asyncio.to_thread(self._load)
+            self.swap = ModelSwap(self.settings.model_dir, self, self._load, on_change=metrics.count_model_swap)
+            metrics.MODEL_VERSION.labels(self.scorer.version).set(1)
+            self._next_poll = time.monotonic() + self.settings.model_poll_s
+        elif time.monotonic() >= self._next_poll and (self._poll is None or self._poll.done()):
+            self._next_poll = time.monotonic() + self.settings.model_poll_s
+            self._poll = asyncio.create_task(self.swap.poll(), name="model-swap")
 
     async def _run(self) -> None:
         while True:
             jobs = await self._gather()
             try:
-                if self.scorer is None:
-                    self.scorer = await asyncio.to_thread(self._load)
-                preds = await asyncio.to_thread(self.scorer.predict, [t for j in jobs for t in j.texts])
+                await self._ensure_model()
+                scorer = self.scorer  # the version that answers is the one that scored
+                preds = await asyncio.to_thread(scorer.predict, [t for j in jobs for t in j.texts])
             except Exception as exc:  # noqa: BLE001 - every waiting request gets the error, the loop lives on
                 log.error("score.failed", error=str(exc))
                 for j in jobs:
@@ -78,7 +107,7 @@ class ScoringBatcher:
                 continue
             for j in jobs:
                 if not j.future.done():
-                    j.future.set_result((self.scorer.version, preds[:len(j.texts)]))
+                    j.future.set_result((scorer.version, preds[:len(j.texts)]))
                 preds = preds[len(j.texts):]
 
     async def _gather(self) -> list[_Job]:

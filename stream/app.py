@@ -33,7 +33,7 @@ from models.runtime import Scorer
 from stream import metrics
 from stream.detection import Detection
 from stream.detector import DetectorConfig, SpikeDetector
-from stream.hotswap import ModelSwap
+from stream.hotswap import worker_swap
 from stream.pipeline import BatchProcessor, Dead, Incoming
 from stream.progress import StallWatch
 from stream.sink import PostgresSink
@@ -242,7 +242,7 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                                max_chars=settings.max_text_chars, max_skew_s=settings.max_future_skew_s,
                                masker=Masker(settings.mask))
 
-    swap = ModelSwap(settings.model_dir, processor, lambda d: load_scorer(settings, d))
+    swap = worker_swap(settings.model_dir, processor, lambda d: load_scorer(settings, d))
 
     @app.timer(interval=settings.model_poll_s)
     async def model_pointer():

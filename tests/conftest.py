@@ -80,3 +80,24 @@ def new_database(postgres, prefix: str = "t") -> str:
 def migrated_db(postgres):
     """A fresh database at head: returns its async SQLAlchemy URL (libpq DSN: core.pg.libpq_dsn)."""
     return new_database(postgres)
+
+
+def swap_models_dir(root: Path, v2_version: str) -> Path:
+    """A models directory for hot-swap tests: `v1` (the shipped artifact), `v2` (the same weights
+    under another version id), `broken` (a finsent.json that is not JSON), `current` → v1."""
+    import json
+
+    models = root / "models"
+    models.mkdir()
+    (models / "v1").symlink_to(DEFAULT_ARTIFACT)
+    v2 = models / "v2"
+    v2.mkdir()
+    for f in DEFAULT_ARTIFACT.iterdir():
+        if f.name != "finsent.json":
+            (v2 / f.name).symlink_to(f)
+    meta = json.loads((DEFAULT_ARTIFACT / "finsent.json").read_text())
+    (v2 / "finsent.json").write_text(json.dumps({**meta, "version": v2_version}))
+    (models / "broken").mkdir()
+    (models / "broken" / "finsent.json").write_text("{not json")
+    (models / "current").write_text("v1")
+    return models

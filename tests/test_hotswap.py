@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from models.runtime import resolve_artifact
-from stream.hotswap import ModelSwap
+from models.hotswap import ModelSwap
 
 
 def artifact(root: Path, name: str) -> Path:

@@ -15,8 +15,8 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health, summary="Liveness: the process answers")
-async def health() -> Health:
-    return Health(status="ok")
+async def health(request: Request) -> Health:
+    return Health(status="ok", model=request.app.state.scorer.state())
 
 
 @router.get("/ready", response_model=Ready, summary="Readiness: Postgres reachable, migrations at head",

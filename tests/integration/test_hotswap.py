@@ -12,6 +12,7 @@ import httpx
 from finsent.services import wait_for
 from models.runtime import DEFAULT_ARTIFACT
 from stream.simulate import feed
+from tests.conftest import swap_models_dir
 
 V2 = "finsent-minilm-v2-hot"
 
@@ -26,21 +27,8 @@ def health(port: int) -> dict:
 def test_swap_mid_stream_loses_nothing_and_rows_carry_their_version(kafka, postgres, tmp_path):
     from tests.integration.conftest import Stack
 
-    models = tmp_path / "models"
-    models.mkdir()
-    (models / "v1").symlink_to(DEFAULT_ARTIFACT)
-    v2 = models / "v2"
-    v2.mkdir()
-    for f in DEFAULT_ARTIFACT.iterdir():  # the same weights under another version id
-        if f.name != "finsent.json":
-            (v2 / f.name).symlink_to(f)
+    models = swap_models_dir(tmp_path, V2)
     meta = json.loads((DEFAULT_ARTIFACT / "finsent.json").read_text())
-    (v2 / "finsent.json").write_text(json.dumps({**meta, "version": V2}))
-    broken = models / "broken"
-    broken.mkdir()
-    (broken / "finsent.json").write_text("{not json")
-    (models / "current").write_text("v1")
-
     s = Stack(kafka, postgres, tmp_path, model_dir=str(models), model_poll_s=0.5)
     try:
         w = s.start_worker()
