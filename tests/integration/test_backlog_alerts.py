@@ -34,6 +34,10 @@ QUIET = ["ACME", "BA", "PFE", "KO"]  # one mention per 15 min: the surges land o
 RATES = {**{t: 1 / 900 for t in QUIET}, **{t: 1 / 300 for t in ("DIS", "GS", "INTC", "UBER", "CVX", "WMT", "XOM", "NFLX")},
          **{t: 1 / 120 for t in ("AAPL", "MSFT", "NVDA", "TSLA")}}
 SURGES = [(1.5, "ACME"), (2.75, "BA"), (4.0, "PFE"), (5.25, "KO")]  # (hour, ticker)
+# the surges are news headlines (the templates that name the company), not the simulator's social
+# slang: v2 reads "$ACME breaking down hard, this is ugly" as neutral, and 15 of 20 negative on a
+# cold key is not a surge by the detector's rules, so a slang-heavy draw tested the model, not the backlog
+HEADLINES = [t for t in NEGATIVE if "{co}" in t]
 
 
 def headline(rng: random.Random, templates: list[str], ticker: str) -> str:
@@ -54,7 +58,7 @@ def traffic(t0: datetime, seed: int = 5) -> list[dict]:
             out.append(item(ts, ticker, rng.choices((NEGATIVE, NEUTRAL, POSITIVE), weights=(2, 5, 3))[0], "bg"))
     for hour, ticker in SURGES:
         for _ in range(20):
-            out.append(item(hour * 3600 + rng.uniform(0, 90), ticker, NEGATIVE, f"surge-{ticker}"))
+            out.append(item(hour * 3600 + rng.uniform(0, 90), ticker, HEADLINES, f"surge-{ticker}"))
     return sorted(out, key=lambda e: e["published_at"])  # each partition in event-time order
 
 
