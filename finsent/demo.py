@@ -47,7 +47,10 @@ DEMO_DETECTOR = {"slice_s": 2, "window_s": 20, "detector_warmup_s": 20, "latenes
 DEMO_API = {"webhook_allow_private": "true", "webhook_allow_http": "true", "webhook_retry_base_s": 1.0}
 DEMO_SCOPES = ["read", "subscribe", "feedback"]
 SURGE_TICKER = "ACME"
-SURGE_SIZE = 60  # one second of the feed, all bad news on $ACME: clear of its ~3 items/s at a third negative
+# two seconds of the feed, all bad news on $ACME (~3 items/s, a quarter negative). In the demo's
+# 20 s window a one-second surge (60) was borderline against a key that has learned little yet:
+# offline with finsent-minilm-v2 it alerted in 82 of 100 seeds; 120 alerted in 400 of 400
+SURGE_SIZE = 120
 RECEIVER_NAME = "demo webhook receiver"
 BAD = [b"not json at all", b'{"id": "x1", "source": "wire-a"}', b'{"id": "x2", "source": "wire-a", "text": 5}',
        b'{"id": "x3", "source": "wire-a", "text": "\xff\xfe", "published_at": "2026-01-01T00:00:00Z"}']
