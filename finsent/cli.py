@@ -62,6 +62,8 @@ def train(
     rehearsal: Annotated[int, typer.Option(help="with --feedback: original training examples mixed in")] = 2000,
     keep_alpha: Annotated[float, typer.Option(help="with --feedback: weight of the labels against the base model's "
                                               "own predictions on the mixed-in texts (1 = labels only)")] = 1.0,
+    merge: Annotated[bool, typer.Option("--merge/--no-merge", help="with --feedback: pull the tuned weights back toward "
+                                        "the base model as far as the trained corrections allow")] = True,
     export_int8: Annotated[bool, typer.Option("--export/--no-export", help="with --feedback: build the int8 graph")] = True,
     teacher: Annotated[Optional[Path], typer.Option(help="a teacher's logits.npz (`finsent teacher train`): "
                                                     "distil its soft labels for both heads on every text")] = None,
@@ -82,7 +84,7 @@ def train(
         fcfg = FeedbackConfig(base=str(from_model or _default_model()), feedback=str(feedback), output=str(output),
                               sources=source or [], data_dir=str(data_dir), rehearsal=rehearsal,
                               epochs=epochs or 2, batch_size=batch_size or 16, lr=lr or 1e-5, seed=seed,
-                              device=device, version=version, keep_alpha=keep_alpha,
+                              device=device, version=version, keep_alpha=keep_alpha, merge=merge,
                               export=export_int8)
         try:
             with Progress(console=console) as progress:

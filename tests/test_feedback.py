@@ -56,6 +56,12 @@ def test_planted_error_is_learned_from_feedback_without_forgetting(tmp_path):
     assert held_before == 0.0 and held_after == 1.0, lineage
     for head, b in lineage["before"]["original_dev"].items():  # rehearsal: the original data is not forgotten
         assert lineage["after"]["original_dev"][head]["accuracy"] >= b["accuracy"] - 0.1, (head, lineage)
+    # the weights are merged back toward the base: the smallest share of the step that keeps the
+    # trained corrections (chosen on them alone), every smaller share on the grid learned less
+    merge = lineage["merge"]
+    curve = merge["trained_corrections_accuracy"]
+    assert curve[str(merge["m"])] == curve["1.0"] and 0 < merge["m"] <= 1.0
+    assert all(acc["sentiment"] < curve["1.0"]["sentiment"] for m, acc in curve.items() if float(m) < merge["m"])
     assert "Lineage: finsent-test-fb" in (out / "MODEL_CARD.md").read_text()
 
     tuned = Scorer.from_artifact(out, threads=1)  # the int8 graph was built: the runtime takes it
