@@ -9,9 +9,10 @@ the mix, together with a rehearsal sample of the model's own training data (the 
 training.json, or `--source`), so that it does not forget; the original dev split measures the
 forgetting. Then the fine-tuned weights are pulled back toward the base model's (a weight-space
 merge, base + m × (tuned − base)): m is the smallest on a grid at which the corrections trained
-on are still all learned as well as by the tuned model (chosen on training data only; the
-held-out corrections and the dev split only measure it). The result is a new artifact with its own version id, a lineage record in
-training.json and MODEL_CARD.md, and (by default) its int8 ONNX graph.
+on are still learned as well as by the tuned model (chosen on training data only; the held-out
+corrections and the dev split only measure it). The result is a new artifact with its own
+version id, a lineage record in training.json and MODEL_CARD.md, and (by default) its int8 ONNX
+graph.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def finetune(cfg: FeedbackConfig, progress=None) -> dict:
     before = {"held_out_corrections": accuracy(model, held, ids["held"], pad, device),
               "original_dev": accuracy(model, orig_dev, ids["dev"], pad, device)}
 
-    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    base_state = _weights(model)
     soft, soft_w = keep_targets(model, mix, ids["mix"], pad, device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     steps = cfg.epochs * ((len(mix) + cfg.batch_size - 1) // cfg.batch_size)
@@ -172,7 +173,8 @@ def finetune(cfg: FeedbackConfig, progress=None) -> dict:
               "feedback": {"file": str(cfg.feedback), "sha256": digest, "corrections": len(corrections),
                            "trained_on": len(fb_train), "held_out": len(held), "repeats": repeats},
               "rehearsal": len(rehearse), "original_dev_n": len(orig_dev), "seconds": round(time.perf_counter() - t0, 1),
-              "merge": merge, "before": before, "after": after, "drop_points": _drops(before, after), "config": asdict(cfg)}
+              "merge": merge, "before": before, "after": after, "drop_points": _drops(before, after),
+              "config": asdict(cfg)}
     (out / "training.json").write_text(json.dumps({"lineage": report}, indent=2) + "\n")
     card = (base / "MODEL_CARD.md").read_text() if (base / "MODEL_CARD.md").exists() else f"# {meta.version}\n"
     (out / "MODEL_CARD.md").write_text(card + _lineage_md(report))
@@ -189,7 +191,7 @@ def choose_merge(model, base_state: dict, trained: list[Example], ids, pad_id, d
     {m, the grid's accuracies}. Only training data decides: the held-out corrections and the dev
     split measure the result. (Weight interpolation, as in WiSE-FT: the corrections need a part
     of the step; the rest of it is where the forgetting is.)"""
-    tuned = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    tuned = _weights(model)
 
     def set_weights(m: float) -> None:
         model.load_state_dict({k: (base_state[k] + m * (v - base_state[k])) if v.is_floating_point() else v
@@ -210,6 +212,10 @@ def choose_merge(model, base_state: dict, trained: list[Example], ids, pad_id, d
             break
     set_weights(chosen)
     return {"m": chosen, "trained_corrections_accuracy": curve}
+
+
+def _weights(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def keep_targets(model, mix: list[Example], ids, pad_id, device):
