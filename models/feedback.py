@@ -55,7 +55,7 @@ class FeedbackConfig:
     # tuned model learned of the trained corrections. On v2 and the real data it halved the
     # forgetting at no cost to the held-out corrections (README: the feedback table). False: m = 1
     merge: bool = True
-    merge_grid: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    merge_grid: tuple[float, ...] = tuple(round(0.2 + 0.05 * i, 2) for i in range(17))  # 0.2, 0.25, ... 1.0
     seed: int = 13
     device: str = "auto"
     version: str = ""
