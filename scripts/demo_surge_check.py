@@ -6,9 +6,9 @@ the simulated texts, so check a new model here before it ships:
 
     .venv/bin/python scripts/demo_surge_check.py [--model DIR] [--seeds 200] [--size 120]
 
-It builds the demo's feed per seed, scores it with the model (int8 ONNX, as the worker), and
-replays the demo's detector settings (finsent.demo.DEMO_DETECTOR) in event-time order with
-stream.offline — no Kafka, no Postgres. Prints how many seeds alerted on the surge ticker.
+For each seed it builds the demo's feed, scores it with the model (int8 ONNX, as the worker)
+and replays it through the demo's detector settings (finsent.demo.replay_offline: event-time
+order, no Kafka, no Postgres). Prints how many seeds alerted on the surge ticker.
 """
 
 from __future__ import annotations
@@ -20,14 +20,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress
 
-from finsent.demo import DEMO_DETECTOR, SURGE_SIZE, SURGE_TICKER
+from finsent.demo import SURGE_SIZE, SURGE_TICKER, replay_offline
 from models.runtime import DEFAULT_ARTIFACT, Scorer
-from stream.detector import DetectorConfig
-from stream.offline import replay
-from stream.records import NewsEvent
-from stream.simulate import Surge, feed
-
-SECONDS, RATE = 60, 60  # the demo's defaults
 
 
 def main() -> int:
@@ -37,26 +31,13 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=SURGE_SIZE, help="surge items (the demo's: %(default)s)")
     args = ap.parse_args()
     scorer = Scorer.from_artifact(args.model)
-    cfg = DetectorConfig(slice_s=DEMO_DETECTOR["slice_s"], window_s=DEMO_DETECTOR["window_s"],
-                         warmup_s=DEMO_DETECTOR["detector_warmup_s"], lateness_s=DEMO_DETECTOR["lateness_s"])
-    n = SECONDS * RATE
     start = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
-    read: dict[str, tuple[bool, str]] = {}
+    read: dict = {}
     missed = []
-    console = Console(stderr=True)
-    with Progress(console=console) as progress:
+    with Progress(console=Console(stderr=True)) as progress:
         task = progress.add_task("seeds", total=args.seeds)
         for seed in range(args.seeds):
-            events = list(feed(n, seed=seed, surge=Surge(SURGE_TICKER, int(n * 0.7), args.size), start=start,
-                               spacing_s=1 / RATE, prefix="demo"))
-            new = list({e["text"] for e in events} - read.keys())
-            for text, p in zip(new, scorer.predict(new)):
-                read[text] = (p.sentiment == "negative", p.topic)
-            tuples = []
-            for e in events:
-                ev = NewsEvent(**e)
-                tuples.append((ev.published_at.timestamp(), ev.id, *read[ev.text], ev.all_tickers()))
-            decisions = replay(tuples, cfg, partitions=1).decisions
+            decisions = replay_offline(scorer, [(seed, start)], args.size, read=read)
             if not any(d.key == f"ticker:{SURGE_TICKER}" and d.action == "open" for d in decisions):
                 missed.append(seed)
             progress.advance(task)

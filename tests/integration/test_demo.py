@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta, timezone
 
 import httpx
 
 from api.webhooks import sign
-from finsent.demo import WebhookReceiver, links, verify
+from finsent.demo import SURGE_TICKER, WebhookReceiver, links, replay_offline, verify
 
 BODY = json.dumps({"id": 7, "event": "opened", "delivery_id": 3, "subscription_id": 1,
                    "alert": {"alert_id": 5, "key_type": "ticker", "key": "ACME", "severity": "medium"}}).encode()
@@ -50,3 +51,20 @@ def test_links_printed_by_the_demo():
     assert out["alert stream"].startswith("curl -N -H 'X-API-Key: fsk_x' 'http://127.0.0.1:8000/v1/stream/alerts?")
     assert out["ACME series"] == ("curl -s 'http://127.0.0.1:8000/v1/series?key_type=ticker&key=ACME&bucket=1m"
                                   "&start=2026-01-02T03%3A04%3A05Z'")
+
+
+def test_a_second_demo_run_on_the_same_data_alerts_again():
+    """`make demo` twice on the same data, back to back: the detector's state carries over. The
+    first run's alert must resolve and the second run's surge open a new one (with a warm-up no
+    longer than a window, $ACME learned nothing before it was tested and its alert never resolved;
+    with production's 10-min cool-down, a second run within ten minutes could not open one)."""
+    from models.runtime import Scorer
+
+    first = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
+    second = first + timedelta(seconds=65)
+    decisions = replay_offline(Scorer.from_artifact(threads=1), [(5, first), (6, second)])
+    acme = [(d.action, d.window_end) for d in decisions if d.key == f"ticker:{SURGE_TICKER}"]
+    opens = [end for action, end in acme if action == "open"]
+    assert len(opens) == 2, acme
+    assert first.timestamp() + 40 <= opens[0] < second.timestamp() <= opens[1] < second.timestamp() + 60, acme
+    assert any(action == "resolve" and opens[0] < end <= opens[1] for action, end in acme), acme
