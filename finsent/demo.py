@@ -60,13 +60,14 @@ BAD = [b"not json at all", b'{"id": "x1", "source": "wire-a"}', b'{"id": "x2", "
        b'{"id": "x3", "source": "wire-a", "text": "\xff\xfe", "published_at": "2026-01-01T00:00:00Z"}']
 
 
-def demo_detector_config():
-    """DEMO_DETECTOR as the detector's own config (for offline replays of the demo)."""
-    from stream.detector import DetectorConfig
+def demo_feed(n: int, seed: int, start: datetime, rate: float, surge_size: int = SURGE_SIZE) -> list[dict]:
+    """The demo's simulated feed: `n` items at `rate`/s from `start`, the surge at 70 % of it."""
+    return list(feed(n, seed=seed, surge=Surge(SURGE_TICKER, surge_index(n), surge_size), start=start,
+                     spacing_s=1 / rate, prefix=f"demo{int(start.timestamp())}"))
 
-    d = DEMO_DETECTOR
-    return DetectorConfig(slice_s=d["slice_s"], window_s=d["window_s"], warmup_s=d["detector_warmup_s"],
-                          cooldown_s=d["detector_cooldown_s"], lateness_s=d["lateness_s"])
+
+def surge_index(n: int) -> int:
+    return int(n * 0.7)
 
 
 def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = SURGE_SIZE, seconds: float = 60.0,
@@ -75,15 +76,12 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     runs on the same state as `make demo` twice on the same data, scored by `scorer` (`read`:
     a cache of its readings, text -> (negative, topic)) and replayed in event-time order through
     the demo's settings (stream.offline). No Kafka, no Postgres."""
+    from stream.app import detector_config
     from stream.offline import replay
     from stream.records import NewsEvent
 
     read = {} if read is None else read
-    n = int(seconds * rate)
-    events = []
-    for seed, start in runs:
-        events += feed(n, seed=seed, surge=Surge(SURGE_TICKER, int(n * 0.7), surge_size), start=start,
-                       spacing_s=1 / rate, prefix=f"demo{int(start.timestamp())}")
+    events = [e for seed, start in runs for e in demo_feed(int(seconds * rate), seed, start, rate, surge_size)]
     new = list({e["text"] for e in events} - read.keys())
     for text, p in zip(new, scorer.predict(new)):
         read[text] = (p.sentiment == "negative", p.topic)
@@ -91,7 +89,7 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     for e in events:
         ev = NewsEvent(**e)
         tuples.append((ev.published_at.timestamp(), ev.id, *read[ev.text], ev.all_tickers()))
-    return replay(tuples, demo_detector_config(), partitions=1).decisions
+    return replay(tuples, detector_config(Settings(**DEMO_DETECTOR)), partitions=1).decisions
 
 
 def verify(secret: str, headers, body: bytes, tolerance_s: int = 300) -> bool:
@@ -273,9 +271,8 @@ class DemoStack:
         self.kafka.stop()
         self.pg.stop()
 
-    def feed(self, n: int, rate: float, started: datetime, surge_at: int, bad: list[bytes] = BAD) -> None:
-        events = list(feed(n, seed=int(time.time()) % 1000, surge=Surge(SURGE_TICKER, surge_at, SURGE_SIZE), start=started,
-                           spacing_s=1 / rate, prefix=f"demo{int(started.timestamp())}"))
+    def feed(self, n: int, rate: float, started: datetime, bad: list[bytes] = BAD) -> None:
+        events, surge_at = demo_feed(n, int(time.time()) % 1000, started, rate), surge_index(n)
         asyncio.run(produce(self.kafka.bootstrap, events[:surge_at] + bad + events[surge_at:], self.settings.topic_news,
                             self.settings.topic_social, rate))
 
@@ -322,11 +319,11 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
         conn = psycopg.connect(stack.pg.dsn, autocommit=True)
         before = conn.execute("SELECT count(*) FROM scored_event").fetchone()[0]
         n = int(seconds * rate)
-        surge_at = int(n * 0.7)
+        surge_at = surge_index(n)
         surge_time = time.time() + surge_at / rate
         console.print(f"feeding {n} simulated items over {seconds:.0f} s ({rate:.0f}/s), negative surge on "
                       f"${SURGE_TICKER} at item {surge_at}, plus {len(BAD)} malformed messages")
-        stack.feed(n, rate, started, surge_at)
+        stack.feed(n, rate, started)
         wait_for(lambda: conn.execute("SELECT count(*) FROM scored_event").fetchone()[0] >= before + n, 120,
                  what="all rows in Postgres")
         alerts = wait_for(lambda: conn.execute("SELECT id, opened_at FROM alert WHERE opened_at >= %s AND key = %s",
