@@ -26,7 +26,8 @@ from core import logs
 from core.masking import Masker
 from models.runtime import Prediction, Scorer
 from stream import metrics
-from stream.records import Invalid, NewsEvent, aggregation_keys, decode
+from stream.counting import count_cells
+from stream.records import Invalid, NewsEvent, decode
 from stream.sink import PostgresSink, Rejected
 from stream.watermark import PartitionClock
 
@@ -81,23 +82,11 @@ def row(e: NewsEvent, p: Prediction, ingested_at: datetime, scored_at: datetime)
 
 
 def count_records(rows: list[tuple], new: set, slice_s: int, samples: int = 5) -> list[tuple[str, dict]]:
-    """Per aggregation key, the new rows counted per event-time slice: [slice, n, k, ids, {ticker: k}]."""
-    by_key: dict[str, dict[int, list]] = {}
-    for r in rows:
-        if (r[0], r[1]) not in new:
-            continue
-        neg, sl, tickers = r[12] == "negative", int(r[2].timestamp() // slice_s), r[7]
-        for key in aggregation_keys(r[10], tickers):
-            cell = by_key.setdefault(key, {}).setdefault(sl, [sl, 0, 0, [], {}])
-            cell[1] += 1
-            if neg:
-                cell[2] += 1
-                if len(cell[3]) < samples:
-                    cell[3].append(f"{r[0]}/{r[1]}")
-                if key.startswith("topic:"):
-                    for t in tickers:
-                        cell[4][t] = cell[4].get(t, 0) + 1
-    return [(key, {"kind": "counts", "key": key, "cells": list(cells.values())}) for key, cells in by_key.items()]
+    """Per aggregation key, the new rows counted per event-time slice: [slice, n, k, ids, {ticker: k}].
+    An event stored once is counted once, even when the batch held it twice (stream.counting)."""
+    items = ((r[2].timestamp(), f"{r[0]}/{r[1]}", r[12] == "negative", r[10], r[7]) for r in rows if (r[0], r[1]) in new)
+    return [(key, {"kind": "counts", "key": key, "cells": list(cells.values())})
+            for key, cells in count_cells(items, slice_s, samples).items()]
 
 
 @dataclasses.dataclass

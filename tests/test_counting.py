@@ -1,0 +1,56 @@
+"""Counts for the detector (issue 17, item 3): an event stored once is counted once, however
+often a batch holds it; the worker's count records and the shared counting function agree."""
+
+from datetime import datetime, timezone
+
+from models.runtime import Prediction
+from stream.counting import count_cells
+from stream.pipeline import count_records, row
+from stream.records import NewsEvent
+
+T0 = datetime(2026, 1, 5, 10, 0, 3, tzinfo=timezone.utc)
+
+
+def neg(version="v"):
+    return Prediction("M&A | Investments", 0.9, {}, "negative", {"negative": 0.9, "neutral": 0.05, "positive": 0.05},
+                      -0.85, version)
+
+
+def rows(n):
+    return [row(NewsEvent(id=f"e{i}", source="wire", text=f"$ACME falls {i}", published_at=T0), neg(), T0, T0)
+            for i in range(n)]
+
+
+def cells(records, key):
+    return next(rec["cells"] for k, rec in records if k == key)
+
+
+def test_rows_sent_twice_in_one_batch_are_counted_once():
+    batch = rows(8) + rows(8)  # the producer sent each of 8 events twice; Postgres stored 8 rows
+    new = {("wire", f"e{i}") for i in range(8)}
+    records = count_records(batch, new, slice_s=10)
+    (cell,) = cells(records, "ticker:ACME")
+    assert cell[1:3] == [8, 8]
+    (topic_cell,) = cells(records, "topic:M&A | Investments")
+    assert topic_cell[1:3] == [8, 8] and topic_cell[4] == {"ACME": 8}
+
+
+def test_only_rows_really_inserted_are_counted():
+    records = count_records(rows(4), {("wire", "e1"), ("wire", "e3")}, slice_s=10)
+    (cell,) = cells(records, "ticker:ACME")
+    assert cell[1] == 2 and cell[3] == ["wire/e1", "wire/e3"]
+
+
+def test_worker_counts_equal_the_shared_function_over_the_same_events():
+    batch = rows(12)
+    new = {("wire", f"e{i}") for i in range(12)}
+    shared = count_cells([(T0.timestamp(), f"wire/e{i}", True, "M&A | Investments", ["ACME"]) for i in range(12)], 10)
+    assert {k: rec["cells"] for k, rec in count_records(batch, new, 10)} == {k: list(v.values()) for k, v in shared.items()}
+
+
+def test_shared_function_dedupes_and_caps_samples():
+    items = [(25.0, f"id{i % 3}", i % 2 == 0, "Fed", ["X"]) for i in range(9)]
+    out = count_cells(items, 10)
+    assert out["topic:Fed"][2][1:3] == [3, 2] and out["ticker:X"][2][1] == 3
+    many = count_cells([(5.0, f"n{i}", True, "Fed", []) for i in range(20)], 10, samples=5)
+    assert many["topic:Fed"][0][1:4] == [20, 20, ["n0", "n1", "n2", "n3", "n4"]]
