@@ -5,9 +5,14 @@
 #
 #   scripts/kafka.sh start DIR [PORT]   format DIR once (kept across restarts), start, wait until it answers
 #   scripts/kafka.sh stop DIR           stop by PID, wait for the port to close (SIGKILL after 30 s)
+#   scripts/kafka.sh cluster DIR [N]    N (default 3) combined KRaft nodes in DIR/node1..N: replication N,
+#                                       min.insync.replicas N-1; DIR/bootstrap lists them. A node is
+#                                       stopped, killed and restarted on its own: start|stop DIR/nodeI
+#   scripts/kafka.sh cluster-stop DIR   stop every node of a cluster
 #   scripts/kafka.sh jars               only fetch the jars
 #
-# DIR gets server.properties, data/, kafka.log, kafka.pid, kafka.port.
+# DIR gets server.properties, data/, kafka.log, kafka.pid, kafka.port (a cluster node also
+# cluster.env: its node id, the quorum and the replication settings).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$HERE/kafka/pom.xml")
@@ -24,10 +29,13 @@ jars() {
 }
 
 write_config() {  # DIR PORT CPORT
+  local node=1 voters="1@127.0.0.1:$3" rf=1 isr=1
+  # shellcheck disable=SC1091
+  [ -f "$1/cluster.env" ] && . "$1/cluster.env"
   cat > "$1/server.properties" <<PROPS
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$3
+node.id=$node
+controller.quorum.voters=$voters
 listeners=PLAINTEXT://127.0.0.1:$2,CONTROLLER://127.0.0.1:$3
 advertised.listeners=PLAINTEXT://127.0.0.1:$2
 inter.broker.listener.name=PLAINTEXT
@@ -38,12 +46,15 @@ num.partitions=4
 num.network.threads=2
 num.io.threads=2
 num.recovery.threads.per.data.dir=1
-offsets.topic.replication.factor=1
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
+default.replication.factor=$rf
+min.insync.replicas=$isr
+unclean.leader.election.enable=false
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 PROPS
@@ -63,12 +74,15 @@ start() {
   fi
   jars
   # a second start reuses the data and the ports it was formatted with
-  if [ -f "$dir/data/meta.properties" ] && [ -f "$dir/ports" ]; then read -r port cport < "$dir/ports"
+  # (a cluster node's ports are chosen by `cluster`, before its first start)
+  if [ -f "$dir/ports" ] && { [ -f "$dir/data/meta.properties" ] || [ -f "$dir/cluster.env" ]; }; then read -r port cport < "$dir/ports"
   else port=${2:-$(free_port)}; cport=$(free_port); echo "$port $cport" > "$dir/ports"; fi
   write_config "$dir" "$port" "$cport"
   if [ ! -f "$dir/data/meta.properties" ]; then
     local cid
-    cid=$(python3 -c "import uuid,base64; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('='))")
+    # shellcheck disable=SC1091
+    [ -f "$dir/cluster.env" ] && . "$dir/cluster.env"
+    [ -n "${cluster_id:-}" ] && cid=$cluster_id || cid=$(python3 -c "import uuid,base64; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('='))")
     # --cluster-id=ID, not "-t ID": an id may begin with '-' and would be read as an option
     # shellcheck disable=SC2046
     java $(jvm_opts "$dir") -cp "$LIB/*" kafka.tools.StorageTool format --cluster-id="$cid" -c "$dir/server.properties" \
@@ -97,9 +111,32 @@ stop() {
   rm -f "$dir/kafka.pid"
 }
 
+cluster() {  # DIR N: write each node's ports and cluster.env, then start them together
+  local dir n cid voters="" i
+  dir=$(mkdir -p "$1" && cd "$1" && pwd); n=${2:-3}
+  jars
+  if [ ! -f "$dir/node1/cluster.env" ]; then
+    cid=$(python3 -c "import uuid,base64; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip('='))")
+    for i in $(seq 1 "$n"); do mkdir -p "$dir/node$i"; echo "$(free_port) $(free_port)" > "$dir/node$i/ports"; done
+    for i in $(seq 1 "$n"); do voters="$voters${voters:+,}$i@127.0.0.1:$(cut -d' ' -f2 "$dir/node$i/ports")"; done
+    for i in $(seq 1 "$n"); do
+      printf 'node=%s\nvoters=%s\nrf=%s\nisr=%s\ncluster_id=%s\n' "$i" "$voters" "$n" "$((n > 1 ? n - 1 : 1))" "$cid" \
+        > "$dir/node$i/cluster.env"
+    done
+  fi
+  # a node waits for a quorum before it listens: start all, then wait for each
+  for i in $(seq 1 "$n"); do start "$dir/node$i" > "$dir/node$i/start.log" 2>&1 & done
+  wait
+  for i in $(seq 1 "$n"); do cat "$dir/node$i/start.log"; grep -q " up: \|already running" "$dir/node$i/start.log" || exit 1; done
+  for i in $(seq 1 "$n"); do echo "127.0.0.1:$(cut -d' ' -f1 "$dir/node$i/ports")"; done | paste -sd, > "$dir/bootstrap"
+  echo "cluster of $n: $(cat "$dir/bootstrap")"
+}
+
 case "${1:-}" in
   start) start "${2:?DIR}" "${3:-}" ;;
   stop) stop "${2:?DIR}" ;;
+  cluster) cluster "${2:?DIR}" "${3:-3}" ;;
+  cluster-stop) for d in "${2:?DIR}"/node*; do stop "$d" & done; wait ;;
   jars) jars ;;
-  *) echo "usage: $0 start DIR [PORT] | stop DIR | jars" >&2; exit 2 ;;
+  *) echo "usage: $0 start DIR [PORT] | stop DIR | cluster DIR [N] | cluster-stop DIR | jars" >&2; exit 2 ;;
 esac
