@@ -8,7 +8,10 @@ batch and sequence axes. Then ONNX Runtime's transformer optimiser fuses attenti
 
 from __future__ import annotations
 
+import logging
 import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +37,44 @@ SAMPLE_TEXTS = [
 ]
 
 
+@contextmanager
+def expected_export_warnings():
+    """Hide the warnings an export of this model always prints and that `validate` answers (it
+    checks every graph against PyTorch on texts of other lengths and batch sizes); any other
+    warning still shows. Each filter names the module that warns and its message:
+    - TracerWarning from transformers' attention-mask helpers: a shape test and a constant tensor
+      are recorded as constants. The test (is the mask longer than the sequence?) is false for every
+      input this graph gets, and the constant is the mask's fill value.
+    - torch.onnx on `aten::index`: advanced indexing is exported as Gather and friends, wrong only
+      for negative indices; the indices are the mask helpers' aranges (batch, key position), never negative.
+    - onnxruntime.quantization's advice to run pre-processing (shape inference and graph
+      optimisation): the graph it gets is already fused by ORT's transformer optimiser, and the
+      fused ops' output types are given by DefaultTensorType (quantize_int8)."""
+    advice = ("Please consider to run pre-processing before quantization",
+              "Please consider pre-processing before quantization")
+
+    class Advice(logging.Filter):  # onnxruntime logs it on the root logger
+        def filter(self, record: logging.LogRecord) -> bool:
+            return not (record.pathname.replace("\\", "/").endswith("onnxruntime/quantization/quantize.py")
+                        and str(record.msg).startswith(advice))
+
+    root, advice_filter = logging.getLogger(), Advice()
+    with warnings.catch_warnings():
+        try:
+            from torch.jit import TracerWarning
+        except ImportError:  # quantising without torch installed: no tracer
+            pass
+        else:
+            warnings.filterwarnings("ignore", category=TracerWarning, module=r"transformers\.masking_utils")
+        warnings.filterwarnings("ignore", message=r"Exporting aten::index operator of advanced indexing",
+                                category=UserWarning, module=r"torch\.onnx\.")
+        root.addFilter(advice_filter)
+        try:
+            yield
+        finally:
+            root.removeFilter(advice_filter)
+
+
 def export_onnx(directory: Path, out: Path, opset: int = 17) -> Path:
     import torch
 
@@ -43,11 +84,12 @@ def export_onnx(directory: Path, out: Path, opset: int = 17) -> Path:
     ids = torch.ones((2, 16), dtype=torch.long)
     mask = torch.ones((2, 16), dtype=torch.long)
     axes = {0: "batch", 1: "sequence"}
-    torch.onnx.export(model, (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
-                      output_names=["topic_logits", "sentiment_logits"], opset_version=opset,
-                      dynamic_axes={"input_ids": axes, "attention_mask": axes,
-                                    "topic_logits": {0: "batch"}, "sentiment_logits": {0: "batch"}},
-                      dynamo=False)
+    with expected_export_warnings():
+        torch.onnx.export(model, (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
+                          output_names=["topic_logits", "sentiment_logits"], opset_version=opset,
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes,
+                                        "topic_logits": {0: "batch"}, "sentiment_logits": {0: "batch"}},
+                          dynamo=False)
     return out
 
 
@@ -66,8 +108,9 @@ def quantize_int8(src: Path, dst: Path) -> Path:
 
     # Fused contrib ops (Attention, SkipLayerNormalization) defeat ONNX shape inference; their
     # outputs are float, which is what DefaultTensorType tells the quantiser.
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    with expected_export_warnings():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst
 
 
