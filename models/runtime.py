@@ -41,6 +41,12 @@ CHECK_TEXTS = ("$AAPL beats on revenue, raises guidance", "Fed holds rates stead
                "Oil slides 4% as OPEC+ output talks stall and energy shares fall across Europe and Asia",
                "Treasury yields jump after a strong payrolls report pushes back bets on rate cuts this year")
 MAX_PAD_WASTE = 0.15  # padded tokens allowed per chunk, as a share of its real tokens
+# What a scored row can hold (scored_event in core/db.py; tests/test_model_fits.py keeps them equal):
+# a model whose version or labels do not fit is refused when it is loaded or swapped in, instead of
+# scoring every message into a row Postgres refuses.
+VERSION_MAX_CHARS = 64  # scored_event.model_version VARCHAR(64)
+TOPIC_MAX_CHARS = 64  # scored_event.topic VARCHAR(64), alert.key VARCHAR(64)
+SENTIMENTS = ("negative", "neutral", "positive")  # the p_negative/p_neutral/p_positive columns
 
 
 class BackendUnavailable(ValueError):
@@ -282,7 +288,12 @@ class Scorer:
 
     def check(self) -> Scorer:
         """Score CHECK_TEXTS and raise RuntimeError unless every probability row is finite, in
-        [0, 1] and sums to 1 with the right shape; the worker runs this before it consumes."""
+        [0, 1] and sums to 1 with the right shape, and unless the version and labels fit the
+        columns of a scored row (storage_problem); the worker runs this before it consumes and
+        before a hot swap."""
+        problem = storage_problem(self.meta)
+        if problem:
+            raise RuntimeError(f"model check failed ({self.backend.name}, {self.version!r}): {problem}")
         try:
             t, s, _ = self.probabilities(CHECK_TEXTS)
         except Exception as exc:
@@ -331,6 +342,20 @@ def resolve_artifact(path: Path | str) -> Path:
     if not name:
         raise FileNotFoundError(f"{cur} is empty: it should name an artifact directory")
     return Path(name) if Path(name).is_absolute() else p / name
+
+
+def storage_problem(meta: Meta) -> str | None:
+    """Why rows scored by this model could not be stored, or None."""
+    if not meta.version or len(meta.version) > VERSION_MAX_CHARS:
+        return (f"version is {len(meta.version)} characters; scored_event.model_version holds 1 to "
+                f"{VERSION_MAX_CHARS}")
+    if sorted(meta.sentiments) != sorted(SENTIMENTS):
+        return f"sentiment labels {list(meta.sentiments)} are not {list(SENTIMENTS)}"
+    bad = [t for t in meta.topics if not t or len(t) > TOPIC_MAX_CHARS]
+    if bad or len(set(meta.topics)) != len(meta.topics):
+        return (f"topic labels must be distinct and 1 to {TOPIC_MAX_CHARS} characters "
+                f"(bad: {bad[:3] or 'duplicates'})")
+    return None
 
 
 def _probability_problem(p: np.ndarray, shape: tuple[int, int]) -> str | None:

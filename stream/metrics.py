@@ -22,6 +22,9 @@ ALERTS = Counter("finsent_alerts_total", "Alert events written", ["action"])  # 
 LATE = Counter("finsent_late_events_total", "Events behind the watermark beyond the allowed lateness",
                ["key_type"])
 WATERMARK_LAG = Gauge("finsent_watermark_lag_seconds", "Wall clock minus the detector's event-time watermark")
+WATERMARK_STALLED = Gauge("finsent_watermark_stalled", "Scored partitions whose event-time watermark has been held back "
+                          "longer than FINSENT_WATERMARK_STALL_S (no alert decided there)")
+KEYS_EXPIRED = Counter("finsent_detector_keys_expired_total", "Detector keys deleted after FINSENT_DETECTOR_KEY_TTL_S quiet")
 MODEL_VERSION = Gauge("finsent_model_version", "1 for the model version the worker scores with", ["version"])
 MODEL_SWAPS = Counter("finsent_model_swaps_total", "Model hot swaps, by outcome (swapped | failed)", ["outcome"])
 STALLED = Gauge("finsent_partitions_stalled",
@@ -34,7 +37,23 @@ FETCH_ERRORS = Counter("finsent_fetch_errors_total", "Record batches the worker 
 PARTITIONS_HELD = Gauge("finsent_partitions_held", "Input partitions held at a record batch the worker cannot read")
 
 
+# Dead-letter reasons are free text (a field name, an error message); the `reason` label is one of
+# these fixed values, so a stream of unknown fields (`trace_<uuid>`) cannot grow the label set.
+FIELDS = ("id", "source", "text", "published_at", "title", "url", "tickers", "lang")
+REASON_KINDS = ("empty message (tombstone)", "invalid UTF-8", "not JSON", "not a JSON object", "unknown field",
+                "NUL character", "model error", "postgres rejected", "oversize", *FIELDS, "other")
+
+
 def reason_kind(reason: str) -> str:
-    """A low-cardinality label for a dead-letter reason."""
-    head = reason.split(":", 1)[0].split(";", 1)[0].strip()
-    return head if len(head) <= 40 else head[:40]
+    """A label for a dead-letter reason: always one of REASON_KINDS."""
+    first = reason.split(";", 1)[0]
+    if first.rstrip().endswith("unknown field"):
+        return "unknown field"
+    head = first.split(":", 1)[0].strip()
+    for kind in ("not a JSON object", "NUL character", "empty message (tombstone)"):
+        if head.startswith(kind):
+            return kind
+    field = head.split(".", 1)[0]  # pydantic's location of a list item: tickers.0
+    if head in REASON_KINDS:
+        return head
+    return field if field in FIELDS else "other"

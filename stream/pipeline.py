@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from stream.sink import PostgresSink, Rejected
 from stream.watermark import PartitionClock
 
 log = logs.get("finsent.pipeline")
+# The model's failures are isolated (bisected, dead-lettered) or hold the batch; a pyo3 panic of the
+# Rust tokenizer is a BaseException (PanicException), so the net is BaseException less these:
+NOT_MODEL_ERRORS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 CANARY = "Shares of the company fell sharply after it cut its full-year outlook."
 
 
@@ -53,11 +57,28 @@ class Incoming:
 class Dead:
     item: Incoming
     reason: str
+    original_bytes: int | None = None  # set when the value was cut to fit the producer's request size
+    original_sha256: str = ""
 
     def headers(self) -> dict[str, bytes]:
         i = self.item
-        return {"reason": self.reason.encode(), "source_topic": i.topic.encode(),
-                "source_partition": str(i.partition).encode(), "source_offset": str(i.offset).encode()}
+        out = {"reason": self.reason.encode(), "source_topic": i.topic.encode(),
+               "source_partition": str(i.partition).encode(), "source_offset": str(i.offset).encode()}
+        if self.original_bytes is not None:
+            out |= {"truncated_from": str(self.original_bytes).encode(), "original_sha256": self.original_sha256.encode()}
+        return out
+
+
+def fitted(d: Dead, max_bytes: int) -> Dead:
+    """A dead letter whose key and value fit in `max_bytes`: a longer value keeps its first bytes and
+    says so (headers truncated_from, original_sha256; source topic/partition/offset name the whole
+    record). A record the broker accepted can be larger than the producer may send (1,000,000 bytes
+    against the broker's 1,048,588), and a dead letter that cannot be sent would stop the worker."""
+    value, key = d.item.value, d.item.key or b""
+    if value is None or len(value) + len(key) <= max_bytes:
+        return d
+    cut = value[:max(0, max_bytes - len(key))]
+    return Dead(dataclasses.replace(d.item, value=cut), d.reason, len(value), hashlib.sha256(value).hexdigest())
 
 
 class Publisher(Protocol):
@@ -102,10 +123,12 @@ class Scored:
 class BatchProcessor:
     def __init__(self, scorer: Scorer, sink: PostgresSink, publisher: Publisher, clock: PartitionClock, *,
                  slice_s: int = 10, max_chars: int = 20_000, max_skew_s: float = 300.0, max_backoff_s: float = 5.0,
-                 run_blocking: Callable[..., Awaitable] | None = None, masker: Masker | None = None):
+                 run_blocking: Callable[..., Awaitable] | None = None, masker: Masker | None = None,
+                 max_deadletter_bytes: int = 1_000_000 - 16_384):
         self.scorer, self.sink, self.publisher, self.clock = scorer, sink, publisher, clock
         self.masker = masker or Masker(())
         self.slice_s, self.max_chars, self.max_skew_s, self.max_backoff_s = slice_s, max_chars, max_skew_s, max_backoff_s
+        self.max_deadletter_bytes = max_deadletter_bytes
         self.run_blocking = run_blocking or (lambda f, *a: asyncio.get_running_loop().run_in_executor(None, f, *a))
         self.health = Health()
 
@@ -161,7 +184,7 @@ class BatchProcessor:
         if dead:
             for d in dead:
                 metrics.DEADLETTERED.labels(metrics.reason_kind(d.reason)).inc()
-            await self.publisher.dead(self._masked(dead))
+            await self.publisher.dead([fitted(d, self.max_deadletter_bytes) for d in self._masked(dead)])
         self._observe(batch.items, batch.good)
 
     def _observe(self, items: list[Incoming], good: list[tuple[Incoming, NewsEvent]]) -> None:
@@ -185,7 +208,9 @@ class BatchProcessor:
                 metrics.MODEL_LATENCY.observe(time.perf_counter() - t0)
                 self._model_ok()
                 return preds, []
-            except Exception as exc:  # noqa: BLE001 - isolated below, or the batch is held
+            except BaseException as exc:  # noqa: BLE001 - isolated below, or the batch is held
+                if isinstance(exc, NOT_MODEL_ERRORS):
+                    raise
                 metrics.BATCH_FAILURES.labels("model").inc()
                 if await self._model_works():
                     return await self._bisect(good, exc)
@@ -197,10 +222,12 @@ class BatchProcessor:
         try:
             await self.run_blocking(self.scorer.predict, [CANARY])
             return True
-        except Exception:  # noqa: BLE001 - a failing canary means the model, not the data
+        except BaseException as exc:  # noqa: BLE001 - a failing canary means the model, not the data
+            if isinstance(exc, NOT_MODEL_ERRORS):
+                raise
             return False
 
-    async def _bisect(self, good: list, exc: Exception) -> tuple[list[Prediction | None], list[Dead]]:
+    async def _bisect(self, good: list, exc: BaseException) -> tuple[list[Prediction | None], list[Dead]]:
         if len(good) == 1:
             return [None], [Dead(good[0][0], f"model error: {type(exc).__name__}: {exc}"[:500])]
         mid = len(good) // 2
@@ -213,7 +240,7 @@ class BatchProcessor:
             metrics.HALTED.set(0)
         self.health.model_error = ""
 
-    def _model_broken(self, exc: Exception, delay: float) -> None:
+    def _model_broken(self, exc: BaseException, delay: float) -> None:
         if not self.health.model_error:
             self.health.since = time.time()
         self.health.model_error = f"{type(exc).__name__}: {exc}"[:300]

@@ -2,8 +2,12 @@
 
 Input (finsent.news / finsent.social), JSON: {"id", "source", "text", "published_at",
 "title"?, "url"?, "tickers"?, "lang"?}. Anything else — not JSON, not UTF-8, wrong types,
-missing or oversize text, unknown fields — raises `Invalid` with a reason that goes to the
-dead-letter topic with the original bytes.
+missing or oversize text, unknown fields, a value its column cannot hold — raises `Invalid`
+with a reason that goes to the dead-letter topic with the original bytes. Every field is checked
+against its column in scored_event (core/db.py: lengths, no NUL in any text, published_at within
+PUBLISHED_RANGE), so a message that passes decode is never refused by Postgres nor retried forever
+(a published_at of 0001-01-01T00:00:00+01:00 used to pass here and make asyncpg's COPY raise
+OverflowError, holding every partition).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from datetime import datetime, timezone
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+# The span of published_at that is stored and counted; outside it the value is a mistake, not news.
+PUBLISHED_RANGE = (datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc))
 CASHTAG = re.compile(r"(?<![A-Za-z0-9$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)\b")
 
 
@@ -36,7 +42,15 @@ class NewsEvent(BaseModel):
     @field_validator("published_at")
     @classmethod
     def _aware(cls, v: datetime) -> datetime:
-        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        v = v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        lo, hi = PUBLISHED_RANGE
+        try:
+            inside = lo <= v.astimezone(timezone.utc) < hi
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is year 0 in UTC
+            inside = False
+        if not inside:
+            raise ValueError(f"{v.isoformat()} out of range ({lo.date()} to {hi.date()} UTC)")
+        return v
 
     @field_validator("tickers")
     @classmethod
@@ -80,8 +94,10 @@ def decode(raw: bytes | None, max_chars: int, now: float | None = None, max_skew
         raise Invalid(_reason(err)) from None
     if not event.text.strip():
         raise Invalid("text: empty")
-    if "\x00" in event.text or "\x00" in event.id or "\x00" in event.source:
-        raise Invalid("NUL character in text, id or source")
+    nul = [name for name in ("text", "id", "source", "title", "url", "lang")
+           if "\x00" in (getattr(event, name) or "")] + (["tickers"] if any("\x00" in t for t in event.tickers or ()) else [])
+    if nul:  # Postgres text cannot hold NUL
+        raise Invalid(f"NUL character in {', '.join(nul)}")
     if len(event.text) > max_chars:
         raise Invalid(f"text: {len(event.text)} characters, more than {max_chars}")
     if now is not None and (ahead := event.published_at.timestamp() - now) > max_skew_s:

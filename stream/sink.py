@@ -34,7 +34,10 @@ CONNECTION = (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.PostgresCo
               asyncpg.AdminShutdownError)
 TRANSIENT = (asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError, asyncpg.InsufficientResourcesError,
              asyncpg.OperatorInterventionError)
-DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError)
+# a value the driver cannot encode (asyncpg's COPY raises OverflowError for a date before year 1 in
+# UTC) is a data error too: retrying it would hold every partition forever
+DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError,
+        OverflowError, UnicodeEncodeError)
 
 
 class Rejected(Exception):

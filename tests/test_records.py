@@ -51,3 +51,17 @@ def test_every_kind_of_bad_input_has_a_reason(value, reason):
     assert reason in str(err.value)
 
 
+
+
+@pytest.mark.parametrize("published_at", ["0001-01-01T00:00:00+01:00", "0001-01-01T00:00:00Z", "1899-12-31T23:59:59Z",
+                                          "2200-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00"])
+def test_published_at_outside_what_is_stored_is_invalid(published_at):
+    with pytest.raises(Invalid, match="published_at.*out of range"):
+        decode(raw(published_at=published_at), 20_000)  # no receive time: the range alone
+
+
+@pytest.mark.parametrize("field,value", [("title", "a\u0000b"), ("url", "http://x/\u0000"), ("lang", "e\u0000n"),
+                                         ("tickers", ["AC\u0000ME"]), ("id", "a\u0000")])
+def test_nul_in_any_text_field_is_invalid(field, value):
+    with pytest.raises(Invalid, match=f"NUL character in {field}"):
+        decode(raw(**{field: value}), 20_000)
