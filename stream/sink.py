@@ -6,6 +6,19 @@
 - a data error (a row Postgres refuses): raised as `Rejected` so the caller can isolate the
   row and dead-letter it with the reason, storing the rest.
 
+Every wait has a bound (DbTimeouts): connect and pool acquire, the server's statement_timeout,
+lock_timeout and idle_in_transaction_session_timeout, asyncpg's command_timeout on the client (a
+half-open connection fails within it instead of hanging until the kernel gives up), and TCP
+keepalives on TCP connections. A timeout is one more failure retried with backoff and shown in
+/health, never a silent wait: a `LOCK TABLE alert` left open makes alert writes fail with
+LockNotAvailable after lock_timeout, reported under `alert` even while row writes succeed
+(errors are kept per kind of write; a success clears only its own).
+
+Failover: `DATABASE_URL` may name several hosts (host=a,b or a:5432,b:5432) with
+`target_session_attrs=read-write`; a server that answers read-only (SQLSTATE 25006, a primary
+demoted to a standby) is treated like a lost connection: the pool is thrown away and the next
+connect picks the host that accepts writes.
+
 Every write is idempotent: rows and rollups through core.events.store_scored (ON CONFLICT DO
 NOTHING RETURNING), alerts by their identity (key, start of the window they opened on) and
 their events by (alert, event, revision).
@@ -14,8 +27,10 @@ their events by (alert, event, revision).
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import asyncpg
@@ -31,7 +46,8 @@ log = logs.get("finsent.sink")
 
 CONNECTION = (OSError, ConnectionError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
               asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
-              asyncpg.AdminShutdownError)
+              asyncpg.AdminShutdownError, asyncpg.ReadOnlySQLTransactionError,
+              asyncpg.IdleInTransactionSessionTimeoutError)
 TRANSIENT = (asyncpg.TransactionRollbackError, asyncpg.LockNotAvailableError, asyncpg.InsufficientResourcesError,
              asyncpg.OperatorInterventionError)
 # a value the driver cannot encode (asyncpg's COPY raises OverflowError for a date before year 1 in
@@ -54,11 +70,51 @@ def error_kind(exc: BaseException) -> str:
     return "transient" if isinstance(exc, TRANSIENT) else "error"
 
 
+@dataclass(frozen=True)
+class DbTimeouts:
+    """Bounds of every Postgres wait of the worker, in seconds (0 turns a server-side one off)."""
+
+    connect_s: float = 10.0  # one connection attempt (per host)
+    acquire_s: float = 10.0  # waiting for a free pooled connection
+    statement_s: float = 60.0  # server: statement_timeout
+    lock_s: float = 10.0  # server: lock_timeout
+    idle_in_transaction_s: float = 60.0  # server: idle_in_transaction_session_timeout
+    command_s: float = 90.0  # client: asyncpg command_timeout (outlasts the server's own, for a dead link)
+    keepalive_s: float = 10.0  # TCP: first keepalive probe after this much silence; dead after ~3 more
+
+    def server_settings(self) -> dict[str, str]:
+        return {"statement_timeout": str(int(self.statement_s * 1000)), "lock_timeout": str(int(self.lock_s * 1000)),
+                "idle_in_transaction_session_timeout": str(int(self.idle_in_transaction_s * 1000))}
+
+
+def keepalive(conn: asyncpg.Connection, idle_s: float) -> None:
+    """TCP keepalives and a user timeout on a TCP connection (not on a Unix socket)."""
+    sock = conn._transport.get_extra_info("socket") if getattr(conn, "_transport", None) else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    idle = max(1, int(idle_s))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", idle), ("TCP_KEEPCNT", 3),
+                        ("TCP_USER_TIMEOUT", idle * 4 * 1000)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 class PostgresSink:
-    def __init__(self, dsn: str, max_backoff_s: float = 5.0, pool_size: int = 4):
+    def __init__(self, dsn: str, max_backoff_s: float = 5.0, pool_size: int = 4, timeouts: DbTimeouts | None = None):
         self.dsn, self.max_backoff_s, self.pool_size = dsn, max_backoff_s, pool_size
+        self.timeouts = timeouts or DbTimeouts()
         self.pool: asyncpg.Pool | None = None
-        self.up, self.last_error = True, ""
+        self.errors: dict[str, str] = {}  # kind of write (scored_event, outbox, alert) -> its last failure
+
+    @property
+    def up(self) -> bool:
+        return not self.errors
+
+    @property
+    def last_error(self) -> str:
+        """Every kind of write that is failing now, with its error ("" when none)."""
+        return "; ".join(f"{what}: {err}" for what, err in sorted(self.errors.items()))
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -67,8 +123,14 @@ class PostgresSink:
 
     async def _connect(self) -> asyncpg.Pool:
         if self.pool is None:
-            self.pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size, timeout=5)
+            t = self.timeouts
+            self.pool = await asyncio.wait_for(asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self.pool_size, timeout=t.connect_s, command_timeout=t.command_s,
+                server_settings=t.server_settings(), init=lambda c: self._init(c)), t.connect_s * 3)
         return self.pool
+
+    async def _init(self, conn: asyncpg.Connection) -> None:
+        keepalive(conn, self.timeouts.keepalive_s)
 
     async def retrying(self, what: str, op: Callable[[asyncpg.Connection], Awaitable]):
         """Run `op` in a transaction until it succeeds; `Rejected` for a data error."""
@@ -76,9 +138,9 @@ class PostgresSink:
         while True:
             try:
                 pool = await self._connect()
-                async with pool.acquire() as conn, conn.transaction():
+                async with pool.acquire(timeout=self.timeouts.acquire_s) as conn, conn.transaction():
                     result = await op(conn)
-                self._healthy()
+                self._healthy(what)
                 metrics.WRITE_LATENCY.observe(time.perf_counter() - t0)
                 return result
             except DATA as exc:
@@ -88,19 +150,18 @@ class PostgresSink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_backoff_s)
 
-    def _healthy(self) -> None:
-        if not self.up:
-            log.info("postgres writes resumed")
-        metrics.DB_UP.set(1)
-        metrics.HALTED.set(0)
-        self.up, self.last_error = True, ""
+    def _healthy(self, what: str) -> None:
+        if self.errors.pop(what, None) is not None:
+            log.info("postgres writes resumed", what=what)
+        metrics.DB_UP.set(0 if self.errors else 1)
+        metrics.HALTED.set(1 if self.errors else 0)
 
     async def _failed(self, what: str, exc: Exception, delay: float) -> None:
         kind = error_kind(exc)
         metrics.DB_UP.set(0)
         metrics.HALTED.set(1)
         metrics.DB_RETRIES.labels(kind).inc()
-        self.up, self.last_error = False, f"{kind}: {exc!r}"[:300]
+        self.errors[what] = f"{kind}: {exc!r}"[:300]
         message = "postgres unavailable; retrying" if kind == "connection" else "postgres write failed; retrying"
         log.warning(message, what=what, kind=kind, error=repr(exc)[:300], retry_in_s=delay)
         if kind == "connection":
@@ -152,7 +213,7 @@ class PostgresSink:
     async def partition_upkeep(self, days_ahead: int = 7) -> list:
         """Daily partitions (UTC), one transaction per day; errors are counted and re-raised."""
         pool = await self._connect()
-        async with pool.acquire() as conn:
+        async with pool.acquire(timeout=self.timeouts.acquire_s) as conn:
             try:
                 return await ensure_partitions(conn, days_ahead)
             except Exception:
