@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     window_s: int = Field(120, ge=1)  # sliding span a surge is counted over (a multiple of slice_s)
     lateness_s: float = Field(30.0, ge=0)  # out-of-orderness allowed within one input partition
     idle_partition_s: float = Field(5.0, gt=0)  # a caught-up partition silent this long stops holding the watermark
+    watermark_stall_s: float = Field(120.0, gt=0)  # a watermark held back this long → /health 503 (stream/detection.py)
     stall_s: float = Field(120.0, gt=0)  # lag behind a committed offset that has not moved this long → /health 503
     pause_s: float = Field(900.0, gt=0)  # a watermark jump this large is recorded as a pause (reported only: the
     # detector decides pauses from each key's own silence, see stream/detector.py)
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     detector_p: float = Field(1e-6, gt=0, lt=1)  # Poisson tail probability that opens an alert
     detector_warmup_s: float = Field(600.0, ge=0)  # before this much history a key is tested against the prior
     detector_cooldown_s: float = Field(600.0, ge=0)
+    detector_key_ttl_s: float = Field(86400.0, ge=0)  # a key quiet this long (event time) is forgotten; 0 = never
     # worker web (health + metrics)
     web_host: str = "127.0.0.1"
     web_port: int = 6066

@@ -4,8 +4,20 @@ detector state in a mapping (the Faust table, or a dict in tests), alerts out.
 Order of effects for one key: decide on a copy of the state → write the alert row and event
 (idempotent) → publish to finsent.alerts → store the new state. A crash anywhere before the
 last step replays the same input from the same state, makes the same decisions, and the
-idempotent writes absorb them; a crash after it finds the batch id already counted. So an
-alert is never lost, never duplicated in Postgres, and counts never double.
+idempotent writes absorb them; a crash after it finds the batch id already counted.
+
+Per scored partition this worker owns: a watermark view (stream.watermark) and the set of keys
+with something to finalise (`active`, built from the table). After a rebalance (`reassigned`)
+both are rebuilt from the table, which Faust has restored from its changelog: a key whose alert
+another worker opened while the partition was away is advanced and resolves here.
+
+Keys quiet for longer than the detector's `key_ttl_s` of event time are deleted from the table
+(a tombstone in its changelog), so state and the changelog replay at start stay bounded; the
+detector treats such a key as new when it comes back, whether or not it was deleted yet.
+
+A watermark held back for longer than `stall_s` (a partition without a mark, an active one
+whose event time does not move, no marks at all) is a problem: `problem()` says which, for
+/health, and `finsent_watermark_stalled` counts such partitions.
 """
 
 from __future__ import annotations
@@ -24,20 +36,40 @@ log = logs.get("finsent.detect")
 
 class Detection:
     def __init__(self, detector: SpikeDetector, table: MutableMapping, sink: PostgresSink,
-                 send_alert: Callable[[str, dict], Awaitable], expected: frozenset[str], pause_s: float):
+                 send_alert: Callable[[str, dict], Awaitable], expected: frozenset[str], pause_s: float,
+                 stall_s: float = 120.0, clock: Callable[[], float] = time.time):
         self.detector, self.table, self.sink, self.send_alert = detector, table, sink, send_alert
-        self.expected, self.pause_s = expected, pause_s
+        self.expected, self.pause_s, self.stall_s, self.clock = expected, pause_s, stall_s, clock
         self.views: dict[int, WatermarkView] = {}
         self.active: dict[int, set[str]] = {}
         self.late: dict[str, int] = {}
         self.final: dict[int, int] = {}  # per scored partition: the newest slice its keys were advanced to
+        self.swept: dict[int, float] = {}  # per scored partition: the watermark of the last sweep of expired keys
+        self.stalled: dict[int, str] = {}  # the last check()'s answer
 
     def view(self, q: int) -> WatermarkView:
         if q not in self.views:
-            self.views[q] = WatermarkView(self.expected, self.pause_s)
-            self.active[q] = {k for k, v in self.table.items() if v and v.get("part") == q
-                              and not KeyState.from_dict(v).quiet()}
+            self.views[q] = WatermarkView(self.expected, self.pause_s, self.detector.cfg.lateness_s,
+                                          advanced_at=self.clock())
         return self.views[q]
+
+    def keys(self, q: int) -> set[str]:
+        """Keys of scored partition `q` with something to finalise, built from the table when missing."""
+        if q not in self.active:
+            self.active[q] = {k for k, v in list(self.table.items()) if v and v.get("part") == q
+                              and not KeyState.from_dict(v).quiet()}
+        return self.active[q]
+
+    def reassigned(self, owned: set[int]) -> None:
+        """The scored partitions this worker owns after a rebalance (the table already restored):
+        forget what was built for the others, rebuild the key sets of these from the table."""
+        for q in [q for q in self.views if q not in owned]:
+            del self.views[q]
+        self.active.clear()
+        self.final.clear()
+        self.swept.clear()
+        for q in owned:
+            self.view(q)
 
     async def on_counts(self, q: int, msg: dict) -> None:
         view, key = self.view(q), msg["key"]
@@ -47,7 +79,7 @@ class Detection:
 
     async def on_marks(self, q: int, marks: dict) -> None:
         view = self.view(q)
-        wm = view.update(marks)
+        wm = view.update(marks, self.clock())
         if wm is None:
             return
         metrics.WATERMARK_LAG.set(max(0.0, time.time() - wm))
@@ -56,13 +88,32 @@ class Detection:
             return  # no slice became final: nothing to decide, no state to rewrite (a key that
             # got counts since was advanced to this watermark by add())
         self.final[q] = last
-        for key in sorted(self.active[q]):
+        for key in sorted(self.keys(q)):
             await self._run(q, key, lambda st, key=key: (self.detector.advance(st, key, wm, tuple(view.pauses)), 0))
+        self._sweep(q, wm)
+
+    def _sweep(self, q: int, wm: float) -> None:
+        """Delete the keys of `q` quiet for longer than the detector's key_ttl_s (at most once per
+        ttl/4 of event time, and at least once an hour)."""
+        ttl = self.detector.cfg.key_ttl_s
+        if not ttl or wm - self.swept.get(q, float("-inf")) < min(ttl / 4, 3600.0):
+            return
+        self.swept[q] = wm
+        last = int(wm // self.detector.cfg.slice_s) - 1
+        gone = [k for k, v in list(self.table.items())
+                if v and v.get("part") == q and self.detector.expired(KeyState.from_dict(v), last)]
+        for key in gone:
+            del self.table[key]
+            self.keys(q).discard(key)
+        if gone:
+            metrics.KEYS_EXPIRED.inc(len(gone))
+            log.info("quiet detector keys expired", partition=q, keys=len(gone))
 
     async def _run(self, q: int, key: str, step) -> None:
         st = KeyState.from_dict(self.table.get(key))
         st.part = q
         decisions, late = step(st)
+        st.part = q  # (a key the detector found expired starts anew)
         if late:
             kind = key.split(":", 1)[0]
             metrics.LATE.labels(kind).inc(late)
@@ -76,7 +127,30 @@ class Detection:
                 log.info("alert", change=payload["event"], key=key, n=d.n, negatives=d.negatives,
                          severity=d.severity, p=d.p_value)
         self.table[key] = st.to_dict()
-        (self.active[q].discard if st.quiet() else self.active[q].add)(key)
+        (self.keys(q).discard if st.quiet() else self.keys(q).add)(key)
 
     def watermarks(self) -> dict[str, float | None]:
         return {str(q): v.value for q, v in sorted(self.views.items())}
+
+    def check(self) -> dict[int, str]:
+        """Scored partitions whose watermark has been held back longer than `stall_s`: {q: why}.
+        Sets `finsent_watermark_stalled`; logs an error when a partition starts stalling."""
+        now, out = self.clock(), {}
+        for q, v in sorted(self.views.items()):
+            since = v.marked_at if v.marked_at is not None else v.advanced_at
+            if since is not None and now - since > self.stall_s:
+                out[q] = f"no watermark marks for {now - since:.0f} s"
+                continue
+            holder = v.holder()
+            if holder and v.advanced_at is not None and now - v.advanced_at > self.stall_s:
+                at = "none yet" if v.value is None else f"{v.value:.0f}"
+                out[q] = f"watermark {at} held for {now - v.advanced_at:.0f} s by {holder}"
+        for q in out.keys() - self.stalled.keys():
+            log.error("event-time watermark not advancing: alerts are not decided", partition=q, why=out[q])
+        self.stalled = out
+        metrics.WATERMARK_STALLED.set(len(out))
+        return out
+
+    def problem(self) -> str:
+        """For /health: the stalled watermarks in words ("" when none)."""
+        return "; ".join(f"scored partition {q}: {why}" for q, why in self.check().items())

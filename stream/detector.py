@@ -35,7 +35,11 @@ unusual (p ≤ learn_p, 1e-3) stays out of it, so a slow build-up is not learned
 normal while it builds; a key unusual for longer than `hold_max_s` has a new normal and is
 learned again. A key silent for longer than its own rate makes plausible (P ≤ silence_p) is
 paused — its feed, a producer or the worker stopped — and the rest of that silence is not
-learned as calm (no false alerts when the traffic comes back).
+learned as calm (no false alerts when the traffic comes back). An open alert is still tested
+through such a pause (not learned), so an alert on a key that has gone quiet resolves once its
+window is empty. A key quiet for longer than `key_ttl_s` of event time (no data, nothing open,
+no alert) starts anew when it comes back — a cold key — and the worker deletes its state from
+the table meanwhile (the same thing, so the offline replay agrees): state stays bounded.
 
 While it is open the alert escalates when its severity band rises; it resolves at the first
 final window back to normal (z < resolve_z), then a cool-down. Windows are tested when their
@@ -82,6 +86,7 @@ class DetectorConfig:
     pause_s: float = 900.0  # (the watermark's pauses: reported, no longer used here; see silence_p)
     silence_p: float = 1e-6  # a key's silence this improbable at its own rate is a pause: not learned as calm
     lateness_s: float = 30.0  # of the watermark (stream.watermark): watermark + lateness = every partition's newest
+    key_ttl_s: float = 86400.0  # a key quiet (no data, nothing open) this long in event time starts anew (0: never)
     # severity bands: (p at most, negatives at least, times the expected count at least)
     medium: tuple[float, int, float] = (1e-12, 20, 3.0)
     high: tuple[float, int, float] = (1e-20, 40, 5.0)
@@ -113,6 +118,7 @@ class KeyState:
     held: int = 0  # the oldest `held` slices of `recent` were in an unusual window: not learned
     unusual: int = 0  # consecutive final windows that were unusual
     part: int = -1  # the scored-topic partition of the key (set by the worker)
+    last: int = -1  # the key's newest slice with data (its expiry counts from there)
 
     def to_dict(self) -> dict:
         """A deep copy, as plain JSON values (what the table's changelog stores): orjson's round
@@ -238,6 +244,12 @@ class SpikeDetector:
     def add(self, st: KeyState, key: str, cells: list[Cell], batch: int, watermark: float | None,
             pauses: tuple = ()) -> tuple[list[Decision], int]:
         """Fold one batch's counts for `key`; returns (decisions, events behind the watermark)."""
+        if self.cfg.key_ttl_s:
+            ref = max([c.slice for c in cells] + ([int(watermark // self.cfg.slice_s) - 1] if watermark is not None else []))
+            if self.expired(st, ref):  # quiet longer than key_ttl_s: a new key (deleted or not, the same)
+                part = st.part
+                st.__init__()
+                st.part = part
         decisions = self.advance(st, key, watermark, pauses) if watermark is not None else []
         late, newest = 0, None
         for c in cells:
@@ -249,6 +261,7 @@ class SpikeDetector:
                 continue  # the same batch again (a replay): already counted
             cell[4].append(batch)
             st.first = c.slice if st.first < 0 else min(st.first, c.slice)
+            st.last = max(st.last, c.slice)
             cell[0] += c.n
             cell[1] += c.k
             cell[2] = (cell[2] + list(c.samples))[: self.cfg.samples]
@@ -286,23 +299,39 @@ class SpikeDetector:
             decisions += self._finalise(st, key, s)
         return decisions
 
+    def expired(self, st: KeyState, upto: int) -> bool:
+        """Has the key been quiet (no data, no open slice, no alert) for
+        longer than key_ttl_s by slice `upto`? Its state can go: it comes back as a new key.
+        Decided from the key's own data and the slice given, so the worker (which also deletes
+        such keys from its table) and the offline replay agree."""
+        ttl = self.cfg.key_ttl_s
+        if not ttl or st.open or st.alert is not None:  # (a paused key's recent window may not be empty)
+            return False
+        newest = st.last if st.last >= 0 else st.closed  # (a state from before `last` was kept)
+        return newest >= 0 and (upto - newest) * self.cfg.slice_s > ttl
+
     # -- slices -----------------------------------------------------------------------------
     def _finalise(self, st: KeyState, key: str, s: int) -> list[Decision]:
         if st.first < 0 or s < st.first:  # before the key existed: nothing to learn or test
             st.closed = s
             return []
+        paused = False
         if str(s) in st.open:
             st.silent = 0
-        elif not self._silence(st, 1):  # paused: not tested, not learned
-            st.closed = s
-            return []
+        elif not self._silence(st, 1):
+            if st.alert is None:  # paused: not tested, not learned
+                st.closed = s
+                return []
+            paused = True  # ... but an open alert is tested until it resolves (a key gone quiet
+            # mid-alert must not keep it open for ever); those empty slices are not learned
         decisions = self._evaluate(st, key, s, final=True)
         unusual = self._unusual(st, s)
         n, k, _, tickers = st.open.pop(str(s), [0, 0, [], {}, []])[:4]
         st.closed = s
         st.recent.append([n, k, tickers])
-        st.history += 1
-        if unusual:  # every slice of an unusual window stays out of the baseline
+        if not paused:
+            st.history += 1
+        if unusual or paused:  # every slice of an unusual window stays out of the baseline
             st.held = len(st.recent)
         if len(st.recent) > self.w:
             old_n, old_k, _ = st.recent.pop(0)

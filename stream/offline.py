@@ -40,12 +40,14 @@ def cells_of(batch: list[Event], slice_s: int) -> dict[str, list[Cell]]:
 class OfflineDetection:
     def __init__(self, cfg: DetectorConfig, partitions: int, lateness_s: float = 30.0):
         self.det, self.cfg, self.lateness = SpikeDetector(cfg), cfg, lateness_s
-        self.view = WatermarkView(frozenset(str(p) for p in range(partitions)), cfg.pause_s)
+        self.view = WatermarkView(frozenset(str(p) for p in range(partitions)), cfg.pause_s, lateness_s)
         self.states: dict[str, KeyState] = {}
         self.active: set[str] = set()  # keys with something to finalise (the worker keeps the same set)
         self.decisions: list[Decision] = []
         self.late = 0
         self.batch_id = 0
+        self.swept = float("-inf")
+        self.expired = 0  # key states deleted after key_ttl_s of quiet (the worker deletes them from its table)
 
     def batch(self, events: list[Event]) -> None:
         self.batch_id += 1
@@ -66,6 +68,13 @@ class OfflineDetection:
             self.decisions += self.det.advance(st, key, wm, pauses)
             if st.quiet():
                 self.active.discard(key)
+        ttl = self.cfg.key_ttl_s
+        if ttl and wm - self.swept >= min(ttl / 4, 3600.0):  # as stream.detection sweeps its table
+            self.swept, last = wm, int(wm // self.cfg.slice_s) - 1
+            for key in [k for k, st in self.states.items() if self.det.expired(st, last)]:
+                del self.states[key]
+                self.active.discard(key)
+                self.expired += 1
 
 
 def replay(events: list[Event], cfg: DetectorConfig, partitions: int = 1, batch: int = 128, seed: int = 0,

@@ -168,3 +168,49 @@ def test_binomial_tail_matches_the_exact_sum_on_both_sides_of_the_mean():
             exact = float(sum(comb(n, i) * q**i * (1 - q) ** (n - i) for i in range(k, n + 1)))
             got = binomial_sf(k, n, float(q))
             assert abs(got - exact) <= 1e-12 + 1e-9 * exact, (n, p, k, got, exact)
+
+
+def test_a_key_quiet_longer_than_its_ttl_starts_anew_and_offline_keeps_few_states():
+    """Issue 17 item 10: 400 tickers, each mentioned in one short burst at its own moment over
+    two days; with a 6 h ttl the replay holds only the keys of the last hours, deletes the rest,
+    and decides as event-time order does whatever the batch order (deleting a key and finding it
+    expired when it comes back are the same)."""
+    cfg = DetectorConfig(key_ttl_s=6 * HOUR)
+    rng, evs = random.Random(21), background(48, 22, {"BUSY": 1 / 20})
+    for i in range(400):
+        at = rng.uniform(0, 47 * HOUR)
+        evs += [(at + j, f"n-{i}-{j}", rng.random() < 0.3, "earnings", (f"N{i}",)) for j in range(3)]
+    evs += surge("N7", 47.5 * HOUR, 30, 60)  # an expired name surges: a cold key again, it alerts
+    in_order = replay(evs, cfg)
+    assert in_order.expired > 300
+    assert len(in_order.states) < 120  # 401 tickers + topics without expiry
+    assert len(replay(evs, DetectorConfig(key_ttl_s=0)).states) > 400
+    assert [k for k, _ in opened(in_order)] == ["ticker:N7"]
+    for seed in (1, 2):
+        assert opened(replay(evs, cfg, partitions=4, batch=128, seed=seed)) == opened(in_order)
+
+
+def test_an_expired_key_is_new_again_and_a_key_with_an_open_alert_never_expires():
+    cfg = DetectorConfig(key_ttl_s=3600.0)
+    det, st = SpikeDetector(cfg), KeyState()
+    for s in range(100, 200):  # 1000 s of steady data: some history
+        det.add(st, "ticker:X", [Cell(s, 2, 0)], batch=s, watermark=s * 10.0 - 20)
+    det.advance(st, "ticker:X", 2500.0)
+    assert st.history > 0 and not st.quiet()  # paused after its usual rate went silent: recent kept
+    assert not det.expired(st, 199 + 360) and det.expired(st, 199 + 361)
+    det.add(st, "ticker:X", [Cell(199 + 361, 1, 1)], batch=999, watermark=5590.0)
+    assert st.history == 0 and st.first == 560  # a new key: cold, tested against the prior
+    st.alert = {"start": 0, "revision": 0, "slice": 560, "severity": "low", "samples": []}
+    assert not det.expired(st, 10**6)
+
+
+def test_open_alert_on_a_busy_key_that_goes_silent_resolves():
+    """Five items a slice, a surge opens an alert, then the key says nothing more while another
+    key moves the watermark on. Its silence is implausible at its rate (a pause: not learned),
+    yet the open alert is still tested and resolves once its window is empty, not never."""
+    evs = background(2, 1, {"BUSY": 1 / 2}) + background(3, 2, {"OTHER": 1 / 5})
+    evs += [(2 * HOUR + i, f"s-{i}", True, "earnings", ("BUSY",)) for i in range(60)]
+    for off in (replay(evs, CFG), replay(evs, CFG, partitions=4, batch=128, seed=3)):
+        actions = [(d.action, d.window_end - 2 * HOUR) for d in off.decisions if d.key == "ticker:BUSY"]
+        assert actions[0][0] == "open" and actions[-1] == ("resolve", 170.0), actions
+        assert off.states["ticker:BUSY"].alert is None
