@@ -19,6 +19,10 @@ def floor_time(t: datetime, step: timedelta) -> datetime:
     return EPOCH + (t - EPOCH) // step * step
 
 
+def ceil_time(t: datetime, step: timedelta) -> datetime:
+    return EPOCH + -((EPOCH - t) // step) * step
+
+
 COUNTS = ("n", "negatives", "neutrals", "positives")
 
 
@@ -26,11 +30,12 @@ async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], st
                  step: timedelta, as_numpy: bool = False) -> list[dict]:
     """One dict of parallel arrays per key (t, n, negatives, …), in key order, every bucket of
     [start, end) present (zero-filled); share and mean are None where a bucket is empty.
-    `start` is a bucket boundary (floor_time). With `as_numpy` the arrays are numpy arrays (NaN
+    `start` is a bucket boundary (floor_time); `end` is rounded up to one. With `as_numpy` the arrays are numpy arrays (NaN
     for None), for orjson's numpy serialisation; otherwise plain lists."""
-    buckets = -(-(end - start) // step)
-    rows = {r["key"]: r for r in await conn.fetch(q.SERIES, key_type, keys, start.timestamp(), step.total_seconds(),
-                                                 start, end)}
+    end = ceil_time(end, step)
+    buckets = (end - start) // step
+    rows = {r["key"]: r for r in await conn.fetch(q.series_sql(int(step.total_seconds())), key_type, keys,
+                                                 start.timestamp(), step.total_seconds(), start, end)}
     t = [start + i * step for i in range(buckets)]
     out = []
     for key in sorted(set(keys)):

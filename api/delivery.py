@@ -35,6 +35,14 @@ IDLE_POLL_S = 1.0  # look for due retries at least this often
 log = get("api.delivery")
 
 
+def transport_error(exc: httpx.HTTPError) -> str:
+    """What the delivery log says of a failed request: the kind of failure, never an exception
+    class name or the address connected to."""
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return "connection failed" if isinstance(exc, httpx.TransportError) else "request failed"
+
+
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential with 'equal jitter': half fixed, half random, so replicas do not retry in step."""
     delay = min(cap, base * 2 ** max(attempt - 1, 0))
@@ -95,7 +103,7 @@ class Deliverer:
         except webhooks.UnsafeTarget as exc:
             error = f"refused target: {exc}"
         except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            error = transport_error(exc)
         ms = (time.perf_counter() - started) * 1000
         if status is not None and 200 <= status < 300:
             await self._delivered(row, status, ms)

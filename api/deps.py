@@ -4,6 +4,8 @@ pool and a pooled connection, the caller's API key, scope checks, and shared que
 
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Annotated
 import asyncpg
 import orjson
 from fastapi import Depends, HTTPException, Query, Request, Response, status
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api import queries as q
@@ -33,14 +36,74 @@ async def get_pool(request: Request) -> asyncpg.Pool:
     return request.app.state.pool
 
 
-async def get_conn(request: Request) -> AsyncIterator[asyncpg.Connection]:
-    async with request.app.state.pool.acquire() as conn:
-        yield conn
+def busy() -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "database busy: retry shortly",
+                         headers={"Retry-After": "1"})
+
+
+class Db:
+    """The request's one pooled connection: taken on first use (a request that needs no database
+    takes none), waited for at most FINSENT_API_POOL_TIMEOUT_S (then 503), given back once."""
+
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float):
+        self.pool, self.timeout_s, self._conn = pool, timeout_s, None
+
+    async def conn(self) -> asyncpg.Connection:
+        if self._conn is None:
+            try:
+                self._conn = await self.pool.acquire(timeout=self.timeout_s)
+            except TimeoutError:
+                raise busy() from None
+        return self._conn
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self.pool.release(conn, timeout=self.timeout_s)
+
+
+def new_db(app) -> Db:
+    return Db(app.state.pool, app.state.settings.api_pool_timeout_s)
+
+
+async def get_db(request: Request) -> AsyncIterator[Db]:
+    db = new_db(request.app)
+    try:
+        yield db
+    finally:
+        await db.release()
+
+
+DbDep = Annotated[Db, Depends(get_db)]
+
+
+async def get_conn(db: DbDep) -> asyncpg.Connection:
+    return await db.conn()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[asyncpg.Pool, Depends(get_pool)]
 ConnDep = Annotated[asyncpg.Connection, Depends(get_conn)]
+
+
+class StrictJSONRequest(Request):
+    async def json(self):
+        if not hasattr(self, "_json"):
+            self._json = orjson.loads(await self.body())
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """Bodies parsed by orjson, which refuses what Python's json lets through and no JSON column
+    or text field can hold: NaN, Infinity, numbers that overflow to infinity, lone surrogates,
+    bytes that are not UTF-8. Its error is a json.JSONDecodeError, so FastAPI answers 422."""
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Response:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+        return strict
 
 
 # --- auth --------------------------------------------------------------------------------
@@ -59,13 +122,14 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def get_principal(pool: PoolDep, key: Annotated[str | None, Depends(_header)],
+async def get_principal(db: DbDep, key: Annotated[str | None, Depends(_header)],
                         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal | None:
-    """The key's owner, None when no key was given; 401 for an unknown or revoked key."""
+    """The key's owner, None when no key was given; 401 for an unknown or revoked key. The
+    lookup uses the request's one connection (a second one could wait forever for the pool)."""
     raw = key or (bearer.credentials if bearer else None)
     if raw is None:
         return None
-    row = await pool.fetchrow(q.API_KEY_BY_HASH, hash_key(raw))
+    row = await (await db.conn()).fetchrow(q.API_KEY_BY_HASH, hash_key(raw))
     if row is None:
         raise unauthorized("invalid or revoked API key")
     return Principal(row["id"], row["name"], tuple(row["scopes"]))
@@ -102,7 +166,15 @@ def bad_request(detail: str) -> HTTPException:
 
 
 def utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    """Naive times are UTC. Every time a client gives goes through here: one outside
+    [1970, 2200) in UTC, or one whose conversion overflows (year 1 at +14:00), is a 400."""
+    try:
+        t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    except OverflowError:
+        t = None
+    if t is None or not EARLIEST <= t <= LATEST:
+        raise bad_request("times must lie between 1970 and 2200 (UTC)")
+    return t
 
 
 @dataclass(frozen=True)
@@ -117,8 +189,6 @@ def time_range(default: timedelta, longest: timedelta):
                                                           f"{default}; naive times are UTC")] = None,
                   end: Annotated[datetime | None, Query(description="exclusive; default: now")] = None) -> TimeRange:
         end = utc(end) if end else datetime.now(timezone.utc)
-        if not EARLIEST <= end <= LATEST or (start and not EARLIEST <= utc(start) <= LATEST):
-            raise bad_request("times must lie between 1970 and 2200")
         start = utc(start) if start else end - default
         if start >= end:
             raise bad_request("start must be before end")
@@ -128,20 +198,35 @@ def time_range(default: timedelta, longest: timedelta):
     return dep
 
 
-def encode_cursor(*values) -> str:
-    raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+class Cursors:
+    """Page cursors: JSON values, base64url, and an HMAC so a client can neither forge nor edit
+    one (an events cursor carries its time window). Opaque to clients; one that does not verify
+    or decode to the expected types is a 400."""
 
+    def __init__(self, secret: bytes):
+        self.secret = secret
 
-def decode_cursor(cursor: str, types: tuple[type, ...]) -> tuple:
-    """Opaque to clients; a cursor that does not decode to `types` is a 400, not a 500."""
-    try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(values, list) or len(values) != len(types):
-            raise ValueError
-        return tuple(utc(datetime.fromisoformat(v)) if t is datetime else _check(v, t) for v, t in zip(values, types))
-    except (ValueError, TypeError, UnicodeDecodeError):
-        raise bad_request("invalid cursor") from None
+    def _mac(self, payload: str) -> str:
+        digest = hmac.new(self.secret, payload.encode(), hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def encode(self, *values) -> str:
+        raw = json.dumps([v.isoformat() if isinstance(v, datetime) else v for v in values])
+        payload = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return f"{payload}.{self._mac(payload)}"
+
+    def decode(self, cursor: str, types: tuple[type, ...]) -> tuple:
+        payload, _, mac = cursor.partition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
+            raise bad_request("invalid cursor")
+        try:
+            values = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            if not isinstance(values, list) or len(values) != len(types):
+                raise ValueError
+            return tuple(utc(datetime.fromisoformat(v)) if t is datetime else _check(v, t)
+                         for v, t in zip(values, types))
+        except (ValueError, TypeError, UnicodeDecodeError, HTTPException):
+            raise bad_request("invalid cursor") from None
 
 
 def _check(value, typ):
@@ -150,6 +235,11 @@ def _check(value, typ):
     return value
 
 
+async def get_cursors(request: Request) -> Cursors:
+    return request.app.state.cursors
+
+
+CursorsDep = Annotated[Cursors, Depends(get_cursors)]
 Cursor = Annotated[str | None, Query(max_length=512, description="`next_cursor` of the previous page")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 

@@ -22,6 +22,7 @@ from api import queries as q
 from core.logs import get
 
 CHANNEL = "finsent_alert_event"
+REVOKED = object()  # put in a stream's queue when its API key is revoked or deleted
 QUEUE_SIZE = 1000  # a client this far behind is dropped; it resumes with Last-Event-ID
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
 log = get("api.live")
@@ -42,45 +43,72 @@ class AlertFilter:
                 and not (kt == "ticker" and self.tickers and key not in self.tickers))
 
 
+class KeyRevoked(Exception):
+    """The stream's API key was revoked: the stream ends."""
+
+
 def message(row) -> dict:
     payload = row["payload"]
     return {"id": row["id"], "event": row["event"], "alert": json.loads(payload) if isinstance(payload, str) else payload}
 
 
 class AlertHub:
-    def __init__(self, pool: asyncpg.Pool, dsn: str):
-        self.pool, self.dsn = pool, dsn
-        self.queues: set[asyncio.Queue] = set()
+    """Also ends the streams of revoked keys: every `revoke_check_s` one query asks which of
+    the open streams' keys are still valid."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, revoke_check_s: float = 2.0):
+        self.pool, self.dsn, self.revoke_check_s = pool, dsn, revoke_check_s
+        self.queues: dict[asyncio.Queue, int | None] = {}  # open stream → its API key id
         self.wake = asyncio.Event()  # set on every alert event: the deliverer looks for work
         self.listening = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="alert-hub")
+        self._tasks = [asyncio.create_task(self._run(), name="alert-hub"),
+                       asyncio.create_task(self._watch_keys(), name="alert-hub-keys")]
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def subscribe(self) -> asyncio.Queue:
+    def subscribe(self, key_id: int | None = None) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
-        self.queues.add(queue)
+        self.queues[queue] = key_id
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
-        self.queues.discard(queue)
+        self.queues.pop(queue, None)
+
+    def end(self, queue: asyncio.Queue, why) -> None:
+        """Last item of a stream: None (too slow: it resumes by id) or REVOKED."""
+        self.queues.pop(queue, None)
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(why)
 
     def publish(self, row) -> None:
         for queue in list(self.queues):
             try:
                 queue.put_nowait(row)
-            except asyncio.QueueFull:  # too slow: end its stream (None), it resumes by id
-                self.queues.discard(queue)
-                queue.get_nowait()
-                queue.put_nowait(None)
+            except asyncio.QueueFull:
+                self.end(queue, None)
         self.wake.set()
+
+    async def _watch_keys(self) -> None:
+        while True:
+            await asyncio.sleep(self.revoke_check_s)
+            ids = {k for k in self.queues.values() if k is not None}
+            if not ids:
+                continue
+            try:
+                valid = {r["id"] for r in await self.pool.fetch(q.VALID_API_KEYS, list(ids), timeout=5)}
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+                log.warning("keys.check_failed", error=str(exc))
+                continue
+            for queue, key_id in list(self.queues.items()):
+                if key_id is not None and key_id not in valid:
+                    self.end(queue, REVOKED)
 
     async def _run(self) -> None:
         delay = 0.5
@@ -115,11 +143,11 @@ class AlertHub:
 
 
 async def alert_feed(hub: AlertHub, pool: asyncpg.Pool, flt: AlertFilter, last_id: int | None,
-                     keepalive_s: float) -> AsyncIterator[dict | None]:
+                     keepalive_s: float, key_id: int | None = None) -> AsyncIterator[dict | None]:
     """Matching alert changes: those after `last_id` from the table, then live ones; None
-    every `keepalive_s` of silence. Subscribing before the catch-up query means nothing is
-    missed between the two; ids already sent by the catch-up are skipped."""
-    queue = hub.subscribe()
+    every `keepalive_s` of silence; KeyRevoked once `key_id` is revoked. Subscribing before the
+    catch-up query means nothing is missed between the two; ids already sent are skipped."""
+    queue = hub.subscribe(key_id)
     try:
         sent: set[int] = set()
         while last_id is not None:
@@ -137,6 +165,8 @@ async def alert_feed(hub: AlertHub, pool: asyncpg.Pool, flt: AlertFilter, last_i
                 continue
             if row is None:
                 return
+            if row is REVOKED:
+                raise KeyRevoked
             if row["id"] not in sent and flt.matches(row):
                 yield message(row)
     finally:

@@ -8,15 +8,22 @@ reverse. Nothing happens at import time.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+import secrets
 from contextlib import asynccontextmanager
 
 import asyncpg
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api.delivery import Deliverer
+from api.deps import Cursors
+from api.limits import BodyLimit, RateLimitMiddleware, StreamSlots
 from api.live import AlertHub
 from api.metrics import MetricsMiddleware
 from api.routes import alerts, events, feedback, health, movers, page, score, series, stream, subscriptions
@@ -32,13 +39,19 @@ subscriptions with signed webhooks; a live alert stream; ad-hoc scoring; analyst
 
 Authentication: an API key (`finsent apikey create`) in `X-API-Key` or `Authorization: Bearer`.
 Reads may be open (FINSENT_API_READS_OPEN); writes always need a key with the right scope
-(`subscribe`, `feedback`; `admin` implies all). Errors are JSON: `{"detail": ...}`."""
+(`subscribe`, `feedback`; `admin` implies all). `/health`, `/ready`, `/docs` and `/openapi.json`
+are always open; `/metrics` follows the read policy. Errors are JSON: `{"detail": ...}`.
+
+Limits: 429 with `Retry-After` past the per-key request rate or the open-stream caps; 413 for a
+body over the size limit; 503 with `Retry-After` while the database is busy."""
 
 
 ERRORS = {400: {"model": Message, "description": "Bad request (e.g. a time range or cursor that cannot be used)"},
           401: {"model": Message, "description": "Missing, unknown or revoked API key"},
           403: {"model": Message, "description": "The API key lacks the needed scope"},
-          503: {"model": Message, "description": "The database is unavailable"}}
+          413: {"model": Message, "description": "The request body is larger than the limit"},
+          429: {"model": Message, "description": "Rate limit reached: retry after `Retry-After` seconds"},
+          503: {"model": Message, "description": "The database is unavailable or busy (see `Retry-After`)"}}
 
 
 def alembic_head(settings: Settings) -> str:
@@ -66,15 +79,23 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 POOL_PLANS = "force_custom_plan"
 
 
+def server_settings(s: Settings) -> dict[str, str]:
+    """Bounded waits on the server side: a statement, a lock wait, an idle open transaction."""
+    ms = str(int(s.api_statement_timeout_s * 1000))
+    return {"timezone": "UTC", "application_name": "finsent-api", "plan_cache_mode": POOL_PLANS,
+            "statement_timeout": ms, "lock_timeout": ms, "idle_in_transaction_session_timeout": ms}
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     s: Settings = app.state.settings
-    # min_size=0: the API starts (and /health answers) while Postgres is still down; /ready tells
-    pool = await asyncpg.create_pool(s.asyncpg_dsn, min_size=0, max_size=10, init=init_connection, reset=keep_session,
-                                     server_settings={"timezone": "UTC", "application_name": "finsent-api",
-                                                      "plan_cache_mode": POOL_PLANS})
+    # min_size=0: the API starts (and /health answers) while Postgres is still down; /ready tells.
+    # command_timeout: the client-side bound, should the server's statement_timeout not answer.
+    pool = await asyncpg.create_pool(s.asyncpg_dsn, min_size=0, max_size=s.api_pool_size, init=init_connection,
+                                     reset=keep_session, server_settings=server_settings(s), timeout=10,
+                                     command_timeout=s.api_statement_timeout_s + 5)
     app.state.pool = pool
-    app.state.hub = hub = AlertHub(pool, s.asyncpg_dsn)
+    app.state.hub = hub = AlertHub(pool, s.asyncpg_dsn, s.api_revocation_check_s)
     app.state.deliverer = deliverer = Deliverer(pool, s, hub)
     app.state.scorer = scorer = ScoringBatcher(s)
     hub.start()
@@ -86,16 +107,32 @@ async def lifespan(app: FastAPI):
         await scorer.stop()
         await deliverer.stop()
         await hub.stop()
-        await pool.close()
+        try:  # close waits for connections in use; a stuck one must not hold up the shutdown
+            await asyncio.wait_for(pool.close(), 5)
+        except TimeoutError:
+            pool.terminate()
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """Bad input the validators could not see becomes a 400; anything else a bare 500/503
     with no stack trace (it is logged)."""
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": jsonable_encoder(printable(exc.errors()))}, status_code=422)
+
     @app.exception_handler(asyncpg.DataError)
     async def data_error(request: Request, exc: asyncpg.DataError):
-        return JSONResponse({"detail": f"invalid input: {exc.__class__.__name__}"}, status_code=400)
+        return JSONResponse({"detail": "invalid input: a value the database cannot hold (a NUL character, a "
+                                       "number or time out of range)"}, status_code=400)
+
+    @app.exception_handler(TimeoutError)
+    @app.exception_handler(asyncpg.QueryCanceledError)
+    @app.exception_handler(asyncpg.LockNotAvailableError)
+    @app.exception_handler(asyncpg.TooManyConnectionsError)
+    async def busy(request: Request, exc: Exception):
+        log.warning("api.database_busy", error=str(exc), path=request.url.path)
+        return JSONResponse({"detail": "database busy: retry shortly"}, status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(OSError)
     @app.exception_handler(asyncpg.PostgresConnectionError)
@@ -110,11 +147,32 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
+def printable(value):
+    """A 422 echoes the input: make sure it can be rendered as JSON (no NaN, no lone surrogate,
+    no bytes that are not UTF-8)."""
+    if isinstance(value, dict):
+        return {k: printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable(v) for v in value]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "backslashreplace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="finsent API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.alembic_head = alembic_head(settings)
+    secret = settings.api_cursor_secret
+    app.state.cursors = Cursors(secret.get_secret_value().encode() if secret else secrets.token_bytes(32))
+    app.state.stream_slots = StreamSlots(settings.api_max_streams_per_key, settings.api_max_streams_per_client)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(RateLimitMiddleware, rate=settings.api_rate_limit_per_s, burst=settings.api_rate_burst)
     app.add_middleware(MetricsMiddleware)
     if settings.api_cors_origins:  # off unless origins are configured
         app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,

@@ -1,5 +1,6 @@
 """Prometheus metrics of the API (names shared with dashboards/), and a pure ASGI middleware
-that counts requests by route template (not raw path, so label cardinality stays bounded)."""
+that counts requests by route template and known method (not raw path or any method name a
+client invents, so label cardinality stays bounded)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ SSE_CLIENTS = Gauge("finsent_api_sse_clients", "Open live alert streams (SSE and
 WEBHOOKS = Counter("finsent_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"])
 for _outcome in ("delivered", "failed", "retry", "disabled"):
     WEBHOOKS.labels(_outcome)
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 MODEL_VERSION = Gauge("finsent_api_model_version", "1 for the model version the API scores with", ["version"])
 MODEL_SWAPS = Counter("finsent_api_model_swaps_total", "Model hot swaps in the API, by outcome (swapped | failed)",
                       ["outcome"])
@@ -44,5 +46,6 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            REQUESTS.labels(scope["method"], route, str(status[0])).inc()
-            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            REQUESTS.labels(method, route, str(status[0])).inc()
+            LATENCY.labels(method, route).observe(time.perf_counter() - start)

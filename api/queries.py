@@ -14,6 +14,7 @@ SEVERITIES = "ARRAY['low','medium','high']::text[]"
 INSERT_API_KEY = """INSERT INTO api_key (name, key_hash, prefix, scopes) VALUES ($1, $2, $3, $4) RETURNING id"""
 API_KEY_BY_HASH = "SELECT id, name, scopes FROM api_key WHERE key_hash = $1 AND NOT revoked"
 LIST_API_KEYS = "SELECT id, name, prefix, scopes, created_at, revoked FROM api_key ORDER BY id"
+VALID_API_KEYS = "SELECT id FROM api_key WHERE id = ANY($1::int[]) AND NOT revoked"
 REVOKE_API_KEY = "UPDATE api_key SET revoked = true, revoked_at = now() WHERE id = $1 AND NOT revoked RETURNING id"
 ALEMBIC_VERSION = "SELECT version_num FROM alembic_version"
 
@@ -80,7 +81,7 @@ def events_page(w: Where, limit: int) -> tuple[str, list]:
 EVENT_BY_KEY = f"""SELECT {EVENT_COLUMNS} FROM scored_event WHERE source = $1 AND id = $2
 ORDER BY published_at DESC LIMIT 1"""
 
-# --- series (sums of the per-minute rollups; zero-filled in crud.series) -----------------
+# --- series (sums of the rollups; zero-filled in crud.series) --------------------------------
 # One row per key holding only its non-empty buckets, as parallel arrays (decoded in C by
 # asyncpg): b = bucket number from $3 (start, epoch seconds) in steps of $4 seconds. Grouping by
 # an integer is cheaper than by a timestamp, and leaving the zero-fill (generate_series, a join
@@ -88,14 +89,23 @@ ORDER BY published_at DESC LIMIT 1"""
 SERIES = """
 SELECT key, array_agg(b) AS b, array_agg(n) AS n, array_agg(negatives) AS negatives,
        array_agg(neutrals) AS neutrals, array_agg(positives) AS positives, array_agg(score_sum) AS score_sum
-FROM (SELECT key, floor((date_part('epoch', minute) - $3::float8) / $4::float8)::int4 AS b,
+FROM (SELECT key, floor((date_part('epoch', {col}) - $3::float8) / $4::float8)::int4 AS b,
              sum(n)::int8 AS n, sum(negatives)::int8 AS negatives, sum(neutrals)::int8 AS neutrals,
              sum(positives)::int8 AS positives, sum(score_sum) AS score_sum
-      FROM event_rollup_minute
-      WHERE key_type = $1 AND key = ANY($2::text[]) AND minute >= $5 AND minute < $6
+      FROM {table}
+      WHERE key_type = $1 AND key = ANY($2::text[]) AND {col} >= $5 AND {col} < $6
       GROUP BY 1, 2) per_bucket
 GROUP BY key
 """
+# The coarsest rollup whose buckets tile a series bucket of that many seconds (the worker keeps
+# all three; see core/events.py): hourly for 1h…1d, 5-minute for 5m…30m, else per minute. Exact
+# because a series' start and end are aligned to its bucket.
+ROLLUPS = ((3600, "event_rollup_hour", "bucket"), (300, "event_rollup_5m", "bucket"), (60, "event_rollup_minute", "minute"))
+
+
+def series_sql(step_s: int) -> str:
+    table, col = next((t, c) for s, t, c in ROLLUPS if step_s % s == 0)
+    return SERIES.format(table=table, col=col)
 
 # --- movers: negative share in the window against the key's trailing baseline -------------
 MOVERS = """
@@ -161,6 +171,8 @@ INSERT_SUBSCRIPTION = f"""INSERT INTO subscription (api_key_id, name, kind, targ
     tickers, min_severity, start_event_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT coalesce(max(id), 0) FROM alert_event))
 RETURNING {SUBSCRIPTION_COLUMNS}"""
+# the lock, then the count in a statement of its own: its snapshot sees the rows committed meanwhile
+LOCK_API_KEY = "SELECT id FROM api_key WHERE id = $1 FOR UPDATE"
 COUNT_SUBSCRIPTIONS = "SELECT count(*) FROM subscription WHERE api_key_id = $1"
 LIST_SUBSCRIPTIONS = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscription WHERE api_key_id = $1 ORDER BY id"
 GET_SUBSCRIPTION = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscription WHERE id = $1 AND api_key_id = $2"
@@ -186,14 +198,17 @@ _MATCH = f"""s.kind = 'webhook' AND s.enabled AND e.id > s.start_event_id AND e.
     AND array_position({SEVERITIES}, e.severity) >= array_position({SEVERITIES}, s.min_severity::text)"""
 # Idempotent fan-out: every API process may run it; the unique pair makes one row per
 # (alert event, subscription), so whoever inserts it first owns it and the others insert nothing.
+# A revoked key's subscriptions get nothing new, and nothing pending is sent for them (CLAIM).
 FANOUT = f"""INSERT INTO delivery (alert_event_id, subscription_id)
 SELECT e.id, s.id FROM alert_event e JOIN subscription s ON {_MATCH}
+JOIN api_key k ON k.id = s.api_key_id AND NOT k.revoked
 WHERE e.at > now() - interval '1 day'
   AND NOT EXISTS (SELECT 1 FROM delivery d WHERE d.alert_event_id = e.id AND d.subscription_id = s.id)
 ON CONFLICT DO NOTHING"""
 # Lease due deliveries; SKIP LOCKED + the lease make two processes take different rows.
 CLAIM = """UPDATE delivery d SET locked_until = now() + make_interval(secs => $2), attempts = d.attempts + 1
 FROM (SELECT d2.id FROM delivery d2 JOIN subscription s2 ON s2.id = d2.subscription_id AND s2.enabled
+      JOIN api_key k2 ON k2.id = s2.api_key_id AND NOT k2.revoked
       WHERE d2.state = 'pending' AND d2.next_attempt_at <= now()
         AND (d2.locked_until IS NULL OR d2.locked_until < now())
       ORDER BY d2.next_attempt_at, d2.id LIMIT $1 FOR UPDATE OF d2 SKIP LOCKED) c,

@@ -84,8 +84,9 @@ class SeriesPublic(BaseModel):
 class SeriesResponse(BaseModel):
     key_type: Literal["topic", "ticker", "source"]
     bucket: str
-    start: datetime
-    end: datetime
+    start: datetime = Field(description="the requested start rounded down to a bucket boundary (epoch-aligned)")
+    end: datetime = Field(description="the requested end rounded UP to a bucket boundary: the buckets count "
+                                      "exactly [start, end), the last one whole (it may reach past now)")
     series: list[SeriesPublic]
 
 
@@ -104,7 +105,8 @@ class MoverPublic(BaseModel):
 class MoversResponse(BaseModel):
     key_type: KeyType
     window_start: datetime
-    window_end: datetime
+    window_end: datetime = Field(description="the requested end rounded up to a whole minute (the rollups' "
+                                             "resolution): the counts cover exactly [window_start, window_end)")
     baseline_start: datetime
     items: list[MoverPublic]
 

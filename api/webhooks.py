@@ -3,7 +3,10 @@
 A target URL is checked when a subscription is made and again before every send: https only
 (unless FINSENT_WEBHOOK_ALLOW_HTTP), no credentials in the URL, and every address the host
 resolves to must be public (loopback, private, link-local, cloud-metadata, multicast and
-reserved addresses are refused unless FINSENT_WEBHOOK_ALLOW_PRIVATE). The host is resolved
+reserved addresses are refused unless FINSENT_WEBHOOK_ALLOW_PRIVATE), and so must every IPv4
+address an IPv6 one embeds (IPv4-mapped and -compatible, SIIT, NAT64, 6to4, Teredo). A refusal
+says only that the target is not allowed: naming the address, or whether the host resolved at
+all, would make the API a DNS oracle for the caller's view of private names. The host is resolved
 once and the request goes to the checked address, with the original Host header and TLS
 server name, so a DNS answer that changes between check and connect (rebinding) cannot
 redirect it. Redirects are not followed; timeouts are bounded.
@@ -37,6 +40,10 @@ import httpx
 # Cloud metadata endpoints: link-local already covers 169.254.169.254; these are the others.
 METADATA = {ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")}
 DEFAULT_PORTS = {"https": 443, "http": 80}
+NOT_ALLOWED = "the target is not allowed (its host must resolve, and only to public addresses)"
+# IPv6 prefixes whose last 32 bits are an IPv4 address: IPv4-compatible, SIIT, NAT64 (RFC 6052)
+LOW32 = [ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")]
+NAT64 = LOW32[2]  # reserved as a block, yet it reaches the (public) IPv4 address it carries
 
 
 class UnsafeTarget(ValueError):
@@ -89,18 +96,28 @@ def parse(url: str, allow_http: bool) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme], path
 
 
+def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, compatible, SIIT, NAT64, 6to4, Teredo)."""
+    if ip.version == 4:
+        return []
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if any(ip in net for net in LOW32):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [a for a in found if a is not None]
+
+
+def is_public(ip) -> bool:
+    return ip.is_global and not (ip.is_reserved or ip.is_multicast or ip in METADATA)
+
+
 def check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> None:
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    if ip.is_unspecified or ip.is_multicast:
-        raise UnsafeTarget(f"address {ip} cannot be a webhook target")
+    inner = embedded_ipv4(ip)
+    if any(a.is_unspecified or a.is_multicast for a in (ip, *inner)):
+        raise UnsafeTarget(NOT_ALLOWED)
     if allow_private:
         return
-    if ip in METADATA:
-        raise UnsafeTarget(f"address {ip} is a cloud metadata endpoint")
-    if not ip.is_global:
-        kind = ("loopback" if ip.is_loopback else "link-local" if ip.is_link_local
-                else "private" if ip.is_private else "reserved")
-        raise UnsafeTarget(f"address {ip} is {kind}")
+    if not all(map(is_public, inner)) or not (ip in NAT64 or is_public(ip)):
+        raise UnsafeTarget(NOT_ALLOWED)
 
 
 async def resolve(url: str, *, allow_http: bool, allow_private: bool) -> Target:
@@ -108,11 +125,11 @@ async def resolve(url: str, *, allow_http: bool, allow_private: bool) -> Target:
     scheme, host, port, path = parse(url, allow_http)
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeTarget(f"cannot resolve {host}: {exc}") from None
+    except (socket.gaierror, UnicodeError, OSError):
+        raise UnsafeTarget(NOT_ALLOWED) from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not addresses:
-        raise UnsafeTarget(f"cannot resolve {host}")
+        raise UnsafeTarget(NOT_ALLOWED)
     for ip in addresses:
         check_address(ip, allow_private)
     return Target(scheme, host, port, path, str(addresses[0]))

@@ -1,6 +1,7 @@
 """The one write path of scored events: rows are copied into a session-local table, inserted
-with ON CONFLICT DO NOTHING, and only the rows really inserted feed the per-minute rollups, all
-in the caller's transaction. A replayed batch therefore adds neither rows nor counts.
+with ON CONFLICT DO NOTHING, and only the rows really inserted feed the rollups (per minute, per
+5 minutes, per hour: the API reads the coarsest that fits a series' bucket), all in the
+caller's transaction. A replayed batch therefore adds neither rows nor counts.
 
     async with conn.transaction():
         new = await store_scored(conn, rows)   # rows: tuples in COLUMNS order
@@ -16,6 +17,18 @@ _cols = ", ".join(COLUMNS)
 CREATE_STAGE = f"""CREATE TEMP TABLE IF NOT EXISTS finsent_stage AS
 SELECT {_cols} FROM scored_event WITH NO DATA"""
 
+_ADD = """n = r.n + EXCLUDED.n, negatives = r.negatives + EXCLUDED.negatives,
+        neutrals = r.neutrals + EXCLUDED.neutrals, positives = r.positives + EXCLUDED.positives,
+        score_sum = r.score_sum + EXCLUDED.score_sum"""
+_SUMS = "sum(n), sum(negatives), sum(neutrals), sum(positives), sum(score_sum)"
+
+
+def _coarser(table: str, bucket: str) -> str:
+    return f"""INSERT INTO {table} AS r (key_type, key, bucket, n, negatives, neutrals, positives, score_sum)
+    SELECT key_type, key, {bucket}, {_SUMS} FROM per_minute GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (key_type, key, bucket) DO UPDATE SET {_ADD}"""
+
+
 # The rollup rows are upserted in key order, so two writers lock them in the same order.
 INSERT_FROM_STAGE = f"""
 WITH ins AS (
@@ -26,15 +39,20 @@ WITH ins AS (
     SELECT 'topic' AS key_type, topic AS key, published_at, sentiment, score FROM ins
     UNION ALL SELECT 'ticker', unnest(tickers), published_at, sentiment, score FROM ins
     UNION ALL SELECT 'source', source, published_at, sentiment, score FROM ins
+), per_minute AS (
+    SELECT key_type, key, date_trunc('minute', published_at, 'UTC') AS minute, count(*) AS n,
+           count(*) FILTER (WHERE sentiment = 'negative') AS negatives,
+           count(*) FILTER (WHERE sentiment = 'neutral') AS neutrals,
+           count(*) FILTER (WHERE sentiment = 'positive') AS positives, sum(score) AS score_sum
+    FROM keyed GROUP BY 1, 2, 3
 ), rolled AS (
     INSERT INTO event_rollup_minute AS r (key_type, key, minute, n, negatives, neutrals, positives, score_sum)
-    SELECT key_type, key, date_trunc('minute', published_at, 'UTC'), count(*),
-           count(*) FILTER (WHERE sentiment = 'negative'), count(*) FILTER (WHERE sentiment = 'neutral'),
-           count(*) FILTER (WHERE sentiment = 'positive'), sum(score)
-    FROM keyed GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (key_type, key, minute) DO UPDATE SET n = r.n + EXCLUDED.n, negatives = r.negatives + EXCLUDED.negatives,
-        neutrals = r.neutrals + EXCLUDED.neutrals, positives = r.positives + EXCLUDED.positives,
-        score_sum = r.score_sum + EXCLUDED.score_sum
+    SELECT * FROM per_minute ORDER BY 1, 2, 3
+    ON CONFLICT (key_type, key, minute) DO UPDATE SET {_ADD}
+), rolled_5m AS (
+    {_coarser("event_rollup_5m", "date_bin('5 minutes', minute, TIMESTAMPTZ '1970-01-01 00:00:00+00')")}
+), rolled_hour AS (
+    {_coarser("event_rollup_hour", "date_trunc('hour', minute, 'UTC')")}
 )
 SELECT source, id FROM ins
 """

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "artifacts" / "finsent-minilm-v2"
@@ -75,6 +75,19 @@ class Settings(BaseSettings):
     webhook_retry_base_s: float = Field(2.0, gt=0)  # first retry delay; doubles per attempt, with jitter
     webhook_retry_max_s: float = Field(600.0, gt=0)  # cap of one retry delay
     sse_keepalive_s: float = Field(15.0, gt=0, le=300)  # comment line sent on an idle live stream
+    # API limits (api/README.md): every wait bounded, every resource capped
+    api_pool_size: int = Field(10, ge=1, le=500)  # Postgres connections per API process (one per request at most)
+    api_pool_timeout_s: float = Field(5.0, gt=0, le=120)  # wait for a free connection, then 503 + Retry-After
+    api_statement_timeout_s: float = Field(10.0, gt=0, le=600)  # per statement and per lock wait (server side)
+    api_max_body_bytes: int = Field(4 << 20, ge=1024)  # larger request bodies get 413 before they are read
+    api_cursor_secret: SecretStr | None = None  # HMAC key of page cursors; unset: random per process
+    api_revocation_check_s: float = Field(2.0, gt=0, le=60)  # open streams of a revoked key end within this
+    api_max_streams_per_key: int = Field(10, ge=1)  # open live streams (SSE + WebSocket) per API key
+    api_max_streams_per_client: int = Field(20, ge=1)  # and per client address, keyed or not
+    api_max_subscriptions_per_key: int = Field(100, ge=1)
+    api_rate_limit_per_s: float = Field(20.0, ge=0)  # requests/s per API key (anonymous: per address); 0 = off
+    api_rate_burst: int = Field(40, ge=1)  # requests allowed at once above the steady rate
+    api_shutdown_grace_s: float = Field(5.0, ge=0, le=120)  # on SIGTERM, open requests get this long
 
     @field_validator("database_url")
     @classmethod

@@ -10,16 +10,16 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from api import crud
 from api import queries as q
-from api.deps import ConnDep, Cursor, Limit, Reader, TimeRange, decode_cursor, encode_cursor, time_range
+from api.deps import ConnDep, Cursor, CursorsDep, Limit, Reader, StrictJSONRoute, TimeRange, time_range
 from api.schemas import AlertDetail, AlertPage, KeyType, Message, Severity
 
-router = APIRouter(prefix="/v1/alerts", tags=["alerts"])
+router = APIRouter(prefix="/v1/alerts", tags=["alerts"], route_class=StrictJSONRoute)
 AROUND = timedelta(minutes=60)  # series context each side of the alert window
 
 
 @router.get("", response_model=AlertPage, summary="Alerts, filtered, cursor-paged (newest first)")
 async def list_alerts(
-    conn: ConnDep, _: Reader,
+    conn: ConnDep, _: Reader, cursors: CursorsDep,
     window: Annotated[TimeRange, Depends(time_range(timedelta(days=7), timedelta(days=366)))],
     state: Literal["open", "resolved"] | None = None,
     key_type: KeyType | None = None,
@@ -27,12 +27,12 @@ async def list_alerts(
     min_severity: Severity | None = None,
     limit: Limit = 100, cursor: Cursor = None,
 ) -> AlertPage:
-    after = decode_cursor(cursor, (datetime, int)) if cursor else None
+    after = cursors.decode(cursor, (datetime, int)) if cursor else None
     w = q.alerts_where(start=window.start, end=window.end, state=state, key_type=key_type, keys=key,
                        min_severity=min_severity, after=after)
     rows = await conn.fetch(*_page(w, limit + 1))
     items = rows[:limit]
-    nxt = encode_cursor(items[-1]["opened_at"], items[-1]["id"]) if len(rows) > limit else None
+    nxt = cursors.encode(items[-1]["opened_at"], items[-1]["id"]) if len(rows) > limit else None
     return AlertPage(items=[dict(r) for r in items], next_cursor=nxt)
 
 
@@ -53,7 +53,7 @@ async def get_alert(conn: ConnDep, _: Reader, alert_id: Annotated[int, Path(ge=1
     step = timedelta(minutes=1)
     series = await crud.series(conn, key_type=alert["key_type"], keys=[alert["key"]],
                                start=crud.floor_time(alert["window_start"] - AROUND, step),
-                               end=alert["window_end"] + AROUND, step=step)
+                               end=crud.ceil_time(alert["window_end"] + AROUND, step), step=step)
     history = await conn.fetch(q.ALERT_HISTORY, alert_id)
     return AlertDetail(**dict(alert), samples=[dict(r) for r in samples], series=series[0],
                        history=[dict(r) for r in history])

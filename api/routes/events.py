@@ -11,15 +11,16 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api import queries as q
-from api.deps import ConnDep, Cursor, Limit, Reader, TimeRange, decode_cursor, encode_cursor, fast_json, time_range
+from api.deps import (ConnDep, Cursor, CursorsDep, Limit, Reader, StrictJSONRoute, TimeRange, fast_json,
+                      time_range)
 from api.schemas import EventPage, Sentiment, Ticker, Topic
 
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], route_class=StrictJSONRoute)
 
 
 @router.get("", response_model=EventPage, summary="Scored events, filtered, cursor-paged (newest first)")
 async def list_events(
-    conn: ConnDep, _: Reader,
+    conn: ConnDep, _: Reader, cursors: CursorsDep,
     window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), timedelta(days=31)))],
     topic: Annotated[list[Topic], Query(max_length=20)] = [],
     ticker: Annotated[list[Ticker], Query(max_length=50)] = [],
@@ -33,7 +34,7 @@ async def list_events(
 ):
     after, start, end = None, window.start, window.end
     if cursor:
-        *after, start, end = decode_cursor(cursor, (datetime, str, str, datetime, datetime))
+        *after, start, end = cursors.decode(cursor, (datetime, str, str, datetime, datetime))
     w = q.events_where(start=start, end=end, topics=topic, tickers=ticker, sources=source, sentiments=sentiment,
                        min_score=min_score, max_score=max_score, model_version=model_version, q=q_,
                        after=tuple(after) if after else None)
@@ -41,5 +42,5 @@ async def list_events(
     rows = await conn.fetch(sql, *args)
     items, more = rows[:limit], len(rows) > limit
     last = items[-1] if items else None
-    nxt = encode_cursor(last["published_at"], last["source"], last["id"], start, end) if more else None
+    nxt = cursors.encode(last["published_at"], last["source"], last["id"], start, end) if more else None
     return fast_json({"items": [dict(r) for r in items], "next_cursor": nxt})

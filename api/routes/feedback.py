@@ -14,11 +14,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import StreamingResponse
 
 from api import queries as q
-from api.deps import (ConnDep, Cursor, FeedbackWriter, Limit, PoolDep, TimeRange, decode_cursor, encode_cursor,
+from api.deps import (ConnDep, Cursor, CursorsDep, DbDep, FeedbackWriter, Limit, StrictJSONRoute, TimeRange,
                       time_range)
 from api.schemas import FeedbackCreate, FeedbackPage, FeedbackPublic, Message
 
-router = APIRouter(tags=["feedback"])
+router = APIRouter(tags=["feedback"], route_class=StrictJSONRoute)
 Window = Annotated[TimeRange, Depends(time_range(timedelta(days=30), timedelta(days=3660)))]
 EXPORT_FIELDS = ("id", "source", "event_id", "published_at", "text", "model_topic", "model_sentiment", "topic",
                  "sentiment", "note", "created_by", "created_at")
@@ -37,21 +37,23 @@ async def create_feedback(source: Annotated[str, Path(min_length=1, max_length=6
 
 
 @router.get("/v1/feedback", response_model=FeedbackPage, summary="Feedback, newest first (cursor pages)")
-async def list_feedback(conn: ConnDep, _: FeedbackWriter, window: Window, limit: Limit = 100,
+async def list_feedback(conn: ConnDep, _: FeedbackWriter, cursors: CursorsDep, window: Window, limit: Limit = 100,
                         cursor: Cursor = None) -> FeedbackPage:
-    before = decode_cursor(cursor, (int,))[0] if cursor else 2**63 - 1
+    before = cursors.decode(cursor, (int,))[0] if cursor else 2**63 - 1
     rows = await conn.fetch(q.LIST_FEEDBACK, window.start, window.end, before, limit + 1)
     items = rows[:limit]
     return FeedbackPage(items=[dict(r) for r in items],
-                        next_cursor=encode_cursor(items[-1]["id"]) if len(rows) > limit else None)
+                        next_cursor=cursors.encode(items[-1]["id"]) if len(rows) > limit else None)
 
 
 @router.get("/v1/feedback/export", response_class=StreamingResponse, summary="Export feedback as CSV or JSONL",
             responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}})
-async def export_feedback(pool: PoolDep, _: FeedbackWriter, window: Window,
+async def export_feedback(db: DbDep, _: FeedbackWriter, window: Window,
                           format: Literal["csv", "jsonl"] = "jsonl") -> StreamingResponse:
+    conn = await db.conn()  # the request's connection, given back when the body has been sent
+
     async def rows():
-        async with pool.acquire() as conn, conn.transaction():  # a server-side cursor: memory stays flat
+        async with conn.transaction():  # a server-side cursor: memory stays flat
             async for r in conn.cursor(q.EXPORT_FEEDBACK, window.start, window.end, prefetch=500):
                 yield {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
 
@@ -61,12 +63,21 @@ async def export_feedback(pool: PoolDep, _: FeedbackWriter, window: Window,
                              headers={"Content-Disposition": f'attachment; filename="feedback.{format}"'})
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell that a spreadsheet would run as a formula gets a leading quote (OWASP's CSV
+    injection advice); JSON lines keep the stored text."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
 async def _csv(rows):
     buf = io.StringIO()
     writer = csv.DictWriter(buf, EXPORT_FIELDS)
     writer.writeheader()
     async for r in rows:
-        writer.writerow(r)
+        writer.writerow({k: spreadsheet_safe(v) for k, v in r.items()})
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()

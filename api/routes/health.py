@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import queries as q
-from api.deps import PoolDep
+from api.deps import PoolDep, Reader
 from api.schemas import Health, Message, Ready
 
 router = APIRouter(tags=["health"])
@@ -19,14 +19,19 @@ async def health(request: Request) -> Health:
     return Health(status="ok", model=request.app.state.scorer.state())
 
 
-@router.get("/ready", response_model=Ready, summary="Readiness: Postgres reachable, migrations at head",
-            responses={503: {"model": Message}})
+@router.get("/ready", response_model=Ready, summary="Readiness: Postgres reachable, a pooled connection free "
+            "within a second, migrations at head", responses={503: {"model": Message}})
 async def ready(request: Request, pool: PoolDep):
     head = request.app.state.alembic_head
     try:
-        version = await pool.fetchval(q.ALEMBIC_VERSION, timeout=2)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-        return JSONResponse({"detail": f"database unreachable: {type(exc).__name__}"}, status_code=503)
+        async with pool.acquire(timeout=1) as conn:
+            version = await conn.fetchval(q.ALEMBIC_VERSION, timeout=2)
+    except TimeoutError:
+        exhausted = pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0
+        detail = "database busy: every pooled connection is in use" if exhausted else "database unreachable"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return JSONResponse({"detail": "database unreachable"}, status_code=503)
     if version != head:
         return JSONResponse({"detail": f"database at revision {version}, expected {head}"}, status_code=503)
     return Ready(status="ready", database="ok", revision=version)
@@ -34,5 +39,7 @@ async def ready(request: Request, pool: PoolDep):
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
-async def metrics() -> Response:
+async def metrics(_: Reader) -> Response:
+    """Open like every read (FINSENT_API_READS_OPEN); with reads closed it needs a `read` key
+    (Prometheus: `authorization: {credentials_file: ...}`)."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

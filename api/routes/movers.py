@@ -8,10 +8,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from api import crud
-from api.deps import EARLIEST, LATEST, ConnDep, Reader, bad_request, utc
+from api.deps import EARLIEST, ConnDep, Reader, StrictJSONRoute, bad_request, utc
 from api.schemas import KeyType, MoversResponse
 
-router = APIRouter(prefix="/v1/movers", tags=["movers"])
+router = APIRouter(prefix="/v1/movers", tags=["movers"], route_class=StrictJSONRoute)
+MINUTE = timedelta(minutes=1)
 
 
 @router.get("", response_model=MoversResponse, summary="Largest moves of negative share against the baseline")
@@ -21,12 +22,12 @@ async def get_movers(
     window_minutes: Annotated[int, Query(ge=1, le=1440, description="the recent window")] = 60,
     baseline_hours: Annotated[int, Query(ge=1, le=168, description="trailing span before the window")] = 24,
     min_count: Annotated[int, Query(ge=1, le=100_000, description="least items in the window")] = 10,
-    end: Annotated[datetime | None, Query(description="window end; default now")] = None,
+    end: Annotated[datetime | None, Query(description="window end, rounded up to a minute; default now")] = None,
     direction: Literal["up", "down", "both"] = "up",
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> MoversResponse:
-    end = utc(end) if end else datetime.now(timezone.utc)
-    if not EARLIEST + timedelta(days=8) <= end <= LATEST:
+    end = crud.ceil_time(utc(end) if end else datetime.now(timezone.utc), MINUTE)
+    if end < EARLIEST + timedelta(days=8):
         raise bad_request("end must lie between 1970 and 2200")
     window, baseline = timedelta(minutes=window_minutes), timedelta(hours=baseline_hours)
     items = await crud.movers(conn, key_type=key_type, end=end, window=window, baseline=baseline, min_count=min_count)

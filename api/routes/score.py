@@ -9,11 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 
 from api import queries as q
-from api.deps import ConnDep, Reader
+from api.deps import ConnDep, Reader, StrictJSONRoute
 from api.schemas import ExplanationPublic, Message, ScoreRequest, ScoreResponse
 from api.scoring import ModelUnavailable
 
-router = APIRouter(tags=["score"])
+router = APIRouter(tags=["score"], route_class=StrictJSONRoute)
 
 
 @router.post("/v1/score", response_model=ScoreResponse, responses={503: {"model": Message}},

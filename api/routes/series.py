@@ -1,5 +1,7 @@
 """GET /v1/series: zero-filled time buckets per topic, ticker or source, summed from the
-per-minute rollups the worker maintains (never a scan of scored_event)."""
+per-minute rollups the worker maintains (never a scan of scored_event). The span is aligned to
+whole buckets: `start` rounded down, `end` rounded up, and the answer states the aligned span,
+which is exactly what it counts (a bucket is never cut by `end`)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 
 from api import crud
-from api.deps import ConnDep, Reader, TimeRange, bad_request, fast_json, time_range
+from api.deps import ConnDep, Reader, StrictJSONRoute, TimeRange, bad_request, fast_json, time_range
 from api.schemas import SeriesResponse
 
-router = APIRouter(prefix="/v1/series", tags=["series"])
+router = APIRouter(prefix="/v1/series", tags=["series"], route_class=StrictJSONRoute)
 BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "6h": 21600, "12h": 43200, "1d": 86400}
 MAX_POINTS = 50_000  # keys × buckets in one response
 
@@ -27,10 +29,9 @@ async def get_series(
     bucket: Literal[tuple(BUCKETS)] = "1h",  # type: ignore[valid-type]
 ):
     step = timedelta(seconds=BUCKETS[bucket])
-    start = crud.floor_time(window.start, step)
+    start, end = crud.floor_time(window.start, step), crud.ceil_time(window.end, step)
     keys = sorted(set(key))
-    if len(keys) * -(-(window.end - start) // step) > MAX_POINTS:
+    if len(keys) * ((end - start) // step) > MAX_POINTS:
         raise bad_request(f"too many points (keys × buckets > {MAX_POINTS}): use a coarser bucket or a shorter range")
-    rows = await crud.series(conn, key_type=key_type, keys=keys, start=start, end=window.end, step=step,
-                             as_numpy=True)
-    return fast_json({"key_type": key_type, "bucket": bucket, "start": start, "end": window.end, "series": rows})
+    rows = await crud.series(conn, key_type=key_type, keys=keys, start=start, end=end, step=step, as_numpy=True)
+    return fast_json({"key_type": key_type, "bucket": bucket, "start": start, "end": end, "series": rows})

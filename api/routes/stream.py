@@ -9,20 +9,22 @@ Filters come from one of the caller's subscriptions (`subscription_id`, needs a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, WebSocket
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from api import queries as q
-from api.deps import MaybePrincipal, Reader, get_principal, reader, require
-from api.live import AlertFilter, alert_feed
+from api.deps import Db, DbDep, MaybePrincipal, Reader, StrictJSONRoute, get_principal, new_db, reader, require
+from api.limits import client_address
+from api.live import AlertFilter, KeyRevoked, alert_feed
 from api.metrics import SSE_CLIENTS
 from api.schemas import KeyType, Message, Severity, Ticker, Topic
 
-router = APIRouter(prefix="/v1/stream", tags=["stream"])
+router = APIRouter(prefix="/v1/stream", tags=["stream"], route_class=StrictJSONRoute)
 EventId = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 
@@ -32,20 +34,31 @@ Topics = Annotated[list[Topic], Query(max_length=20)]
 Tickers = Annotated[list[Ticker], Query(max_length=200)]
 
 
-async def stream_filter(request: Request, principal: MaybePrincipal, subscription_id: SubscriptionId = None,
+async def stream_filter(db: DbDep, principal: MaybePrincipal, subscription_id: SubscriptionId = None,
                         key_type: KeyTypes = [], topic: Topics = [], ticker: Tickers = [],
                         min_severity: Severity = "low") -> AlertFilter:
-    return await build_filter(request.app.state.pool, principal, subscription_id, key_type, topic, ticker, min_severity)
+    return await build_filter(db, principal, subscription_id, key_type, topic, ticker, min_severity)
 
 
-async def build_filter(pool, principal, subscription_id, key_type, topic, ticker, min_severity) -> AlertFilter:
+async def build_filter(db: Db, principal, subscription_id, key_type, topic, ticker, min_severity) -> AlertFilter:
     if subscription_id is None:
         return AlertFilter(tuple(key_type) or ("topic", "ticker"), tuple(topic), tuple(ticker), min_severity)
     owner = await require("subscribe")(principal)
-    row = await pool.fetchrow(q.GET_SUBSCRIPTION, subscription_id, owner.id)
+    row = await (await db.conn()).fetchrow(q.GET_SUBSCRIPTION, subscription_id, owner.id)
     if row is None:
         raise HTTPException(404, f"subscription {subscription_id} not found")
     return AlertFilter(tuple(row["key_types"]), tuple(row["topics"]), tuple(row["tickers"]), row["min_severity"])
+
+
+async def stream_slot(request: Request, principal: MaybePrincipal) -> AsyncIterator[None]:
+    """One of the capped stream slots (per key, per address): 429 when none is left, given back
+    when the stream ends."""
+    slots = request.app.state.stream_slots
+    names = slots.take(principal.id if principal else None, client_address(request.scope))
+    try:
+        yield
+    finally:
+        slots.give_back(names)
 
 
 async def resume_from(
@@ -61,21 +74,26 @@ async def resume_from(
     return int(last_event_id)
 
 
-@router.get("/alerts", response_class=EventSourceResponse, responses={404: {"model": Message}},
+@router.get("/alerts", response_class=EventSourceResponse, responses={404: {"model": Message}, 429: {"model": Message}},
             summary="Server-Sent Events of alert changes, resumable with Last-Event-ID")
 async def sse_alerts(
-    request: Request, _: Reader, flt: Annotated[AlertFilter, Depends(stream_filter)],
-    start: Annotated[int | None, Depends(resume_from)],
+    request: Request, db: DbDep, principal: Reader, flt: Annotated[AlertFilter, Depends(stream_filter)],
+    start: Annotated[int | None, Depends(resume_from)], _slot: Annotated[None, Depends(stream_slot)],
 ) -> AsyncIterator[ServerSentEvent]:
+    """Ends with an `event: revoked` message when the API key is revoked."""
     app = request.app
+    await db.release()  # a stream holds no pooled connection while it waits
     SSE_CLIENTS.inc()
     try:
         yield ServerSentEvent(comment="connected", retry=2000)
-        async for msg in alert_feed(app.state.hub, app.state.pool, flt, start, app.state.settings.sse_keepalive_s):
+        async for msg in alert_feed(app.state.hub, app.state.pool, flt, start, app.state.settings.sse_keepalive_s,
+                                    principal.id if principal else None):
             if msg is None:
                 yield ServerSentEvent(comment="keep-alive")
             else:
                 yield ServerSentEvent(raw_data=json.dumps(msg, default=str), event=msg["event"], id=str(msg["id"]))
+    except KeyRevoked:
+        yield ServerSentEvent(event="revoked", raw_data=json.dumps({"detail": "API key revoked"}))
     finally:
         SSE_CLIENTS.dec()
 
@@ -85,21 +103,45 @@ async def ws_alerts(websocket: WebSocket, subscription_id: SubscriptionId = None
                     topic: Topics = [], ticker: Tickers = [], min_severity: Severity = "low",
                     last_event_id: EventId | None = None) -> None:
     """Same messages as the SSE stream, as JSON text frames; {"type": "keep-alive"} when quiet.
-    The API key goes in the X-API-Key header; a refused key or subscription fails the handshake (403)."""
-    app = websocket.app
+    The API key goes in the X-API-Key header; a refused key or subscription, or no stream slot
+    left, fails the handshake (403). A revoked key's stream is closed with code 1008."""
+    app, db = websocket.app, new_db(websocket.app)
+    slots = app.state.stream_slots
     try:
-        principal = await get_principal(app.state.pool, websocket.headers.get("x-api-key"), None)
+        principal = await get_principal(db, websocket.headers.get("x-api-key"), None)
         await reader(app.state.settings, principal)
-        flt = await build_filter(app.state.pool, principal, subscription_id, key_type, topic, ticker, min_severity)
+        flt = await build_filter(db, principal, subscription_id, key_type, topic, ticker, min_severity)
+        names = slots.take(principal.id if principal else None, client_address(websocket.scope))
     except HTTPException as exc:
         await websocket.close(code=1008, reason=str(exc.detail)[:120])
         return
+    finally:
+        await db.release()
     await websocket.accept()
     SSE_CLIENTS.inc()
-    try:
-        async for msg in alert_feed(app.state.hub, app.state.pool, flt, last_event_id, app.state.settings.sse_keepalive_s):
-            await websocket.send_text(json.dumps(msg or {"type": "keep-alive"}, default=str))
-    except WebSocketDisconnect:
-        pass
+    feed = alert_feed(app.state.hub, app.state.pool, flt, last_event_id, app.state.settings.sse_keepalive_s,
+                      principal.id if principal else None)
+    tasks = [asyncio.create_task(_send(websocket, feed)), asyncio.create_task(_until_closed(websocket))]
+    try:  # a client that closes is noticed at once, not at the next keep-alive
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         SSE_CLIENTS.dec()
+        slots.give_back(names)
+
+
+async def _send(websocket: WebSocket, feed: AsyncIterator[dict | None]) -> None:
+    try:
+        async for msg in feed:
+            await websocket.send_text(json.dumps(msg or {"type": "keep-alive"}, default=str))
+    except KeyRevoked:
+        await websocket.close(code=1008, reason="API key revoked")
+        return
+    await websocket.close()  # too far behind: reconnect with last_event_id
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass

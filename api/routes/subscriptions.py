@@ -11,13 +11,12 @@ from fastapi.exceptions import RequestValidationError
 
 from api import queries as q
 from api import webhooks
-from api.deps import ConnDep, Cursor, SettingsDep, Subscriber, decode_cursor, encode_cursor
+from api.deps import ConnDep, Cursor, CursorsDep, SettingsDep, StrictJSONRoute, Subscriber
 from api.schemas import (DeliveryLog, Message, SubscriptionCreate, SubscriptionCreated, SubscriptionPublic,
                          SubscriptionUpdate)
 from core.settings import Settings
 
-router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
-MAX_PER_KEY = 100
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"], route_class=StrictJSONRoute)
 SubId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 NOT_FOUND = {404: {"model": Message}}
 
@@ -42,16 +41,19 @@ async def owned(conn, sub_id: int, principal) -> dict:
     return row
 
 
-@router.post("", response_model=SubscriptionCreated, status_code=201, responses={400: {"model": Message}},
+@router.post("", response_model=SubscriptionCreated, status_code=201, responses={409: {"model": Message}},
              summary="Create a subscription (webhook: the signing secret is in this response only)")
 async def create(body: SubscriptionCreate, conn: ConnDep, principal: Subscriber, settings: SettingsDep):
     if body.url is not None:
         await check_url(body.url, settings)
-    if await conn.fetchval(q.COUNT_SUBSCRIPTIONS, principal.id) >= MAX_PER_KEY:
-        raise HTTPException(400, f"at most {MAX_PER_KEY} subscriptions per API key")
     secret = webhooks.new_secret() if body.delivery == "webhook" else None
-    row = await conn.fetchrow(q.INSERT_SUBSCRIPTION, principal.id, body.name, body.delivery, body.url, secret,
-                              body.key_types, body.topics, body.tickers, body.min_severity)
+    cap = settings.api_max_subscriptions_per_key
+    async with conn.transaction():  # the key's row lock makes count-then-insert atomic per key
+        await conn.execute(q.LOCK_API_KEY, principal.id)
+        if await conn.fetchval(q.COUNT_SUBSCRIPTIONS, principal.id) >= cap:
+            raise HTTPException(409, f"at most {cap} subscriptions per API key")
+        row = await conn.fetchrow(q.INSERT_SUBSCRIPTION, principal.id, body.name, body.delivery, body.url, secret,
+                                  body.key_types, body.topics, body.tickers, body.min_severity)
     return {**public(row), "secret": secret}
 
 
@@ -89,11 +91,11 @@ async def delete(sub_id: SubId, conn: ConnDep, principal: Subscriber) -> Respons
 
 @router.get("/{sub_id}/deliveries", response_model=DeliveryLog, responses=NOT_FOUND,
             summary="The delivery log: every webhook attempt, newest first")
-async def deliveries(sub_id: SubId, conn: ConnDep, principal: Subscriber, cursor: Cursor = None,
+async def deliveries(sub_id: SubId, conn: ConnDep, principal: Subscriber, cursors: CursorsDep, cursor: Cursor = None,
                      limit: Annotated[int, Query(ge=1, le=500)] = 100):
     await owned(conn, sub_id, principal)
-    before = decode_cursor(cursor, (int,))[0] if cursor else 2**63 - 1
+    before = cursors.decode(cursor, (int,))[0] if cursor else 2**63 - 1
     rows = await conn.fetch(q.DELIVERY_LOG, sub_id, before, limit + 1)
     items = rows[:limit]
     return DeliveryLog(items=[dict(r) for r in items],
-                       next_cursor=encode_cursor(items[-1]["id"]) if len(rows) > limit else None)
+                       next_cursor=cursors.encode(items[-1]["id"]) if len(rows) > limit else None)

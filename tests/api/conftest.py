@@ -41,7 +41,8 @@ def dsn(db_url) -> str:
 
 def api_settings(db_url: str, **overrides) -> Settings:
     values = dict(DATABASE_URL=db_url, webhook_allow_private=True, webhook_allow_http=True, webhook_timeout_s=2.0,
-                  webhook_retry_base_s=0.05, webhook_retry_max_s=0.2, webhook_max_failures=4, sse_keepalive_s=0.5)
+                  webhook_retry_base_s=0.05, webhook_retry_max_s=0.2, webhook_max_failures=4, sse_keepalive_s=0.5,
+                  api_rate_limit_per_s=0)  # rate limits: their own test
     return Settings(**{**values, **overrides})
 
 

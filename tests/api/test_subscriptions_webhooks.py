@@ -146,13 +146,12 @@ def test_subscription_validation(client, dsn, body):
 
 
 @pytest.mark.parametrize("url, reason", [
-    ("http://93.184.215.14/", "scheme must be https"),
-    ("https://127.0.0.1/", "loopback"), ("https://localhost:8443/", "loopback"),
-    ("https://[::1]/", "loopback"), ("https://10.1.2.3/", "private"), ("https://192.168.0.10/", "private"),
-    ("https://169.254.169.254/latest/meta-data", "cloud metadata"), ("https://169.254.1.1/", "link-local"),
-    ("https://100.100.100.200/", "metadata"), ("https://[fd00:ec2::254]/", "metadata"),
-    ("https://[::ffff:127.0.0.1]/", "loopback"), ("https://0.0.0.0/", "cannot be a webhook target"),
-    ("https://224.0.0.1/", "cannot be a webhook target"), ("https://2130706433/", "loopback"),
+    ("http://93.184.215.14/", "scheme must be https"), ("https://u:p@93.184.215.14/", "credentials"),
+    *((url, "^the target is not allowed") for url in (
+        "https://127.0.0.1/", "https://localhost:8443/", "https://[::1]/", "https://10.1.2.3/", "https://192.168.0.10/",
+        "https://169.254.169.254/latest/meta-data", "https://169.254.1.1/", "https://100.100.100.200/",
+        "https://[fd00:ec2::254]/", "https://[::ffff:127.0.0.1]/", "https://0.0.0.0/", "https://224.0.0.1/",
+        "https://2130706433/", "https://no-such-host.invalid/")),
 ])
 def test_ssrf_refusals(url, reason):
     with pytest.raises(webhooks.UnsafeTarget, match=reason):
@@ -166,7 +165,7 @@ def test_ssrf_refused_by_the_api_and_checked_address_used(postgres, db_url, dsn,
     with ApiServer(api_settings(db_url, webhook_allow_private=False, webhook_allow_http=False)) as server, \
             server.client(key) as c:
         r = c.post("/v1/subscriptions", json={"name": "x", "url": "https://127.0.0.1:9/"})
-        assert r.status_code == 422 and "loopback" in r.json()["detail"][0]["msg"]
+        assert r.status_code == 422 and "not allowed" in r.json()["detail"][0]["msg"]
         r = c.post("/v1/subscriptions", json={"name": "x", "url": receiver.url})
         assert r.status_code == 422 and "https" in r.json()["detail"][0]["msg"]
     target = asyncio.run(webhooks.resolve(receiver.url, allow_http=True, allow_private=True))

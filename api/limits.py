@@ -1,0 +1,123 @@
+"""Per-client limits kept in the API process: a request rate per API key (anonymous callers:
+per client address), answered 429 with Retry-After, and the number of open live streams per
+key and per address. Both are per process: with N replicas a client may get N times as much.
+
+The rate limit is a GCRA (a token bucket that needs one timestamp per client and no timer). It
+runs before anything touches the database, keyed on the presented key's hash, so a flood is
+refused without a key lookup; /health, /ready and /metrics are never limited."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter, OrderedDict
+
+from fastapi import HTTPException, status
+from starlette.responses import JSONResponse
+
+from api.keys import hash_key
+
+EXEMPT = frozenset(("/health", "/ready", "/metrics"))
+
+
+def too_many(detail: str, retry_after_s: float) -> HTTPException:
+    return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail,
+                         headers={"Retry-After": str(max(1, math.ceil(retry_after_s)))})
+
+
+class RateLimiter:
+    """`rate` requests/s steady and `burst` at once per client; remembers at most `max_clients`
+    (the least recently seen is forgotten first), so memory stays bounded."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = 100_000):
+        self.interval, self.tolerance, self.max_clients = 1 / rate, (burst - 1) / rate, max_clients
+        self.tat: OrderedDict[str, float] = OrderedDict()  # theoretical arrival time per client
+
+    def wait(self, who: str, now: float) -> float:
+        """0 when `who` may go now (and counts it); otherwise the seconds until it may."""
+        tat = max(self.tat.get(who, now), now)
+        if tat - now > self.tolerance:
+            return tat - now - self.tolerance
+        self.tat[who] = tat + self.interval
+        self.tat.move_to_end(who)
+        if len(self.tat) > self.max_clients:
+            self.tat.popitem(last=False)
+        return 0.0
+
+
+def presented_key(headers: dict[bytes, bytes]) -> str | None:
+    if key := headers.get(b"x-api-key"):
+        return key.decode("latin-1")
+    scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def client_address(scope) -> str:
+    return (scope.get("client") or ("unknown",))[0]
+
+
+class RateLimitMiddleware:
+    def __init__(self, app, rate: float, burst: int):
+        self.app, self.rate, self.burst = app, rate, burst
+        self.limiter = RateLimiter(rate, burst) if rate > 0 else None
+
+    async def __call__(self, scope, receive, send):
+        if self.limiter is None or scope["type"] != "http" or scope["path"] in EXEMPT:
+            return await self.app(scope, receive, send)
+        key = presented_key(dict(scope["headers"]))
+        who = f"key:{hash_key(key)}" if key else f"addr:{client_address(scope)}"
+        wait = self.limiter.wait(who, time.monotonic())
+        if not wait:
+            return await self.app(scope, receive, send)
+        exc = too_many(f"rate limit: at most {self.rate:g} requests/s per API key (bursts of {self.burst}); "
+                       "anonymous callers count per address", wait)
+        await JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)(scope, receive, send)
+
+
+class StreamSlots:
+    """Open live streams per API key and per client address."""
+
+    def __init__(self, per_key: int, per_client: int):
+        self.per_key, self.per_client = per_key, per_client
+        self.open: Counter[str] = Counter()
+
+    def take(self, key_id: int | None, address: str) -> tuple[str, ...]:
+        names = (f"addr:{address}",) + ((f"key:{key_id}",) if key_id is not None else ())
+        if self.open[names[0]] >= self.per_client:
+            raise too_many(f"too many open streams from this address (at most {self.per_client})", 5)
+        if key_id is not None and self.open[names[1]] >= self.per_key:
+            raise too_many(f"too many open streams for this API key (at most {self.per_key})", 5)
+        self.open.update(names)
+        return names
+
+    def give_back(self, names: tuple[str, ...]) -> None:
+        self.open.subtract(names)
+        for name in names:
+            if self.open[name] <= 0:
+                del self.open[name]
+
+
+class BodyLimit:
+    """413 as JSON for a request body over `max_bytes`: at once, without reading a byte, when its
+    Content-Length says so; when the body comes in chunks, as soon as the running total does."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+        self.detail = f"the request body is larger than {max_bytes} bytes"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            return await JSONResponse({"detail": self.detail}, 413)(scope, receive, send)
+        total = 0
+
+        async def counted():
+            nonlocal total
+            message = await receive()
+            total += len(message.get("body", b""))
+            if total > self.max_bytes:
+                raise HTTPException(413, self.detail)  # FastAPI answers it as JSON
+            return message
+        await self.app(scope, counted, send)
