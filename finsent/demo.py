@@ -10,7 +10,10 @@ rows, the alert with its evidence, the alert as the SSE stream and the webhook r
 (signature verified), the ticker's series from the API. A second run reuses the data.
 
 It stops everything after the report; `--keep` leaves the stack running (for a browser) until
-Ctrl-C.
+Ctrl-C. Whatever ends it — SIGINT, SIGTERM, SIGHUP, at any step — it stops every process it
+started, every wait bounded (SignalGuard, DemoStack.stop); if it cannot (SIGKILL, a crash), its
+reaper process does (finsent.services.Reaper). A taken port (the API's 8000, the worker's 6066)
+is replaced by a free one, and the demo says so.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import asyncio
 import hashlib
 import hmac
 import json
+import random
+import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,9 +41,10 @@ from rich.table import Table
 
 from core.pg import migrate
 from core.settings import Settings
-from finsent.services import ApiProcess, Kafka, Postgres, WorkerProcess, free_port, wait_for, worker_env
+from finsent.services import (ApiProcess, Kafka, Postgres, Reaper, WorkerProcess, free_port, stop_postmaster, wait_for,
+                              worker_env)
 from stream.feed import produce
-from stream.simulate import Surge, feed
+from stream.simulate import COMPANIES, SOCIAL_SOURCES, Surge, feed
 from stream.topics import ensure_topics
 
 console = Console(width=None if sys.stdout.isatty() else 120)
@@ -55,15 +62,40 @@ SURGE_TICKER = "ACME"
 # 20 s window a one-second surge (60) was borderline against a key that has learned little yet:
 # offline with finsent-minilm-v2 it alerted in 82 of 100 seeds; 120 alerted in 400 of 400
 SURGE_SIZE = 120
+# Legal and regulatory news that is not bad news, as the model reads it (topic legal_regulation,
+# neutral or positive). The simulator writes that topic only as bad news (a probe, a lawsuit), and
+# a detector that starts on a stream tests a key without history against a typical key's negative
+# share (0.35): on a cold start at 60 items/s that topic had 17-23 negatives of as many within
+# seconds and alerted in every seed tried, before the planted surge. In the demo's feed a tenth
+# of the ordinary items are these, which puts the topic's negative share near a typical key's.
+LEGAL_NOT_BAD = ["Court sets hearing date in {co} patent case", "{co} says it will comply with new SEC disclosure rules",
+                 "SEC proposes new rules on climate disclosures", "Judge approves {co} settlement with investors",
+                 "FTC clears {co} deal without conditions", "Supreme Court to hear {co} copyright appeal next term"]
+LEGAL_SHARE = 0.1
 RECEIVER_NAME = "demo webhook receiver"
 BAD = [b"not json at all", b'{"id": "x1", "source": "wire-a"}', b'{"id": "x2", "source": "wire-a", "text": 5}',
        b'{"id": "x3", "source": "wire-a", "text": "\xff\xfe", "published_at": "2026-01-01T00:00:00Z"}']
 
 
-def demo_feed(n: int, seed: int, start: datetime, rate: float, surge_size: int = SURGE_SIZE) -> list[dict]:
-    """The demo's simulated feed: `n` items at `rate`/s from `start`, the surge at 70 % of it."""
-    return list(feed(n, seed=seed, surge=Surge(SURGE_TICKER, surge_index(n), surge_size), start=start,
-                     spacing_s=1 / rate, prefix=f"demo{int(start.timestamp())}"))
+def demo_feed(n: int, seed: int, start: datetime, rate: float, surge_size: int = SURGE_SIZE,
+              legal_share: float = LEGAL_SHARE) -> list[dict]:
+    """The demo's simulated feed: `n` items at `rate`/s from `start`, the surge at 70 % of it, and
+    a share of the ordinary items replaced by legal and regulatory news that is not bad news."""
+    events = list(feed(n, seed=seed, surge=Surge(SURGE_TICKER, surge_index(n), surge_size), start=start,
+                       spacing_s=1 / rate, prefix=f"demo{int(start.timestamp())}"))
+    rng, surge = random.Random(seed * 7919 + 1), range(surge_index(n), surge_index(n) + surge_size)
+    for i, e in enumerate(events):
+        if i in surge or rng.random() >= legal_share:
+            continue
+        template, ticker = rng.choice(LEGAL_NOT_BAD), rng.choice(list(COMPANIES))
+        e["text"] = template.format(co=COMPANIES[ticker])
+        e.pop("tickers", None)
+        if "{co}" in template:
+            if e["source"] in SOCIAL_SOURCES:
+                e["text"] = f"${ticker} {e['text']}"
+            else:
+                e["tickers"] = [ticker]
+    return events
 
 
 def surge_index(n: int) -> int:
@@ -71,7 +103,7 @@ def surge_index(n: int) -> int:
 
 
 def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = SURGE_SIZE, seconds: float = 60.0,
-                   rate: float = 60.0, read: dict | None = None) -> list:
+                   rate: float = 60.0, read: dict | None = None, legal_share: float = LEGAL_SHARE) -> list:
     """The detector's decisions on the demo's feed, offline: one feed per (seed, start) run, the
     runs on the same state as `make demo` twice on the same data, scored by `scorer` (`read`:
     a cache of its readings, text -> (negative, topic)) and replayed in event-time order through
@@ -81,7 +113,8 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     from stream.records import NewsEvent
 
     read = {} if read is None else read
-    events = [e for seed, start in runs for e in demo_feed(int(seconds * rate), seed, start, rate, surge_size)]
+    events = [e for seed, start in runs
+              for e in demo_feed(int(seconds * rate), seed, start, rate, surge_size, legal_share)]
     new = list({e["text"] for e in events} - read.keys())
     for text, p in zip(new, scorer.predict(new)):
         read[text] = (p.sentiment == "negative", p.topic)
@@ -159,7 +192,8 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for serve_forever, forever if it never ran
+            self.server.shutdown()
         self.server.server_close()
 
 
@@ -182,15 +216,25 @@ class AlertStreamFollower:
     on_event: object = None
     events: list[StreamEvent] = field(default_factory=list)
     connected: threading.Event = field(default_factory=threading.Event)
+    response: object = None
 
     def start(self) -> AlertStreamFollower:
         threading.Thread(target=self._run, name="sse-follower", daemon=True).start()
         return self
 
+    def close(self) -> None:
+        """Hang up (before the API stops: it need not wait for this stream)."""
+        if self.response is not None:
+            try:
+                self.response.close()
+            except Exception:  # noqa: BLE001 (closing from another thread: whatever it says, it is closed)
+                pass
+
     def _run(self) -> None:
         try:
             with httpx.Client(timeout=httpx.Timeout(5, read=None), trust_env=False) as http, \
                     http.stream("GET", self.url, headers={"X-API-Key": self.key}) as resp:
+                self.response = resp
                 self.connected.set()
                 event = None
                 for line in resp.iter_lines():
@@ -204,8 +248,8 @@ class AlertStreamFollower:
                         self.events.append(got)
                         if self.on_event:
                             self.on_event(got)
-        except (httpx.HTTPError, ValueError):  # the API stopped: the stream ends
-            pass
+        except (httpx.HTTPError, httpx.StreamError, ValueError, OSError, RuntimeError):  # the API stopped or
+            pass  # close() hung up: the stream ends
 
 
 class DemoStack:
@@ -214,17 +258,39 @@ class DemoStack:
 
     def __init__(self, data_dir: Path, web_port: int = 6066, api_port: int = 8000, on_webhook=None):
         self.dir = Path(data_dir)
+        self.wanted_ports = {"API": api_port, "worker's health and metrics": web_port}
         self.web_port, self.api_port = free_port(web_port), free_port(api_port)
         self.kafka, self.pg = Kafka(self.dir / "kafka"), Postgres(self.dir / "pg")
         self.worker: WorkerProcess | None = None
         self.api: ApiProcess | None = None
         self.receiver = WebhookReceiver(on_webhook)
+        self.follower: AlertStreamFollower | None = None
+        self.reaper = Reaper(self.dir / "reaper.log")
         self.key = ""
         self.subscription_id = 0
         self.reported = threading.Event()  # set once run_demo has printed its report
 
+    def port_notes(self) -> list[str]:
+        """One line per port that was taken, with the one used instead."""
+        used = {"API": self.api_port, "worker's health and metrics": self.web_port}
+        return [f"port {want} is taken: the {name} listens on 127.0.0.1:{used[name]} instead"
+                for name, want in self.wanted_ports.items() if want and used[name] != want]
+
     def start(self) -> DemoStack:
         self.dir.mkdir(parents=True, exist_ok=True)
+        with warnings.catch_warnings():
+            # pgserver keeps a lock file in the user's runtime directory; without XDG_RUNTIME_DIR
+            # (root in a container, a shell without a login session) platformdirs says so and
+            # uses /tmp/runtime-<uid>, which works. A runtime directory that is set but unusable
+            # is still reported.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set", category=UserWarning,
+                                    module=r"platformdirs\.")
+            import pgserver  # noqa: F401  (imported here once, by Postgres.start after)
+        # whatever ends this process, nothing it starts outlives it: stop() stops each, and if
+        # stop() never runs (SIGKILL, a crash) the reaper does
+        self.reaper.start()
+        self.reaper.watch("kafka", self.kafka.dir)
+        self.reaper.watch("postgres", self.pg.dir)
         self.kafka.start()
         self.pg.start()
         migrate(self.pg.url)
@@ -233,10 +299,10 @@ class DemoStack:
         asyncio.run(ensure_topics(self.settings))
         self.worker = WorkerProcess(worker_env(self.kafka.bootstrap, self.pg.url, web_port=self.web_port,
                                                **DEMO_DETECTOR), self.dir / "worker.log").start()
-        self.api = ApiProcess(worker_env(self.kafka.bootstrap, self.pg.url, api_port=self.api_port, **DEMO_API),
-                              self.dir / "api.log").start()
+        self.reaper.watch("group", self.worker.proc.pid)
+        self._start_api()
         self.key = asyncio.run(self._create_key())
-        self.api.wait_ready()
+        self._wait_api()
         self.receiver.start()
         with httpx.Client(base_url=self.api.url, headers={"X-API-Key": self.key}, trust_env=False, timeout=10) as http:
             r = http.post("/v1/subscriptions", json={"name": RECEIVER_NAME, "delivery": "webhook",
@@ -244,6 +310,30 @@ class DemoStack:
             r.raise_for_status()
         self.subscription_id, self.receiver.secret = r.json()["id"], r.json()["secret"]
         return self
+
+    def _start_api(self) -> None:
+        log = self.dir / "api.log"
+        self._api_log_from = log.stat().st_size if log.exists() else 0
+        self.api = ApiProcess(worker_env(self.kafka.bootstrap, self.pg.url, api_port=self.api_port, **DEMO_API),
+                              log).start()
+        self.reaper.watch("group", self.api.proc.pid)
+
+    def _wait_api(self, tries: int = 3) -> None:
+        """Until the API answers; when another program took its port after free_port() chose
+        it, again on another port."""
+        for attempt in range(tries):
+            try:
+                self.api.wait_ready()
+                return
+            except RuntimeError:
+                with open(self.api.log_path, "rb") as f:
+                    f.seek(self._api_log_from)
+                    taken = b"address already in use" in f.read().lower()
+                if not taken or attempt == tries - 1:
+                    raise
+                self.api.stop()
+                self.api_port = free_port()
+                self._start_api()
 
     async def _create_key(self) -> str:
         import asyncpg
@@ -263,18 +353,39 @@ class DemoStack:
     def api_url(self) -> str:
         return self.api.url
 
-    def stop(self) -> None:
-        for proc in (self.api, self.worker):
-            if proc:
-                proc.stop()
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop everything, every wait bounded: the API and the worker at once (SIGTERM, SIGKILL
+        after `timeout`), then Kafka and PostgreSQL at once. Safe after a partial start."""
+        if self.follower is not None:
+            self.follower.close()
+        procs = [p for p in (self.api, self.worker) if p is not None]
+        for p in procs:
+            p.terminate()
+        _all(*[lambda p=p: p.stop(timeout) for p in procs])
         self.receiver.stop()
-        self.kafka.stop()
-        self.pg.stop()
+        _all(self.kafka.stop, self._stop_pg)
+        self.reaper.release()
 
-    def feed(self, n: int, rate: float, started: datetime, bad: list[bytes] = BAD) -> None:
-        events, surge_at = demo_feed(n, int(time.time()) % 1000, started, rate), surge_index(n)
+    def _stop_pg(self) -> None:
+        if self.pg.server is not None:
+            self.pg.stop()
+        else:  # interrupted while pgserver was starting it: no handle, maybe a server
+            stop_postmaster(self.pg.dir)
+
+    def feed(self, n: int, rate: float, started: datetime, bad: list[bytes] = BAD, seed: int | None = None) -> None:
+        seed = int(time.time()) % 1000 if seed is None else seed
+        events, surge_at = demo_feed(n, seed, started, rate), surge_index(n)
         asyncio.run(produce(self.kafka.bootstrap, events[:surge_at] + bad + events[surge_at:], self.settings.topic_news,
                             self.settings.topic_social, rate))
+
+
+def _all(*calls) -> None:
+    """Run the calls at once, each in a thread; returns when all have returned."""
+    threads = [threading.Thread(target=c, daemon=True) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def links(api_url: str, key: str, since: datetime) -> dict[str, str]:
@@ -295,6 +406,7 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
     `hold`: after the report, keep everything running until Ctrl-C. For tests: `on_ready(stack)`
     is called once the stack is up, before the feed; with `release`, the stack stays up after
     the report until that event is set."""
+    guard = SignalGuard().install()
     stack = DemoStack(data_dir, web_port=web_port, api_port=api_port, on_webhook=lambda r: console.print(
         f"  webhook ← {r.event} {r.key} ({r.severity}), delivery {r.delivery}: signature "
         + ("[green]verified[/green]" if r.verified else "[red]INVALID[/red]")))
@@ -303,6 +415,8 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
         with console.status("starting Kafka, PostgreSQL, the worker and the API"):
             stack.start()
         started = datetime.now(timezone.utc)
+        for note in stack.port_notes():
+            console.print(f"[yellow]{note}[/yellow]")
         console.print(f"Kafka {stack.kafka.bootstrap}   PostgreSQL {stack.pg.dsn}")
         console.print(f"API {stack.api_url} (log {stack.dir / 'api.log'}); demo API key (scopes "
                       f"{', '.join(DEMO_SCOPES)}): {stack.key}")
@@ -310,20 +424,21 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
             console.print(f"  {name:<14} {value}", soft_wrap=True, highlight=False)
         console.print(f"webhook receiver {stack.receiver.url} (subscription {stack.subscription_id}; it verifies "
                       "X-Finsent-Signature with the secret shown once at creation)", soft_wrap=True)
-        follower = AlertStreamFollower(f"{stack.api_url}/v1/stream/alerts?key_type=ticker&key_type=topic", stack.key,
-                                       lambda e: console.print(f"  stream  ← {e.event} {e.key} ({e.severity}), "
-                                                               f"event id {e.id}")).start()
+        follower = stack.follower = AlertStreamFollower(
+            f"{stack.api_url}/v1/stream/alerts?key_type=ticker&key_type=topic", stack.key,
+            lambda e: console.print(f"  stream  ← {e.event} {e.key} ({e.severity}), event id {e.id}")).start()
         follower.connected.wait(10)
         if on_ready:
             on_ready(stack)
         conn = psycopg.connect(stack.pg.dsn, autocommit=True)
         before = conn.execute("SELECT count(*) FROM scored_event").fetchone()[0]
+        seed = int(time.time()) % 1000
         n = int(seconds * rate)
         surge_at = surge_index(n)
         surge_time = time.time() + surge_at / rate
         console.print(f"feeding {n} simulated items over {seconds:.0f} s ({rate:.0f}/s), negative surge on "
-                      f"${SURGE_TICKER} at item {surge_at}, plus {len(BAD)} malformed messages")
-        stack.feed(n, rate, started)
+                      f"${SURGE_TICKER} at item {surge_at}, plus {len(BAD)} malformed messages (seed {seed})")
+        stack.feed(n, rate, started, seed=seed)
         wait_for(lambda: conn.execute("SELECT count(*) FROM scored_event").fetchone()[0] >= before + n, 120,
                  what="all rows in Postgres")
         alerts = wait_for(lambda: conn.execute("SELECT id, opened_at FROM alert WHERE opened_at >= %s AND key = %s",
@@ -338,17 +453,64 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
         if release is not None:
             release.wait(300)
         if hold:
-            console.print(f"still running: live page {stack.api_url}/  — Ctrl-C stops everything")
+            console.print(f"still running: live page {stack.api_url}/  — Ctrl-C (or SIGTERM) stops everything")
             while stack.worker.alive() and stack.api.alive():
                 time.sleep(1)
-    except KeyboardInterrupt:
-        console.print("stopping")
-    except (TimeoutError, RuntimeError, httpx.HTTPError) as exc:
+            if not ok or not (stack.worker.alive() and stack.api.alive()):
+                console.print(f"[red]the {'worker' if not stack.worker.alive() else 'API'} exited[/red]; "
+                              f"logs in {data_dir}")
+    except KeyboardInterrupt as exc:
+        console.print(f"{getattr(exc, 'name', 'SIGINT')}: stopping the API, the worker, Kafka and PostgreSQL")
+    except (TimeoutError, RuntimeError, httpx.HTTPError, OSError, psycopg.Error) as exc:
         console.print(f"[red]demo failed:[/red] {exc}; logs in {data_dir}", soft_wrap=True)
     finally:
+        guard.stopping = True  # a signal now must not cut the stop short; each of its waits is bounded
+        t0 = time.monotonic()
         stack.stop()
-        console.print(f"stopped the API, the worker, Kafka and PostgreSQL; data kept in {data_dir}")
+        guard.uninstall()
+        console.print(f"stopped the API, the worker, Kafka and PostgreSQL in {time.monotonic() - t0:.1f} s; "
+                      f"data kept in {data_dir}")
     return 0 if ok else 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGINT, SIGTERM, SIGHUP) received by the demo."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.name = signal.Signals(signum).name
+
+
+class SignalGuard:
+    """SIGINT, SIGTERM and SIGHUP end the demo the same way: the first raises Interrupted in the
+    main thread, so that run_demo's `finally` stops everything it started; once that stop has
+    begun, further signals only say so. (Python's default for SIGTERM and SIGHUP is to die at
+    once, leaving Kafka, PostgreSQL, the worker and the API behind; the reaper covers SIGKILL.)
+    Signal handlers belong to the main thread: elsewhere (a test running the demo in a thread)
+    this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.stopping = False
+        self.previous: dict = {}
+
+    def install(self) -> SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def uninstall(self) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.stopping:
+            console.print(f"{signal.Signals(signum).name}: already stopping (every wait is bounded)")
+            return
+        self.stopping = True
+        raise Interrupted(signum)
 
 
 def report(conn, before: int, started: datetime, surge_time: float, stack: DemoStack) -> None:

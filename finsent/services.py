@@ -98,19 +98,28 @@ class ServiceProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def kill9(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
+        _killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
         self.log.close()
 
+    def terminate(self) -> None:
+        """Ask the process (and its children: its session's group) to stop; does not wait. stop()
+        then waits for it, so that several can be stopped at once."""
+        if self.alive():
+            _killpg(self.proc.pid, signal.SIGTERM)
+
     def stop(self, timeout: float = 15.0) -> None:
-        if not self.alive():
+        """SIGTERM to the process group, SIGKILL after `timeout`; always returns within about
+        `timeout` + 10 s."""
+        if self.proc is None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        if self.alive():
+            _killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
         self.log.close()
 
     def log_tail(self, chars: int = 4000) -> str:
@@ -149,6 +158,139 @@ class ApiProcess(ServiceProcess):
 
         wait_for(ready, timeout, 0.2, what=f"API ready at {self.url}")
         return self
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):  # the group is gone
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+class Reaper:
+    """A watchdog for everything a program starts (the demo): a small process of its own session
+    that reads what to clean up from a pipe. When the pipe closes without `release()` — the
+    program was killed with SIGKILL, crashed, or its own stop was cut short — it stops what was
+    registered, newest first, every wait bounded: process groups (SIGTERM, SIGKILL after 10 s),
+    Kafka (scripts/kafka.sh stop), PostgreSQL (fast shutdown by postmaster.pid, immediate after 20 s,
+    SIGKILL after 5 more). It ignores SIGINT and SIGHUP: a terminal's Ctrl-C or hang-up reaches
+    the program, which stops its processes itself."""
+
+    def __init__(self, log_path: Path | None = None):
+        self.proc: subprocess.Popen | None = None
+        self.log_path = log_path
+
+    def start(self) -> Reaper:
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen([sys.executable, "-c", "from finsent.services import reap; reap()"], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        if self.log_path:
+            out.close()
+        return self
+
+    def watch(self, kind: str, target: object) -> None:
+        """kind: "group" (a process group id), "kafka" (its directory), "postgres" (its data directory)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.write(f"{kind}\t{target}\n".encode())
+            self.proc.stdin.flush()
+
+    def release(self) -> None:
+        """Everything was stopped by its owner: the reaper exits without doing anything."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.write(b"done\n")
+            self.proc.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def reap() -> None:
+    """The reaper process (see Reaper)."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    watched = []
+    for line in sys.stdin.buffer:
+        kind, _, target = line.decode().rstrip("\n").partition("\t")
+        if kind == "done":
+            return
+        watched.append((kind, target))
+    for kind, target in reversed(watched):
+        try:
+            _reap_one(kind, target)
+        except Exception as exc:  # noqa: BLE001 (go on with the others)
+            print(f"reaper: {kind} {target}: {exc!r}", flush=True)
+
+
+def _wait_gone(alive, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while alive():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _reap_one(kind: str, target: str) -> None:
+    print(f"reaper: stopping {kind} {target}", flush=True)
+    if kind == "group":
+        pgid = int(target)
+        _killpg(pgid, signal.SIGTERM)
+        if not _wait_gone(lambda: _group_alive(pgid), 10):
+            _killpg(pgid, signal.SIGKILL)
+    elif kind == "kafka":
+        Kafka(Path(target)).stop()
+    elif kind == "postgres":
+        stop_postmaster(Path(target))
+
+
+def stop_postmaster(data_dir: Path) -> None:
+    """Stop the PostgreSQL whose data directory is `data_dir` by the pid in its postmaster.pid
+    (for a server whose pgserver handle is gone): fast shutdown, immediate after 20 s, SIGKILL
+    after 5 more."""
+    try:
+        pid = int((Path(data_dir) / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if pid <= 0:  # initdb's standalone backend (its pid negated): it ends by itself
+        return
+    try:  # a stale file's pid may belong to another process by now
+        if b"postgres" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return
+    except OSError:
+        return
+    for sig, wait in ((signal.SIGINT, 20), (signal.SIGQUIT, 5), (signal.SIGKILL, 5)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        if _wait_gone(lambda: _pid_alive(pid), wait):
+            return
 
 
 def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:

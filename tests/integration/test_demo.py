@@ -10,9 +10,11 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import httpx
+import pytest
 
 from api.webhooks import sign
-from finsent.demo import SURGE_TICKER, WebhookReceiver, links, replay_offline, verify
+from finsent.demo import LEGAL_NOT_BAD, SURGE_TICKER, WebhookReceiver, demo_feed, links, replay_offline, verify
+from stream.simulate import COMPANIES
 
 BODY = json.dumps({"id": 7, "event": "opened", "delivery_id": 3, "subscription_id": 1,
                    "alert": {"alert_id": 5, "key_type": "ticker", "key": "ACME", "severity": "medium"}}).encode()
@@ -53,16 +55,48 @@ def test_links_printed_by_the_demo():
                                   "&start=2026-01-02T03%3A04%3A05Z'")
 
 
-def test_a_second_demo_run_on_the_same_data_alerts_again():
+@pytest.fixture(scope="module")
+def scorer():
+    from models.runtime import Scorer
+
+    return Scorer.from_artifact(threads=1)
+
+
+READ: dict = {}  # the scorer's readings of the simulated texts, shared by the tests below
+
+
+def test_the_demo_alerts_on_its_planted_surge_and_nothing_else(scorer):
+    """The demo's feed through the demo's detector settings, from a cold start: $ACME alerts,
+    nothing else does. With the simulator's feed as it is (its legal and regulatory headlines are
+    all bad news), that topic alerted against the new-key prior within seconds, in every seed tried."""
+    start = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
+    for seed in (0, 1, 2):
+        opened = [d.key for d in replay_offline(scorer, [(seed, start)], read=READ) if d.action == "open"]
+        assert opened == [f"ticker:{SURGE_TICKER}"], (seed, opened)
+    raw = [d.key for d in replay_offline(scorer, [(0, start)], read=READ, legal_share=0) if d.action == "open"]
+    assert "topic:legal_regulation" in raw, f"the simulator's own feed no longer alerts on that topic: {raw}"
+
+
+def test_the_legal_news_added_to_the_feed_is_not_bad_news_to_the_model(scorer):
+    texts = [t.format(co=co) for t in LEGAL_NOT_BAD for co in ("Acme Corp", "Apple", "Boeing")]
+    readings = scorer.predict(texts)
+    assert [(p.topic, p.sentiment != "negative") for p in readings] == [("legal_regulation", True)] * len(texts)
+    events = demo_feed(3600, 4, datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc), 60.0)
+    legal = {t.format(co=name) for t in LEGAL_NOT_BAD for name in COMPANIES.values()}
+    added = [i for i, e in enumerate(events) if e["text"].split(" ", 1)[-1] in legal or e["text"] in legal]
+    assert 0.07 < len(added) / len(events) < 0.13
+    assert not set(added) & set(range(2520, 2640))  # the planted surge is left as it is
+
+
+def test_a_second_demo_run_on_the_same_data_alerts_again(scorer):
     """`make demo` twice on the same data, back to back: the detector's state carries over. The
     first run's alert must resolve and the second run's surge open a new one (with a warm-up no
     longer than a window, $ACME learned nothing before it was tested and its alert never resolved;
     with production's 10-min cool-down, a second run within ten minutes could not open one)."""
-    from models.runtime import Scorer
-
     first = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
     second = first + timedelta(seconds=65)
-    decisions = replay_offline(Scorer.from_artifact(threads=1), [(5, first), (6, second)])
+    decisions = replay_offline(scorer, [(5, first), (6, second)], read=READ)
+    assert {d.key for d in decisions} == {f"ticker:{SURGE_TICKER}"}, decisions
     acme = [(d.action, d.window_end) for d in decisions if d.key == f"ticker:{SURGE_TICKER}"]
     opens = [end for action, end in acme if action == "open"]
     assert len(opens) == 2, acme
