@@ -1,5 +1,8 @@
 // finsent live page: alerts from the SSE stream (/v1/stream/alerts), negative share by topic
-// and for one ticker (/v1/series, 1-minute buckets), the latest items (/v1/events).
+// and for one key, a ticker or a topic (/v1/series, 1-minute buckets), the latest items (/v1/events).
+// The key chart shows, in this order: the key in the address (?ticker=ACME, ?topic=…), the one
+// clicked or typed, the newest alert's key (following new alerts as they open), the ticker
+// most mentioned in the latest items.
 // Plain browser JavaScript, no build step; the chart library is Plotly, served by the API
 // from the installed `plotly` Python package.
 "use strict";
@@ -7,6 +10,8 @@
 const REFRESH_MS = 10000;
 const SPAN_MS = 2 * 3600 * 1000;
 const $ = (id) => document.getElementById(id);
+// the key chart's key and why it is that one: "address", "chosen", "newest alert", "busiest"
+const view = { keyType: "ticker", key: "", why: "" };
 
 async function getJSON(path, params) {
   const url = new URL(path, location.origin);
@@ -29,6 +34,11 @@ function alertItem(event, a) {
   const li = document.createElement("li");
   li.className = `${a.severity || "low"} ${event}`;
   li.dataset.key = `${a.key_type}:${a.key}`;
+  li.dataset.keyType = a.key_type;
+  li.dataset.keyName = a.key;
+  li.tabIndex = 0;
+  li.title = `show ${a.key_type} ${a.key} in the chart below`;
+  li.setAttribute("role", "button");
   li.append(text("span", event, "ev"), text("strong", `${a.key_type} ${a.key}`), text("span", ` · ${a.severity} · `));
   const share = a.n ? Math.round((100 * a.negatives) / a.n) : 0;
   const p = a.p_value != null ? Number(a.p_value).toExponential(1) : "?";
@@ -42,11 +52,44 @@ function showAlert(event, alert) {
   list.querySelector(".empty")?.remove();
   list.prepend(alertItem(event, alert));
   while (list.children.length > 100) list.lastChild.remove();
+  markSelected();
 }
 
-async function loadOpenAlerts() {
-  const page = await getJSON("/v1/alerts", [["state", "open"], ["limit", "20"]]);
-  for (const a of page.items.slice().reverse()) showAlert("open", a);
+// the 20 newest alerts, open or not; the key chart opens on the newest one's key
+async function loadAlerts() {
+  const page = await getJSON("/v1/alerts", [["limit", "20"]]);
+  for (const a of page.items.slice().reverse()) showAlert(a.state || "open", a);
+  if (page.items.length) follow(page.items[0]);
+}
+
+// a new or newer alert: the key chart follows it unless a key was asked for
+function follow(a) {
+  if (view.why === "address" || view.why === "chosen" || !a.key_type || !a.key) return false;
+  return setKey(a.key_type, a.key, "newest alert");
+}
+
+function setKey(keyType, key, why) {
+  const changed = keyType !== view.keyType || key !== view.key;
+  Object.assign(view, { keyType, key, why });
+  $("key-type").value = keyType;
+  $("key").value = key;
+  $("key-why").textContent = why;
+  markSelected();
+  return changed;
+}
+
+function markSelected() {
+  for (const li of $("alerts").children) {
+    li.classList.toggle("selected", li.dataset.keyType === view.keyType && li.dataset.keyName === view.key);
+  }
+}
+
+function chooseAlert(li) {
+  if (!li?.dataset.keyName) return;
+  setKey(li.dataset.keyType, li.dataset.keyName, "chosen");
+  history.replaceState(null, "", `?${view.keyType}=${encodeURIComponent(view.key)}`);
+  drawKey().catch(showError);
+  $("key-panel").scrollIntoView({ block: "nearest", behavior: "smooth" });
 }
 
 function connectAlerts() {
@@ -58,6 +101,7 @@ function connectAlerts() {
     source.addEventListener(name, (e) => {
       const msg = JSON.parse(e.data);
       showAlert(msg.event, msg.alert || {});
+      if (msg.event !== "resolved" && follow(msg.alert || {})) drawKey().catch(showError);
     });
   }
 }
@@ -117,13 +161,18 @@ function topKeys(values, n) {
   return [...counts.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, n).map((e) => e[0]);
 }
 
+async function drawKey() {
+  if (view.key) draw("key-chart", await series(view.keyType, [view.key]), true);
+}
+
 async function refreshCharts(items) {
   const topics = topKeys(items.map((i) => i.topic), 8);
   if (topics.length) draw("topic-chart", await series("topic", topics), false);
-  const input = $("ticker");
-  if (!input.value.trim()) input.value = topKeys(items.flatMap((i) => i.tickers), 1)[0] || "";
-  const ticker = input.value.trim().toUpperCase();
-  if (ticker) draw("ticker-chart", await series("ticker", [ticker]), true);
+  if (!view.key) {
+    const busiest = topKeys(items.flatMap((i) => i.tickers), 1)[0];
+    if (busiest) setKey("ticker", busiest, "most mentioned in the latest items");
+  }
+  await drawKey();
 }
 
 // --- items -------------------------------------------------------------------------------
@@ -143,21 +192,38 @@ function itemRow(i) {
   return tr;
 }
 
+function showError(err) {
+  $("status").textContent = `error: ${err.message}`;
+  $("status").className = "status down";
+}
+
 async function refresh() {
   try {
     const page = await getJSON("/v1/events", [["limit", "50"]]);
     $("items").replaceChildren(...page.items.map(itemRow));
     await refreshCharts(page.items);
   } catch (err) {
-    $("status").textContent = `error: ${err.message}`;
-    $("status").className = "status down";
+    showError(err);
   }
 }
 
+function typed() {
+  const keyType = $("key-type").value;
+  const raw = $("key").value.trim();
+  setKey(keyType, keyType === "ticker" ? raw.toUpperCase() : raw, "chosen");
+  drawKey().catch(showError);
+}
+
 window.addEventListener("DOMContentLoaded", () => {
-  $("ticker").value = new URLSearchParams(location.search).get("ticker") || "";
-  $("ticker").addEventListener("change", refresh);
-  loadOpenAlerts().catch(() => {}).finally(connectAlerts);
-  refresh();
-  setInterval(refresh, REFRESH_MS);
+  const params = new URLSearchParams(location.search);
+  for (const keyType of ["ticker", "topic"]) {
+    const key = (params.get(keyType) || "").trim();
+    if (key) setKey(keyType, keyType === "ticker" ? key.toUpperCase() : key, "address");
+  }
+  $("key").addEventListener("change", typed);
+  $("key-type").addEventListener("change", typed);
+  $("alerts").addEventListener("click", (e) => chooseAlert(e.target.closest("li")));
+  $("alerts").addEventListener("keydown", (e) => { if (e.key === "Enter") chooseAlert(e.target.closest("li")); });
+  // the newest alert decides the key chart before the first draw
+  loadAlerts().catch(() => {}).finally(() => { connectAlerts(); refresh(); setInterval(refresh, REFRESH_MS); });
 });

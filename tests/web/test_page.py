@@ -3,8 +3,10 @@ chromium-driver) against the real demo stack: `finsent.demo.run_demo` starts Kaf
 the worker and the API (processes), the demo key, webhook receiver and subscription, and feeds
 the simulated stream with its planted surge on $ACME. The page must load without console
 errors, draw both charts with data, list the latest items, and show the planted alert within
-5 s of its row in Postgres; the demo's webhook receiver must get it with a valid signature.
-Saves docs/live-page.png.
+5 s of its row in Postgres; its key chart must follow the new alert, show an alert's key when
+the alert is clicked, and open on the newest alert's key when the page is opened afresh; the
+demo's webhook receiver must get the alert with a valid signature, and it is the demo's only
+alert. Saves docs/live-page.png (the fresh page after the demo's report).
 
     apt-get install -y chromium chromium-driver     # once
     .venv/bin/python -m pytest tests/web -q
@@ -86,16 +88,26 @@ def severe_logs(driver) -> list[dict]:
     return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
+def chart_traces(driver, chart: str) -> list[str]:
+    return driver.execute_script(f"return (document.getElementById('{chart}').data || []).map(t => t.name)")
+
+
+def key_chart_shows(driver, key: str) -> bool:
+    return f"{key} negative share" in chart_traces(driver, "key-chart")
+
+
 def test_live_page_on_the_demo_stack(demo, browser):
     stack, release, result = demo
     dsn = stack.pg.dsn
-    browser.get(stack.api_url + "/?ticker=ACME")
+    # opened before the feed: no alert yet
+    browser.get(stack.api_url + "/")
     wait_until(lambda: browser.find_element("id", "status").text == "live", 15, "the SSE stream to open")
-    for chart in ("topic-chart", "ticker-chart"):  # the page refreshes every 10 s as rows arrive
+    for chart in ("topic-chart", "key-chart"):  # the page refreshes every 10 s as rows arrive
         wait_until(lambda: int(browser.find_element("id", chart).get_attribute("data-points") or 0) > 0, 40,
                    f"{chart} data")
         traces = f"return document.querySelectorAll('#{chart} .scatterlayer .trace').length"
         wait_until(lambda: browser.execute_script(traces) > 0, 10, f"{chart} drawn")
+    assert browser.find_element("id", "key-why").text == "most mentioned in the latest items"
     assert len(browser.find_elements("css selector", "#items tr")) == 50
 
     # the planted alert: its row in Postgres, then the page (SSE), timed on one clock
@@ -110,14 +122,37 @@ def test_live_page_on_the_demo_stack(demo, browser):
     wait_until(lambda: "ticker ACME" in browser.find_element("id", "alerts").text, 10, "the planted alert on the page")
     shown_after = time.time() - row_at.timestamp()
     assert shown_after <= 5.0, f"the alert appeared {shown_after:.2f} s after its row"
+    # the key chart follows the new alert
+    wait_until(lambda: key_chart_shows(browser, "ACME"), 10, "the key chart on the alert's ticker")
+    assert browser.find_element("id", "key-why").text == "newest alert"
 
     # the demo's webhook receiver got it, signed
     wait_until(lambda: any(r.key == "ticker:ACME" and r.verified for r in stack.receiver.received), 10,
                "the verified webhook")
-    # the report has run once the feed is stored; redraw the charts with every row for the screenshot
     assert stack.reported.wait(120), "the demo did not report"
-    browser.execute_script("return refresh()")
-    time.sleep(0.5)
+    # the demo's only alert is the planted one
+    assert {li.get_attribute("data-key") for li in browser.find_elements("css selector", "#alerts li")} == {
+        "ticker:ACME"}
+
+    # another key typed in, then a click on the alert: its key again, chosen
+    key = browser.find_element("id", "key")
+    key.clear()
+    key.send_keys("AAPL\n")
+    wait_until(lambda: key_chart_shows(browser, "AAPL"), 10, "the typed ticker's chart")
+    assert browser.find_element("id", "key-why").text == "chosen"
+    browser.find_element("css selector", "#alerts li[data-key='ticker:ACME']").click()
+    wait_until(lambda: key_chart_shows(browser, "ACME"), 10, "the clicked alert's chart")
+    assert "selected" in browser.find_element("css selector", "#alerts li[data-key='ticker:ACME']").get_attribute(
+        "class")
+    assert browser.current_url.endswith("/?ticker=ACME")
+
+    # a fresh page opens on the newest alert's key (not on the busiest ticker)
+    browser.get(stack.api_url + "/")
+    wait_until(lambda: key_chart_shows(browser, "ACME"), 20, "a fresh page on the alert's ticker")
+    assert browser.find_element("id", "key-why").text == "newest alert"
+    wait_until(lambda: int(browser.find_element("id", "topic-chart").get_attribute("data-points") or 0) > 0, 20,
+               "topic chart data")
+    time.sleep(1)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
     assert severe_logs(browser) == []
@@ -126,4 +161,3 @@ def test_live_page_on_the_demo_stack(demo, browser):
     release.set()
     wait_until(lambda: "rc" in result, 120, "the demo to stop", 0.5)
     assert result["rc"] == 0
-
