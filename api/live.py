@@ -11,7 +11,6 @@ commit, so the API never sees an alert the database does not hold.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass

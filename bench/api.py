@@ -4,17 +4,24 @@
 
 1. An embedded PostgreSQL (pgserver) gets the schema at head, one partition per day, and N
    synthetic events over the last D days by COPY (20 topics, 500 tickers with a skewed
-   popularity, 4 sources); the per-minute rollups are then built by one INSERT … SELECT …
-   GROUP BY (the same sums the worker keeps incrementally), and the tables are VACUUM ANALYZEd.
-2. The API runs as one uvicorn process; a local load generator (aiohttp, C clients each
-   sending its next request when the last one returns) drives each scenario for S seconds:
-   - series, one ticker, 7 days, hourly buckets (168 points);
-   - series, 20 topics, 24 h, 5-minute buckets (20 × 288 points);
-   - events, filtered on one ticker (last 24 h, 100 per page), walking 3 cursor pages.
+   popularity, 4 sources); the per-minute, 5-minute and hourly rollups are then built by
+   INSERT … SELECT … GROUP BY (the same sums the worker keeps incrementally), and the tables
+   are VACUUM ANALYZEd.
+2. The API runs as one uvicorn process (rate limit off); a local load generator (aiohttp, C
+   clients each sending its next request when the last one returns) drives each scenario for S
+   seconds: series of several shapes (one ticker or 20 topics or 50 tickers; 1-minute to 1-day
+   buckets; each read from the coarsest rollup that tiles its bucket), and events filtered on
+   one ticker (last 24 h, 100 per page), walking 3 cursor pages.
    It prints requests/s, latency p50/p99 and the CPU time per request of the API, Postgres and
-   the load generator per scenario, then EXPLAIN (ANALYZE, BUFFERS) of each query. Server and
+   the load generator per scenario, then EXPLAIN (ANALYZE, BUFFERS) of each query (the 20-topic
+   5-minute series also against the minute rollups, as it was read before). Server and
    load generator share this machine's cores; on a machine shared with other work, CPU per
    request is the steadier figure.
+
+3. --mixed: C clients mixing reads (series, events), scoring (one text) and subscription writes
+   (create + delete, 10 keys) while --streams SSE streams stay open; errors by kind, p50/p99 per
+   kind, the API's resident memory before, at the end of, and after the load, and how long the
+   first requests after the load take.
 
    --reuse DIR keeps the seeded database between runs; --uvicorn '--loop uvloop --http
    httptools' runs plain uvicorn with those options instead of `finsent api`; --workers N.
@@ -45,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from api import queries as q  # noqa: E402
-from api.crud import floor_time  # noqa: E402
+from api.crud import ceil_time, floor_time  # noqa: E402
 from core.events import COLUMNS  # noqa: E402
 from core.pg import libpq_dsn, migrate  # noqa: E402
 from finsent.services import Postgres, wait_for  # noqa: E402
@@ -63,6 +70,8 @@ FROM (SELECT 'topic' AS key_type, topic AS key, published_at, sentiment, score F
       UNION ALL SELECT 'ticker', unnest(tickers), published_at, sentiment, score FROM scored_event
       UNION ALL SELECT 'source', source, published_at, sentiment, score FROM scored_event) k
 GROUP BY 1, 2, 3"""
+COARSE = {"event_rollup_5m": "date_bin('5 minutes', minute, TIMESTAMPTZ '1970-01-01 00:00:00+00')",
+          "event_rollup_hour": "date_trunc('hour', minute, 'UTC')"}  # as migration 0004 fills them
 
 
 def rows(n: int, days: int, now: datetime, seed: int = 5):
@@ -94,6 +103,10 @@ def seed(dsn: str, n: int, days: int, now: datetime) -> None:
         console.print(f"COPY {n:,} rows: {time.perf_counter() - t0:.0f} s")
         t0 = time.perf_counter()
         c.execute(ROLLUPS)
+        for table, bucket in COARSE.items():
+            c.execute(f"""INSERT INTO {table} (key_type, key, bucket, n, negatives, neutrals, positives, score_sum)
+                SELECT key_type, key, {bucket}, sum(n), sum(negatives), sum(neutrals), sum(positives), sum(score_sum)
+                FROM event_rollup_minute GROUP BY 1, 2, 3""")
         c.execute("VACUUM ANALYZE")  # sets the visibility map, as autovacuum does in steady state
         count = c.execute("SELECT count(*) FROM event_rollup_minute").fetchone()[0]
         console.print(f"rollups ({count:,} rows) + VACUUM ANALYZE: {time.perf_counter() - t0:.0f} s")
@@ -108,7 +121,8 @@ def free_port() -> int:
 def start_api(url: str, port: int, log: Path, workers: int = 1, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     """`finsent api` as deployed (api.cli.serve: settings from the environment), or plain
     `uvicorn --factory` with extra options when `extra` is given (to compare loops/parsers)."""
-    env = {**os.environ, "DATABASE_URL": url, "FINSENT_API_PORT": str(port)}
+    env = {**os.environ, "DATABASE_URL": url, "FINSENT_API_PORT": str(port), "FINSENT_API_RATE_LIMIT_PER_S": "0",
+           "FINSENT_API_MAX_STREAMS_PER_CLIENT": "100000"}  # one load generator is every client here
     if extra:
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--port", str(port),
                "--log-level", "warning", "--no-access-log", "--workers", str(workers), *extra]
@@ -160,17 +174,27 @@ class CpuMeter:
                 cpu_seconds(lambda pid, ppid, pgrp: self.postmaster in (pid, ppid)), me.ru_utime + me.ru_stime)
 
 
+SHAPES = {  # name: (key_type, keys or a choice among them, span, bucket)
+    "series: 1 ticker, 7 d, 1 h": ("ticker", "hot", timedelta(days=7), "1h"),
+    "series: 20 topics, 24 h, 5 min": ("topic", list(TOPICS), timedelta(hours=24), "5m"),
+    "series: 20 topics, 7 d, 1 h": ("topic", list(TOPICS), timedelta(days=7), "1h"),
+    "series: 50 tickers, 24 h, 15 min": ("ticker", TICKERS[:50], timedelta(hours=24), "15m"),
+    "series: 1 ticker, 30 d, 1 d": ("ticker", "hot", timedelta(days=30), "1d"),
+    "series: 1 ticker, 6 h, 1 min": ("ticker", "hot", timedelta(hours=6), "1m"),
+}
+STEPS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+
+
 def scenarios(now: datetime) -> dict:
     hot = TICKERS[:20]
     day = {"start": (now - timedelta(hours=24)).isoformat(), "end": now.isoformat()}
-    return {
-        "series: 1 ticker, 7 d, 1 h": lambda r: ("/v1/series", {"key_type": "ticker", "key": r.choice(hot), "bucket": "1h",
-                                                              "start": (now - timedelta(days=7)).isoformat(),
-                                                              "end": now.isoformat()}, 0),
-        "series: 20 topics, 24 h, 5 min": lambda r: ("/v1/series", {"key_type": "topic", "bucket": "5m", **day,
-                                                                   "key": list(TOPICS)}, 0),
-        "events: 1 ticker, 24 h, 3 pages": lambda r: ("/v1/events", {"ticker": r.choice(hot), "limit": 100, **day}, 2),
-    }
+
+    def series(key_type, keys, span, bucket):
+        return lambda r: ("/v1/series", {"key_type": key_type, "bucket": bucket, "key": r.choice(hot) if keys == "hot"
+                                         else keys, "start": (now - span).isoformat(), "end": now.isoformat()}, 0)
+    return {**{name: series(*shape) for name, shape in SHAPES.items()},
+            "events: 1 ticker, 24 h, 3 pages": lambda r: ("/v1/events", {"ticker": r.choice(hot), "limit": 100, **day},
+                                                          2)}
 
 
 async def drive(base: str, make, seconds: float, clients: int) -> tuple[list[float], int]:
@@ -202,9 +226,117 @@ async def drive(base: str, make, seconds: float, clients: int) -> tuple[list[flo
     return latencies, errors
 
 
-def series_args(key_type: str, keys: list[str], start: datetime, end: datetime, step: timedelta) -> list:
-    """queries.SERIES's parameters, as api.crud.series passes them."""
-    return [key_type, keys, start.timestamp(), step.total_seconds(), start, end]
+def rss_mb(pid: int) -> float:
+    line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+
+async def mixed(base: str, keys: list[str], seconds: float, clients: int, streams: int, now: datetime) -> dict:
+    """Reads, scoring and subscription writes from `clients` loops while `streams` SSE streams are open."""
+    import aiohttp
+
+    lat: dict[str, list[float]] = {"read": [], "score": [], "write": []}
+    errors: dict[str, int] = {}
+    shapes = list(scenarios(now).values())
+    deadline, opened = time.perf_counter() + seconds, [0]
+
+    async def sse(s):
+        try:
+            async with s.get("/v1/stream/alerts") as r:
+                if r.status != 200:
+                    errors[f"stream {r.status}"] = errors.get(f"stream {r.status}", 0) + 1
+                    return
+                opened[0] += 1
+                async for _ in r.content:
+                    pass
+        except aiohttp.ClientError as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+
+    async def timed(kind, s, method, path, **kw):
+        t0 = time.perf_counter()
+        try:
+            async with s.request(method, path, **kw) as r:
+                body = await r.read()
+                ok = r.status < 300
+        except aiohttp.ClientError as exc:
+            body, ok, r = b"", False, None
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+        lat[kind].append(time.perf_counter() - t0)
+        if r is not None and not ok:
+            errors[f"{kind} {r.status}"] = errors.get(f"{kind} {r.status}", 0) + 1
+        return body
+
+    async def client(i, s):
+        rng, headers = random.Random(i), {"X-API-Key": keys[i % len(keys)]}
+        while time.perf_counter() < deadline:
+            x = rng.random()
+            if x < 0.7:
+                path, params, _ = rng.choice(shapes)(rng)
+                await timed("read", s, "GET", path, params=[(k, v) for k, vs in params.items()
+                                                            for v in (vs if isinstance(vs, list) else [vs])])
+            elif x < 0.85:
+                await timed("score", s, "POST", "/v1/score", json={"texts": [f"ACME shares slump {i}"]})
+            else:
+                body = await timed("write", s, "POST", "/v1/subscriptions", headers=headers,
+                                   json={"name": f"b{i}", "delivery": "stream"})
+                if body and b'"id"' in body:
+                    await timed("write", s, "DELETE", f"/v1/subscriptions/{orjson.loads(body)['id']}", headers=headers)
+
+    conn = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(base, connector=conn, timeout=aiohttp.ClientTimeout(total=None)) as s:
+        tasks = [asyncio.create_task(sse(s)) for _ in range(streams)]
+        wait_until = time.perf_counter() + 60
+        while opened[0] + sum(v for k, v in errors.items() if k.startswith("stream")) < streams \
+                and time.perf_counter() < wait_until:
+            await asyncio.sleep(0.2)
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(client(i, s) for i in range(clients)))
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return {"latencies": lat, "errors": errors, "streams": opened[0]}
+
+
+def run_mixed(url: str, port: int, api_pid: int, args, now: datetime) -> None:
+    import asyncpg
+    import httpx
+
+    from api.keys import create
+
+    async def make_keys():
+        conn = await asyncpg.connect(libpq_dsn(url))
+        try:
+            return [(await create(conn, name=f"bench{i}", scopes=["read", "subscribe"]))[1] for i in range(10)]
+        finally:
+            await conn.close()
+    keys = asyncio.run(make_keys())
+    base = f"http://127.0.0.1:{port}"
+    httpx.post(f"{base}/v1/score", json={"texts": ["warm the model"]}, timeout=60)
+    before = rss_mb(api_pid)
+    out = asyncio.run(mixed(base, keys, args.seconds, args.clients, args.streams, now))
+    peak = rss_mb(api_pid)
+    t0 = time.perf_counter()
+    ready = httpx.get(f"{base}/ready", timeout=10).status_code
+    first_ms = (time.perf_counter() - t0) * 1000
+    table = Table("kind", "requests", "p50 ms", "p99 ms", title=f"mixed: {args.clients} clients × {args.seconds:.0f} s "
+                  f"with {out['streams']:,} of {args.streams:,} SSE streams open")
+    for kind, lat in out["latencies"].items():
+        ms = np.array(lat or [0]) * 1000
+        table.add_row(kind, f"{len(lat):,}", f"{np.percentile(ms, 50):.1f}", f"{np.percentile(ms, 99):.1f}")
+    console.print(table)
+    console.print(f"errors: {out['errors'] or 'none'}; API RSS {before:.0f} MB before, {peak:.0f} MB at the end, "
+                  f"{rss_mb(api_pid):.0f} MB after; first /ready after the load: {ready} in {first_ms:.0f} ms")
+
+
+def series_plan(name: str, now: datetime, table_step: int | None = None) -> tuple[str, str, list]:
+    """A series shape's SQL and parameters as api.crud.series sends them (`table_step` forces the
+    rollup chosen for that step, e.g. 60 for the minute rollups)."""
+    key_type, keys, span, bucket = SHAPES[name]
+    step = timedelta(seconds=STEPS[bucket])
+    start, end = floor_time(now - span, step), ceil_time(now, step)
+    keys = [TICKERS[0]] if keys == "hot" else keys
+    return (name, q.series_sql(table_step or STEPS[bucket]), [key_type, keys, start.timestamp(), step.total_seconds(),
+                                                             start, end])
 
 
 async def explain(dsn: str, now: datetime) -> list[tuple[str, str]]:
@@ -212,11 +344,9 @@ async def explain(dsn: str, now: datetime) -> list[tuple[str, str]]:
 
     conn = await asyncpg.connect(dsn, server_settings={"timezone": "UTC"})
     try:
-        plans = []
-        step, start = timedelta(hours=1), floor_time(now - timedelta(days=7), timedelta(hours=1))
-        plans.append(("series: 1 ticker, 7 d, 1 h", q.SERIES, series_args("ticker", [TICKERS[0]], start, now, step)))
-        step, start = timedelta(minutes=5), floor_time(now - timedelta(hours=24), timedelta(minutes=5))
-        plans.append(("series: 20 topics, 24 h, 5 min", q.SERIES, series_args("topic", list(TOPICS), start, now, step)))
+        plans = [series_plan(name, now) for name in SHAPES]
+        name, sql, params = series_plan("series: 20 topics, 24 h, 5 min", now, table_step=60)
+        plans.append((name + ", from the minute rollups", sql, params))
         w = q.events_where(start=now - timedelta(hours=24), end=now, topics=[], tickers=[TICKERS[0]], sources=[],
                            sentiments=[], min_score=None, max_score=None, model_version=None, q=None, after=None)
         plans.append(("events: 1 ticker, page 1", *q.events_page(w, 101)))
@@ -242,6 +372,8 @@ def main() -> None:
     ap.add_argument("--reuse", type=Path, help="keep the seeded database in this directory and reuse it "
                                               "(seeded again when --n/--days differ)")
     ap.add_argument("--no-explain", action="store_true")
+    ap.add_argument("--mixed", action="store_true", help="run the mixed load (reads, scoring, writes, open streams)")
+    ap.add_argument("--streams", type=int, default=1000, help="open SSE streams during --mixed")
     args = ap.parse_args()
     if args.workers != 1 and not args.uvicorn:
         ap.error("--workers needs --uvicorn (`finsent api` runs one process)")
@@ -273,6 +405,9 @@ def main() -> None:
         api = start_api(url, port, base / "api.log", args.workers, tuple(args.uvicorn.split()))
         server = f"uvicorn {args.uvicorn}" if args.uvicorn else "finsent api"
         meter = CpuMeter(api.pid, base / "data")
+        if args.mixed:
+            run_mixed(url, port, api.pid, args, now)
+            return
         table = Table("scenario", "requests", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/req: API",
                       "Postgres", "client",
                       title=f"{args.n:,} events over {args.days} days; {args.clients} clients × {args.seconds:.0f} s; "

@@ -21,8 +21,8 @@ router = APIRouter(tags=["score"], route_class=StrictJSONRoute)
 async def score(body: ScoreRequest, request: Request, _: Reader) -> ScoreResponse:
     try:
         version, preds = await request.app.state.scorer.predict(body.texts)
-    except ModelUnavailable as exc:
-        raise HTTPException(503, f"model unavailable: {exc}") from None
+    except ModelUnavailable:  # the reason is in the API's log, not for clients
+        raise HTTPException(503, "model unavailable") from None
     return ScoreResponse(model_version=version, items=[p.to_dict() for p in preds])
 
 
@@ -37,7 +37,7 @@ async def explain_event(source: Annotated[str, Path(min_length=1, max_length=64)
         raise HTTPException(404, f"event {source}/{event_id} not found")
     try:
         exp = await request.app.state.scorer.explain(event["text"])
-    except ModelUnavailable as exc:
-        raise HTTPException(503, f"model unavailable: {exc}") from None
+    except ModelUnavailable:  # the reason is in the API's log, not for clients
+        raise HTTPException(503, "model unavailable") from None
     d = exp.to_dict()
     return ExplanationPublic(source=source, id=event_id, model_version=exp.prediction.model_version, **d)
