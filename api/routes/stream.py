@@ -69,7 +69,7 @@ async def resume_from(
     """A dependency, so a bad value is a 400 before the stream starts."""
     if last_event_id is None:
         return last_event_id_q
-    if not last_event_id.isdigit() or len(last_event_id) > 18:
+    if not (last_event_id.isascii() and last_event_id.isdigit()) or len(last_event_id) > 18:
         raise HTTPException(400, "Last-Event-ID must be an alert event id")
     return int(last_event_id)
 

@@ -428,3 +428,28 @@ def test_a_chunked_body_over_the_limit_is_413(db_url, dsn):
         r = c.post("/v1/subscriptions", content=chunks(), headers={"Content-Type": "application/json"})
         assert r.status_code == 413 and "larger than 32768 bytes" in r.json()["detail"]
         assert c.post("/v1/subscriptions", json={"name": "small", "delivery": "stream"}).status_code == 201
+
+
+@pytest.mark.parametrize("url", [
+    "/v1/events?min_score=nan", "/v1/events?max_score=inf", "/v1/events?min_score=-Infinity",
+    "/v1/events?q=%ED%A0%80", "/v1/events?source=%ED%A0%80x", "/v1/events?model_version=%F0%9F",
+    "/v1/series?key=%ED%A0%80", "/v1/alerts?key=%ED%B0%80", "/v1/events/%ED%A0%80/e1/explain",
+    "/v1/events/news/%ED%A0%80/feedback", "/v1/events?start=1e400", "/v1/events?start=nan",
+    "/v1/events?end=9999999999999999999999", "/v1/movers?end=-1e30", "/v1/alerts/1e400",
+    "/v1/events?cursor=%ED%A0%80", "/v1/stream/alerts?last_event_id=nan",
+])
+def test_query_and_path_garbage_is_4xx(client, dsn, url):
+    key = make_key(dsn, "admin")
+    method = "POST" if url.endswith("feedback") else "GET"
+    r = client.request(method, url, headers={"X-API-Key": key}, json={"sentiment": "negative"} if method == "POST"
+                       else None, timeout=10)
+    assert 400 <= r.status_code < 500 or (r.status_code == 200 and "explain" not in url), (url, r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    assert "Error" not in r.text
+
+
+@pytest.mark.parametrize("headers", [{"Last-Event-ID": "\xb2"}, {"Last-Event-ID": "-1"}, {"X-API-Key": "\xff\xfe"},
+                                     {"Authorization": "Bearer \xb2\xb3"}, {"Last-Event-ID": "9" * 40}])
+def test_header_garbage_is_4xx(client, headers):
+    r = client.get("/v1/stream/alerts", headers={k: v.encode("latin-1") for k, v in headers.items()}, timeout=10)
+    assert 400 <= r.status_code < 500 and "detail" in r.json(), (headers, r.status_code, r.text)
