@@ -68,8 +68,10 @@ class Detection:
         self.active.clear()
         self.final.clear()
         self.swept.clear()
-        for q in owned:
-            self.view(q)
+        now = self.clock()
+        for q in owned:  # the stall clock starts again: a view kept from before was not read meanwhile
+            v = self.view(q)
+            v.advanced_at, v.marked_at = now, None
 
     async def on_counts(self, q: int, msg: dict) -> None:
         view, key = self.view(q), msg["key"]

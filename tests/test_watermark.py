@@ -128,3 +128,15 @@ async def test_no_marks_at_all_on_an_owned_partition_is_a_problem():
     assert d.check() == {}
     clock.t += 31
     assert d.check() == {2: "no watermark marks for 61 s"}
+
+
+async def test_a_partition_given_back_starts_its_stall_clock_again():
+    clock = Clock(NOW)
+    d = detection(clock)
+    d.reassigned({0})
+    await d.on_marks(0, {"news/0": [NOW - 40, False], "news/1": [NOW - 50, False]})
+    clock.t += 500  # away (another worker read it), then given back: not a stall of 500 s
+    d.reassigned({0})
+    assert d.check() == {}
+    await d.on_marks(0, {"news/1": [NOW - 45, False]})
+    assert d.watermarks() == {"0": NOW - 45}
