@@ -419,7 +419,7 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
             console.print(f"[yellow]{note}[/yellow]")
         console.print(f"Kafka {stack.kafka.bootstrap}   PostgreSQL {stack.pg.dsn}")
         console.print(f"API {stack.api_url} (log {stack.dir / 'api.log'}); demo API key (scopes "
-                      f"{', '.join(DEMO_SCOPES)}): {stack.key}")
+                      f"{', '.join(DEMO_SCOPES)}): {stack.key}", soft_wrap=True)
         for name, value in links(stack.api_url, stack.key, started - timedelta(minutes=5)).items():
             console.print(f"  {name:<14} {value}", soft_wrap=True, highlight=False)
         console.print(f"webhook receiver {stack.receiver.url} (subscription {stack.subscription_id}; it verifies "
@@ -437,7 +437,7 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
         surge_at = surge_index(n)
         surge_time = time.time() + surge_at / rate
         console.print(f"feeding {n} simulated items over {seconds:.0f} s ({rate:.0f}/s), negative surge on "
-                      f"${SURGE_TICKER} at item {surge_at}, plus {len(BAD)} malformed messages (seed {seed})")
+                      f"${SURGE_TICKER} at item {surge_at}, plus {len(BAD)} malformed messages (seed {seed})", soft_wrap=True)
         stack.feed(n, rate, started, seed=seed)
         wait_for(lambda: conn.execute("SELECT count(*) FROM scored_event").fetchone()[0] >= before + n, 120,
                  what="all rows in Postgres")
@@ -539,7 +539,7 @@ def report(conn, before: int, started: datetime, surge_time: float, stack: DemoS
             text = conn.execute("SELECT text FROM scored_event WHERE source=%s AND id=%s", (source, eid)).fetchone()
             console.print(f"  evidence {sid}: {text[0][:90] if text else '?'}")
     console.print(f"dead letters: topic finsent.deadletter (reason in headers); worker log {stack.dir / 'worker.log'}; "
-                  f"metrics http://127.0.0.1:{stack.web_port}/metrics, health http://127.0.0.1:{stack.web_port}/health")
+                  f"metrics http://127.0.0.1:{stack.web_port}/metrics, health http://127.0.0.1:{stack.web_port}/health", soft_wrap=True)
 
 
 def api_report(stack: DemoStack, started: datetime, alerts: list, follower: AlertStreamFollower) -> bool:
