@@ -5,6 +5,7 @@
     python bench/pipeline.py --workers 2          # scale-out: two workers in one consumer group
     python bench/pipeline.py --backlog 100000     # a backlog drained from a cold start: rate and peak RSS
     python bench/pipeline.py --profile            # py-spy the worker during the full-rate replay
+    python bench/pipeline.py --texts-from ../shared/data --full-only   # real tweets and PhraseBank text
 
 Phases (each on fresh topics and a fresh database, so one cannot help the next):
 1. bare runtime: the worker's Scorer in this process on the same texts (texts/s, batch 64,
@@ -16,6 +17,11 @@ Phases (each on fresh topics and a fresh database, so one cannot help the next):
    `--workers 2` the same paced feed also runs through one worker and the alert sets are compared;
 4. `--backlog N`: N messages produced before the worker starts; drain rate (rows/s between the
    first and the last row stored) and the worker's peak resident memory.
+
+Real text (`--texts-from DIR`, the shared training files: finance tweets and PhraseBank
+sentences, bench/texts.py): the full-rate replay and the bare runtime score the same real texts.
+The simulator's headlines are shorter and uniform, which flatters the ratio. `--full-only` stops
+after phase 2.
 
 Everything (broker, Postgres, worker(s), producer) shares this machine's cores.
 """
@@ -47,6 +53,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from core.pg import migrate  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from finsent.services import Kafka, Postgres, WorkerProcess, free_port, wait_for, worker_env  # noqa: E402
+from stream.app import usable_cpus  # noqa: E402
 from stream.feed import produce  # noqa: E402
 from stream.simulate import Surge, feed  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
@@ -150,6 +157,18 @@ def bare_rate(texts: list[str], threads: int) -> float:
     return len(texts) / (time.perf_counter() - t0)
 
 
+def predict_rate(texts: list[str]) -> float:
+    """`finsent predict` on a file: the CLI's Scorer (ONNX Runtime's own thread count), one call
+    over every text (the whole file is length-sorted at once)."""
+    from models.runtime import Scorer
+
+    scorer = Scorer.from_artifact()
+    scorer.predict(texts[:64])
+    t0 = time.perf_counter()
+    scorer.predict(texts)
+    return len(texts) / (time.perf_counter() - t0)
+
+
 def rss_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -229,6 +248,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="py-spy the (first) worker during the full-rate replay")
     ap.add_argument("--profile-out", type=Path, help="also keep py-spy's raw (collapsed) stacks here")
     ap.add_argument("--paced-s", type=float, default=40.0, help="seconds of paced traffic")
+    ap.add_argument("--texts-from", type=Path, help="real texts from these training files (bench/texts.py)")
+    ap.add_argument("--full-only", action="store_true", help="stop after the full-rate replay")
     args = ap.parse_args()
     null = args.scorer == "null"
     tmp = Path(tempfile.mkdtemp(prefix="finsent-bench-"))
@@ -237,12 +258,23 @@ def main() -> None:
     try:
         kafka.start()
         pg.start()
-        threads = Settings().ort_threads
+        threads = Settings().ort_threads or usable_cpus()  # as the worker chooses them
         full = list(feed(args.n + 500, 1, start=datetime.now(timezone.utc), spacing_s=0.001, prefix="full"))
+        if args.texts_from:
+            from bench.texts import realistic_mix
+
+            real = realistic_mix(args.texts_from, len(full))
+            for e, text in zip(full, real):
+                e["text"] = text
+                e.pop("tickers", None)  # the worker finds the cashtags in the text
+            rows.append(("texts", f"real: {len(set(real)):,} distinct tweets/PhraseBank sentences, "
+                                  f"{np.mean([len(t) for t in real]):.0f} chars on average"))
         if not null:
             bare = bare_rate([e["text"] for e in full[:3000]], threads)
             rows.append(("bare runtime (in-process Scorer, batch 64, "
-                         f"{threads or os.cpu_count()} ONNX thread(s))", f"{bare:,.0f} texts/s"))
+                         f"{threads} ONNX thread(s))", f"{bare:,.0f} texts/s"))
+            cli = predict_rate([e["text"] for e in full[:3000]])
+            rows.append(("bare `finsent predict` (one call over the texts, ORT's default threads)", f"{cli:,.0f} texts/s"))
 
         # 2. full rate
         run = Run(kafka, pg, tmp, null, **fast)
@@ -260,9 +292,13 @@ def main() -> None:
         rows.append((f"end-to-end, full-rate replay of {args.n:,} msgs, {args.workers} worker(s)", f"{e2e:,.0f} msgs/s"))
         if not null:
             rows.append(("ratio end-to-end / bare (target ≥ 0.8)", f"{e2e / bare:.2f}"))
+            rows.append(("ratio end-to-end / bare `finsent predict`", f"{e2e / cli:.2f}"))
         if spy:
             spy.join(60)
         run.stop()
+        if args.full_only:
+            report(args, rows, profile_table(tmp / "spy.txt") if args.profile else [])
+            return
 
         # 3. paced at half max, with surges; alert set compared with one worker when scaling out
         half = e2e / 2
