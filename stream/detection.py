@@ -17,7 +17,10 @@ detector treats such a key as new when it comes back, whether or not it was dele
 
 A watermark held back for longer than `stall_s` (a partition without a mark, an active one
 whose event time does not move, no marks at all) is a problem: `problem()` says which, for
-/health, and `finsent_watermark_stalled` counts such partitions.
+/health, and `finsent_watermark_stalled` counts such partitions. So is more than `late_share`
+of the last ten minutes' events counted late (in no window: an idle partition came back with
+old items, a producer out of event-time order): the count is in /health and
+`finsent_late_events_total` too, but a share that high means alerts are being missed.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ log = logs.get("finsent.detect")
 class Detection:
     def __init__(self, detector: SpikeDetector, table: MutableMapping, sink: PostgresSink,
                  send_alert: Callable[[str, dict], Awaitable], expected: frozenset[str], pause_s: float,
-                 stall_s: float = 120.0, clock: Callable[[], float] = time.time):
+                 stall_s: float = 120.0, clock: Callable[[], float] = time.time, late_share: float = 0.01):
         self.detector, self.table, self.sink, self.send_alert = detector, table, sink, send_alert
         self.expected, self.pause_s, self.stall_s, self.clock = expected, pause_s, stall_s, clock
         self.views: dict[int, WatermarkView] = {}
@@ -46,6 +49,8 @@ class Detection:
         self.final: dict[int, int] = {}  # per scored partition: the newest slice its keys were advanced to
         self.swept: dict[int, float] = {}  # per scored partition: the watermark of the last sweep of expired keys
         self.stalled: dict[int, str] = {}  # the last check()'s answer
+        self.late_share = late_share
+        self.recent_late: dict[int, list[int]] = {}  # minute -> [events, of them late] (topic keys, last 10 min)
 
     def view(self, q: int) -> WatermarkView:
         if q not in self.views:
@@ -76,8 +81,15 @@ class Detection:
     async def on_counts(self, q: int, msg: dict) -> None:
         view, key = self.view(q), msg["key"]
         cells = [Cell(c[0], c[1], c[2], tuple(c[3]), c[4]) for c in msg["cells"]]
-        await self._run(q, key, lambda st: self.detector.add(st, key, cells, msg["batch"], view.value,
-                                                             tuple(view.pauses)))
+        late = await self._run(q, key, lambda st: self.detector.add(st, key, cells, msg["batch"], view.value,
+                                                                    tuple(view.pauses)))
+        if key.startswith("topic:"):  # every event has one topic key: the share of events counted late
+            minute = int(self.clock() // 60)
+            n_late = self.recent_late.setdefault(minute, [0, 0])
+            n_late[0] += sum(c.n for c in cells)
+            n_late[1] += late
+            for m in [m for m in self.recent_late if m <= minute - 10]:
+                del self.recent_late[m]
 
     async def on_marks(self, q: int, marks: dict) -> None:
         view = self.view(q)
@@ -111,7 +123,7 @@ class Detection:
             metrics.KEYS_EXPIRED.inc(len(gone))
             log.info("quiet detector keys expired", partition=q, keys=len(gone))
 
-    async def _run(self, q: int, key: str, step) -> None:
+    async def _run(self, q: int, key: str, step) -> int:
         st = KeyState.from_dict(self.table.get(key))
         st.part = q
         decisions, late = step(st)
@@ -130,6 +142,7 @@ class Detection:
                          severity=d.severity, p=d.p_value)
         self.table[key] = st.to_dict()
         (self.keys(q).discard if st.quiet() else self.keys(q).add)(key)
+        return late
 
     def watermarks(self) -> dict[str, float | None]:
         return {str(q): v.value for q, v in sorted(self.views.items())}
@@ -154,5 +167,15 @@ class Detection:
         return out
 
     def problem(self) -> str:
-        """For /health: the stalled watermarks in words ("" when none)."""
-        return "; ".join(f"scored partition {q}: {why}" for q, why in self.check().items())
+        """For /health: the stalled watermarks, and more than `late_share` of the last ten minutes'
+        events counted late (behind the watermark: not in any window), in words ("" when none)."""
+        out = [f"scored partition {q}: {why}" for q, why in self.check().items()]
+        minute = int(self.clock() // 60)
+        n = late = 0
+        for m, (a, b) in self.recent_late.items():
+            if m > minute - 10:
+                n, late = n + a, late + b
+        if late >= 10 and late > self.late_share * n:
+            out.append(f"{late} of {n} events in the last 10 min counted late ({100 * late / n:.1f} %): "
+                       "behind the event-time watermark, in no window")
+        return "; ".join(out)

@@ -140,3 +140,25 @@ async def test_a_partition_given_back_starts_its_stall_clock_again():
     assert d.check() == {}
     await d.on_marks(0, {"news/1": [NOW - 45, False]})
     assert d.watermarks() == {"0": NOW - 45}
+
+
+async def test_a_share_of_events_counted_late_is_a_problem_not_only_a_count():
+    """The outside check counted 23 % of its events late with /health 200. Late events are in no
+    window (a missed surge): more than 1 % in ten minutes is a problem."""
+    clock = Clock(NOW)
+    d = detection(clock)
+    await d.on_marks(0, {"news/0": [NOW - 40, False], "news/1": [NOW - 40, False]})
+
+    def counts(batch: int, t: float, n: int) -> dict:
+        return {"key": "topic:Earnings", "batch": batch, "cells": [[int(t // 10), n, 0, [], {}]]}
+
+    await d.on_counts(0, counts(1, NOW - 35, 500))  # on time
+    assert d.problem() == ""
+    await d.on_counts(0, counts(2, NOW - 400, 9))  # behind the watermark: late, a few
+    assert d.late == {"topic": 9} and d.problem() == ""
+    await d.on_counts(0, counts(3, NOW - 400, 91))
+    assert d.problem() == "100 of 600 events in the last 10 min counted late (16.7 %): behind the event-time " \
+                          "watermark, in no window"
+    clock.t += 600  # ten minutes later, nothing late since
+    await d.on_marks(0, {"news/0": [NOW + 560, False], "news/1": [NOW + 560, False]})
+    assert d.problem() == ""
