@@ -361,10 +361,14 @@ class DemoStack:
         procs = [p for p in (self.api, self.worker) if p is not None]
         for p in procs:
             p.terminate()
-        _all(*[lambda p=p: p.stop(timeout) for p in procs])
+        failed = _all(*[lambda p=p: p.stop(timeout) for p in procs])
         self.receiver.stop()
-        _all(self.kafka.stop, self._stop_pg)
-        self.reaper.release()
+        failed += _all(self.kafka.stop, self._stop_pg)
+        if failed:  # the reaper goes over everything again
+            console.print(f"[red]stopping failed:[/red] {'; '.join(map(repr, failed))}; the reaper stops what is left")
+            self.reaper.abandon()
+        else:
+            self.reaper.release()
 
     def _stop_pg(self) -> None:
         if self.pg.server is not None:
@@ -379,13 +383,22 @@ class DemoStack:
                             self.settings.topic_social, rate))
 
 
-def _all(*calls) -> None:
-    """Run the calls at once, each in a thread; returns when all have returned."""
-    threads = [threading.Thread(target=c, daemon=True) for c in calls]
+def _all(*calls) -> list[BaseException]:
+    """Run the calls at once, each in a thread; returns when all have returned, with what they raised."""
+    failed: list[BaseException] = []
+
+    def run(call):
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 (reported by the caller)
+            failed.append(exc)
+
+    threads = [threading.Thread(target=run, args=(c,), daemon=True) for c in calls]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return failed
 
 
 def links(api_url: str, key: str, since: datetime) -> dict[str, str]:

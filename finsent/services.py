@@ -215,6 +215,15 @@ class Reaper:
             self.proc.stdin.write(f"{kind}\t{target}\n".encode())
             self.proc.stdin.flush()
 
+    def abandon(self) -> None:
+        """Hang up without `done`: the reaper stops everything registered, then exits (its owner
+        does not wait for it)."""
+        if self.proc is not None and self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
     def release(self) -> None:
         """Everything was stopped by its owner: the reaper exits without doing anything."""
         if self.proc is None:
