@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import numpy as np
+import orjson
 
 from api import queries as q
 
@@ -37,6 +38,8 @@ async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], st
     rows = {r["key"]: r for r in await conn.fetch(q.series_sql(int(step.total_seconds())), key_type, keys,
                                                  start.timestamp(), step.total_seconds(), start, end)}
     t = [start + i * step for i in range(buckets)]
+    if as_numpy:  # every key has the same times: serialised once (20 keys × 288: −0.5 ms per request)
+        t = orjson.Fragment(orjson.dumps(t))
     out = []
     for key in sorted(set(keys)):
         counts, score_sum = np.zeros((len(COUNTS), buckets), np.int64), np.zeros(buckets)
