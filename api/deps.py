@@ -1,6 +1,6 @@
 """Dependencies as `Annotated` aliases (the full-stack-fastapi-template way): settings, the
-pool and a pooled connection, the caller's API key, scope checks, and shared query inputs
-(time range, cursor)."""
+pool and the request's one pooled connection (Db), the caller's API key, scope checks, shared
+query inputs (time range, signed cursors), and the route class that parses JSON strictly."""
 
 
 import base64
@@ -166,8 +166,8 @@ def bad_request(detail: str) -> HTTPException:
 
 
 def utc(t: datetime) -> datetime:
-    """Naive times are UTC. Every time a client gives goes through here: one outside
-    [1970, 2200) in UTC, or one whose conversion overflows (year 1 at +14:00), is a 400."""
+    """Naive times are UTC. Every time a client gives goes through here: one outside 1970–2200
+    in UTC, or one whose conversion overflows (year 1 at +14:00), is a 400."""
     try:
         t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
     except OverflowError:
