@@ -4,7 +4,9 @@ key and per address. Both are per process: with N replicas a client may get N ti
 
 The rate limit is a GCRA (a token bucket that needs one timestamp per client and no timer). It
 runs before anything touches the database, keyed on the presented key's hash, so a flood is
-refused without a key lookup; /health, /ready and /metrics are never limited."""
+refused without a key lookup; /health, /ready and /metrics are never limited. Invented keys
+would each get a budget of their own: every 401 is also charged to the caller's address, and
+an address out of that budget gets 429 for any keyed request."""
 
 from __future__ import annotations
 
@@ -33,11 +35,13 @@ class RateLimiter:
         self.interval, self.tolerance, self.max_clients = 1 / rate, (burst - 1) / rate, max_clients
         self.tat: OrderedDict[str, float] = OrderedDict()  # theoretical arrival time per client
 
-    def wait(self, who: str, now: float) -> float:
-        """0 when `who` may go now (and counts it); otherwise the seconds until it may."""
+    def wait(self, who: str, now: float, count: bool = True) -> float:
+        """0 when `who` may go now (and counts it, if `count`); otherwise the seconds until it may."""
         tat = max(self.tat.get(who, now), now)
         if tat - now > self.tolerance:
             return tat - now - self.tolerance
+        if not count:
+            return 0.0
         self.tat[who] = tat + self.interval
         self.tat.move_to_end(who)
         if len(self.tat) > self.max_clients:
@@ -60,18 +64,28 @@ class RateLimitMiddleware:
     def __init__(self, app, rate: float, burst: int):
         self.app, self.rate, self.burst = app, rate, burst
         self.limiter = RateLimiter(rate, burst) if rate > 0 else None
+        self.refused_keys = RateLimiter(rate, burst) if rate > 0 else None  # 401s per address
 
     async def __call__(self, scope, receive, send):
         if self.limiter is None or scope["type"] != "http" or scope["path"] in EXEMPT:
             return await self.app(scope, receive, send)
-        key = presented_key(dict(scope["headers"]))
-        who = f"key:{hash_key(key)}" if key else f"addr:{client_address(scope)}"
-        wait = self.limiter.wait(who, time.monotonic())
+        key, address, now = presented_key(dict(scope["headers"])), f"addr:{client_address(scope)}", time.monotonic()
+        wait = self.limiter.wait(f"key:{hash_key(key)}" if key else address, now)
+        if key and not wait:
+            wait = self.refused_keys.wait(address, now, count=False)
         if not wait:
-            return await self.app(scope, receive, send)
+            return await self.app(scope, receive, send if not key else self._charge_401(address, send))
         exc = too_many(f"rate limit: at most {self.rate:g} requests/s per API key (bursts of {self.burst}); "
                        "anonymous callers count per address", wait)
         await JSONResponse({"detail": exc.detail}, exc.status_code, headers=exc.headers)(scope, receive, send)
+
+
+    def _charge_401(self, address: str, send):
+        async def watching(message):
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self.refused_keys.wait(address, time.monotonic())
+            await send(message)
+        return watching
 
 
 class StreamSlots:

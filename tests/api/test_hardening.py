@@ -406,6 +406,15 @@ def test_rate_limit_per_key_with_retry_after(db_url, dsn):
             assert [c.get("/v1/alerts").status_code for _ in range(4)] == [200, 200, 200, 429]
 
 
+def test_invented_keys_do_not_escape_the_rate_limit(db_url, dsn):
+    good = make_key(dsn, "read")
+    with ApiServer(api_settings(db_url, api_rate_limit_per_s=0.2, api_rate_burst=3)) as server, server.client() as c:
+        statuses = [c.get("/v1/alerts", headers={"X-API-Key": f"fsk_invented_{i}"}).status_code for i in range(5)]
+        assert statuses == [401, 401, 401, 429, 429], statuses
+        assert c.get("/v1/alerts", headers={"X-API-Key": good}).status_code == 429  # the address is out of budget
+        assert c.get("/v1/alerts").status_code == 200  # anonymous reads have their own budget
+
+
 def test_rate_limiter_refills_at_its_rate():
     from api.limits import RateLimiter
     limiter = RateLimiter(rate=2, burst=2, max_clients=3)
