@@ -107,7 +107,10 @@ def test_live_page_on_the_demo_stack(demo, browser):
                    f"{chart} data")
         traces = f"return document.querySelectorAll('#{chart} .scatterlayer .trace').length"
         wait_until(lambda: browser.execute_script(traces) > 0, 10, f"{chart} drawn")
-    assert browser.find_element("id", "key-why").text == "most mentioned in the latest items"
+    # no alert yet (unless a slow start let the planted one come first): the busiest ticker
+    why = browser.find_element("id", "key-why").text
+    assert why == "most mentioned in the latest items" or (
+        why == "newest alert" and browser.find_elements("css selector", "#alerts li[data-key]")), why
     assert len(browser.find_elements("css selector", "#items tr")) == 50
 
     # the planted alert: its row in Postgres, then the page (SSE), timed on one clock
