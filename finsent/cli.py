@@ -308,12 +308,14 @@ def demo(
     data_dir: Path = Path("var/demo"),
     seconds: Annotated[float, typer.Option(help="length of the simulated feed")] = 60.0,
     rate: float = 60.0,
-    keep: Annotated[bool, typer.Option("--keep", help="leave the stack running after the report (Ctrl-C stops it)")] = False,
-    api_port: Annotated[int, typer.Option(help="the API's port (a free one when taken)")] = 8000,
+    keep: Annotated[bool, typer.Option("--keep", help="leave the stack running after the report (Ctrl-C or SIGTERM "
+                                                      "stops it)")] = False,
+    api_port: Annotated[int, typer.Option(help="the API's port (a free one, printed, when taken)")] = 8000,
 ) -> None:
     """The whole job on embedded defaults: Kafka + Postgres started here, the worker and the API,
     a simulated feed with a planted surge, the alert by webhook (signature verified) and on the
-    live stream, and what happened. Stops by itself unless --keep; Ctrl-C stops everything."""
+    live stream, and what happened. Stops by itself unless --keep; Ctrl-C, SIGTERM or SIGHUP
+    stops everything it started (a watchdog process does, if the demo is killed with SIGKILL)."""
     from finsent.demo import run_demo
 
     raise typer.Exit(run_demo(data_dir, seconds, rate, hold=keep, api_port=api_port))
