@@ -1,0 +1,128 @@
+"""Entity linking speed and quality (a benchmark, not a test).
+
+    .venv/bin/python bench/entities.py [--n 10000] [--data-dir ../shared/data] [--names 10000]
+
+Speed: `Linker.link` over n realistic texts (finance tweets, headlines and PhraseBank sentences
+from the shared files when present, else the project's synthetic feed), one thread, best of 3
+passes, for the shipped directory and for the shipped directory padded with synthetic SEC-style
+companies (random-syllable names, 'Inc'/'Corp' suffixes) to at least --names names.
+Quality: precision/recall on tests/data/entities_eval.jsonl (written by hand, with hard negatives),
+and, when the shared tweets are present, recall of name linking on every tweet whose cashtag's
+company is also named in it, with the cashtags removed (ask for the ticker back).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.texts import realistic_mix  # noqa: E402
+from models.entities import Directory, Linker, names  # noqa: E402
+from models.entities.directory import Record, _curated, build  # noqa: E402
+from models.entities.evaluation import read_items, score  # noqa: E402
+
+SYLLABLES = "ka lo ri ven tor ax qui zel mor dan pex lum gri sol tav nor wex bri cal dor fen".split()
+SUFFIXES = ["Inc.", "Corp.", "Holdings, Inc.", "Group plc", "Technologies Inc."]
+
+
+def padded(base: Directory, n_names: int, seed: int = 3) -> Directory:
+    """The shipped directory plus synthetic SEC-style companies until it holds n_names names."""
+    rng = random.Random(seed)
+    recs = [Record(s.ticker, s.name, s.exchange, list(s.aliases), s.issuer) for s in base.symbols.values()]
+    i, d = 0, base
+    while d.n_names() < n_names:
+        for _ in range((n_names - d.n_names()) // 2 + 50):
+            word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))).title()
+            kind = rng.choice(["Systems", "Energy", "Bio", "Labs", "Foods", "Metals", "Motors", "Pharma"])
+            recs.append(Record(f"Z{i:05d}", f"{word} {kind} {rng.choice(SUFFIXES)}", "US", [], f"synthetic-{i}"))
+            i += 1
+        d = build(recs, source=f"{base.source}+synthetic{i}", curated=_curated())
+    return d
+
+
+def rate(linker: Linker, texts: list[str]) -> tuple[float, float]:
+    best, found = float("inf"), 0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        found = sum(len(linker.link(x)) for x in texts)
+        best = min(best, time.perf_counter() - t0)
+    return len(texts) / best, found / len(texts)
+
+
+def cashtag_dropped(d: Directory, linker: Linker, data_dir: Path) -> tuple[int, int] | None:
+    path = data_dir / "twitter_financial_news_topic/topic_train.csv"
+    if not path.exists():
+        return None
+    texts = []
+    for p in (data_dir / "twitter_financial_news_sentiment/sent_train.csv", path):
+        with open(p, encoding="utf-8", newline="") as fh:
+            texts += [r["text"] for r in csv.DictReader(fh)]
+    tag = re.compile(r"\$([A-Za-z]{1,6})\b")
+    hit = total = 0
+    for x in texts:
+        for tk in {m.upper() for m in tag.findall(x)}:
+            s = d.get(tk)
+            if s is None or not any(re.search(r"(?<![\w$])" + re.escape(names.key(a)) + r"(?!\w)", x.lower())
+                                    for a in s.aliases):
+                continue
+            total += 1
+            got = {e.ticker for e in linker.link(tag.sub("", x))}
+            hit += bool(got & {c.ticker for c in d.classes(tk)})
+    return hit, total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--names", type=int, default=10_000)
+    a = ap.parse_args()
+    texts = realistic_mix(a.data_dir, a.n)
+    console = Console(width=150)
+
+    speed = Table(title=f"Linking speed: {len(texts):,} texts, one thread, best of 3")
+    for col in ("directory", "symbols", "names", "build s", "texts/s", "µs/text", "entities/text"):
+        speed.add_column(col, justify="right" if col != "directory" else "left")
+    default = Directory.default()
+    for label, d in (("shipped", default), (f"shipped + synthetic to {a.names:,} names", padded(default, a.names))):
+        t0 = time.perf_counter()
+        linker = Linker(d)
+        built = time.perf_counter() - t0
+        per_s, per_text = rate(linker, texts)
+        speed.add_row(label, f"{len(d):,}", f"{d.n_names():,}", f"{built:.2f}", f"{per_s:,.0f}",
+                      f"{1e6 / per_s:.1f}", f"{per_text:.2f}")
+    console.print(speed)
+
+    linker = Linker(default)
+    quality = Table(title=f"Linking quality (directory {default.version})")
+    for col in ("set", "items", "precision", "recall", "misses / false links"):
+        quality.add_column(col)
+    items = read_items(ROOT / "tests/data/entities_eval.jsonl")
+    s = score(linker, items)
+    negatives = [it for it in items if not it["expected"]]
+    quality.add_row("tests/data/entities_eval.jsonl (hand-labelled)", f"{len(items)} ({len(negatives)} hard negatives)",
+                    f"{s.precision:.3f}", f"{s.recall:.3f}", f"{s.fn} / {s.fp}")
+    neg = score(linker, negatives)
+    quality.add_row("  of which hard negatives only", str(len(negatives)), "-", "-", f"- / {neg.fp}")
+    dropped = cashtag_dropped(default, linker, a.data_dir)
+    if dropped:
+        hit, total = dropped
+        quality.add_row("shared tweets, cashtag removed, name kept", str(total), "-", f"{hit / total:.3f}",
+                        f"{total - hit} / -")
+    console.print(quality)
+    console.print("texts/s: wall time of Linker.link over the list (Python, one thread); "
+                  "precision/recall micro-averaged over (text, ticker) pairs.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""`finsent symbols`: the symbol directory from the command line (a typer sub-app).
+
+    python -m models.entities.cli load company_tickers.json   # validate, write to the configured path
+    python -m models.entities.cli list --limit 20
+    python -m models.entities.cli search google
+
+The lead mounts it with ``app.add_typer(models.entities.cli.app, name="symbols")``. The configured
+path is ``$FINSENT_SYMBOLS_FILE`` or ``~/.local/share/finsent/symbols.json``; without a loaded file
+the shipped default is used.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from models.entities.directory import Directory, DirectoryError, Symbol, user_path
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="The symbol directory: load your own, list, search.")
+
+PathOpt = Annotated[Optional[Path], typer.Option("--path", help="directory file (default: $FINSENT_SYMBOLS_FILE "
+                                                                "or ~/.local/share/finsent/symbols.json)")]
+
+
+def _row(s: Symbol) -> str:
+    aliases = ", ".join(a for a in s.aliases if a != s.name)
+    flags = " (ordinary word: " + ", ".join(s.ambiguous) + ")" if s.ambiguous else ""
+    return f"{s.ticker:<10} {s.exchange:<8} {s.name}" + (f"  [{aliases}]" if aliases else "") + flags
+
+
+@app.command()
+def load(file: Annotated[Path, typer.Argument(help="SEC company_tickers.json, a CSV (ticker,name,exchange,aliases "
+                                                   "with | between aliases) or a finsent symbols file")],
+         path: PathOpt = None,
+         curated: Annotated[bool, typer.Option("--curated/--no-curated",
+                                               help="add the shipped brand and short-name aliases")] = True) -> None:
+    """Validate FILE, write it as the directory the linker uses, print its version."""
+    try:
+        d = Directory.load(file, curated=curated)
+    except (DirectoryError, OSError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2)
+    out = d.save(path or user_path())
+    typer.echo(f"{out}: {len(d)} symbols, {d.n_names()} names, version {d.version}")
+
+
+@app.command("list")
+def list_(limit: Annotated[int, typer.Option(help="0 for all")] = 50, path: PathOpt = None) -> None:
+    """List the directory in use (the loaded one, else the default)."""
+    d = Directory.configured(path)
+    typer.echo(f"# {d.version}: {len(d)} symbols")
+    for i, t in enumerate(sorted(d.symbols)):
+        if limit and i >= limit:
+            typer.echo(f"# ... {len(d) - limit} more (--limit 0 for all)")
+            break
+        typer.echo(_row(d.symbols[t]))
+
+
+@app.command()
+def search(query: str, limit: Annotated[int, typer.Option()] = 20, path: PathOpt = None) -> None:
+    """Tickers, names and aliases matching QUERY (exact ticker first)."""
+    hits = Directory.configured(path).search(query, limit)
+    if not hits:
+        typer.echo(f"no symbol matches {query!r}", err=True)
+        raise typer.Exit(1)
+    for s in hits:
+        typer.echo(_row(s))
+
+
+if __name__ == "__main__":
+    app()

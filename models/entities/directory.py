@@ -1,0 +1,322 @@
+"""The symbol directory: ticker, exchange, company name, aliases, share classes, with a version id.
+
+Sources, none downloaded at run time:
+- the default shipped in ``data/symbols.json`` (built by ``python -m models.entities.build`` from
+  the pytickersymbols package) with the hand-curated aliases of ``data/curated.json`` on top;
+- a user's file: the SEC ``company_tickers.json`` layout, SEC ``company_tickers_exchange.json``,
+  a CSV (ticker, name, exchange, aliases separated by ``|``), or a file this module wrote.
+
+    d = Directory.default()            # or Directory.load(path) / Directory.configured()
+    d.version                          # 'pytickersymbols-1.17.10+curated@3f1c...'
+    d.get("brk-b").name                # 'Berkshire Hathaway'
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from models.entities import names
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_FILE = DATA_DIR / "symbols.json"
+CURATED_FILE = DATA_DIR / "curated.json"
+FORMAT = "finsent-symbols/1"
+ENV_PATH = "FINSENT_SYMBOLS_FILE"
+
+_TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9&]{0,9}(?:\.[A-Z0-9]{1,4})?$")
+_CLASS_SEP = re.compile(r"^([A-Z0-9&]+)[-/. ]([A-Z])$")
+
+
+class DirectoryError(ValueError):
+    """A directory file that cannot be used, with the place and the reason."""
+
+
+def normalize_ticker(raw: str) -> str:
+    """'brk-b', 'BRK/B', 'BRK.B' -> 'BRK.B'; '$aapl' -> 'AAPL'. Exchange suffixes ('SAP.DE') are kept."""
+    t = raw.strip().lstrip("$").upper()
+    m = _CLASS_SEP.match(t)
+    return f"{m.group(1)}.{m.group(2)}" if m else t
+
+
+@dataclass(frozen=True)
+class Symbol:
+    ticker: str
+    name: str
+    exchange: str = ""
+    aliases: tuple[str, ...] = ()
+    ambiguous: tuple[str, ...] = ()   # aliases that are also ordinary words: linked only with context
+    acronyms: tuple[str, ...] = ()    # aliases matched only when written in capitals
+    issuer: str = ""                  # share classes of one company share an issuer
+    primary: bool = True              # the class a name mention goes to (GOOGL, not GOOG)
+    bare: bool = False                # may be linked when written without '$' (NVDA yes; ALL, ON, IT never)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+@dataclass
+class Directory:
+    symbols: dict[str, Symbol]
+    source: str
+    licence: str = ""
+    _version: str = field(default="", repr=False)
+
+    # ---------- identity ----------
+    @property
+    def version(self) -> str:
+        if not self._version:
+            body = json.dumps([self.symbols[t].to_json() for t in sorted(self.symbols)],
+                              sort_keys=True, separators=(",", ":")).encode()
+            self._version = f"{self.source}@{hashlib.sha256(body).hexdigest()[:12]}"
+        return self._version
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def get(self, ticker: str) -> Symbol | None:
+        return self.symbols.get(normalize_ticker(ticker))
+
+    def classes(self, ticker: str) -> list[Symbol]:
+        """Every share class of the ticker's issuer, primary first."""
+        s = self.get(ticker)
+        if s is None:
+            return []
+        same = [x for x in self.symbols.values() if x.issuer == s.issuer]
+        return sorted(same, key=lambda x: (not x.primary, x.ticker))
+
+    def n_names(self) -> int:
+        return sum(len(s.aliases) for s in self.symbols.values())
+
+    # ---------- search ----------
+    def search(self, query: str, limit: int = 20) -> list[Symbol]:
+        """Ticker exact > ticker prefix > alias exact > alias prefix > alias contains."""
+        q = names.key(query)
+        if not q:
+            return []
+        qt = normalize_ticker(query)
+        scored = []
+        for s in self.symbols.values():
+            keys = [names.key(a) for a in (s.name, *s.aliases)]
+            if s.ticker == qt:
+                rank = 0
+            elif s.ticker.startswith(qt):
+                rank = 1
+            elif q in keys:
+                rank = 2
+            elif any(k.startswith(q) for k in keys):
+                rank = 3
+            elif any(q in k for k in keys):
+                rank = 4
+            else:
+                continue
+            scored.append((rank, not s.primary, s.ticker, s))
+        return [x[-1] for x in sorted(scored, key=lambda x: x[:3])[:limit]]
+
+    # ---------- files ----------
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "source": self.source, "licence": self.licence,
+                "version": self.version,
+                "symbols": [self.symbols[t].to_json() for t in sorted(self.symbols)]}
+
+    def save(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=0, sort_keys=True))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Directory":
+        if doc.get("format") != FORMAT:
+            raise DirectoryError(f"not a {FORMAT} file")
+        syms = {}
+        for i, row in enumerate(doc["symbols"]):
+            s = Symbol(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items()})
+            if not _TICKER_RE.match(s.ticker):
+                raise DirectoryError(f"symbols[{i}]: bad ticker {s.ticker!r}")
+            syms[s.ticker] = s
+        return cls(syms, doc.get("source", "file"), doc.get("licence", ""))
+
+    @classmethod
+    def default(cls) -> "Directory":
+        """The shipped directory (pytickersymbols + curated aliases). No network, no word list."""
+        return cls.from_json(json.loads(DEFAULT_FILE.read_text()))
+
+    @classmethod
+    def configured(cls, path: Path | None = None) -> "Directory":
+        """The user's directory written by `finsent symbols load` if there is one, else the default."""
+        p = Path(path) if path else user_path()
+        return cls.from_json(json.loads(p.read_text())) if p.exists() else cls.default()
+
+    @classmethod
+    def load(cls, path: Path, curated: bool = True) -> "Directory":
+        """A user's file: our own JSON, SEC company_tickers(.json|_exchange.json), or CSV."""
+        path = Path(path)
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise DirectoryError(f"{path}: not UTF-8 ({e})") from None
+        if path.suffix.lower() == ".csv" or not text.lstrip().startswith(("{", "[")):
+            records = list(_csv_records(text, path))
+            source = f"csv:{path.name}"
+        else:
+            try:
+                doc = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DirectoryError(f"{path}: invalid JSON ({e})") from None
+            if isinstance(doc, dict) and doc.get("format") == FORMAT:
+                return cls.from_json(doc)
+            records = list(_sec_records(doc, path))
+            source = f"sec:{path.name}"
+        if not records:
+            raise DirectoryError(f"{path}: no symbols")
+        return build(records, source=source, licence="user file", curated=_curated() if curated else None)
+
+
+# ---------- building ----------
+@dataclass
+class Record:
+    """One listing as read from a source, before aliases are derived and flagged."""
+    ticker: str
+    name: str
+    exchange: str = ""
+    aliases: list[str] = field(default_factory=list)
+    issuer: str = ""
+
+
+def build(records: Iterable[Record], source: str, licence: str = "", curated: dict | None = None) -> Directory:
+    """Derive aliases, flag ordinary-word and acronym aliases, group share classes, dedupe aliases.
+
+    An alias belongs to the first issuer that claims it (curated aliases claim first)."""
+    records = list(records)
+    cur = curated or {}
+    extra = {normalize_ticker(t): v for t, v in cur.get("aliases", {}).items()}
+    for row in cur.get("symbols", []):
+        records.append(Record(normalize_ticker(row["ticker"]), row["name"], row.get("exchange", ""),
+                              list(row.get("aliases", [])), row.get("issuer", "")))
+    force_amb = {names.key(a) for a in cur.get("ambiguous", [])}
+    never_amb = {names.key(a) for a in cur.get("unambiguous", [])}
+    dropped = {names.key(a) for a in cur.get("not_aliases", [])}
+    stop_acronyms = {a.upper() for a in cur.get("stop_acronyms", [])}
+
+    by_ticker: dict[str, Record] = {}
+    for r in records:
+        t = normalize_ticker(r.ticker)
+        if not _TICKER_RE.match(t):
+            continue
+        if t in by_ticker:  # a later row for the same ticker adds aliases only
+            by_ticker[t].aliases.extend(r.aliases)
+            continue
+        by_ticker[t] = Record(t, r.name.strip(), r.exchange.strip(), list(r.aliases), r.issuer or r.name.strip())
+    primary_of: dict[str, str] = {}
+    for t, r in by_ticker.items():
+        primary_of.setdefault(r.issuer, t)
+    for t, p in cur.get("primary", {}).items():
+        p, t = normalize_ticker(p), normalize_ticker(t)
+        if t in by_ticker and p in by_ticker:
+            by_ticker[t].issuer = by_ticker[p].issuer
+            primary_of[by_ticker[p].issuer] = p
+
+    claimed: dict[str, str] = {}
+    order = sorted(by_ticker, key=lambda t: (t not in extra, primary_of[by_ticker[t].issuer] != t))
+    out: dict[str, Symbol] = {}
+    for t in order:
+        r = by_ticker[t]
+        # SEC titles are often all capitals ('NVIDIA CORP'): then capitals say nothing about acronyms
+        shouting = r.name.upper() == r.name and len(r.name.split()) > 1
+        given = list(extra.get(t, [])) + list(r.aliases)
+        derived = [a for a in names.name_aliases(r.name) if a not in given]
+        aliases, amb, acr = [], [], []
+        for a in given + derived:
+            k = names.key(a)
+            if len(k) < 2 or k in dropped or claimed.get(k, t) != t or a in aliases:
+                continue
+            if a in derived and a != r.name and (names.is_very_common_word(a) or a.upper() in stop_acronyms):
+                continue  # 'Next plc' -> 'Next', 'Q2 Holdings' -> 'Q2': words and codes, not names
+            if any(names.key(x) == k for x in aliases):
+                continue
+            claimed[k] = t
+            aliases.append(a)
+            if k in force_amb or (k not in never_amb and names.is_common_word(a)):
+                amb.append(a)
+            if names.is_acronym(a) and (a in given or not shouting):
+                acr.append(a)
+        out[t] = Symbol(t, r.name, r.exchange, tuple(aliases), tuple(amb), tuple(acr), r.issuer,
+                        primary_of[r.issuer] == t, _bare_ok(t, stop_acronyms))
+    tag = "+curated" if curated else ""
+    return Directory(out, source + tag, licence)
+
+
+def _bare_ok(ticker: str, stop_acronyms: set[str]) -> bool:
+    """A ticker written without '$' counts only if it cannot be a word or a common acronym."""
+    base = ticker.split(".")[0]
+    return (len(base) >= 2 and base.isalpha() and ticker not in stop_acronyms and base not in stop_acronyms
+            and names.word_frequency(base) < names.COMMON_WORD_FREQ)
+
+
+def _curated() -> dict:
+    return json.loads(CURATED_FILE.read_text())
+
+
+def _csv_records(text: str, path: Path) -> Iterable[Record]:
+    reader = csv.DictReader(io.StringIO(text))
+    cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+    tcol = cols.get("ticker") or cols.get("symbol")
+    ncol = cols.get("name") or cols.get("title") or cols.get("company")
+    if not tcol or not ncol:
+        raise DirectoryError(f"{path}: CSV needs a header with ticker and name columns, got {reader.fieldnames}")
+    ecol, acol, icol = cols.get("exchange"), cols.get("aliases"), cols.get("issuer") or cols.get("cik")
+    for line, row in enumerate(reader, start=2):
+        t, n = (row.get(tcol) or "").strip(), (row.get(ncol) or "").strip()
+        if not t or not n:
+            raise DirectoryError(f"{path}:{line}: empty ticker or name")
+        if not _TICKER_RE.match(normalize_ticker(t)):
+            raise DirectoryError(f"{path}:{line}: bad ticker {t!r}")
+        aliases = [a.strip() for a in re.split(r"[|;]", row.get(acol) or "") if a.strip()] if acol else []
+        yield Record(t, n, (row.get(ecol) or "").strip() if ecol else "", aliases,
+                     (row.get(icol) or "").strip() if icol else "")
+
+
+def _sec_records(doc, path: Path) -> Iterable[Record]:
+    if isinstance(doc, dict) and "fields" in doc and "data" in doc:  # company_tickers_exchange.json
+        f = [x.lower() for x in doc["fields"]]
+        try:
+            ci, ni, ti = f.index("cik"), f.index("name"), f.index("ticker")
+        except ValueError:
+            raise DirectoryError(f"{path}: fields must include cik, name, ticker; got {doc['fields']}") from None
+        ei = f.index("exchange") if "exchange" in f else None
+        for i, row in enumerate(doc["data"]):
+            if not row[ti] or not row[ni]:
+                raise DirectoryError(f"{path}: data[{i}]: empty ticker or name")
+            yield Record(str(row[ti]), str(row[ni]), str(row[ei] or "") if ei is not None else "", [], str(row[ci]))
+        return
+    if not isinstance(doc, dict):
+        raise DirectoryError(f"{path}: expected the SEC layout {{\"0\": {{\"cik_str\", \"ticker\", \"title\"}}}}")
+    for k, row in doc.items():
+        if not isinstance(row, dict) or not {"ticker", "title"} <= row.keys():
+            raise DirectoryError(f"{path}: entry {k!r} lacks ticker/title")
+        t, n = str(row["ticker"]).strip(), str(row["title"]).strip()
+        if not t or not n:
+            raise DirectoryError(f"{path}: entry {k!r}: empty ticker or title")
+        if not _TICKER_RE.match(normalize_ticker(t)):
+            raise DirectoryError(f"{path}: entry {k!r}: bad ticker {t!r}")
+        yield Record(t, n, "", [], str(row.get("cik_str", "")) or n)
+
+
+def user_path() -> Path:
+    """Where `finsent symbols load` writes: $FINSENT_SYMBOLS_FILE, else the user data folder."""
+    env = os.environ.get(ENV_PATH)
+    if env:
+        return Path(env)
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "finsent" / "symbols.json"

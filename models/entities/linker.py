@@ -1,0 +1,356 @@
+"""Who each text is about: cashtags, feed tickers and company names, linked to a symbol directory.
+
+    from models.entities import Directory, Linker
+    linker = Linker(Directory.default())
+    linker.link("Boeing grounds 737 MAX fleet; $AAPL flat", tickers=["BA"])
+    # [Entity(ticker='BA', name='Boeing', relevance=0.86, spans=((0, 6),), sources=('tag', 'name')), ...]
+
+One pass of an Aho-Corasick automaton (pyahocorasick) over the lower-cased text finds every alias
+(leftmost-longest); two regular expressions find cashtags and capitalised tickers. Then rules:
+
+- Boundaries: a match must start and end at a word boundary; '.com'-like continuations ('apple.com')
+  and hyphen compounds with a lower-case word ('Meta-analysis') do not count for names that are
+  also ordinary words.
+- Tickers that are words ($ALL, $ON, $IT) count only as cashtags; a ticker written without '$'
+  counts if the directory marks it `bare` (not a word, not a common acronym) and the text is not
+  all capitals, or if written 'NYSE: TGT' or '(TGT)'. Share classes: BRK.A / BRK-B / $BRK.B.
+- Acronym names (SAP, UPS, ING) count only written in capitals, except in all-capital text.
+- Ordinary-word names (the directory's `ambiguous` aliases: Apple, Target, Gap, Visa, Shell, Block,
+  Meta, Ford) need all of: written with a capital (unless the whole text has none, where they need a
+  cashtag/tag of the same company); not a modifier of a common noun (the next word, unless it is a
+  function word, a market verb or a company-attribute noun: 'Apple pie', 'target price', 'Visa
+  applications', 'shell company'); not the head of a noun phrase ('the Gap between'); not after a
+  capitalised word mid-sentence ('Harrison Ford'); and corroboration: a cashtag/tag/unambiguous
+  name of the same company, a legal word after it ('Gap Inc'), a market verb right after it ('Ford
+  recalls'), a market word in the same sentence (shares, earnings, CEO, %), or another company
+  named in the same sentence.
+
+Relevance (documented in README.md beside this file) combines how the entity was named, whether
+it is named in the title (or first sentence), how often, and how many other entities share the text.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import ahocorasick
+
+from models.entities import names, rules
+from models.entities.directory import Directory, Symbol, normalize_ticker
+
+
+@dataclass(frozen=True)
+class Entity:
+    ticker: str
+    name: str | None                     # None: a cashtag or tag not in the directory
+    relevance: float                     # [0, 1]
+    spans: tuple[tuple[int, int], ...]   # [start, end) character offsets in the text given
+    sources: tuple[str, ...] = ()        # how it was found: cashtag, tag, ticker, name
+
+
+@dataclass(frozen=True)
+class Mention:
+    start: int
+    end: int
+    ticker: str
+    kind: str  # cashtag | ticker | name | tag
+
+
+# Weights of the relevance formula; README.md explains them.
+KIND_WEIGHT = {"cashtag": 1.0, "tag": 1.0, "ticker": 0.9, "name": 0.8}
+W_KIND, W_LEAD, W_COUNT = 0.25, 0.45, 0.30
+COUNT_SATURATION = 3
+SHORT_TEXT = 320  # characters: read as one context when corroborating an ordinary-word name
+
+_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9}(?:[./-][A-Za-z]{1,2})?)(?![\w])")
+_UNKNOWN_CASHTAG = re.compile(r"^[A-Z]{1,6}(?:\.[A-Z]{1,2})?$")
+_PARENS = re.compile(r"\(([A-Z][A-Z0-9]{0,5}(?:[./-][A-Z]{1,2})?)\)")
+_EXCH = re.compile(r"\b(?:" + "|".join(re.escape(e) for e in rules.EXCHANGE_PREFIXES)
+                   + r")\s?:\s?([A-Z][A-Z0-9]{0,5}(?:[./-][A-Z]{1,2})?)\b")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'&.]*")
+_NOT_PROSE = re.compile(r"https?://\S+|[#@$]\w+")
+_SENT_END = re.compile(r"[.!?](?=\s|$)|\n|;|\s[-|]\s")
+_NEXT_TOKEN = re.compile(r"\s*([A-Za-z0-9%$&][\w%&'.-]*|[^\w\s])?")
+_PREV_TOKEN = re.compile(r"([\w'&.-]+)\s*$")
+
+
+class Linker:
+    """Build once per directory (about a second for 10,000 names); `link` is then thread-safe."""
+
+    def __init__(self, directory: Directory, keep_unknown_cashtags: bool = True):
+        self.directory = directory
+        self.keep_unknown_cashtags = keep_unknown_cashtags
+        self._sym = directory.symbols
+        # one automaton for names and for tickers that may be written bare: key -> (length, name's
+        # ticker or '', ordinary word?, acronym?, bare ticker or '')
+        entries: dict[str, list] = {}
+        for s in directory.symbols.values():
+            amb, acr = set(s.ambiguous), set(s.acronyms)
+            for a in s.aliases:
+                k = names.key(a)
+                if k not in entries:
+                    entries[k] = [len(k), s.ticker, a in amb, a in acr, ""]
+        for s in directory.symbols.values():
+            if s.bare:
+                for k in {s.ticker.lower(), s.ticker.lower().replace(".", "-"), s.ticker.lower().replace(".", "/")}:
+                    entries.setdefault(k, [len(k), "", False, False, ""])[4] = s.ticker
+        self._auto = ahocorasick.Automaton()
+        for k, v in entries.items():
+            self._auto.add_word(k, tuple(v))
+        if len(self._auto):
+            self._auto.make_automaton()
+        self._issuer_tickers: dict[str, list[str]] = {}
+        for s in directory.symbols.values():
+            self._issuer_tickers.setdefault(s.issuer, []).append(s.ticker)
+
+    # ---------- public ----------
+    def link(self, text: str, tickers: list[str] | tuple[str, ...] | None = None,
+             title_end: int | None = None) -> list[Entity]:
+        """Entities of one text, most relevant first. `tickers`: the feed's tags; `title_end`: where
+        the title ends when the text is 'title + body' (default: the end of the first sentence)."""
+        t = text if text.isascii() else names.fold(text)
+        low = t.lower()
+        if len(low) != len(t):  # a character whose lower case is longer: fold it one by one
+            low = "".join(c if len(c.lower()) != 1 else c.lower() for c in t)
+        upper_text = _Lazy(t)   # computed only when a rule asks (most texts never do)
+        qualified, exch_spans = self._qualified(t)
+        mentions = (self._cashtags(t) if "$" in t else []) + qualified
+        mentions += self._names(t, low, upper_text, mentions, exch_spans)
+        tags = [normalize_ticker(x) for x in (tickers or []) if x and x.strip()]
+        return self._entities(t, mentions, tags, title_end)
+
+    def link_many(self, texts, tickers=None) -> list[list[Entity]]:
+        tickers = tickers or [None] * len(texts)
+        return [self.link(x, tk) for x, tk in zip(texts, tickers)]
+
+    # ---------- cashtags and tickers ----------
+    def _cashtags(self, t: str) -> list[Mention]:
+        out = []
+        for m in _CASHTAG.finditer(t):
+            tk = normalize_ticker(m.group(1))
+            if tk in self._sym or (self.keep_unknown_cashtags and _UNKNOWN_CASHTAG.match(tk)):
+                out.append(Mention(m.start(), m.end(), tk, "cashtag"))
+        return out
+
+    def _qualified(self, t: str) -> tuple[list[Mention], list[tuple[int, int]]]:
+        """Tickers written 'NYSE: TGT' or '(TGT)': these count even when the ticker is a word."""
+        out, exch = [], []
+        for m in (_EXCH.finditer(t) if ":" in t else ()):
+            tk = normalize_ticker(m.group(1))
+            exch.append((m.start(), m.start(1)))  # 'NASDAQ: ' names the exchange, not Nasdaq Inc
+            if tk in self._sym:
+                out.append(Mention(m.start(1), m.end(1), tk, "ticker"))
+        for m in (_PARENS.finditer(t) if "(" in t else ()):
+            tk = normalize_ticker(m.group(1))
+            if tk in self._sym and len(tk) >= 2:
+                out.append(Mention(m.start(1), m.end(1), tk, "ticker"))
+        return out, exch
+
+    # ---------- names ----------
+    def _names(self, t: str, low: str, upper_text: "_Lazy", strong: list[Mention],
+               exch_spans: list[tuple[int, int]]) -> list[Mention]:
+        if not len(self._auto):
+            return []
+        n = len(low)
+        plain, pending = [], []
+        for end, (klen, tk, amb, acr, bare) in self._auto.iter_long(low):
+            start, stop = end - klen + 1, end + 1
+            if (start and low[start - 1].isalnum()) or (stop < n and low[stop].isalnum()):
+                continue
+            if stop + 1 < n and low[stop] == "." and low[stop + 1].isalnum():
+                continue  # apple.com, Amazon.de: a domain, not the name
+            if start and low[start - 1] == "$":
+                continue
+            if exch_spans and any(a <= start < b for a, b in exch_spans):
+                continue
+            surface = t[start:stop]
+            if tk and acr and not upper_text():
+                if surface.upper() != surface:
+                    tk = ""   # 'sap', 'ups': the word, not the company
+                amb = False   # capitals in mixed-case text: an acronym, not the word
+            if tk:            # a name wins its span: bare 'HP' is HP Inc, not Helmerich & Payne's ticker
+                (pending if amb else plain).append(Mention(start, stop, tk, "name"))
+            elif bare and surface.isupper() and not upper_text():
+                plain.append(Mention(start, stop, bare, "ticker"))
+        if pending:
+            plain += self._resolve_ambiguous(t, upper_text(), pending, strong + plain)
+        return plain
+
+    def _resolve_ambiguous(self, t: str, upper_text: bool, pending: list[Mention],
+                           sure: list[Mention]) -> list[Mention]:
+        lower_text = not any(c.isupper() for c in t)
+        title_text = upper_text or _mostly_title(t)
+        sure_issuers = {self._sym[m.ticker].issuer for m in sure if m.ticker in self._sym}
+        out = []
+        for m in pending:
+            issuer = self._sym[m.ticker].issuer
+            if issuer in sure_issuers:      # corroborated by a cashtag, ticker or unambiguous name
+                out.append(m)
+                continue
+            if lower_text or not t[m.start].isupper():
+                continue                     # 'apple pie', 'a block of shares'
+            if self._is_company_use(t, m, title_text, sure):
+                out.append(m)
+        return out
+
+    def _is_company_use(self, t: str, m: Mention, title_text: bool, sure: list[Mention]) -> bool:
+        after = t[m.end:m.end + 40]
+        before = t[max(0, m.start - 40):m.start]
+        if after[:1] == "-" and after[1:2].islower():
+            return False                     # Meta-analysis, Apple-flavoured
+        if before[-1:] == "-" and before[-2:-1].isalpha():
+            return False                     # non-Apple
+        possessive = after[:2].lower() in ("'s", "s'") or after[:1] == "'"
+        nxt = _next_word(after[2:] if possessive else after)
+        prev = _prev_word(before)
+        sent_start = _sentence_start(t, m.start)
+        if not possessive and nxt and nxt[0].isalpha():
+            word = nxt.lower().rstrip(".,")
+            # a lower-case word (or any word in Headline Case); 'iPhone' is a name, not a common noun
+            modifier_candidate = title_text or nxt.islower()
+            if modifier_candidate and word not in _NEXT_OK:
+                return False                 # Apple pie, target price, Visa applications, Shell company
+        head_of_phrase = not possessive and (not nxt or not nxt[0].isalpha() or nxt.lower() in rules.FUNCTION_WORDS)
+        if prev and prev.lower() in rules.DETERMINERS and head_of_phrase:
+            return False                     # the Gap between, the Apple of my eye
+        if (not title_text and prev and prev[0].isupper() and not prev.isupper() and m.start > sent_start
+                and not prev.endswith(("'s", "'")) and prev.lower() not in _PREV_OK
+                and not _ends_mention(sure, m.start)):
+            return False                     # Harrison Ford, Tom Ford
+        return self._corroborated(t, m, nxt, possessive, sent_start, sure)
+
+    def _corroborated(self, t: str, m: Mention, nxt: str | None, possessive: bool, sent_start: int,
+                      sure: list[Mention]) -> bool:
+        word = (nxt or "").lower().rstrip(".,")
+        if word in rules.LEGAL_NEXT or (not possessive and word in rules.MARKET_VERBS):
+            return True                      # Gap Inc; Ford recalls; Target cuts
+        if nxt == ":" and m.start == sent_start:
+            return True                      # 'Ford: Approaching An Inflection Point' (headline subject)
+        if t[m.end:m.end + 2] == " (" and re.match(r" \((?:[A-Za-z ]+:\s?)?[A-Z.]{1,6}\)", t[m.end:m.end + 20]):
+            return True                      # Target (TGT), Target (NYSE: TGT)
+        # a short text (a tweet, a headline) is one context; a longer one is read sentence by sentence
+        if len(t) <= SHORT_TEXT:
+            sent_start, sent_end = 0, len(t)
+        else:
+            sent_end = _sentence_end(t, m.end)
+        sentence = t[sent_start:sent_end].lower()
+        if "%" in sentence or any(w in rules.CUE_WORDS for w in _words(sentence)):
+            return True
+        return any(sent_start <= x.start < sent_end for x in sure)
+
+    # ---------- entities and relevance ----------
+    def _entities(self, t: str, mentions: list[Mention], tags: list[str], title_end: int | None) -> list[Entity]:
+        if not mentions and not tags:
+            return []
+        explicit = {m.ticker for m in mentions if m.kind != "name"} | set(tags)
+        by: dict[str, list[Mention]] = {}
+        for m in mentions:
+            by.setdefault(self._class_for(m, explicit), []).append(m)
+        for tk in tags:
+            by.setdefault(tk, []).append(Mention(-1, -1, tk, "tag"))
+        lead_end = title_end if title_end is not None else _sentence_end(t, 0)
+        total = sum(len(ms) for ms in by.values())
+        out = []
+        for tk, ms in by.items():
+            spans = tuple(sorted({(m.start, m.end) for m in ms if m.start >= 0}))
+            n = max(len(spans), 1)
+            kind = max(KIND_WEIGHT[m.kind] for m in ms)
+            lead = 1.0 if any(m.kind == "tag" or m.start < lead_end for m in ms) else _body_lead(spans[0][0], len(t))
+            count = min(1.0, n / COUNT_SATURATION)
+            focus = n / total
+            rel = (W_KIND * kind + W_LEAD * lead + W_COUNT * count) * (0.5 + 0.5 * focus)
+            sym = self._sym.get(tk)
+            sources = tuple(sorted({m.kind for m in ms}))
+            out.append(Entity(tk, sym.name if sym else None, round(min(1.0, rel), 3), spans, sources))
+        out.sort(key=lambda e: (-e.relevance, e.spans[0][0] if e.spans else -1, e.ticker))
+        return out
+
+    def _class_for(self, m: Mention, explicit: set[str]) -> str:
+        """A name goes to its company's primary class, or to the class the text names explicitly."""
+        if m.kind != "name":
+            return m.ticker
+        s = self._sym[m.ticker]
+        if m.ticker in explicit:
+            return m.ticker
+        for tk in self._issuer_tickers.get(s.issuer, ()):
+            if tk in explicit:
+                return tk
+        if not s.primary:
+            for tk in self._issuer_tickers.get(s.issuer, ()):
+                if self._sym[tk].primary:
+                    return tk
+        return m.ticker
+
+
+_PREV_OK = rules.FUNCTION_WORDS | rules.DETERMINERS | rules.MARKET_VERBS | rules.CUE_WORDS
+_NEXT_OK = rules.FUNCTION_WORDS | rules.MARKET_VERBS | rules.NEXT_NOUNS | rules.LEGAL_NEXT
+
+
+def _body_lead(start: int, length: int) -> float:
+    """Named first after the title: 0.5 near the top, falling to 0 at the end."""
+    return 0.5 * (1.0 - start / max(length, 1))
+
+
+def _words(s: str) -> list[str]:
+    return re.findall(r"[a-z0-9&%][a-z0-9&%'-]*", s)
+
+
+def _next_word(s: str) -> str | None:
+    m = _NEXT_TOKEN.match(s)
+    return m.group(1) if m and m.group(1) else None
+
+
+def _prev_word(s: str) -> str | None:
+    m = _PREV_TOKEN.search(s)
+    return m.group(1) if m else None
+
+
+def _ends_mention(ms: list[Mention], start: int) -> bool:
+    return any(0 <= start - x.end <= 1 for x in ms)
+
+
+def _sentence_start(t: str, i: int) -> int:
+    best = 0
+    for m in _SENT_END.finditer(t, 0, i):
+        best = m.end()
+    while best < i and t[best] in " \t\"'([":
+        best += 1
+    return best
+
+
+def _sentence_end(t: str, i: int) -> int:
+    m = _SENT_END.search(t, i)
+    return m.start() if m else len(t)
+
+
+class _Lazy:
+    """Whether the text is all capitals, computed on first use."""
+    __slots__ = ("t", "v")
+
+    def __init__(self, t: str):
+        self.t, self.v = t, None
+
+    def __call__(self) -> bool:
+        if self.v is None:
+            self.v = _mostly_upper(self.t)
+        return self.v
+
+
+def _mostly_upper(t: str) -> bool:
+    """An all-capitals headline (links and cashtags aside): capitals say nothing about names there."""
+    if "http" in t or "$" in t:
+        t = _NOT_PROSE.sub("", t)
+    up = len(t) - len(t.translate(_DROP_UPPER))
+    lo = len(t) - len(t.translate(_DROP_LOWER))
+    return up + lo >= 8 and up >= 0.7 * (up + lo)
+
+
+_DROP_UPPER = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DROP_LOWER = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _mostly_title(t: str) -> bool:
+    """Headline Case: capitals carry no information about proper nouns."""
+    ws = [w for w in _WORD.findall(_NOT_PROSE.sub(" ", t)) if len(w) >= 4]
+    return len(ws) >= 3 and sum(w[0].isupper() for w in ws) >= 0.75 * len(ws)

@@ -1,0 +1,107 @@
+"""Word lists the linker's rules read. Kept apart so that the rules in linker.py read as sentences.
+
+They are general English and market vocabulary, not lists of company names: which names are
+ordinary words is decided per directory (names.is_common_word, curated overrides).
+"""
+from __future__ import annotations
+
+
+def _forms(*stems: str) -> frozenset[str]:
+    """Verb stems with their -s/-es, -ed/-d and -ing forms ('rise' -> rises, rised, rising...)."""
+    out = set()
+    for s in stems:
+        out.update({s, s + "s", s + "es", s + "ed", s + "d", s + "ing"})
+        if s.endswith("e"):
+            out.add(s[:-1] + "ing")
+        if s.endswith("y"):
+            out.update({s[:-1] + "ies", s[:-1] + "ied"})
+        if len(s) >= 3 and s[-1] not in "aeiouwy" and s[-2] in "aeiou" and s[-3] not in "aeiou":
+            out.update({s + s[-1] + "ed", s + s[-1] + "ing"})
+    return frozenset(out)
+
+
+# Verbs that, right after a name, make it the subject of a market or corporate event.
+MARKET_VERBS = _forms(
+    "rise", "fall", "jump", "slide", "drop", "gain", "climb", "sink", "soar", "plunge", "tumble",
+    "surge", "rally", "slump", "dip", "rebound", "beat", "miss", "top", "report", "post", "raise",
+    "cut", "lower", "boost", "announce", "unveil", "launch", "recall", "sue", "acquire", "buy", "sell",
+    "agree", "plan", "expect", "warn", "file", "hire", "lay", "appoint", "settle", "win", "invest",
+    "partner", "halt", "delay", "offer", "reach", "seek", "ship", "hike", "slash", "trim", "lead", "lag",
+    "crash", "skyrocket", "spike", "sell", "dump", "outperform", "underperform", "guide", "forecast",
+    "close", "open", "debut", "list", "delist", "merge", "spin", "split", "pay", "owe", "fine", "probe",
+    "face", "fight", "lose", "add", "shed", "explore", "consider", "name", "tap", "pick", "replace",
+    "confirm", "deny", "reject", "accept", "approve", "sign", "expand", "exit", "enter", "build",
+    "release", "introduce", "roll", "scrap", "suspend", "resume", "restructure", "reorganize",
+    "move", "need", "keep", "end", "hit", "struggle", "push", "join", "go", "see", "select", "want",
+    "declare", "commence", "ink", "notch", "update", "remain", "stop", "tell", "ask", "urge", "sign",
+    "unveil", "bet", "double", "triple", "halve", "slip", "edge", "extend", "pull", "reveal", "tout",
+    "bounce", "outline", "fail", "come", "make", "take", "get", "give", "turn", "try", "drive", "set",
+) | frozenset({"rose", "fell", "slid", "sank", "soared", "won", "lost", "bought", "sold", "paid", "led",
+               "sought", "met", "beats", "tops", "misses", "ups"})
+
+# Nouns and phrases of market text: one in the same sentence corroborates an ambiguous name.
+CUE_WORDS = frozenset({
+    "shares", "share", "stock", "stocks", "equity", "earnings", "revenue", "revenues", "sales", "profit",
+    "profits", "loss", "losses", "eps", "guidance", "outlook", "forecast", "forecasts", "dividend",
+    "dividends", "buyback", "buybacks", "ipo", "quarter", "quarterly", "q1", "q2", "q3", "q4", "fy",
+    "ceo", "cfo", "coo", "chairman", "executive", "executives", "analyst", "analysts", "downgrade",
+    "downgrades", "downgraded", "upgrade", "upgrades", "upgraded", "rating", "ratings", "valuation",
+    "investors", "investor", "shareholders", "shareholder", "stockholders", "stake", "acquisition",
+    "merger", "takeover", "bid", "deal", "layoffs", "nasdaq", "nyse", "premarket", "pre-market",
+    "after-hours", "trading", "traded", "selloff", "sell-off", "overweight", "underweight", "outperform",
+    "underperform", "margin", "margins", "results", "billion", "million", "bn", "mln", "antitrust",
+    "lawsuit", "regulators", "subscribers", "deliveries", "shipments", "users", "customers", "stores",
+    "bonds", "debt", "notes", "filing", "sec", "ftc", "doj", "eu", "company", "firm", "maker", "giant",
+    "retailer", "bank", "lender", "insurer", "carrier", "automaker", "chipmaker", "airline", "brand",
+    "rival", "rivals", "peers", "competitor", "iphone", "products", "unit", "division", "subsidiary",
+    "%", "percent", "market", "wall", "index", "s&p", "dow", "calls", "puts", "options", "short",
+    "bullish", "bearish", "rally", "plunge", "surge", "slump", "gains", "recall", "strike", "workers",
+    "employees", "jobs", "exec", "execs", "banks", "lenders", "insurers", "automakers", "chipmakers",
+    "airlines", "retailers", "companies", "firms", "plant", "factory", "production", "manufacturing",
+    "supply", "demand", "pricing", "price", "prices", "offering", "contract", "order", "orders",
+    "report", "reports", "reuters", "bloomberg", "cnbc", "hiring", "spending", "buy", "sell", "hold",
+    "bull", "bear", "undervalued", "overvalued", "cheap", "expensive", "fda", "approval", "drug",
+    "investing", "finance", "business", "economy", "markets", "stockmarket", "portfolio", "quarter's",
+})
+
+# Legal words right after a name: 'Gap Inc', 'Shell plc'.
+LEGAL_NEXT = frozenset({"inc", "inc.", "corp", "corp.", "co", "co.", "ltd", "ltd.", "plc", "group", "holdings",
+                        "corporation", "incorporated", "n.v.", "ag", "se", "sa", "llc"})
+
+# Words after a name that keep it a subject or a head ('Apple said', 'Gap and'), as opposed to a
+# modifier of a common noun ('Apple pie', 'Visa applications', 'Shell company').
+FUNCTION_WORDS = frozenset({
+    "and", "or", "but", "nor", "to", "of", "in", "on", "at", "for", "with", "from", "by", "as", "into",
+    "is", "was", "are", "were", "be", "been", "has", "have", "had", "will", "would", "could", "can",
+    "may", "might", "should", "must", "shall", "does", "did", "do", "said", "says", "say", "after",
+    "before", "amid", "over", "under", "vs", "versus", "plus", "than", "that", "which", "who", "whose",
+    "its", "it", "also", "just", "now", "today", "yesterday", "tomorrow", "this", "next", "last",
+    "again", "still", "not", "n't", "isn't", "wasn't", "won't", "can't", "doesn't", "didn't", "hasn't",
+    "reportedly", "officially", "finally", "quickly", "sharply", "slightly", "more", "less", "up",
+    "down", "off", "out", "back", "against", "about", "above", "below", "near", "since", "until",
+    "while", "where", "when", "if", "so", "too", "very", "here", "there", "all", "both", "each",
+    "vs.", "via", "per", "amid", "ahead", "toward", "towards", "through", "despite", "because",
+    "inc", "corp", "ltd", "plc", "group", "holdings", "corporation", "among", "within", "without",
+    "like", "unlike", "between",
+})
+
+DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "my", "your", "our", "their",
+                         "his", "her", "its", "every", "no", "some", "any"})
+
+# Exchanges whose 'EXCH: TICK' form names a listing outright.
+EXCHANGE_PREFIXES = ("NYSE", "NASDAQ", "Nasdaq", "AMEX", "NYSEARCA", "NYSE American", "OTC", "OTCMKTS",
+                     "TSX", "LSE", "LON", "ETR", "FRA", "EPA", "AMS", "TYO", "BATS", "CBOE")
+
+# Nouns that follow a company name as its own attribute ('Apple shares', 'Target CEO'), unlike the
+# common nouns an ordinary word modifies ('apple pie', 'target price', 'shell company').
+NEXT_NOUNS = frozenset({
+    "shares", "share", "stock", "stocks", "earnings", "revenue", "revenues", "sales", "profit", "profits",
+    "ceo", "cfo", "coo", "chief", "boss", "chairman", "executives", "executive", "board", "founder",
+    "investors", "shareholders", "stockholders", "stake", "deal", "deals", "results", "guidance", "outlook",
+    "forecast", "dividend", "dividends", "buyback", "ipo", "bid", "acquisition", "merger", "takeover",
+    "layoffs", "employees", "workers", "staff", "stores", "customers", "users", "subscribers", "deliveries",
+    "shipments", "analysts", "bonds", "debt", "options", "calls", "puts", "premarket", "unit", "division",
+    "subsidiary", "spokesperson", "spokesman", "spokeswoman", "lawsuit", "probe", "valuation", "rating",
+    "downgrade", "upgrade", "q1", "q2", "q3", "q4", "eps", "margins", "margin", "loss", "losses",
+    "exec", "execs", "executives", "engineers", "union", "plant", "factory", "offering", "sales",
+})

@@ -1,0 +1,316 @@
+"""Entity linking: the symbol directory, the linker's hard cases, relevance, spans, the CLI.
+
+Run: .venv/bin/python -m pytest tests/test_entities.py -q
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from models.entities import Directory, DirectoryError, Entity, Linker, normalize_ticker
+from models.entities.evaluation import read_items, score
+
+EVAL = Path(__file__).parent / "data" / "entities_eval.jsonl"
+
+
+@pytest.fixture(scope="module")
+def directory() -> Directory:
+    return Directory.default()
+
+
+@pytest.fixture(scope="module")
+def linker(directory) -> Linker:
+    return Linker(directory)
+
+
+def tickers(linker: Linker, text: str, **kw) -> set[str]:
+    return {e.ticker for e in linker.link(text, **kw)}
+
+
+# ---------------- directory ----------------
+def test_default_directory_has_names_classes_and_a_version(directory):
+    assert len(directory) > 1500
+    assert directory.version.startswith("pytickersymbols-") and "@" in directory.version
+    assert directory.get("AAPL").name == "Apple Inc."
+    assert "Google" in directory.get("GOOGL").aliases
+    assert "Facebook" in directory.get("META").aliases
+    assert directory.get("GOOGL").primary and not directory.get("GOOG").primary
+    assert [s.ticker for s in directory.classes("GOOG")][0] == "GOOGL"
+    assert {s.ticker for s in directory.classes("brk-a")} >= {"BRK.A", "BRK.B"}
+
+
+@pytest.mark.parametrize("raw,want", [("brk-b", "BRK.B"), ("BRK/B", "BRK.B"), ("$brk.b", "BRK.B"),
+                                      ("aapl", "AAPL"), ("SAP.DE", "SAP.DE")])
+def test_share_class_spellings_normalise(raw, want):
+    assert normalize_ticker(raw) == want
+
+
+def test_ordinary_word_names_are_flagged_from_a_word_list_not_by_hand(directory):
+    for t, alias in [("AAPL", "Apple"), ("TGT", "Target"), ("GAP", "Gap"), ("V", "Visa"), ("SHEL", "Shell"),
+                     ("XYZ", "Block"), ("META", "Meta"), ("F", "Ford")]:
+        assert alias in directory.get(t).ambiguous, (t, alias)
+    for t, alias in [("NVDA", "Nvidia"), ("MSFT", "Microsoft"), ("BA", "Boeing")]:
+        assert alias not in directory.get(t).ambiguous
+    # tickers that are words never count written bare
+    for t in ("ALL", "ON", "IT", "NOW", "KEY", "F", "V"):
+        assert not directory.get(t).bare, t
+    assert directory.get("NVDA").bare
+
+
+def test_shipped_file_is_what_the_build_makes(directory):
+    from models.entities.build import build_default
+    assert build_default().version == directory.version
+
+
+def test_version_changes_with_content_and_survives_a_round_trip(tmp_path, directory):
+    p = directory.save(tmp_path / "d.json")
+    again = Directory.load(p)
+    assert again.version == directory.version
+    doc = json.loads(p.read_text())
+    doc["symbols"][0]["name"] += " X"
+    doc.pop("version")
+    assert Directory.from_json(doc).version != directory.version
+
+
+def write_sec(tmp_path) -> Path:
+    rows = [(1045810, "NVDA", "NVIDIA CORP"), (1652044, "GOOGL", "Alphabet Inc."), (320193, "AAPL", "Apple Inc."),
+            (1652044, "GOOG", "Alphabet Inc."), (1067983, "BRK-B", "BERKSHIRE HATHAWAY INC"),
+            (1067983, "BRK-A", "BERKSHIRE HATHAWAY INC"), (99999, "ZZZQ", "ZEPHYR QUANTUM HOLDINGS INC")]
+    doc = {str(i): {"cik_str": c, "ticker": t, "title": n} for i, (c, t, n) in enumerate(rows)}
+    p = tmp_path / "company_tickers.json"
+    p.write_text(json.dumps(doc))
+    return p
+
+
+def test_sec_company_tickers_layout_loads_with_classes_by_cik(tmp_path):
+    d = Directory.load(write_sec(tmp_path), curated=False)
+    assert d.source.startswith("sec:company_tickers.json")
+    assert d.get("BRK.B").primary and not d.get("BRK.A").primary
+    assert d.get("GOOGL").primary and not d.get("GOOG").primary
+    assert d.get("GOOGL").issuer == d.get("GOOG").issuer == "1652044"
+    assert "NVIDIA" in d.get("NVDA").aliases and "NVIDIA" not in d.get("NVDA").acronyms  # SEC capitals
+    assert "Zephyr Quantum" in [a.title() for a in d.get("ZZZQ").aliases]
+    link = Linker(d)
+    assert tickers(link, "Nvidia shares jump") == {"NVDA"}
+    assert tickers(link, "Zephyr Quantum signs supply deal") == {"ZZZQ"}
+    assert tickers(link, "$BRK-A hits record") == {"BRK.A"}
+    assert tickers(link, "Berkshire Hathaway buys more Apple Inc. stock") == {"BRK.B", "AAPL"}
+    # a very common word is not derived from a legal name ('Apple Inc.' -> 'Apple') ...
+    assert tickers(link, "Berkshire Hathaway buys more Apple stock") == {"BRK.B"}
+    # ... but the curated short names apply to a user's file too
+    assert tickers(Linker(Directory.load(write_sec(tmp_path))), "Berkshire buys more Apple stock") == {"BRK.B", "AAPL"}
+
+
+def test_sec_exchange_layout_and_csv_load(tmp_path):
+    p = tmp_path / "company_tickers_exchange.json"
+    p.write_text(json.dumps({"fields": ["cik", "name", "ticker", "exchange"],
+                             "data": [[1, "Acme Rockets Inc.", "ACMR", "Nasdaq"]]}))
+    d = Directory.load(p, curated=False)
+    assert d.get("ACMR").exchange == "Nasdaq" and "Acme Rockets" in d.get("ACMR").aliases
+    c = tmp_path / "mine.csv"
+    c.write_text("ticker,name,exchange,aliases\nACMR,Acme Rockets Inc.,NASDAQ,Acme|RoadRunner Co\n"
+                 "BRK-B,Berkshire Hathaway,NYSE,\n")
+    d = Directory.load(c, curated=False)
+    assert d.get("ACMR").aliases[:2] == ("Acme", "RoadRunner Co")
+    assert d.get("BRK.B").name == "Berkshire Hathaway"
+    assert tickers(Linker(d), "RoadRunner Co raises guidance") == {"ACMR"}
+
+
+@pytest.mark.parametrize("content,message", [
+    ("symbol,company\n,Acme\n", "empty ticker"),
+    ("foo,bar\nA,B\n", "ticker and name"),
+    ("ticker,name\nTOO LONG TICKER!!,Acme\n", "bad ticker"),
+    ('{"0": {"cik_str": 1, "title": "Acme"}}', "lacks ticker"),
+    ("{not json", "invalid JSON"),
+])
+def test_bad_user_files_are_refused_with_the_place(tmp_path, content, message):
+    p = tmp_path / ("f.csv" if not content.startswith("{") else "f.json")
+    p.write_text(content)
+    with pytest.raises(DirectoryError, match=message):
+        Directory.load(p)
+
+
+def test_search_ranks_exact_ticker_then_names(directory):
+    assert directory.search("F")[0].ticker == "F"
+    assert directory.search("google")[0].ticker == "GOOGL"
+    assert directory.search("facebook")[0].ticker == "META"
+    assert directory.search("berkshire")[0].ticker == "BRK.B"
+    assert directory.search("zzzz-nothing") == []
+
+
+# ---------------- linker: what must link ----------------
+@pytest.mark.parametrize("text,want", [
+    ("Boeing grounds 737 MAX fleet after second crash", {"BA"}),
+    ("Apple's iPhone sales slide in China", {"AAPL"}),
+    ("Apple\u2019s services revenue hits a record", {"AAPL"}),         # typographic apostrophe
+    ("Rivals Boeing, Airbus and Embraer see orders jump", {"BA", "AIR.PA"}),
+    ("Target cuts its profit forecast", {"TGT"}),
+    ("Target shares tumble 20% on weak guidance", {"TGT"}),
+    ("Gap Inc. names a new chief executive", {"GAP"}),
+    ("Visa reports a 10% rise in payments volume", {"V"}),
+    ("Shell raises its dividend again", {"SHEL"}),
+    ("Block shares surge after Cash App growth", {"XYZ"}),
+    ("Ford recalls 90,000 SUVs over fire risk", {"F"}),
+    ("Meta Platforms beats on ad revenue", {"META"}),
+    ("Google unveils a cheaper Pixel", {"GOOGL"}),
+    ("Facebook parent Meta cuts 10,000 jobs", {"META"}),
+    ("FORD TO CUT 3,000 JOBS", {"F"}),                                  # all capitals
+    ("Apple Shares Rise After Strong iPhone Demand", {"AAPL"}),        # Headline Case
+    ("Ford: Approaching An Inflection Point", {"F"}),
+    ("Analysts upgrade Apple, Amazon and Nvidia ahead of earnings", {"AAPL", "AMZN", "NVDA"}),
+    ("UPS drivers vote to strike", {"UPS"}),                            # acronym in capitals
+    ("SAP shares hit a record", {"SAP"}),
+])
+def test_names_link(linker, text, want):
+    assert tickers(linker, text) == want
+
+
+# ---------------- linker: what must not ----------------
+@pytest.mark.parametrize("text", [
+    "Grandma's apple pie wins the county fair",
+    "Apple pie recipes for every season",
+    "Apple Pie Recipes For Every Season",
+    "Analysts raised their target price for the index",
+    "Target price raised to $150 on the index fund",
+    "Mind the gap between earnings and expectations",
+    "Mind The Gap Between Bulls And Bears",
+    "Visa applications surge as travel rebounds",
+    "Buffett said it was a shell company",
+    "Shell company used to hide the assets",
+    "A block of shares changed hands at the close",
+    "Block trade reported in late session",
+    "Meta-analysis finds no link between coffee and returns",
+    "Harrison Ford stars in a new film",
+    "Tom Ford launches a new fragrance",
+    "It is ALL about the Fed now",
+    "Markets are ON edge ahead of CPI",
+    "IT spending is expected to rise",
+    "The sap rises in spring",
+    "ups and downs of the bond market",
+    "Visit apple.com for details",
+    "the Apple of my eye",
+])
+def test_ordinary_words_do_not_link(linker, text):
+    assert tickers(linker, text) == set()
+
+
+def test_words_that_are_tickers_count_only_as_cashtags(linker):
+    assert tickers(linker, "$ALL and $ON rally; it is ON ALL day") == {"ALL", "ON"}
+    assert tickers(linker, "$IT Gartner raises guidance") == {"IT"}
+    assert tickers(linker, "Watching NVDA and AMD into the close") == {"NVDA", "AMD"}
+    assert tickers(linker, "Onsemi (NASDAQ: ON) shares rise") == {"ON"}   # the exchange is not Nasdaq Inc
+    assert tickers(linker, "Allstate (ALL) reports catastrophe losses") == {"ALL"}
+
+
+def test_share_classes(linker):
+    assert tickers(linker, "$BRK.B at an all-time high") == {"BRK.B"}
+    assert tickers(linker, "$BRK-A crosses $600k") == {"BRK.A"}
+    assert tickers(linker, "$brk/b slips") == {"BRK.B"}
+    assert tickers(linker, "$GOOG and $GOOGL diverge") == {"GOOG", "GOOGL"}
+    assert tickers(linker, "Google unveils a new phone") == {"GOOGL"}   # a name goes to the primary class
+    # a name goes to the class the text names explicitly
+    es = linker.link("Alphabet class C $GOOG outperforms; Alphabet buys back stock")
+    assert [e.ticker for e in es] == ["GOOG"] and len(es[0].spans) == 3
+
+
+def test_ambiguous_name_corroborated_by_its_cashtag_or_tag(linker):
+    assert tickers(linker, "apple pie is back $AAPL") == {"AAPL"}
+    assert tickers(linker, "apple pie is back", tickers=["AAPL"]) == {"AAPL"}
+    e = linker.link("apple pie is back $AAPL")[0]
+    assert e.spans == ((0, 5), (18, 23))
+
+
+def test_feed_tickers_and_unknown_cashtags(directory):
+    link = Linker(directory)
+    es = link.link("Shares rise in early trade", tickers=["gs", "brk-b"])
+    assert {e.ticker for e in es} == {"GS", "BRK.B"} and all(e.spans == () for e in es)
+    assert all("tag" in e.sources for e in es)
+    es = link.link("$ACME rockets 40% on buyout talk")
+    assert es[0].ticker == "ACME" and es[0].name is None and es[0].spans == ((0, 5),)
+    assert Linker(directory, keep_unknown_cashtags=False).link("$ACME rockets") == []
+    assert link.link("") == [] and link.link("no companies here at all") == []
+
+
+def test_spans_are_offsets_into_the_text_as_given(linker):
+    text = "İstanbul note: Boeing, Boeing's rivals and $BA"   # 'İ'.lower() is two characters
+    e = linker.link(text)[0]
+    assert e.ticker == "BA"
+    assert [text[a:b] for a, b in e.spans] == ["Boeing", "Boeing", "$BA"]
+
+
+# ---------------- relevance ----------------
+def rel(linker, text, ticker, **kw) -> float:
+    return next(e.relevance for e in linker.link(text, **kw) if e.ticker == ticker)
+
+
+def test_relevance_is_bounded_and_ordered_by_what_users_expect(linker):
+    lead = rel(linker, "Boeing cuts output. Suppliers react.", "BA")
+    body = rel(linker, "Suppliers react to the news of the week. Later, Boeing cut output.", "BA")
+    assert 0 <= body < lead <= 1
+    once = rel(linker, "Boeing cuts output", "BA")
+    thrice = rel(linker, "Boeing cuts output; Boeing suppliers wait; $BA falls", "BA")
+    assert thrice > once
+    alone = rel(linker, "Microsoft shares rise", "MSFT")
+    crowd = rel(linker, "Microsoft, Apple, Nvidia, Tesla and Amazon shares rise", "MSFT")
+    assert crowd < alone
+    assert rel(linker, "$MSFT rises", "MSFT") > rel(linker, "Microsoft rises", "MSFT")
+    passing = rel(linker, "Oil rallied and bonds fell as traders weighed the Fed minutes, jobs data "
+                          "and a long list of earnings; Nike was among the smaller movers.", "NKE")
+    assert passing < 0.4 < lead
+    assert linker.link("Boeing, Boeing and Boeing again")[0].relevance <= 1.0
+
+
+def test_title_end_marks_the_title(linker):
+    text = "Suppliers wait for news\nLater in the body Boeing is mentioned"
+    assert rel(linker, text, "BA", title_end=len(text)) > rel(linker, text, "BA", title_end=23)
+
+
+def test_entities_sorted_most_relevant_first(linker):
+    es = linker.link("Nvidia soars; Nvidia and $NVDA lead, AMD lags")
+    assert es[0].ticker == "NVDA" and es == sorted(es, key=lambda e: -e.relevance)
+    assert isinstance(es[0], Entity)
+
+
+# ---------------- the labelled set ----------------
+def test_labelled_set_precision_and_recall_floors(linker):
+    items = read_items(EVAL)
+    assert len(items) >= 150
+    assert sum(1 for it in items if not it["expected"]) >= 50      # hard negatives
+    s = score(linker, items)
+    assert s.precision >= 0.97, s.errors
+    assert s.recall >= 0.95, s.errors
+
+
+# ---------------- CLI ----------------
+def test_cli_load_list_search(tmp_path, monkeypatch):
+    from models.entities.cli import app
+    out = tmp_path / "user" / "symbols.json"
+    monkeypatch.setenv("FINSENT_SYMBOLS_FILE", str(out))
+    runner = CliRunner()
+    r = runner.invoke(app, ["load", str(write_sec(tmp_path))])
+    assert r.exit_code == 0, r.output
+    assert out.exists() and "version sec:company_tickers.json+curated@" in r.output
+    assert Directory.configured().get("ZZZQ") is not None
+    r = runner.invoke(app, ["search", "zephyr"])
+    assert r.exit_code == 0 and r.output.startswith("ZZZQ")
+    r = runner.invoke(app, ["list", "--limit", "2"])
+    assert r.exit_code == 0 and r.output.count("\n") == 4 and "sec:company_tickers.json" in r.output
+    assert runner.invoke(app, ["search", "no-such-company-anywhere"]).exit_code == 1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("foo,bar\n1,2\n")
+    r = runner.invoke(app, ["load", str(bad)])
+    assert r.exit_code == 2 and "ticker and name" in r.output
+
+
+def test_models_entities_imports_no_stream_api_kafka_or_postgres():
+    code = ("import sys, models.entities, models.entities.cli; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('stream','api','faust','aiokafka','asyncpg','sqlalchemy','psycopg','spellchecker')]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[1]).stdout.strip()
+    assert out == "[]"
