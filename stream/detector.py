@@ -245,8 +245,9 @@ class SpikeDetector:
             pauses: tuple = ()) -> tuple[list[Decision], int]:
         """Fold one batch's counts for `key`; returns (decisions, events behind the watermark)."""
         if self.cfg.key_ttl_s:
-            ref = max([c.slice for c in cells] + ([int(watermark // self.cfg.slice_s) - 1] if watermark is not None else []),
-                      default=-1)
+            ref = max([c.slice for c in cells], default=-1)
+            if watermark is not None:
+                ref = max(ref, int(watermark // self.cfg.slice_s) - 1)
             if self.expired(st, ref):  # quiet longer than key_ttl_s: a new key (deleted or not, the same)
                 part = st.part
                 st.__init__()

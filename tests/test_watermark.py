@@ -113,7 +113,8 @@ async def test_a_watermark_held_back_longer_than_the_bound_is_a_problem_and_a_me
     clock.t += 121
     await d.on_marks(0, {"news/0": [NOW + 80, False]})
     await d.on_marks(1, {})  # all idle, at rest: nothing waits for an event time
-    assert d.problem() == "scored partition 0: watermark none yet held for 121 s by news/1 (not idle, no event time yet)"
+    assert d.problem() == ("scored partition 0: watermark none yet held for 121 s by news/1 "
+                           "(not idle, no event time yet)")
     assert metrics.WATERMARK_STALLED._value.get() == 1
     await d.on_marks(0, {"news/1": [None, True]})  # idle now: no longer holds it
     assert d.problem() == "" and d.watermarks()["0"] == NOW + 80

@@ -157,7 +157,7 @@ def test_backlog_keyed_by_source_drained_unevenly_then_restart_with_partitions_t
             wait_for(lambda: ("ticker:AMD" in {k for k, _ in alerts(s)}), 60, what="the live surge's alert")
         except TimeoutError:
             pytest.fail(f"no alert for the live surge after a restart; health {health(s)}")
-        status, h = health(s)
+        _, h = health(s)
         assert all(v is not None for v in h["watermarks"].values()) and h["watermarks"], h
         assert late(s) == 0, h
         assert w.alive()
