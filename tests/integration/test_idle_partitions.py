@@ -11,6 +11,14 @@ compressed before the worker starts. Then the worker is restarted and live traff
 one partition only: the partitions that hold the backlog get nothing new, and must not leave
 the watermark unknown (item 1). A second test sends one item dated inside the future-skew
 allowance and then live events (item 2).
+
+Measured on the code before the fix: the backlog stage passed (0 late, the six alerts of
+event-time order); the restart stage failed (every watermark None, no alert, /health 200), and
+so did the second test (80 of 80 key counts late, no alert). What the backlog stage cannot make
+right: a topic produced only after the other was drained (its partitions empty, so idle, while
+the watermark went on) arrives behind the watermark; measured with this traffic, news first
+then social: 1933 of 1935 social events late, three surges missed. That is idleness itself (as
+in Flink); Detection.problem() reports such a late share instead of a count under /health 200.
 """
 
 from __future__ import annotations
