@@ -199,10 +199,46 @@ def test_ordinary_words_do_not_link(linker, text):
     assert tickers(linker, text) == set()
 
 
+@pytest.mark.parametrize("text", [
+    # the same rules on names the rules were not written for
+    "Amazon rainforest fires spread, smoke reaches cities",
+    "Nikola Tesla museum opens in Belgrade",
+    "Tesla coil demonstration at the science fair",
+    "Delta variant fears hit markets",
+    "We will chase the best yields",
+    "Carnival rides return to the boardwalk",
+    "Use a compass to find north",
+    "Lilly pads cover the pond",
+    "Phoenix rises from the ashes, says the coach",
+    "I'll google it later",
+    "Square footage of new homes is shrinking",
+    "The Oracle of Delphi was consulted",
+])
+def test_ordinary_words_do_not_link_beyond_the_examples(linker, text):
+    assert tickers(linker, text) == set()
+
+
+@pytest.mark.parametrize("text,want", [
+    ("Delta shares rise after upbeat forecast", {"DAL"}),
+    ("Carnival stock jumps as bookings hit record", {"CCL"}),
+    ("Caterpillar reports higher quarterly profit", {"CAT"}),
+    ("Lilly raises forecast on Mounjaro demand", {"LLY"}),
+    ("Guggenheim sees favorable catalysts for eBay https://t.co/x", {"EBAY"}),   # inner capital, link after
+    ("Tesla-backed startup raises funds", {"TSLA"}),                            # affiliation hyphen
+    ("Citigroup Cuts Amazon Price Target To $180", {"C", "AMZN"}),              # 'price target' is a cue
+    ("Ford rises 3% on EV hopes", {"F"}),                                       # movement verb + figure
+    ("Apple unveils a new iPad", {"AAPL"}),                                     # corporate verb
+])
+def test_ordinary_word_names_link_with_corroboration(linker, text, want):
+    assert tickers(linker, text) == want
+
+
 def test_words_that_are_tickers_count_only_as_cashtags(linker):
     assert tickers(linker, "$ALL and $ON rally; it is ON ALL day") == {"ALL", "ON"}
     assert tickers(linker, "$IT Gartner raises guidance") == {"IT"}
     assert tickers(linker, "Watching NVDA and AMD into the close") == {"NVDA", "AMD"}
+    assert tickers(linker, "11-16% FCF yield and a 20% ROE") == set()     # finance acronyms, not tickers
+    assert tickers(linker, "HP shares rise") == {"HPQ"}                     # the name HP Inc, not HP's ticker
     assert tickers(linker, "Onsemi (NASDAQ: ON) shares rise") == {"ON"}   # the exchange is not Nasdaq Inc
     assert tickers(linker, "Allstate (ALL) reports catastrophe losses") == {"ALL"}
 

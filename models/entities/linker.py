@@ -188,7 +188,7 @@ class Linker:
             if issuer in sure_issuers:      # corroborated by a cashtag, ticker or unambiguous name
                 out.append(m)
                 continue
-            if lower_text or not t[m.start].isupper():
+            if lower_text or not (t[m.start].isupper() or _has_inner_capital(t[m.start:m.end])):
                 continue                     # 'apple pie', 'a block of shares'
             if self._is_company_use(t, m, title_text, sure):
                 out.append(m)
@@ -197,8 +197,8 @@ class Linker:
     def _is_company_use(self, t: str, m: Mention, title_text: bool, sure: list[Mention]) -> bool:
         after = t[m.end:m.end + 40]
         before = t[max(0, m.start - 40):m.start]
-        if after[:1] == "-" and after[1:2].islower():
-            return False                     # Meta-analysis, Apple-flavoured
+        if after[:1] == "-" and after[1:2].islower() and _next_word(after[1:]) not in rules.AFFILIATION:
+            return False                     # Meta-analysis, Apple-flavoured (not Tesla-backed)
         if before[-1:] == "-" and before[-2:-1].isalpha():
             return False                     # non-Apple
         possessive = after[:2].lower() in ("'s", "s'") or after[:1] == "'"
@@ -209,8 +209,13 @@ class Linker:
             word = nxt.lower().rstrip(".,")
             # a lower-case word (or any word in Headline Case); 'iPhone' is a name, not a common noun
             modifier_candidate = title_text or nxt.islower()
-            if modifier_candidate and word not in _NEXT_OK:
+            if modifier_candidate and word not in _NEXT_OK and not _past_tense(word) \
+                    and not (word == "price" and _next_word(after[len(nxt) + 1:]) in ("target", "Target")):
                 return False                 # Apple pie, target price, Visa applications, Shell company
+        key = t[m.start:m.end].lower()
+        if (prev and f"{prev.lower()} {key}" in rules.FIXED_PHRASES) or \
+                (nxt and not possessive and f"{key} {nxt.lower()}" in rules.FIXED_PHRASES):
+            return False                     # price target, Target Price, shell company, block trade
         head_of_phrase = not possessive and (not nxt or not nxt[0].isalpha() or nxt.lower() in rules.FUNCTION_WORDS)
         if prev and prev.lower() in rules.DETERMINERS and head_of_phrase:
             return False                     # the Gap between, the Apple of my eye
@@ -223,8 +228,10 @@ class Linker:
     def _corroborated(self, t: str, m: Mention, nxt: str | None, possessive: bool, sent_start: int,
                       sure: list[Mention]) -> bool:
         word = (nxt or "").lower().rstrip(".,")
-        if word in rules.LEGAL_NEXT or (not possessive and word in rules.MARKET_VERBS):
-            return True                      # Gap Inc; Ford recalls; Target cuts
+        if word in rules.LEGAL_NEXT:
+            return True                      # Gap Inc
+        if t[m.end:m.end + 1] == "-" and _next_word(t[m.end + 1:m.end + 20]) in rules.AFFILIATION:
+            return True                      # Tesla-backed
         if nxt == ":" and m.start == sent_start:
             return True                      # 'Ford: Approaching An Inflection Point' (headline subject)
         if t[m.end:m.end + 2] == " (" and re.match(r" \((?:[A-Za-z ]+:\s?)?[A-Z.]{1,6}\)", t[m.end:m.end + 20]):
@@ -237,6 +244,9 @@ class Linker:
         sentence = t[sent_start:sent_end].lower()
         if "%" in sentence or any(w in rules.CUE_WORDS for w in _words(sentence)):
             return True
+        if not possessive and word in rules.MARKET_VERBS and (
+                word not in rules.MOVE_VERBS or any(c.isdigit() for c in sentence)):
+            return True                      # Ford recalls; Apple unveils; Ford rises 3% (not: Phoenix rises from the ashes)
         return any(sent_start <= x.start < sent_end for x in sure)
 
     # ---------- entities and relevance ----------
@@ -287,6 +297,16 @@ _PREV_OK = rules.FUNCTION_WORDS | rules.DETERMINERS | rules.MARKET_VERBS | rules
 _NEXT_OK = rules.FUNCTION_WORDS | rules.MARKET_VERBS | rules.NEXT_NOUNS | rules.LEGAL_NEXT
 
 
+def _has_inner_capital(surface: str) -> bool:
+    """'eBay', 'iPhone': a capital inside the word marks a name even after a lower-case first letter."""
+    return any(c.isupper() for c in surface[1:])
+
+
+def _past_tense(word: str) -> bool:
+    """'Tesla sliced', 'Target raised': a past-tense verb, not a noun the name modifies."""
+    return len(word) >= 5 and word.endswith("ed") and not word.endswith("eed")
+
+
 def _body_lead(start: int, length: int) -> float:
     """Named first after the title: 0.5 near the top, falling to 0 at the end."""
     return 0.5 * (1.0 - start / max(length, 1))
@@ -298,7 +318,8 @@ def _words(s: str) -> list[str]:
 
 def _next_word(s: str) -> str | None:
     m = _NEXT_TOKEN.match(s)
-    return m.group(1) if m and m.group(1) else None
+    w = m.group(1) if m and m.group(1) else None
+    return None if w and w.lower() in ("http", "https", "www") else w  # a link ends the phrase
 
 
 def _prev_word(s: str) -> str | None:

@@ -28,9 +28,10 @@ _DOTCOM = re.compile(r"\.com$", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 
 # Lower-case frequency (per the pyspellchecker English list, built from subtitles) at or above
-# which a one-word name is also an ordinary word (apple 24,670; meta 686; ford 861; tesla 317;
-# amazon 539). Such names are linked only with corroborating context (see linker.py).
-COMMON_WORD_FREQ = 600
+# which a one-word name is also an ordinary word, or a name of something else (apple 24,670; meta 686;
+# ford 861; amazon 539, the river; tesla 317, the inventor). Such names are linked only with
+# corroborating context (see linker.py).
+COMMON_WORD_FREQ = 300
 # A name derived by stripping legal words ('Next plc' -> 'Next', 'City Holding' -> 'City') that is this
 # common is not kept as an alias at all; only a curated or user-given alias may be such a word.
 VERY_COMMON_WORD_FREQ = 10_000

@@ -36,8 +36,19 @@ MARKET_VERBS = _forms(
     "declare", "commence", "ink", "notch", "update", "remain", "stop", "tell", "ask", "urge", "sign",
     "unveil", "bet", "double", "triple", "halve", "slip", "edge", "extend", "pull", "reveal", "tout",
     "bounce", "outline", "fail", "come", "make", "take", "get", "give", "turn", "try", "drive", "set",
+    "aim", "slice", "look", "prepare", "shift", "eye", "weigh", "mull", "woo", "court", "brace", "vow",
+    "pledge", "ditch", "axe", "present", "achieve", "win", "secure", "land", "unveil", "tumble", "grow",
+    "near", "shrink", "post", "top", "beat", "surpass", "overtake", "trail", "target", "challenge", "sue",
 ) | frozenset({"rose", "fell", "slid", "sank", "soared", "won", "lost", "bought", "sold", "paid", "led",
                "sought", "met", "beats", "tops", "misses", "ups"})
+
+# Of those, verbs of movement: also said of things that are not companies ('Phoenix rises from the
+# ashes'), so they corroborate a name only with a figure in the text ('Ford rises 3%').
+MOVE_VERBS = _forms(
+    "rise", "fall", "jump", "slide", "drop", "gain", "climb", "sink", "soar", "plunge", "tumble", "surge",
+    "rally", "slump", "dip", "rebound", "crash", "skyrocket", "spike", "bounce", "slip", "edge", "double",
+    "triple", "halve", "grow", "shrink", "come", "go", "turn", "move", "hit", "lead", "lag", "top",
+) | frozenset({"rose", "fell", "slid", "sank", "soared", "led", "went", "came", "tops"})
 
 # Nouns and phrases of market text: one in the same sentence corroborates an ambiguous name.
 CUE_WORDS = frozenset({
@@ -62,6 +73,9 @@ CUE_WORDS = frozenset({
     "report", "reports", "reuters", "bloomberg", "cnbc", "hiring", "spending", "buy", "sell", "hold",
     "bull", "bear", "undervalued", "overvalued", "cheap", "expensive", "fda", "approval", "drug",
     "investing", "finance", "business", "economy", "markets", "stockmarket", "portfolio", "quarter's",
+    "agreement", "partnership", "catalyst", "catalysts", "charge", "writedown", "writeoff", "writeoffs",
+    "impairment", "rivals", "peers", "estimates", "estimate", "expectations", "consensus", "forecasts",
+    "funds", "funding", "startup", "venture", "acquire", "acquires", "acquired", "buyout", "stock's",
 })
 
 # Legal words right after a name: 'Gap Inc', 'Shell plc'.
@@ -104,4 +118,19 @@ NEXT_NOUNS = frozenset({
     "subsidiary", "spokesperson", "spokesman", "spokeswoman", "lawsuit", "probe", "valuation", "rating",
     "downgrade", "upgrade", "q1", "q2", "q3", "q4", "eps", "margins", "margin", "loss", "losses",
     "exec", "execs", "executives", "engineers", "union", "plant", "factory", "offering", "sales",
+    "rivals", "rival", "peers", "likely", "unlikely", "stake", "holders", "bulls", "bears",
+    "supplier", "suppliers", "partner", "partners", "owner", "owners", "parent", "spinoff",
+})
+
+# After a hyphen, words that tie something to a company rather than make a compound noun.
+AFFILIATION = frozenset({"backed", "owned", "led", "based", "made", "related", "linked", "involved",
+                         "controlled", "funded", "listed", "branded", "bound"})
+
+# Market phrases in which a word that is also a company name is just the word, whatever its case.
+FIXED_PHRASES = frozenset({
+    "price target", "target price", "price targets", "target prices", "target date", "inflation target",
+    "shell company", "shell companies", "shell corporation", "block trade", "block trades", "block sale",
+    "gap up", "gap down", "gap fill", "earnings gap", "trade gap", "wealth gap", "funding gap", "output gap",
+    "visa waiver", "visa fees", "visa rules", "golden visa", "square foot", "square feet", "square footage",
+    "delta hedge", "delta hedging", "option delta", "carnival atmosphere", "next quarter", "next year",
 })
