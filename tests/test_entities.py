@@ -257,6 +257,9 @@ def test_share_classes(linker):
 def test_ambiguous_name_corroborated_by_its_cashtag_or_tag(linker):
     assert tickers(linker, "apple pie is back $AAPL") == {"AAPL"}
     assert tickers(linker, "apple pie is back", tickers=["AAPL"]) == {"AAPL"}
+    tagged = linker.link("Gap widens its lead", tickers=["GAP"])
+    assert [(e.ticker, e.spans, e.sources) for e in tagged] == [("GAP", ((0, 3),), ("name", "tag"))]
+    assert linker.link("Gap widens its lead") == []
     e = linker.link("apple pie is back $AAPL")[0]
     assert e.spans == ((0, 5), (18, 23))
 
@@ -337,6 +340,17 @@ def test_cli_load_list_search(tmp_path, monkeypatch):
     r = runner.invoke(app, ["list", "--limit", "2"])
     assert r.exit_code == 0 and r.output.count("\n") == 4 and "sec:company_tickers.json" in r.output
     assert runner.invoke(app, ["search", "no-such-company-anywhere"]).exit_code == 1
+    mine = tmp_path / "mine.csv"
+    mine.write_text("ticker,name,exchange,aliases\nZQXR,Acme Rockets Inc.,NASDAQ,Acme\nAAPL,Apple Inc.,NASDAQ,Cupertino giant\n")
+    r = runner.invoke(app, ["load", "--merge", str(mine)])
+    assert r.exit_code == 0, r.output
+    merged = Directory.configured()
+    assert len(merged) == len(Directory.default()) + 1
+    assert merged.get("GOOGL").primary and not merged.get("GOOG").primary   # classes survive the merge
+    link = Linker(merged)
+    assert tickers(link, "Acme Rockets and Boeing sign a deal") == {"ZQXR", "BA"}
+    assert tickers(link, "The Cupertino giant cuts prices") == {"AAPL"}
+    assert tickers(link, "Apple shares rise") == {"AAPL"}
     bad = tmp_path / "bad.csv"
     bad.write_text("foo,bar\n1,2\n")
     r = runner.invoke(app, ["load", str(bad)])

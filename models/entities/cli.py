@@ -35,10 +35,13 @@ def load(file: Annotated[Path, typer.Argument(help="SEC company_tickers.json, a 
                                                    "with | between aliases) or a finsent symbols file")],
          path: PathOpt = None,
          curated: Annotated[bool, typer.Option("--curated/--no-curated",
-                                               help="add the shipped brand and short-name aliases")] = True) -> None:
+                                               help="add the shipped brand and short-name aliases")] = True,
+         merge: Annotated[bool, typer.Option("--merge/--replace",
+                                             help="lay FILE over the shipped directory, or use FILE alone")] = False,
+         ) -> None:
     """Validate FILE, write it as the directory the linker uses, print its version."""
     try:
-        d = Directory.load(file, curated=curated)
+        d = Directory.load(file, curated=curated, base=Directory.default() if merge else None)
     except (DirectoryError, OSError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2)

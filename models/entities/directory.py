@@ -157,9 +157,17 @@ class Directory:
         p = Path(path) if path else user_path()
         return cls.from_json(json.loads(p.read_text())) if p.exists() else cls.default()
 
+    def records(self) -> list["Record"]:
+        """The directory as source rows again, primary classes first (for merging)."""
+        syms = sorted(self.symbols.values(), key=lambda s: (not s.primary, s.ticker))
+        return [Record(s.ticker, s.name, s.exchange, list(s.aliases), s.issuer) for s in syms]
+
     @classmethod
-    def load(cls, path: Path, curated: bool = True) -> "Directory":
-        """A user's file: our own JSON, SEC company_tickers(.json|_exchange.json), or CSV."""
+    def load(cls, path: Path, curated: bool = True, base: "Directory | None" = None) -> "Directory":
+        """A user's file: our own JSON, SEC company_tickers(.json|_exchange.json), or CSV.
+
+        With `base` (e.g. the default), the file is laid over it: its rows win a ticker's name and
+        exchange and claim their aliases first; the base keeps everything the file does not name."""
         path = Path(path)
         raw = path.read_bytes()
         try:
@@ -180,7 +188,11 @@ class Directory:
             source = f"sec:{path.name}"
         if not records:
             raise DirectoryError(f"{path}: no symbols")
-        return build(records, source=source, licence="user file", curated=_curated() if curated else None)
+        if base is not None:
+            records += base.records()
+            source = f"{base.source.split('+curated')[0]}+{source}"
+        return build(records, source=source, licence="user file" + (f" over {base.licence}" if base else ""),
+                     curated=_curated() if curated else None)
 
 
 # ---------- building ----------

@@ -114,10 +114,11 @@ class Linker:
         if len(low) != len(t):  # a character whose lower case is longer: fold it one by one
             low = "".join(c if len(c.lower()) != 1 else c.lower() for c in t)
         upper_text = _Lazy(t)   # computed only when a rule asks (most texts never do)
+        tags = [normalize_ticker(x) for x in (tickers or []) if x and x.strip()]
         qualified, exch_spans = self._qualified(t)
         mentions = (self._cashtags(t) if "$" in t else []) + qualified
-        mentions += self._names(t, low, upper_text, mentions, exch_spans)
-        tags = [normalize_ticker(x) for x in (tickers or []) if x and x.strip()]
+        tagged = [Mention(-1, -1, tk, "tag") for tk in tags]  # a feed tag corroborates its names too
+        mentions += self._names(t, low, upper_text, mentions + tagged, exch_spans)
         return self._entities(t, mentions, tags, title_end)
 
     def link_many(self, texts, tickers=None) -> list[list[Entity]]:
