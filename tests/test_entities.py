@@ -203,6 +203,7 @@ def test_ordinary_words_do_not_link(linker, text):
     # the same rules on names the rules were not written for
     "Amazon rainforest fires spread, smoke reaches cities",
     "Nikola Tesla museum opens in Belgrade",
+    "The base station sits at the foot of Mount Everest.",                 # a one-word name inside a longer one
     "Tesla coil demonstration at the science fair",
     "Delta variant fears hit markets",
     "We will chase the best yields",
@@ -341,7 +342,8 @@ def test_cli_load_list_search(tmp_path, monkeypatch):
     assert r.exit_code == 0 and r.output.count("\n") == 4 and "sec:company_tickers.json" in r.output
     assert runner.invoke(app, ["search", "no-such-company-anywhere"]).exit_code == 1
     mine = tmp_path / "mine.csv"
-    mine.write_text("ticker,name,exchange,aliases\nZQXR,Acme Rockets Inc.,NASDAQ,Acme\nAAPL,Apple Inc.,NASDAQ,Cupertino giant\n")
+    mine.write_text("ticker,name,exchange,aliases\nZQXR,Acme Rockets Inc.,NASDAQ,Acme\n"
+                    "AAPL,Apple Inc.,NASDAQ,Cupertino giant\n")
     r = runner.invoke(app, ["load", "--merge", str(mine)])
     assert r.exit_code == 0, r.output
     merged = Directory.configured()

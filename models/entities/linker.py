@@ -30,14 +30,13 @@ it is named in the title (or first sentence), how often, and how many other enti
 """
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 
 import ahocorasick
 
 from models.entities import names, rules
-from models.entities.directory import Directory, Symbol, normalize_ticker
+from models.entities.directory import Directory, normalize_ticker
 
 
 @dataclass(frozen=True)
@@ -171,12 +170,25 @@ class Linker:
                     tk = ""   # 'sap', 'ups': the word, not the company
                 amb = False   # capitals in mixed-case text: an acronym, not the word
             if tk:            # a name wins its span: bare 'HP' is HP Inc, not Helmerich & Payne's ticker
-                (pending if amb else plain).append(Mention(start, stop, tk, "name"))
+                m = Mention(start, stop, tk, "name")
+                if not amb and " " not in low[start:stop] and self._second_word_of_a_name(t, m):
+                    continue  # Mount Everest, Nikola Tesla: a one-word name inside a longer proper noun
+                (pending if amb else plain).append(m)
             elif bare and surface.isupper() and not upper_text():
                 plain.append(Mention(start, stop, bare, "ticker"))
         if pending:
             plain += self._resolve_ambiguous(t, upper_text(), pending, strong + plain)
         return plain
+
+    @staticmethod
+    def _second_word_of_a_name(t: str, m: Mention) -> bool:
+        """After a capitalised word mid-sentence (not a verb, cue or possessive), in sentence case."""
+        prev = _prev_word(t[max(0, m.start - 40):m.start])
+        if not prev or not prev[0].isupper() or prev.isupper() or prev.endswith(("'s", "'")):
+            return False
+        if prev.lower() in _PREV_OK or m.start - len(prev) - 1 <= _sentence_start(t, m.start):
+            return False
+        return not _mostly_title(t)
 
     def _resolve_ambiguous(self, t: str, upper_text: bool, pending: list[Mention],
                            sure: list[Mention]) -> list[Mention]:
@@ -247,7 +259,7 @@ class Linker:
             return True
         if not possessive and word in rules.MARKET_VERBS and (
                 word not in rules.MOVE_VERBS or any(c.isdigit() for c in sentence)):
-            return True                      # Ford recalls; Apple unveils; Ford rises 3% (not: Phoenix rises from the ashes)
+            return True                      # Ford recalls; Apple unveils; Ford rises 3% (not: Phoenix rises)
         return any(sent_start <= x.start < sent_end for x in sure)
 
     # ---------- entities and relevance ----------
