@@ -214,6 +214,9 @@ def test_ordinary_words_do_not_link(linker, text):
     "I'll google it later",
     "Square footage of new homes is shrinking",
     "The Oracle of Delphi was consulted",
+    "Oracle Of Omaha Buys More Stock",                                     # 'of' makes it a common noun
+    "Block Of Shares Sold At Discount",
+    "APPLE PICKING SEASON OPENS EARLY",                                    # a gerund is no corporate act
 ])
 def test_ordinary_words_do_not_link_beyond_the_examples(linker, text):
     assert tickers(linker, text) == set()

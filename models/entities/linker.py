@@ -229,6 +229,8 @@ class Linker:
         if (prev and f"{prev.lower()} {key}" in rules.FIXED_PHRASES) or \
                 (nxt and not possessive and f"{key} {nxt.lower()}" in rules.FIXED_PHRASES):
             return False                     # price target, Target Price, shell company, block trade
+        if not possessive and nxt and nxt.lower() == "of":
+            return False                     # Oracle of Omaha, a Block of shares, a Shell of its former self
         head_of_phrase = not possessive and (not nxt or not nxt[0].isalpha() or nxt.lower() in rules.FUNCTION_WORDS)
         if prev and prev.lower() in rules.DETERMINERS and head_of_phrase:
             return False                     # the Gap between, the Apple of my eye
@@ -257,9 +259,10 @@ class Linker:
         sentence = t[sent_start:sent_end].lower()
         if "%" in sentence or any(w in rules.CUE_WORDS for w in _words(sentence)):
             return True
-        if not possessive and word in rules.MARKET_VERBS and (
+        if not possessive and word in rules.MARKET_VERBS and not word.endswith("ing") and (
                 word not in rules.MOVE_VERBS or any(c.isdigit() for c in sentence)):
-            return True                      # Ford recalls; Apple unveils; Ford rises 3% (not: Phoenix rises)
+            return True                      # Ford recalls; Apple unveils; Ford rises 3% (not: Phoenix rises,
+                                             # nor a gerund: Apple picking)
         return any(sent_start <= x.start < sent_end for x in sure)
 
     # ---------- entities and relevance ----------
