@@ -237,6 +237,18 @@ def test_ordinary_word_names_link_with_corroboration(linker, text, want):
     assert tickers(linker, text) == want
 
 
+def test_derived_ordinary_word_names_need_their_company_named(directory, linker):
+    """'Employers Holdings' gives the alias 'Employers'; no curator vouched for it, so it links only
+    with the company's own ticker, cashtag, tag or legal name next to it."""
+    assert "Employers" in directory.get("EIG").strict
+    assert "Apple" not in directory.get("AAPL").strict          # curated: context is enough
+    assert tickers(linker, "Employers added 200,000 jobs in May") == set()
+    assert tickers(linker, "Rational investors sell into strength") == set()
+    assert tickers(linker, "Employers Holdings (EIG) beats estimates") == {"EIG"}
+    assert tickers(linker, "Employers beats estimates $EIG") == {"EIG"}
+    assert tickers(linker, "Employers beats estimates", tickers=["EIG"]) == {"EIG"}
+
+
 def test_words_that_are_tickers_count_only_as_cashtags(linker):
     assert tickers(linker, "$ALL and $ON rally; it is ON ALL day") == {"ALL", "ON"}
     assert tickers(linker, "$IT Gartner raises guidance") == {"IT"}

@@ -52,6 +52,9 @@ class Symbol:
     exchange: str = ""
     aliases: tuple[str, ...] = ()
     ambiguous: tuple[str, ...] = ()   # aliases that are also ordinary words: linked only with context
+    strict: tuple[str, ...] = ()      # of those, ones derived from a legal name ('Employers Holdings' ->
+                                      # 'Employers'), not vouched for by a curator or the user: linked only
+                                      # with the same company's cashtag, tag, full name, 'Inc' or '(TICK)'
     acronyms: tuple[str, ...] = ()    # aliases matched only when written in capitals
     issuer: str = ""                  # share classes of one company share an issuer
     primary: bool = True              # the class a name mention goes to (GOOGL, not GOOG)
@@ -248,7 +251,7 @@ def build(records: Iterable[Record], source: str, licence: str = "", curated: di
         shouting = r.name.upper() == r.name and len(r.name.split()) > 1
         given = list(extra.get(t, [])) + list(r.aliases)
         derived = [a for a in names.name_aliases(r.name) if a not in given]
-        aliases, amb, acr = [], [], []
+        aliases, amb, acr, strict = [], [], [], []
         for a in given + derived:
             k = names.key(a)
             if len(k) < 2 or k in dropped or claimed.get(k, t) != t or a in aliases:
@@ -261,10 +264,12 @@ def build(records: Iterable[Record], source: str, licence: str = "", curated: di
             aliases.append(a)
             if k in force_amb or (k not in never_amb and names.is_common_word(a)):
                 amb.append(a)
+                if a in derived and a != r.name and k not in force_amb:
+                    strict.append(a)
             if names.is_acronym(a) and (a in given or not shouting):
                 acr.append(a)
-        out[t] = Symbol(t, r.name, r.exchange, tuple(aliases), tuple(amb), tuple(acr), r.issuer,
-                        primary_of[r.issuer] == t, _bare_ok(t, stop_acronyms))
+        out[t] = Symbol(t, r.name, r.exchange, tuple(aliases), tuple(amb), tuple(strict), tuple(acr),
+                        r.issuer, primary_of[r.issuer] == t, _bare_ok(t, stop_acronyms))
     tag = "+curated" if curated else ""
     return Directory(out, source + tag, licence)
 

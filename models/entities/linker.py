@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import ahocorasick
 
@@ -48,12 +49,12 @@ class Entity:
     sources: tuple[str, ...] = ()        # how it was found: cashtag, tag, ticker, name
 
 
-@dataclass(frozen=True)
-class Mention:
+class Mention(NamedTuple):
     start: int
     end: int
     ticker: str
-    kind: str  # cashtag | ticker | name | tag
+    kind: str              # cashtag | ticker | name | tag
+    strict: bool = False   # an ordinary word derived from a legal name: needs its company named
 
 
 # Weights of the relevance formula; README.md explains them.
@@ -85,15 +86,15 @@ class Linker:
         # ticker or '', ordinary word?, acronym?, bare ticker or '')
         entries: dict[str, list] = {}
         for s in directory.symbols.values():
-            amb, acr = set(s.ambiguous), set(s.acronyms)
+            amb, strict, acr = set(s.ambiguous), set(s.strict), set(s.acronyms)
             for a in s.aliases:
                 k = names.key(a)
-                if k not in entries:
-                    entries[k] = [len(k), s.ticker, a in amb, a in acr, ""]
+                if k not in entries:  # ordinary-word level: 0 no, 1 needs context, 2 needs its company named
+                    entries[k] = [len(k), s.ticker, 2 if a in strict else int(a in amb), a in acr, ""]
         for s in directory.symbols.values():
             if s.bare:
                 for k in {s.ticker.lower(), s.ticker.lower().replace(".", "-"), s.ticker.lower().replace(".", "/")}:
-                    entries.setdefault(k, [len(k), "", False, False, ""])[4] = s.ticker
+                    entries.setdefault(k, [len(k), "", 0, False, ""])[4] = s.ticker
         self._auto = ahocorasick.Automaton()
         for k, v in entries.items():
             self._auto.add_word(k, tuple(v))
@@ -168,12 +169,12 @@ class Linker:
             if tk and acr and not upper_text():
                 if surface.upper() != surface:
                     tk = ""   # 'sap', 'ups': the word, not the company
-                amb = False   # capitals in mixed-case text: an acronym, not the word
+                amb = 0       # capitals in mixed-case text: an acronym, not the word
             if tk:            # a name wins its span: bare 'HP' is HP Inc, not Helmerich & Payne's ticker
                 m = Mention(start, stop, tk, "name")
                 if not amb and " " not in low[start:stop] and self._second_word_of_a_name(t, m):
                     continue  # Mount Everest, Nikola Tesla: a one-word name inside a longer proper noun
-                (pending if amb else plain).append(m)
+                (pending if amb else plain).append(m._replace(strict=True) if amb == 2 else m)
             elif bare and surface.isupper() and not upper_text():
                 plain.append(Mention(start, stop, bare, "ticker"))
         if pending:
@@ -200,6 +201,10 @@ class Linker:
             issuer = self._sym[m.ticker].issuer
             if issuer in sure_issuers:      # corroborated by a cashtag, ticker or unambiguous name
                 out.append(m)
+                continue
+            if m.strict:                     # 'Employers added 200,000 jobs': only 'Employers Inc' or '(EIG)'
+                if _legal_or_ticker_after(t, m):
+                    out.append(m)
                 continue
             if lower_text or not (t[m.start].isupper() or _has_inner_capital(t[m.start:m.end])):
                 continue                     # 'apple pie', 'a block of shares'
@@ -243,14 +248,12 @@ class Linker:
     def _corroborated(self, t: str, m: Mention, nxt: str | None, possessive: bool, sent_start: int,
                       sure: list[Mention]) -> bool:
         word = (nxt or "").lower().rstrip(".,")
-        if word in rules.LEGAL_NEXT:
-            return True                      # Gap Inc
+        if _legal_or_ticker_after(t, m):
+            return True                      # Gap Inc, Target (TGT), Target (NYSE: TGT)
         if t[m.end:m.end + 1] == "-" and _next_word(t[m.end + 1:m.end + 20]) in rules.AFFILIATION:
             return True                      # Tesla-backed
         if nxt == ":" and m.start == sent_start:
             return True                      # 'Ford: Approaching An Inflection Point' (headline subject)
-        if t[m.end:m.end + 2] == " (" and re.match(r" \((?:[A-Za-z ]+:\s?)?[A-Z.]{1,6}\)", t[m.end:m.end + 20]):
-            return True                      # Target (TGT), Target (NYSE: TGT)
         # a short text (a tweet, a headline) is one context; a longer one is read sentence by sentence
         if len(t) <= SHORT_TEXT:
             sent_start, sent_end = 0, len(t)
@@ -311,6 +314,15 @@ class Linker:
 
 _PREV_OK = rules.FUNCTION_WORDS | rules.DETERMINERS | rules.MARKET_VERBS | rules.CUE_WORDS
 _NEXT_OK = rules.FUNCTION_WORDS | rules.MARKET_VERBS | rules.NEXT_NOUNS | rules.LEGAL_NEXT
+
+
+_TICKER_AFTER = re.compile(r" \((?:[A-Za-z ]+:\s?)?[A-Z.]{1,6}\)")
+
+
+def _legal_or_ticker_after(t: str, m: Mention) -> bool:
+    """'Gap Inc', 'Employers Holdings', 'Target (TGT)', 'Target (NYSE: TGT)'."""
+    nxt = _next_word(t[m.end:m.end + 20])
+    return bool(nxt and nxt.lower().rstrip(".,") in rules.LEGAL_NEXT) or bool(_TICKER_AFTER.match(t, m.end))
 
 
 def _has_inner_capital(surface: str) -> bool:
