@@ -179,6 +179,7 @@ def test_names_link(linker, text, want):
     "Target price raised to $150 on the index fund",
     "Mind the gap between earnings and expectations",
     "Mind The Gap Between Bulls And Bears",
+    "xSuite Closes Another Gap In The P2P Process",
     "Visa applications surge as travel rebounds",
     "Buffett said it was a shell company",
     "Shell company used to hide the assets",
@@ -254,6 +255,10 @@ def test_words_that_are_tickers_count_only_as_cashtags(linker):
     assert tickers(linker, "$IT Gartner raises guidance") == {"IT"}
     assert tickers(linker, "Watching NVDA and AMD into the close") == {"NVDA", "AMD"}
     assert tickers(linker, "11-16% FCF yield and a 20% ROE") == set()     # finance acronyms, not tickers
+    assert tickers(linker, "Drug kingpin wanted in DEA agent's killing is arrested") == set()   # agencies
+    assert tickers(linker, "Biolab establishes IP portfolio with first patent") == set()
+    assert tickers(linker, "Presentation at the AAD Innovation Academy") == set()   # a 2-3 letter ticker needs context
+    assert tickers(linker, "AAD shares rise after earnings") == {"AAD"}
     assert tickers(linker, "HP shares rise") == {"HPQ"}                     # the name HP Inc, not HP's ticker
     assert tickers(linker, "Onsemi (NASDAQ: ON) shares rise") == {"ON"}   # the exchange is not Nasdaq Inc
     assert tickers(linker, "Allstate (ALL) reports catastrophe losses") == {"ALL"}

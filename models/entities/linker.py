@@ -154,7 +154,7 @@ class Linker:
         if not len(self._auto):
             return []
         n = len(low)
-        plain, pending = [], []
+        plain, pending, short = [], [], []
         for end, (klen, tk, amb, acr, bare) in self._auto.iter_long(low):
             start, stop = end - klen + 1, end + 1
             if (start and low[start - 1].isalnum()) or (stop < n and low[stop].isalnum()):
@@ -176,7 +176,10 @@ class Linker:
                     continue  # Mount Everest, Nikola Tesla: a one-word name inside a longer proper noun
                 (pending if amb else plain).append(m._replace(strict=True) if amb == 2 else m)
             elif bare and surface.isupper() and not upper_text():
-                plain.append(Mention(start, stop, bare, "ticker"))
+                (short if len(bare.split(".")[0]) <= 3 else plain).append(Mention(start, stop, bare, "ticker"))
+        if short:  # 'DEA agent', 'IP portfolio', 'AAD Academy': a 2-3 letter ticker needs market context
+            if any(x.kind in ("cashtag", "ticker") for x in strong + plain) or len(short) > 1 or _has_cue(low):
+                plain += short
         if pending:
             plain += self._resolve_ambiguous(t, upper_text(), pending, strong + plain)
         return plain
@@ -260,7 +263,7 @@ class Linker:
         else:
             sent_end = _sentence_end(t, m.end)
         sentence = t[sent_start:sent_end].lower()
-        if "%" in sentence or any(w in rules.CUE_WORDS for w in _words(sentence)):
+        if _has_cue(sentence):
             return True
         if not possessive and word in rules.MARKET_VERBS and not word.endswith("ing") and (
                 word not in rules.MOVE_VERBS or any(c.isdigit() for c in sentence)):
@@ -338,6 +341,11 @@ def _past_tense(word: str) -> bool:
 def _body_lead(start: int, length: int) -> float:
     """Named first after the title: 0.5 near the top, falling to 0 at the end."""
     return 0.5 * (1.0 - start / max(length, 1))
+
+
+def _has_cue(lower: str) -> bool:
+    """A market word or a percent sign in lower-cased text."""
+    return "%" in lower or any(w in rules.CUE_WORDS for w in _words(lower))
 
 
 def _words(s: str) -> list[str]:

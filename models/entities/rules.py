@@ -100,7 +100,8 @@ FUNCTION_WORDS = frozenset({
 })
 
 DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "my", "your", "our", "their",
-                         "his", "her", "its", "every", "no", "some", "any"})
+                         "his", "her", "its", "every", "no", "some", "any", "another", "each", "either",
+                         "neither", "such", "what", "which", "whose"})
 
 # Exchanges whose 'EXCH: TICK' form names a listing outright.
 EXCHANGE_PREFIXES = ("NYSE", "NASDAQ", "Nasdaq", "AMEX", "NYSEARCA", "NYSE American", "OTC", "OTCMKTS",
