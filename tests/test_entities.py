@@ -262,6 +262,7 @@ def test_words_that_are_tickers_count_only_as_cashtags(linker):
     assert tickers(linker, "HP shares rise") == {"HPQ"}                     # the name HP Inc, not HP's ticker
     assert tickers(linker, "Onsemi (NASDAQ: ON) shares rise") == {"ON"}   # the exchange is not Nasdaq Inc
     assert tickers(linker, "Allstate (ALL) reports catastrophe losses") == {"ALL"}
+    assert tickers(linker, "Medallion adds Continuing Education (CE) tracking") == set()   # defines an acronym
 
 
 def test_share_classes(linker):

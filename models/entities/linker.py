@@ -144,7 +144,7 @@ class Linker:
                 out.append(Mention(m.start(1), m.end(1), tk, "ticker"))
         for m in (_PARENS.finditer(t) if "(" in t else ()):
             tk = normalize_ticker(m.group(1))
-            if tk in self._sym and len(tk) >= 2:
+            if tk in self._sym and len(tk) >= 2 and not _defines_acronym(t, m.start(), m.group(1)):
                 out.append(Mention(m.start(1), m.end(1), tk, "ticker"))
         return out, exch
 
@@ -341,6 +341,12 @@ def _past_tense(word: str) -> bool:
 def _body_lead(start: int, length: int) -> float:
     """Named first after the title: 0.5 near the top, falling to 0 at the end."""
     return 0.5 * (1.0 - start / max(length, 1))
+
+
+def _defines_acronym(t: str, paren: int, token: str) -> bool:
+    """'Continuing Education (CE)': the words before spell the letters, so it is no ticker."""
+    words = re.findall(r"[A-Za-z][\w'-]*", t[max(0, paren - 80):paren])[-len(token):]
+    return len(words) == len(token) and "".join(w[0] for w in words).upper() == token.upper()
 
 
 def _has_cue(lower: str) -> bool:
