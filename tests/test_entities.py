@@ -254,6 +254,7 @@ def test_words_that_are_tickers_count_only_as_cashtags(linker):
     assert tickers(linker, "$ALL and $ON rally; it is ON ALL day") == {"ALL", "ON"}
     assert tickers(linker, "$IT Gartner raises guidance") == {"IT"}
     assert tickers(linker, "Watching NVDA and AMD into the close") == {"NVDA", "AMD"}
+    assert tickers(linker, "NVDA, TSLA LEAD PREMARKET GAINERS") == {"NVDA", "TSLA"}   # 4+ letters: not words
     assert tickers(linker, "11-16% FCF yield and a 20% ROE") == set()     # finance acronyms, not tickers
     assert tickers(linker, "Drug kingpin wanted in DEA agent's killing is arrested") == set()   # agencies
     assert tickers(linker, "Biolab establishes IP portfolio with first patent") == set()
@@ -335,6 +336,7 @@ def test_entities_sorted_most_relevant_first(linker):
     es = linker.link("Nvidia soars; Nvidia and $NVDA lead, AMD lags")
     assert es[0].ticker == "NVDA" and es == sorted(es, key=lambda e: -e.relevance)
     assert isinstance(es[0], Entity)
+    assert json.loads(json.dumps(es[0].to_json()))["spans"][0] == [0, 6]
 
 
 # ---------------- the labelled set ----------------

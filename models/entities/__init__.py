@@ -8,6 +8,6 @@
 Plain Python: no Kafka, Postgres or HTTP. The CLI is `models.entities.cli` (`finsent symbols`).
 """
 from models.entities.directory import Directory, DirectoryError, Symbol, normalize_ticker
-from models.entities.linker import Entity, Linker
+from models.entities.linker import DEFAULT_MIN_RELEVANCE, Entity, Linker
 
-__all__ = ["Directory", "DirectoryError", "Entity", "Linker", "Symbol", "normalize_ticker"]
+__all__ = ["DEFAULT_MIN_RELEVANCE", "Directory", "DirectoryError", "Entity", "Linker", "Symbol", "normalize_ticker"]

@@ -48,6 +48,15 @@ class Entity:
     spans: tuple[tuple[int, int], ...]   # [start, end) character offsets in the text given
     sources: tuple[str, ...] = ()        # how it was found: cashtag, tag, ticker, name
 
+    def to_json(self) -> dict:
+        """{ticker, name, relevance, spans: [[start, end], ...], sources: [...]} for JSON output."""
+        return {"ticker": self.ticker, "name": self.name, "relevance": self.relevance,
+                "spans": [list(s) for s in self.spans], "sources": list(self.sources)}
+
+
+# Below this an entity is a passing mention (see README.md): a default for subscribers and the detector.
+DEFAULT_MIN_RELEVANCE = 0.5
+
 
 class Mention(NamedTuple):
     start: int
@@ -175,8 +184,11 @@ class Linker:
                 if not amb and " " not in low[start:stop] and self._second_word_of_a_name(t, m):
                     continue  # Mount Everest, Nikola Tesla: a one-word name inside a longer proper noun
                 (pending if amb else plain).append(m._replace(strict=True) if amb == 2 else m)
-            elif bare and surface.isupper() and not upper_text():
-                (short if len(bare.split(".")[0]) <= 3 else plain).append(Mention(start, stop, bare, "ticker"))
+            elif bare and surface.isupper():
+                if len(bare.split(".")[0]) >= 4:      # NVDA, TSLA: not words, even in all-capital text
+                    plain.append(Mention(start, stop, bare, "ticker"))
+                elif not upper_text():                # GM, AMD, DEA: only in mixed case, with context
+                    short.append(Mention(start, stop, bare, "ticker"))
         if short:  # 'DEA agent', 'IP portfolio', 'AAD Academy': a 2-3 letter ticker needs market context
             if any(x.kind in ("cashtag", "ticker") for x in strong + plain) or len(short) > 1 or _has_cue(low):
                 plain += short
