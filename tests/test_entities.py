@@ -165,6 +165,8 @@ def test_search_ranks_exact_ticker_then_names(directory):
     ("Analysts upgrade Apple, Amazon and Nvidia ahead of earnings", {"AAPL", "AMZN", "NVDA"}),
     ("UPS drivers vote to strike", {"UPS"}),                            # acronym in capitals
     ("SAP shares hit a record", {"SAP"}),
+    ("AT&amp;T posts better-than-expected earnings", {"T"}),            # HTML-escaped as feeds send it
+    ("Johnson &amp; Johnson and P&G raise prices", {"JNJ", "PG"}),
 ])
 def test_names_link(linker, text, want):
     assert tickers(linker, text) == want

@@ -98,8 +98,11 @@ class Linker:
             amb, strict, acr = set(s.ambiguous), set(s.strict), set(s.acronyms)
             for a in s.aliases:
                 k = names.key(a)
-                if k not in entries:  # ordinary-word level: 0 no, 1 needs context, 2 needs its company named
-                    entries[k] = [len(k), s.ticker, 2 if a in strict else int(a in amb), a in acr, ""]
+                # 'AT&amp;T' as feeds escape it
+                for variant in (k, k.replace("&", "&amp;")) if "&" in k else (k,):
+                    if variant not in entries:  # ordinary-word level: 0 no, 1 context, 2 its company named
+                        entries[variant] = [len(variant), s.ticker, 2 if a in strict else int(a in amb),
+                                            a in acr, ""]
         for s in directory.symbols.values():
             if s.bare:
                 for k in {s.ticker.lower(), s.ticker.lower().replace(".", "-"), s.ticker.lower().replace(".", "/")}:
@@ -176,7 +179,7 @@ class Linker:
                 continue
             surface = t[start:stop]
             if tk and acr and not upper_text():
-                if surface.upper() != surface:
+                if surface.replace("&amp;", "&").upper() != surface.replace("&amp;", "&"):
                     tk = ""   # 'sap', 'ups': the word, not the company
                 amb = 0       # capitals in mixed-case text: an acronym, not the word
             if tk:            # a name wins its span: bare 'HP' is HP Inc, not Helmerich & Payne's ticker
