@@ -293,6 +293,7 @@ def test_feed_tickers_and_unknown_cashtags(directory):
     link = Linker(directory)
     es = link.link("Shares rise in early trade", tickers=["gs", "brk-b"])
     assert {e.ticker for e in es} == {"GS", "BRK.B"} and all(e.spans == () for e in es)
+    assert tickers(link, "Shares rise", tickers=["NASDAQ:AAPL", "MSFT.O", " "]) == {"AAPL", "MSFT"}
     assert all("tag" in e.sources for e in es)
     es = link.link("$ACME rockets 40% on buyout talk")
     assert es[0].ticker == "ACME" and es[0].name is None and es[0].spans == ((0, 5),)

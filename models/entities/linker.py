@@ -126,7 +126,7 @@ class Linker:
         if len(low) != len(t):  # a character whose lower case is longer: fold it one by one
             low = "".join(c if len(c.lower()) != 1 else c.lower() for c in t)
         upper_text = _Lazy(t)   # computed only when a rule asks (most texts never do)
-        tags = [normalize_ticker(x) for x in (tickers or []) if x and x.strip()]
+        tags = [self._tag(x) for x in (tickers or []) if x and x.strip()]
         qualified, exch_spans = self._qualified(t)
         mentions = (self._cashtags(t) if "$" in t else []) + qualified
         tagged = [Mention(-1, -1, tk, "tag") for tk in tags]  # a feed tag corroborates its names too
@@ -136,6 +136,14 @@ class Linker:
     def link_many(self, texts, tickers=None) -> list[list[Entity]]:
         tickers = tickers or [None] * len(texts)
         return [self.link(x, tk) for x, tk in zip(texts, tickers)]
+
+    def _tag(self, raw: str) -> str:
+        """A feed's ticker: 'NASDAQ:AAPL', 'aapl', 'BRK-B'; a Reuters-style 'AAPL.O' becomes 'AAPL' when
+        only the base is listed."""
+        tk = normalize_ticker(raw.rpartition(":")[2])
+        if tk not in self._sym and "." in tk and tk.split(".")[0] in self._sym:
+            return tk.split(".")[0]
+        return tk
 
     # ---------- cashtags and tickers ----------
     def _cashtags(self, t: str) -> list[Mention]:
