@@ -201,7 +201,7 @@ class Linker:
                 elif not upper_text():                # GM, AMD, DEA: only in mixed case, with context
                     short.append(Mention(start, stop, bare, "ticker"))
         if short:  # 'DEA agent', 'IP portfolio', 'AAD Academy': a 2-3 letter ticker needs market context
-            if any(x.kind in ("cashtag", "ticker") for x in strong + plain) or len(short) > 1 or _has_cue(low):
+            if any(x.kind != "name" for x in strong + plain) or len(short) > 1 or _has_cue(low):
                 plain += short
         if pending:
             plain += self._resolve_ambiguous(t, upper_text(), pending, strong + plain)
