@@ -59,6 +59,34 @@ class ScoredEvent(Base):
     truncated: Mapped[bool] = mapped_column(Boolean, server_default=sql("false"))
 
 
+class EventEntity(Base):
+    """Who an event is about (revision 0005): one row per (event, ticker) from the entity linker,
+    with the entity's own sentiment. `counted`: the entity counted for its ticker (relevance at or
+    above the worker's cut, or a cashtag / feed tag); the event's `tickers` are the counted ones.
+    Written with its event (core.events.store_scored), partitioned by day like scored_event."""
+
+    __tablename__ = "event_entity"
+    __table_args__ = (
+        Index("ix_event_entity_ticker_time", "ticker", "published_at",
+              postgresql_include=["relevance", "sentiment", "score"]),
+        Index("ix_event_entity_time", "published_at"),
+        {"postgresql_partition_by": "RANGE (published_at)"},
+    )
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    published_at: Mapped[datetime] = mapped_column(TS, primary_key=True)
+    ticker: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str | None] = mapped_column(Text)  # None: a cashtag or tag not in the directory
+    relevance: Mapped[float] = mapped_column(Float)
+    sentiment: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    sentiment_from: Mapped[str] = mapped_column(String(16))  # item | item_shared | entity_head
+    spans: Mapped[list] = mapped_column(JSONB, server_default=sql("'[]'"))  # [[start, end], ...] in `text`
+    sources: Mapped[list[str]] = mapped_column(ARRAY(String(8)), server_default="{}")  # cashtag|tag|ticker|name
+    counted: Mapped[bool] = mapped_column(Boolean)
+    directory_version: Mapped[str] = mapped_column(String(80))
+
+
 class Alert(Base):
     __tablename__ = "alert"
     __table_args__ = (UniqueConstraint("key_type", "key", "window_start", name="uq_alert_key_window"),
@@ -164,6 +192,7 @@ class Subscription(Base):
     consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=sql("0"))
     start_event_id: Mapped[int] = mapped_column(BigInteger, server_default=sql("0"))  # older alert events are not delivered
     updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    min_relevance: Mapped[float | None] = mapped_column(Float)  # ticker alerts: evidence about the company this much
 
 
 class Delivery(Base):

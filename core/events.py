@@ -4,7 +4,13 @@ with ON CONFLICT DO NOTHING, and only the rows really inserted feed the rollups 
 caller's transaction. A replayed batch therefore adds neither rows nor counts.
 
     async with conn.transaction():
-        new = await store_scored(conn, rows)   # rows: tuples in COLUMNS order
+        new = await store_scored(conn, rows, entities)   # tuples in COLUMNS / ENTITY_COLUMNS order
+
+Entity rows (event_entity, revision 0005: who each item is about) go in with the rows of the
+events really inserted, in the same statement. The ticker keys of an event are its `tickers`
+column (the worker writes there the entities at or above the relevance cut plus its cashtags
+and feed tags); each ticker's rollup row counts that entity's own sentiment and score when an
+entity row gives one, else the item's.
 """
 
 from __future__ import annotations
@@ -13,9 +19,14 @@ COLUMNS = ("source", "id", "published_at", "text", "title", "url", "lang", "tick
            "topic", "topic_confidence", "sentiment", "p_negative", "p_neutral", "p_positive", "score",
            "model_version", "truncated")
 _cols = ", ".join(COLUMNS)
+ENTITY_COLUMNS = ("source", "event_id", "published_at", "ticker", "name", "relevance", "sentiment", "score",
+                  "sentiment_from", "spans", "sources", "counted", "directory_version")
+_ecols = ", ".join(ENTITY_COLUMNS)
 
 CREATE_STAGE = f"""CREATE TEMP TABLE IF NOT EXISTS finsent_stage AS
 SELECT {_cols} FROM scored_event WITH NO DATA"""
+CREATE_ENTITY_STAGE = f"""CREATE TEMP TABLE IF NOT EXISTS finsent_entity_stage AS
+SELECT {_ecols} FROM event_entity WITH NO DATA"""
 
 _ADD = """n = r.n + EXCLUDED.n, negatives = r.negatives + EXCLUDED.negatives,
         neutrals = r.neutrals + EXCLUDED.neutrals, positives = r.positives + EXCLUDED.positives,
@@ -35,9 +46,21 @@ WITH ins AS (
     INSERT INTO scored_event ({_cols}) SELECT {_cols} FROM finsent_stage
     ON CONFLICT DO NOTHING
     RETURNING source, id, published_at, topic, tickers, sentiment, score
+), staged AS (
+    SELECT DISTINCT ON (source, event_id, published_at, ticker) {_ecols} FROM finsent_entity_stage
+), ents AS (
+    INSERT INTO event_entity ({_ecols})
+    SELECT st.* FROM staged st JOIN ins ON ins.source = st.source AND ins.id = st.event_id
+        AND ins.published_at = st.published_at
+    ORDER BY st.source, st.event_id, st.published_at, st.ticker
+    ON CONFLICT DO NOTHING
 ), keyed AS (
     SELECT 'topic' AS key_type, topic AS key, published_at, sentiment, score FROM ins
-    UNION ALL SELECT 'ticker', unnest(tickers), published_at, sentiment, score FROM ins
+    UNION ALL SELECT 'ticker', t.ticker, ins.published_at, coalesce(st.sentiment, ins.sentiment),
+        coalesce(st.score, ins.score)
+    FROM ins CROSS JOIN LATERAL unnest(ins.tickers) AS t(ticker)
+    LEFT JOIN staged st ON st.source = ins.source AND st.event_id = ins.id AND st.published_at = ins.published_at
+        AND st.ticker = t.ticker
     UNION ALL SELECT 'source', source, published_at, sentiment, score FROM ins
 ), per_minute AS (
     SELECT key_type, key, date_trunc('minute', published_at, 'UTC') AS minute, count(*) AS n,
@@ -58,14 +81,18 @@ SELECT source, id FROM ins
 """
 
 
-async def store_scored(conn, rows: list[tuple]) -> set[tuple[str, str]]:
-    """Insert `rows` (asyncpg connection, inside the caller's transaction); returns the
-    (source, id) pairs that were new. Rows already stored are absorbed, not counted again."""
+async def store_scored(conn, rows: list[tuple], entities: list[tuple] = ()) -> set[tuple[str, str]]:
+    """Insert `rows` and their `entities` (asyncpg connection, inside the caller's transaction);
+    returns the (source, id) pairs that were new. Rows already stored are absorbed, not counted
+    again, and their entity rows are not written again. `spans` in an entity tuple is JSON text."""
     if not rows:
         return set()
     await conn.execute(CREATE_STAGE)
-    await conn.execute("TRUNCATE finsent_stage")
+    await conn.execute(CREATE_ENTITY_STAGE)
+    await conn.execute("TRUNCATE finsent_stage, finsent_entity_stage")
     await conn.copy_records_to_table("finsent_stage", records=rows, columns=COLUMNS)
+    if entities:
+        await conn.copy_records_to_table("finsent_entity_stage", records=entities, columns=ENTITY_COLUMNS)
     new = await conn.fetch(INSERT_FROM_STAGE)
-    await conn.execute("TRUNCATE finsent_stage")
+    await conn.execute("TRUNCATE finsent_stage, finsent_entity_stage")
     return {(r["source"], r["id"]) for r in new}

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     # personal data masked in text and title before scoring, storing or publishing (core/masking.py):
     # a comma-separated subset of email, phone, card, handle; empty turns masking off
     mask: Annotated[tuple[Literal["email", "phone", "card", "handle"], ...], NoDecode] = ("email", "phone")
+    # entities (models/entities): the symbol directory (unset: the file `finsent symbols load` wrote, else the
+    # shipped default; FINSENT_SYMBOLS_FILE is also what that command writes to) and the relevance at or above
+    # which an entity counts for its ticker (rollups, the detector's ticker keys, the API's ticker= default)
+    symbols_file: Path | None = None
+    entity_min_relevance: float = Field(0.5, ge=0, le=1)
     # detection (see stream/detector.py)
     slice_s: int = Field(10, ge=1)  # event-time resolution of the detector's counts
     window_s: int = Field(120, ge=1)  # sliding span a surge is counted over (a multiple of slice_s)
