@@ -5,7 +5,9 @@ minimum over partitions. Used by tests and bench/alerts.py; no Kafka, no Postgre
     alerts = replay(events, DetectorConfig(), partitions=4, batch=128, seed=1)   # backlog order
     alerts = replay(events, DetectorConfig(), partitions=1)                      # event-time order
 
-`events`: (ts seconds, event id, negative, topic, tickers) tuples.
+`events`: (ts seconds, event id, negative, topic, tickers[, {ticker: negative}]) tuples, counted by
+stream.counting exactly as the worker counts its stored rows; `event_tuple` makes one from a
+decoded event and its linked entities with the worker's ticker keys (stream.counting.ticker_keys).
 """
 
 from __future__ import annotations
@@ -15,26 +17,26 @@ import zlib
 from collections.abc import Sequence
 
 from stream.detector import Cell, Decision, DetectorConfig, KeyState, SpikeDetector
-from stream.records import aggregation_keys
+from stream.counting import count_cells, ticker_keys
 from stream.watermark import WatermarkView
 
 Event = tuple[float, str, bool, str, Sequence[str]]
 
 
 def cells_of(batch: list[Event], slice_s: int) -> dict[str, list[Cell]]:
-    by_key: dict[str, dict[int, list]] = {}
-    for ts, eid, neg, topic, tickers in batch:
-        s = int(ts // slice_s)
-        for key in aggregation_keys(topic, list(tickers)):
-            c = by_key.setdefault(key, {}).setdefault(s, [0, 0, [], {}])
-            c[0] += 1
-            if neg:
-                c[1] += 1
-                c[2].append(eid)
-                if key.startswith("topic:"):
-                    for t in tickers:
-                        c[3][t] = c[3].get(t, 0) + 1
-    return {k: [Cell(s, n, kk, tuple(ids[:5]), bt) for s, (n, kk, ids, bt) in v.items()] for k, v in by_key.items()}
+    """The worker's counting (stream.counting.count_cells), as the detector's cells."""
+    return {k: [Cell(s, n, kk, tuple(ids), bt) for s, n, kk, ids, bt in v.values()]
+            for k, v in count_cells(batch, slice_s).items()}
+
+
+def event_tuple(event, negative: bool, topic: str, entities, min_relevance: float,
+                entity_negative: dict[str, bool] | None = None) -> tuple:
+    """An input of `replay` from a decoded NewsEvent, its scores and its linked entities, with the
+    ticker keys the worker counts for it (stream.counting.ticker_keys) and, where given, each
+    entity's own negative flag."""
+    keys = ticker_keys(entities, min_relevance)
+    own = {t: v for t, v in (entity_negative or {}).items() if t in keys}
+    return (event.published_at.timestamp(), f"{event.source}/{event.id}", negative, topic, keys, own)
 
 
 class OfflineDetection:

@@ -8,6 +8,12 @@ topic); a model that fails a known-good canary text too is broken, not the data:
 held and retried with backoff while /health reports it. Postgres failures are retried by the
 sink; rows Postgres refuses are isolated the same way. Redelivered messages are absorbed by
 the idempotent insert (counted in finsent_duplicates_total), never dead-lettered.
+
+Entities: every scored item is linked (models.entities.Linker, one per process, built on first use
+from Settings.symbols_file or the user's / shipped directory); its entity rows are stored with it,
+and its ticker keys (the `tickers` column, the rollups, the detector's counts) are the entities at
+or above Settings.entity_min_relevance plus its cashtags and feed tags (stream.counting.ticker_keys).
+Each entity's sentiment comes from `entity_sentiments`, the one place to change for a model head.
 """
 
 from __future__ import annotations
@@ -22,17 +28,21 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 import orjson
+from prometheus_client import Histogram
 
 from core import logs
+from models.entities import Entity, Linker
 from core.masking import Masker
 from models.runtime import Prediction, Scorer
 from stream import metrics
-from stream.counting import count_cells
+from stream.counting import count_cells, counted, ticker_keys
 from stream.records import Invalid, NewsEvent, decode
 from stream.sink import PostgresSink, Rejected
 from stream.watermark import PartitionClock
 
 log = logs.get("finsent.pipeline")
+LINK_LATENCY = Histogram("finsent_link_latency_seconds", "Entity linking per batch",
+                         buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25))
 # The model's failures are isolated (bisected, dead-lettered) or hold the batch; a pyo3 panic of the
 # Rust tokenizer is a BaseException (PanicException), so the net is BaseException less these:
 NOT_MODEL_ERRORS = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
@@ -95,17 +105,63 @@ class Health:
     batches_failed: dict[str, int] = field(default_factory=dict)
 
 
-def row(e: NewsEvent, p: Prediction, ingested_at: datetime, scored_at: datetime) -> tuple:
+def row(e: NewsEvent, p: Prediction, ingested_at: datetime, scored_at: datetime,
+        tickers: list[str] | None = None) -> tuple:
+    """The scored_event row; `tickers`: the item's ticker keys (default: its tags, else cashtags)."""
     sp = p.sentiment_probs
-    return (e.source, e.id, e.published_at, e.text, e.title, e.url, e.lang, e.all_tickers(), ingested_at,
+    return (e.source, e.id, e.published_at, e.text, e.title, e.url, e.lang,
+            e.all_tickers() if tickers is None else tickers, ingested_at,
             scored_at, p.topic, p.topic_confidence, p.sentiment, sp["negative"], sp["neutral"], sp["positive"],
             p.score, p.model_version, p.truncated)
 
 
-def count_records(rows: list[tuple], new: set, slice_s: int, samples: int = 5) -> list[tuple[str, dict]]:
+# -- entities ------------------------------------------------------------------------------
+ITEM, ITEM_SHARED = "item", "item_shared"  # event_entity.sentiment_from (the model head: "entity_head")
+
+
+@dataclass(frozen=True)
+class EntityScore:
+    sentiment: str
+    score: float  # p(positive) - p(negative)
+    source: str  # item: the item's own (one entity); item_shared: the item's, shared by several
+
+
+def entity_sentiments(scorer, items: list[tuple[str, Prediction]],
+                      entities: list[list[Entity]]) -> list[list[EntityScore]]:
+    """Per item, per entity (same order): its sentiment. Today every entity gets its item's
+    sentiment and score, marked `item_shared` where the item names several entities (those are
+    the ones a target-aware model head, models.runtime.Scorer.entity_sentiment, would change).
+    `items`: (text, the item's prediction); `scorer` is unused until that head is switched on."""
+    out = []
+    for (_, p), ents in zip(items, entities):
+        src = ITEM if len(ents) <= 1 else ITEM_SHARED
+        out.append([EntityScore(p.sentiment, p.score, src) for _ in ents])
+    return out
+
+
+def link_event(linker: Linker, e: NewsEvent) -> list[Entity]:
+    """The event's entities: text and the feed's tags; the title counts as the lead when the text starts with it."""
+    title_end = len(e.title) if e.title and e.text.startswith(e.title) else None
+    return linker.link(e.text, tickers=e.tickers, title_end=title_end)
+
+
+def entity_rows(e: NewsEvent, ents: list[Entity], scores: list[EntityScore], min_relevance: float,
+                directory_version: str) -> list[tuple]:
+    """event_entity rows (core.events.ENTITY_COLUMNS order)."""
+    return [(e.source, e.id, e.published_at, x.ticker, x.name, float(x.relevance), s.sentiment, float(s.score),
+             s.source, orjson.dumps([list(sp) for sp in x.spans]).decode(), list(x.sources),
+             counted(x, min_relevance), directory_version[:80])
+            for x, s in zip(ents, scores) if len(x.ticker) <= 16]
+
+
+def count_records(rows: list[tuple], new: set, slice_s: int, samples: int = 5,
+                  entity_negative: dict | None = None) -> list[tuple[str, dict]]:
     """Per aggregation key, the new rows counted per event-time slice: [slice, n, k, ids, {ticker: k}].
-    An event stored once is counted once, even when the batch held it twice (stream.counting)."""
-    items = ((r[2].timestamp(), f"{r[0]}/{r[1]}", r[12] == "negative", r[10], r[7]) for r in rows if (r[0], r[1]) in new)
+    An event stored once is counted once, even when the batch held it twice (stream.counting).
+    `entity_negative`: (source, id) -> {ticker: negative}, each entity's own sentiment for its key."""
+    own = entity_negative or {}
+    items = ((r[2].timestamp(), f"{r[0]}/{r[1]}", r[12] == "negative", r[10], r[7], own.get((r[0], r[1])))
+             for r in rows if (r[0], r[1]) in new)
     return [(key, {"kind": "counts", "key": key, "cells": list(cells.values())})
             for key, cells in count_cells(items, slice_s, samples).items()]
 
@@ -118,19 +174,47 @@ class Scored:
     rows: list[tuple]
     items_of: dict
     dead: list[Dead]
+    entities_of: dict = field(default_factory=dict)  # (source, id) -> event_entity rows
 
 
 class BatchProcessor:
     def __init__(self, scorer: Scorer, sink: PostgresSink, publisher: Publisher, clock: PartitionClock, *,
                  slice_s: int = 10, max_chars: int = 20_000, max_skew_s: float = 300.0, max_backoff_s: float = 5.0,
                  run_blocking: Callable[..., Awaitable] | None = None, masker: Masker | None = None,
-                 max_deadletter_bytes: int = 1_000_000 - 16_384):
+                 max_deadletter_bytes: int = 1_000_000 - 16_384, linker: Linker | None = None,
+                 entity_min_relevance: float | None = None, settings=None):
         self.scorer, self.sink, self.publisher, self.clock = scorer, sink, publisher, clock
         self.masker = masker or Masker(())
         self.slice_s, self.max_chars, self.max_skew_s, self.max_backoff_s = slice_s, max_chars, max_skew_s, max_backoff_s
         self.max_deadletter_bytes = max_deadletter_bytes
         self.run_blocking = run_blocking or (lambda f, *a: asyncio.get_running_loop().run_in_executor(None, f, *a))
         self.health = Health()
+        self._linker, self._settings = linker, settings
+        self.entity_min_relevance = entity_min_relevance
+
+    @property
+    def linker(self) -> Linker:
+        """One per process, built on first use (about 10 ms for the shipped directory) when none was given."""
+        if self._linker is None:
+            from models.entities import Directory
+
+            self._linker = Linker(Directory.configured(self._setting("symbols_file")))
+            log.info("entity linker ready", directory=self._linker.directory.version,
+                     symbols=len(self._linker.directory))
+        return self._linker
+
+    def _setting(self, name: str):
+        if self._settings is None:
+            from core.settings import get_settings
+
+            self._settings = get_settings()
+        return getattr(self._settings, name)
+
+    @property
+    def min_relevance(self) -> float:
+        if self.entity_min_relevance is None:
+            self.entity_min_relevance = float(self._setting("entity_min_relevance"))
+        return self.entity_min_relevance
 
     def prepare(self, items: list[Incoming], now: float) -> tuple[list[tuple[Incoming, NewsEvent]], list[Dead]]:
         good, dead = [], []
@@ -174,13 +258,41 @@ class BatchProcessor:
         good, dead = self.prepare(items, time.time())
         ingested_at = datetime.now(timezone.utc)
         preds, model_dead = await self._score(good)
-        rows = [row(e, p, ingested_at, datetime.now(timezone.utc)) for (_, e), p in zip(good, preds) if p is not None]
-        items_of = {(e.source, e.id): i for (i, e), p in zip(good, preds) if p is not None}
-        return Scored(items, good, rows, items_of, dead + model_dead)
+        scored = [(i, e, p) for (i, e), p in zip(good, preds) if p is not None]
+        keys, entities_of = self._entities(scored)
+        scored_at = datetime.now(timezone.utc)
+        rows = [row(e, p, ingested_at, scored_at, keys.get((e.source, e.id))) for _, e, p in scored]
+        items_of = {(e.source, e.id): i for i, e, _ in scored}
+        return Scored(items, good, rows, items_of, dead + model_dead, entities_of)
+
+    def _entities(self, scored: list) -> tuple[dict, dict]:
+        """Link every scored item: (ticker keys per event, event_entity rows per event). A linker
+        failure on an item is logged and leaves that item with its tags/cashtags as keys."""
+        if not scored:
+            return {}, {}
+        t0 = time.perf_counter()
+        linker, cut = self.linker, self.min_relevance
+        links = []
+        for _, e, _ in scored:
+            try:
+                links.append(link_event(linker, e))
+            except Exception as exc:  # noqa: BLE001 - a linker bug must not hold the stream
+                log.error("entity linking failed; item keeps its tags", event=f"{e.source}/{e.id}", error=repr(exc)[:300])
+                links.append(None)
+        sents = entity_sentiments(self.scorer, [(e.text, p) for _, e, p in scored], [x or [] for x in links])
+        version = linker.directory.version
+        keys, rows_of = {}, {}
+        for (_, e, _), ents, ss in zip(scored, links, sents):
+            if ents is None:
+                continue
+            keys[(e.source, e.id)] = ticker_keys(ents, cut)
+            rows_of[(e.source, e.id)] = entity_rows(e, ents, ss, cut, version)
+        LINK_LATENCY.observe(time.perf_counter() - t0)
+        return keys, rows_of
 
     async def store(self, batch: Scored) -> None:
         """Second half: store the rows (or dead-letter what Postgres refuses) and the dead letters."""
-        dead = batch.dead + await self._store(batch.rows, batch.items_of)
+        dead = batch.dead + await self._store(batch.rows, batch.items_of, batch.entities_of)
         if dead:
             for d in dead:
                 metrics.DEADLETTERED.labels(metrics.reason_kind(d.reason)).inc()
@@ -249,26 +361,30 @@ class BatchProcessor:
                   retry_in_s=delay)
 
     # -- Postgres ---------------------------------------------------------------------------
-    async def _store(self, rows: list[tuple], items_of: dict) -> list[Dead]:
-        """Store rows (rejected rows isolated by bisection) and publish their counts."""
+    async def _store(self, rows: list[tuple], items_of: dict, entities_of: dict | None = None) -> list[Dead]:
+        """Store rows and their entity rows (rejected rows isolated by bisection) and publish their counts."""
         if not rows:
             return []
+        entities_of = entities_of or {}
+        ents = [x for r in rows for x in entities_of.get((r[0], r[1]), ())]
+        own = {k: {x[3]: x[6] == "negative" for x in v if x[11]} for k, v in entities_of.items()}
         try:
-            new, oid = await self.sink.store(rows, lambda new: self._outbox(rows, new))
+            new, oid = await self.sink.store(rows, lambda new: self._outbox(rows, new, own), ents)
         except Rejected as exc:
             metrics.BATCH_FAILURES.labels("postgres").inc()
             if len(rows) == 1:
                 return [Dead(items_of[(rows[0][0], rows[0][1])], f"postgres rejected: {exc}")]
             mid = len(rows) // 2
-            return await self._store(rows[:mid], items_of) + await self._store(rows[mid:], items_of)
+            return (await self._store(rows[:mid], items_of, entities_of)
+                    + await self._store(rows[mid:], items_of, entities_of))
         metrics.SCORED.inc(len(new))
         metrics.DUPLICATES.inc(len(rows) - len(new))
         if oid is not None:
             await self.publish_outbox(oid, self._last_payload)
         return []
 
-    def _outbox(self, rows: list[tuple], new: set) -> bytes | None:
-        records = count_records(rows, new, self.slice_s)
+    def _outbox(self, rows: list[tuple], new: set, own: dict | None = None) -> bytes | None:
+        records = count_records(rows, new, self.slice_s, entity_negative=own)
         self._last_payload = orjson.dumps(records) if records else None
         return self._last_payload
 

@@ -170,11 +170,12 @@ class PostgresSink:
                 pool.terminate()
 
     # -- scored events ----------------------------------------------------------------------
-    async def store(self, rows: list[tuple], outbox: Callable[[set], bytes | None]) -> tuple[set, int | None]:
-        """Rows and rollups, plus the detector's count records of the rows really inserted
-        (`outbox(new ids) -> payload`), in one transaction. Returns (new ids, outbox id)."""
+    async def store(self, rows: list[tuple], outbox: Callable[[set], bytes | None],
+                    entities: list[tuple] = ()) -> tuple[set, int | None]:
+        """Rows, their entity rows and rollups, plus the detector's count records of the rows really
+        inserted (`outbox(new ids) -> payload`), in one transaction. Returns (new ids, outbox id)."""
         async def op(conn):
-            new = await store_scored(conn, rows)
+            new = await store_scored(conn, rows, entities)
             payload = outbox(new)
             oid = await conn.fetchval(INSERT_OUTBOX, payload) if payload else None
             return new, oid
