@@ -32,6 +32,7 @@ from prometheus_client import Histogram
 
 from core import logs
 from models.entities import Entity, Linker
+from models.entity_scores import ITEM, ITEM_SHARED, EntityScore, entity_sentiments  # noqa: F401 - re-exported
 from core.masking import Masker
 from models.runtime import Prediction, Scorer
 from stream import metrics
@@ -116,27 +117,7 @@ def row(e: NewsEvent, p: Prediction, ingested_at: datetime, scored_at: datetime,
 
 
 # -- entities ------------------------------------------------------------------------------
-ITEM, ITEM_SHARED = "item", "item_shared"  # event_entity.sentiment_from (the model head: "entity_head")
-
-
-@dataclass(frozen=True)
-class EntityScore:
-    sentiment: str
-    score: float  # p(positive) - p(negative)
-    source: str  # item: the item's own (one entity); item_shared: the item's, shared by several
-
-
-def entity_sentiments(scorer, items: list[tuple[str, Prediction]],
-                      entities: list[list[Entity]]) -> list[list[EntityScore]]:
-    """Per item, per entity (same order): its sentiment. Today every entity gets its item's
-    sentiment and score, marked `item_shared` where the item names several entities (those are
-    the ones a target-aware model head, models.runtime.Scorer.entity_sentiment, would change).
-    `items`: (text, the item's prediction); `scorer` is unused until that head is switched on."""
-    out = []
-    for (_, p), ents in zip(items, entities):
-        src = ITEM if len(ents) <= 1 else ITEM_SHARED
-        out.append([EntityScore(p.sentiment, p.score, src) for _ in ents])
-    return out
+# entity_sentiments lives in models.entity_scores so that the API and `finsent predict` use the same one
 
 
 def link_event(linker: Linker, e: NewsEvent) -> list[Entity]:
