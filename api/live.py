@@ -33,6 +33,7 @@ class AlertFilter:
     topics: tuple[str, ...] = ()
     tickers: tuple[str, ...] = ()
     min_severity: str = "low"
+    min_relevance: float | None = None  # ticker alerts: evidence about the company this much (queries._RELEVANT)
 
     def matches(self, row) -> bool:
         """Mirrors the SQL match used for webhooks (queries._MATCH)."""
@@ -141,6 +142,13 @@ class AlertHub:
             await conn.close()
 
 
+async def relevant(pool: asyncpg.Pool, flt: AlertFilter, row) -> bool:
+    """The stream side of a subscription's min_relevance (the webhook side is in queries._MATCH)."""
+    if flt.min_relevance is None or row["key_type"] != "ticker":
+        return True
+    return bool(await pool.fetchval(q.ALERT_RELEVANT, row["alert_id"], row["key"], flt.min_relevance))
+
+
 async def alert_feed(hub: AlertHub, pool: asyncpg.Pool, flt: AlertFilter, last_id: int | None,
                      keepalive_s: float, key_id: int | None = None) -> AsyncIterator[dict | None]:
     """Matching alert changes: those after `last_id` from the table, then live ones; None
@@ -153,7 +161,7 @@ async def alert_feed(hub: AlertHub, pool: asyncpg.Pool, flt: AlertFilter, last_i
             rows = await pool.fetch(q.ALERT_EVENTS_AFTER, last_id, 500)
             for row in rows:
                 sent.add(row["id"])
-                if flt.matches(row):
+                if flt.matches(row) and await relevant(pool, flt, row):
                     yield message(row)
             last_id = rows[-1]["id"] if len(rows) == 500 else None
         while True:
@@ -166,7 +174,7 @@ async def alert_feed(hub: AlertHub, pool: asyncpg.Pool, flt: AlertFilter, last_i
                 return
             if row is REVOKED:
                 raise KeyRevoked
-            if row["id"] not in sent and flt.matches(row):
+            if row["id"] not in sent and flt.matches(row) and await relevant(pool, flt, row):
                 yield message(row)
     finally:
         hub.unsubscribe(queue)

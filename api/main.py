@@ -23,10 +23,11 @@ from fastapi.responses import JSONResponse
 
 from api.delivery import Deliverer
 from api.deps import Cursors
+from api.entities import Entities
 from api.limits import BodyLimit, RateLimitMiddleware, StreamSlots
 from api.live import AlertHub
 from api.metrics import MetricsMiddleware
-from api.routes import alerts, events, feedback, health, movers, page, score, series, stream, subscriptions
+from api.routes import alerts, entities, events, feedback, health, movers, page, score, series, stream, subscriptions
 from api.schemas import Message
 from api.scoring import ScoringBatcher
 from core.logs import get
@@ -98,6 +99,7 @@ async def lifespan(app: FastAPI):
     app.state.hub = hub = AlertHub(pool, s.asyncpg_dsn, s.api_revocation_check_s)
     app.state.deliverer = deliverer = Deliverer(pool, s, hub)
     app.state.scorer = scorer = ScoringBatcher(s)
+    app.state.entities = Entities(s)
     hub.start()
     deliverer.start()
     log.info("api.started", host=s.api_host, port=s.api_port)
@@ -180,7 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"])
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (events, series, movers, alerts, subscriptions, stream, score, feedback):
+    for module in (events, series, movers, alerts, entities, subscriptions, stream, score, feedback):
         app.include_router(module.router, responses=ERRORS)
     app.include_router(page.router)  # the live web page at / (api/web/, owned by the dashboards work)
     return app

@@ -41,14 +41,16 @@ class Where:
 
 
 def events_where(*, start: datetime, end: datetime, topics, tickers, sources, sentiments, min_score, max_score,
-                 model_version, q, after: tuple | None) -> Where:
+                 model_version, q, after: tuple | None, min_relevance: float = 0.0) -> Where:
     w = Where()
     w.add("published_at >= {}", start)
     w.add("published_at < {}", end)
     if topics:
         w.add("topic = ANY({}::text[])", topics)
-    if tickers:
-        w.add("tickers && {}::varchar[]", tickers)
+    if tickers:  # entity rows about the ticker: at or above the relevance, or a cashtag / feed tag
+        w.add("(source, id, published_at) IN (SELECT source, event_id, published_at FROM event_entity "
+              "WHERE ticker = ANY({}::text[]) AND published_at >= {} AND published_at < {} "
+              f"AND (relevance >= {{}} OR sources && {ALWAYS_COUNTED}))", tickers, start, end, min_relevance)
     if sources:
         w.add("source = ANY({}::text[])", sources)
     if sentiments:
@@ -77,6 +79,24 @@ def events_page(w: Where, limit: int) -> tuple[str, list]:
            f"ORDER BY published_at DESC, source DESC, id DESC LIMIT ${len(w.args) + 1}")
     return sql, [*w.args, limit]
 
+
+# the entities of a page of events, most relevant first (the bounds let the planner prune partitions)
+ENTITY_COLUMNS = "ticker, name, relevance, sentiment, score, sentiment_from, spans, sources"
+ENTITIES_OF = f"""SELECT en.source, en.event_id, en.published_at, {ENTITY_COLUMNS}
+FROM event_entity en JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS x(src, eid, at)
+  ON en.source = x.src AND en.event_id = x.eid AND en.published_at = x.at
+WHERE en.published_at >= $4 AND en.published_at <= $5
+ORDER BY en.relevance DESC, en.ticker"""
+ALWAYS_COUNTED = "ARRAY['cashtag','tag']::varchar[]"
+# /v1/entities/{ticker}: its items in a window, counted like the worker counts them
+ENTITY_RECENT = f"""SELECT count(*) AS n, count(*) FILTER (WHERE sentiment = 'negative') AS negatives,
+       count(*) FILTER (WHERE sentiment = 'neutral') AS neutrals,
+       count(*) FILTER (WHERE sentiment = 'positive') AS positives,
+       avg(score) AS mean_score, avg(relevance) AS mean_relevance, max(published_at) AS last_seen
+FROM event_entity WHERE ticker = $1 AND published_at >= $2 AND published_at < $3
+  AND (relevance >= $4 OR sources && {ALWAYS_COUNTED})"""
+ENTITY_PASSING = """SELECT count(*) FROM event_entity WHERE ticker = $1 AND published_at >= $2 AND published_at < $3
+  AND relevance < $4"""
 
 EVENT_BY_KEY = f"""SELECT {EVENT_COLUMNS} FROM scored_event WHERE source = $1 AND id = $2
 ORDER BY published_at DESC LIMIT 1"""
@@ -165,11 +185,11 @@ ALERT_EVENTS_BY_ID = f"SELECT {ALERT_EVENT_COLUMNS} FROM alert_event WHERE id = 
 MAX_ALERT_EVENT_ID = "SELECT coalesce(max(id), 0) FROM alert_event"
 
 # --- subscriptions --------------------------------------------------------------------------
-SUBSCRIPTION_COLUMNS = ("id, name, kind, target_url, key_types, topics, tickers, min_severity, enabled, "
+SUBSCRIPTION_COLUMNS = ("id, name, kind, target_url, key_types, topics, tickers, min_severity, min_relevance, enabled, "
                         "disabled_reason, consecutive_failures, created_at, updated_at")
 INSERT_SUBSCRIPTION = f"""INSERT INTO subscription (api_key_id, name, kind, target_url, secret, key_types, topics,
-    tickers, min_severity, start_event_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, (SELECT coalesce(max(id), 0) FROM alert_event))
+    tickers, min_severity, min_relevance, start_event_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, (SELECT coalesce(max(id), 0) FROM alert_event))
 RETURNING {SUBSCRIPTION_COLUMNS}"""
 # the lock, then the count in a statement of its own: its snapshot sees the rows committed meanwhile
 LOCK_API_KEY = "SELECT id FROM api_key WHERE id = $1 FOR UPDATE"
@@ -180,7 +200,7 @@ GET_SUBSCRIPTION = f"SELECT {SUBSCRIPTION_COLUMNS} FROM subscription WHERE id = 
 UPDATE_SUBSCRIPTION = f"""UPDATE subscription SET
     name = coalesce($3, name), target_url = coalesce($4, target_url), key_types = coalesce($5, key_types),
     topics = coalesce($6, topics), tickers = coalesce($7, tickers), min_severity = coalesce($8, min_severity),
-    enabled = coalesce($9, enabled),
+    min_relevance = CASE WHEN $10 THEN $11 ELSE min_relevance END, enabled = coalesce($9, enabled),
     consecutive_failures = CASE WHEN $9 THEN 0 ELSE consecutive_failures END,
     disabled_reason = CASE WHEN $9 THEN NULL WHEN $9 = false THEN 'disabled by its owner' ELSE disabled_reason END,
     updated_at = now()
@@ -192,9 +212,20 @@ FROM delivery_attempt a JOIN delivery d ON d.id = a.delivery_id
 WHERE a.subscription_id = $1 AND a.id < $2 ORDER BY a.id DESC LIMIT $3"""
 
 # --- webhook delivery -----------------------------------------------------------------------
+# A subscription's min_relevance: a ticker alert goes to it only when the alert's evidence (its
+# sample events) has an item about the company at least that relevant (event_entity), so an
+# alert made of passing mentions does not page a desk that asked for more. {alert}, {ticker},
+# {cut}: the alert id, the ticker and the relevance.
+_RELEVANT = """EXISTS (SELECT 1 FROM alert a JOIN event_entity en ON en.ticker = {ticker} AND en.relevance >= {cut}
+        AND en.published_at >= a.window_start - interval '1 day' AND en.published_at < a.window_end + interval '1 hour'
+        AND (en.source || '/' || en.event_id) = ANY(a.sample_event_ids)
+    WHERE a.id = {alert})"""
+ALERT_RELEVANT = "SELECT " + _RELEVANT.format(alert="$1", ticker="$2", cut="$3")
 _MATCH = f"""s.kind = 'webhook' AND s.enabled AND e.id > s.start_event_id AND e.key_type = ANY(s.key_types)
     AND (e.key_type <> 'topic' OR cardinality(s.topics) = 0 OR e.key = ANY(s.topics))
     AND (e.key_type <> 'ticker' OR cardinality(s.tickers) = 0 OR e.key = ANY(s.tickers))
+    AND (e.key_type <> 'ticker' OR s.min_relevance IS NULL
+         OR {_RELEVANT.format(alert="e.alert_id", ticker="e.key", cut="s.min_relevance")})
     AND array_position({SEVERITIES}, e.severity) >= array_position({SEVERITIES}, s.min_severity::text)"""
 # Idempotent fan-out: every API process may run it; the unique pair makes one row per
 # (alert event, subscription), so whoever inserts it first owns it and the others insert nothing.

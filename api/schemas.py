@@ -39,6 +39,60 @@ class Ready(BaseModel):
     revision: str
 
 
+# --- entities ----------------------------------------------------------------------------
+Relevance = Annotated[float, Field(ge=0, le=1)]
+
+
+class EntityPublic(BaseModel):
+    """Who an item is about (the entity linker), with that entity's own sentiment."""
+
+    ticker: str
+    name: str | None = Field(description="the directory's company name; null for a cashtag or tag it does not list")
+    relevance: float = Field(description="0..1: how much the item is about it (see models/entities/README.md)")
+    sentiment: str
+    score: float = Field(description="p(positive) - p(negative) for this entity")
+    sentiment_from: str = Field(description="item: the item's own (it names one entity); item_shared: the item's, "
+                                            "shared by the entities it names; entity_head: the per-entity model")
+    spans: list[list[int]] = Field(description="[start, end) character offsets of its mentions in `text`")
+    sources: list[str] = Field(description="how it was found: cashtag, tag (the feed's tickers), ticker, name")
+
+
+class SymbolPublic(BaseModel):
+    ticker: str
+    name: str
+    exchange: str
+    aliases: list[str]
+    share_classes: list[str] = Field(description="every listed class of the same company, primary first")
+    primary: bool
+
+
+class EntitySearch(BaseModel):
+    directory_version: str
+    items: list[SymbolPublic]
+
+
+class EntityRecent(BaseModel):
+    window_start: datetime
+    window_end: datetime
+    min_relevance: float
+    n: int = Field(description="items about it (relevance at or above min_relevance, or a cashtag/feed tag)")
+    negatives: int
+    neutrals: int
+    positives: int
+    negative_share: float | None
+    mean_score: float | None
+    mean_relevance: float | None
+    last_seen: datetime | None
+    passing_mentions: int = Field(description="items that named it below min_relevance (not counted above)")
+
+
+class EntityDetail(BaseModel):
+    ticker: str
+    directory_version: str
+    symbol: SymbolPublic | None = Field(description="null: a cashtag or tag seen in items, not in the directory")
+    recent: EntityRecent
+
+
 # --- events ------------------------------------------------------------------------------
 class EventPublic(BaseModel):
     source: str
@@ -60,6 +114,7 @@ class EventPublic(BaseModel):
     truncated: bool
     ingested_at: datetime
     scored_at: datetime
+    entities: list[EntityPublic] = Field([], description="who the item is about, most relevant first")
 
 
 class EventPage(BaseModel):
@@ -168,6 +223,8 @@ class SubscriptionFilters(BaseModel):
     topics: list[Topic] = Field([], max_length=20, description="empty: every topic")
     tickers: list[Ticker] = Field([], max_length=200, description="empty: every ticker")
     min_severity: Severity = "low"
+    min_relevance: Relevance | None = Field(None, description="ticker alerts only when their evidence has an item "
+                                                              "about the company at least this relevant; null: any")
 
 
 class SubscriptionCreate(SubscriptionFilters):
@@ -191,6 +248,7 @@ class SubscriptionUpdate(BaseModel):
     topics: list[Topic] | None = Field(None, max_length=20)
     tickers: list[Ticker] | None = Field(None, max_length=200)
     min_severity: Severity | None = None
+    min_relevance: Relevance | None = Field(None, description="null clears it")
     enabled: bool | None = Field(None, description="true re-enables a disabled subscription and clears its failures")
 
 
@@ -203,6 +261,7 @@ class SubscriptionPublic(BaseModel):
     topics: list[str]
     tickers: list[str]
     min_severity: str
+    min_relevance: float | None = None
     enabled: bool
     disabled_reason: str | None
     consecutive_failures: int
@@ -253,6 +312,8 @@ class PredictionPublic(BaseModel):
     sentiment_probs: dict[str, float]
     score: float
     truncated: bool
+    entities: list[EntityPublic] = Field([], description="who the text is about (symbol directory), most relevant "
+                                                         "first; spans index into the text as sent")
 
 
 class ScoreResponse(BaseModel):

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from api import crud
 from api import queries as q
 from api.deps import ConnDep, Cursor, CursorsDep, Limit, Reader, StrictJSONRoute, TimeRange, time_range
+from api.entities import attach
 from api.schemas import AlertDetail, AlertPage, KeyType, Message, Severity
 
 router = APIRouter(prefix="/v1/alerts", tags=["alerts"], route_class=StrictJSONRoute)
@@ -55,5 +56,5 @@ async def get_alert(conn: ConnDep, _: Reader, alert_id: Annotated[int, Path(ge=1
                                start=crud.floor_time(alert["window_start"] - AROUND, step),
                                end=crud.ceil_time(alert["window_end"] + AROUND, step), step=step)
     history = await conn.fetch(q.ALERT_HISTORY, alert_id)
-    return AlertDetail(**dict(alert), samples=[dict(r) for r in samples], series=series[0],
+    return AlertDetail(**dict(alert), samples=await attach(conn, [dict(r) for r in samples]), series=series[0],
                        history=[dict(r) for r in history])

@@ -1,5 +1,7 @@
-"""POST /v1/score: up to 64 texts → topic and sentiment with probabilities, from the model
-runtime in-process; concurrent requests share model calls (api/scoring.py).
+"""POST /v1/score: up to 64 texts → topic and sentiment with probabilities, and who each text
+is about (entities, from the symbol directory, with their sentiment: models.entity_scores, as the
+worker stores them), from the model runtime in-process; concurrent requests share model calls
+(api/scoring.py).
 GET /v1/events/{source}/{id}/explain: which words made the model score a stored event so."""
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from api import queries as q
 from api.deps import ConnDep, Reader, StrictJSONRoute
 from api.schemas import ExplanationPublic, Message, ScoreRequest, ScoreResponse
 from api.scoring import ModelUnavailable
+from models.entity_scores import entities_json, entity_sentiments
 
 router = APIRouter(tags=["score"], route_class=StrictJSONRoute)
 
@@ -23,7 +26,11 @@ async def score(body: ScoreRequest, request: Request, _: Reader) -> ScoreRespons
         version, preds = await request.app.state.scorer.predict(body.texts)
     except ModelUnavailable:  # the reason is in the API's log, not for clients
         raise HTTPException(503, "model unavailable") from None
-    return ScoreResponse(model_version=version, items=[p.to_dict() for p in preds])
+    linker = await request.app.state.entities.linker()
+    ents = [linker.link(t) for t in body.texts]  # about 20 µs a text: no thread needed for 64
+    scores = entity_sentiments(None, list(zip(body.texts, preds)), ents)
+    return ScoreResponse(model_version=version, items=[{**p.to_dict(), "entities": entities_json(e, s)}
+                                                        for p, e, s in zip(preds, ents, scores)])
 
 
 @router.get("/v1/events/{source}/{event_id}/explain", response_model=ExplanationPublic,

@@ -32,22 +32,27 @@ SubscriptionId = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="us
 KeyTypes = Annotated[list[KeyType], Query(max_length=2)]
 Topics = Annotated[list[Topic], Query(max_length=20)]
 Tickers = Annotated[list[Ticker], Query(max_length=200)]
+MinRelevance = Annotated[float | None, Query(ge=0, le=1, description="ticker alerts only when their evidence has an "
+                                                                 "item about the company at least this relevant")]
 
 
 async def stream_filter(db: DbDep, principal: MaybePrincipal, subscription_id: SubscriptionId = None,
                         key_type: KeyTypes = [], topic: Topics = [], ticker: Tickers = [],
-                        min_severity: Severity = "low") -> AlertFilter:
-    return await build_filter(db, principal, subscription_id, key_type, topic, ticker, min_severity)
+                        min_severity: Severity = "low", min_relevance: MinRelevance = None) -> AlertFilter:
+    return await build_filter(db, principal, subscription_id, key_type, topic, ticker, min_severity, min_relevance)
 
 
-async def build_filter(db: Db, principal, subscription_id, key_type, topic, ticker, min_severity) -> AlertFilter:
+async def build_filter(db: Db, principal, subscription_id, key_type, topic, ticker, min_severity,
+                       min_relevance: float | None = None) -> AlertFilter:
     if subscription_id is None:
-        return AlertFilter(tuple(key_type) or ("topic", "ticker"), tuple(topic), tuple(ticker), min_severity)
+        return AlertFilter(tuple(key_type) or ("topic", "ticker"), tuple(topic), tuple(ticker), min_severity,
+                           min_relevance)
     owner = await require("subscribe")(principal)
     row = await (await db.conn()).fetchrow(q.GET_SUBSCRIPTION, subscription_id, owner.id)
     if row is None:
         raise HTTPException(404, f"subscription {subscription_id} not found")
-    return AlertFilter(tuple(row["key_types"]), tuple(row["topics"]), tuple(row["tickers"]), row["min_severity"])
+    return AlertFilter(tuple(row["key_types"]), tuple(row["topics"]), tuple(row["tickers"]), row["min_severity"],
+                       row["min_relevance"])
 
 
 async def stream_slot(request: Request, principal: MaybePrincipal) -> AsyncIterator[None]:
@@ -101,7 +106,7 @@ async def sse_alerts(
 @router.websocket("/alerts/ws")
 async def ws_alerts(websocket: WebSocket, subscription_id: SubscriptionId = None, key_type: KeyTypes = [],
                     topic: Topics = [], ticker: Tickers = [], min_severity: Severity = "low",
-                    last_event_id: EventId | None = None) -> None:
+                    min_relevance: MinRelevance = None, last_event_id: EventId | None = None) -> None:
     """Same messages as the SSE stream, as JSON text frames; {"type": "keep-alive"} when quiet.
     The API key goes in the X-API-Key header; a refused key or subscription, or no stream slot
     left, fails the handshake (403). A revoked key's stream is closed with code 1008."""
@@ -110,7 +115,7 @@ async def ws_alerts(websocket: WebSocket, subscription_id: SubscriptionId = None
     try:
         principal = await get_principal(db, websocket.headers.get("x-api-key"), None)
         await reader(app.state.settings, principal)
-        flt = await build_filter(db, principal, subscription_id, key_type, topic, ticker, min_severity)
+        flt = await build_filter(db, principal, subscription_id, key_type, topic, ticker, min_severity, min_relevance)
         names = slots.take(principal.id if principal else None, client_address(websocket.scope))
     except HTTPException as exc:
         await websocket.close(code=1008, reason=str(exc.detail)[:120])

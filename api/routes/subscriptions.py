@@ -53,7 +53,7 @@ async def create(body: SubscriptionCreate, conn: ConnDep, principal: Subscriber,
         if await conn.fetchval(q.COUNT_SUBSCRIPTIONS, principal.id) >= cap:
             raise HTTPException(409, f"at most {cap} subscriptions per API key")
         row = await conn.fetchrow(q.INSERT_SUBSCRIPTION, principal.id, body.name, body.delivery, body.url, secret,
-                                  body.key_types, body.topics, body.tickers, body.min_severity)
+                                  body.key_types, body.topics, body.tickers, body.min_severity, body.min_relevance)
     return {**public(row), "secret": secret}
 
 
@@ -77,7 +77,8 @@ async def update(sub_id: SubId, body: SubscriptionUpdate, conn: ConnDep, princip
             raise HTTPException(400, "a stream subscription has no url")
         await check_url(body.url, settings)
     row = await conn.fetchrow(q.UPDATE_SUBSCRIPTION, sub_id, principal.id, body.name, body.url, body.key_types,
-                              body.topics, body.tickers, body.min_severity, body.enabled)
+                              body.topics, body.tickers, body.min_severity, body.enabled,
+                              "min_relevance" in body.model_fields_set, body.min_relevance)
     return public(row)
 
 

@@ -115,10 +115,19 @@ def event(i: int, *, source: str = "news", topic: str = "macro", tickers=("ACME"
             topic, 0.9, sentiment, *p, p[2] - p[0] if score is None else score, "v-test", False)
 
 
-def seed(dsn: str, rows: list[tuple]) -> set:
+def tag_entities(rows: list[tuple]) -> list[tuple]:
+    """Entity rows as the worker writes them for an event's feed tags (core.events.ENTITY_COLUMNS)."""
+    return [(r[0], r[1], r[2], t, None, 0.8, r[12], r[16], "item" if len(r[7]) == 1 else "item_shared", "[]",
+             ["tag"], True, "test") for r in rows for t in r[7]]
+
+
+def seed(dsn: str, rows: list[tuple], entities: list[tuple] | None = None) -> set:
+    """Rows through the worker's write path, with entity rows for their tickers unless `entities` are given."""
+    ents = tag_entities(rows) if entities is None else entities
+
     async def go(conn):
         async with conn.transaction():
-            return await store_scored(conn, rows)
+            return await store_scored(conn, rows, ents)
     return run(_with_conn(dsn, go))
 
 
