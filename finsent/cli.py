@@ -7,6 +7,7 @@
     finsent export --model DIR [--no-int8] [--tensorrt]
     finsent predict --input FILE [--text-column text] --output OUT.jsonl
     finsent explain "TEXT" [--json]
+    finsent symbols load FILE | list | search QUERY   (the symbol directory of entity linking)
     finsent migrate | worker | api | replay FILE --rate N | simulate [--surge-ticker ACME] | demo
     finsent apikey create|list|revoke      finsent dashboards build|push --url URL --token TOKEN
 """
@@ -172,16 +173,19 @@ def predict(
     text_column: str = "text",
     format: Annotated[Optional[str], typer.Option(help="csv | jsonl (default: from the suffix)")] = None,
     model: ModelOpt = None, backend: str = "onnx", precision: str = "auto", device: str = "cpu",
+    entities: Annotated[bool, typer.Option(help="add who each text is about (symbol directory)")] = True,
 ) -> None:
-    """Score a CSV/JSONL file: one JSON object per input row, in input order."""
+    """Score a CSV/JSONL file: one JSON object per input row, in input order, with `entities`:
+    [{ticker, name, relevance, sentiment, score, spans, sources, sentiment_from}]."""
     from models.data import DataError
     from models.predict_file import predict_file
     from models.runtime import Scorer
 
     try:
         scorer = Scorer.from_artifact(model or _default_model(), backend=backend, precision=precision, device=device)
+        linker = _linker() if entities else False
         with Progress(console=console) as progress:
-            counts = predict_file(scorer, input, output, text_column, format, progress=progress)
+            counts = predict_file(scorer, input, output, text_column, format, progress=progress, linker=linker)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as exc:  # BackendUnavailable is a ValueError
         fail(str(exc))
     console.print(f"{counts['scored']} scored, {counts['errors']} errors, {counts['rows']} rows -> {output} "
@@ -202,15 +206,19 @@ def explain(
 
     from models.runtime import InvalidText, Scorer
 
+    from models.entity_scores import entities_json, entity_sentiments
+
     try:
         scorer = Scorer.from_artifact(model or _default_model(), backend=backend, precision=precision)
         exp = scorer.explain(text)
+        ents = _linker().link(text)
     except InvalidText as exc:
         fail(f"invalid text: {exc}")
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # DirectoryError is a ValueError
         fail(str(exc))
+    entities = entities_json(ents, entity_sentiments(scorer, [(text, exp.prediction)], [ents])[0])
     if json_out:
-        print(json.dumps(exp.to_dict(), ensure_ascii=False))
+        print(json.dumps({**exp.to_dict(), "entities": entities}, ensure_ascii=False))
         return
     out = Console()
     p = exp.prediction
@@ -233,6 +241,22 @@ def explain(
     out.print(table)
     if exp.truncated_words:
         out.print(f"({exp.truncated_words} words beyond the model's reach were not attributed)")
+    if entities:
+        who = Table("entity", "name", "relevance", "sentiment", "found as", "mentions")
+        for e in entities:
+            who.add_row(e["ticker"], escape(e["name"] or "(not in the directory)"), f"{e['relevance']:.2f}",
+                        f"{e['sentiment']} ({e['score']:+.2f}, {e['sentiment_from']})", ", ".join(e["sources"]),
+                        escape(", ".join(repr(text[a:b]) for a, b in e["spans"]) or "feed tag"))
+        out.print(who)
+    else:
+        out.print("entities: none (no company of the symbol directory named)")
+
+
+def _linker():
+    """One entity linker: FINSENT_SYMBOLS_FILE, else the directory `finsent symbols load` wrote, else the default."""
+    from models.entities import Directory, Linker
+
+    return Linker(Directory.configured(_settings().symbols_file))
 
 
 def _settings():
@@ -376,10 +400,12 @@ def teacher_train(
 def _mount_subcommands() -> None:
     from api.cli import apikey_app
     from dashboards.cli import dashboards_app
+    from models.entities.cli import app as symbols_app
 
     app.add_typer(apikey_app, name="apikey")
     app.add_typer(teacher_app, name="teacher")
     app.add_typer(dashboards_app, name="dashboards", help="Build the Grafana dashboards or push them to a Grafana.")
+    app.add_typer(symbols_app, name="symbols", help="The symbol directory of entity linking: load, list, search.")
 
 
 _mount_subcommands()

@@ -1,5 +1,9 @@
 """Score a CSV or JSONL file into JSONL, one object per input row, in input order.
 
+Each scored row carries `entities`: who the text is about (models.entities: the user's symbol
+directory or the shipped one), most relevant first, each `{ticker, name, relevance, sentiment,
+score, spans, sources, sentiment_from}` (models.entity_scores, as the worker stores them).
+
 A row that cannot be scored (empty text, a JSONL line that is not JSON or not UTF-8, a row
 without the text field) becomes `{"row": N, "error": "..."}`; a file that cannot be read at
 all (missing, not UTF-8 CSV, no such column in the header) raises `DataError` before any
@@ -16,6 +20,7 @@ from pathlib import Path
 import orjson
 
 from models.data import DataError, read_text, read_bytes
+from models.entity_scores import entities_json, entity_sentiments
 from models.runtime import Scorer, validate_texts
 
 Row = tuple[int, str | None, str | None]  # (row number from 1, text, error)
@@ -54,24 +59,40 @@ def jsonl_rows(path: Path, column: str) -> Iterator[Row]:
             yield n, obj[column], None
 
 
-def score_rows(scorer: Scorer, rows: list[Row]) -> list[dict]:
+def default_linker():
+    """The linker `finsent predict` uses unless given one: the user's directory, else the shipped one."""
+    from models.entities import Directory, Linker
+
+    return Linker(Directory.configured())
+
+
+def score_rows(scorer: Scorer, rows: list[Row], linker=None) -> list[dict]:
+    """Predictions (with `entities` when a linker is given) or `{row, error}`, in row order."""
     texts = [(n, t) for n, t, err in rows if err is None]
     bad = validate_texts([t for _, t in texts])
     good = [(n, t) for i, (n, t) in enumerate(texts) if i not in bad]
     preds = dict(zip((n for n, _ in good), scorer.predict([t for _, t in good])))
+    out = {n: p.to_dict() for n, p in preds.items()}
+    if linker is not None and good:
+        ents = [linker.link(t) for _, t in good]
+        scores = entity_sentiments(scorer, [(t, preds[n]) for n, t in good], ents)
+        for (n, _), e, s in zip(good, ents, scores):
+            out[n]["entities"] = entities_json(e, s)
     errors = {n: err for n, _, err in rows if err is not None} | {texts[i][0]: r for i, r in bad.items()}
-    return [preds[n].to_dict() if n in preds else {"row": n, "error": errors[n]} for n, _, _ in rows]
+    return [out[n] if n in out else {"row": n, "error": errors[n]} for n, _, _ in rows]
 
 
 def predict_file(scorer: Scorer, src: Path, dst: Path, column: str = "text", fmt: str | None = None,
-                 chunk: int = 1024, progress=None) -> dict[str, int]:
+                 chunk: int = 1024, progress=None, linker=None) -> dict[str, int]:
+    """`linker`: a models.entities.Linker (default: `default_linker()`; False: no entities)."""
+    linker = default_linker() if linker is None else (linker or None)
     fmt = detect_format(src, fmt)
     rows = list((csv_rows if fmt == "csv" else jsonl_rows)(src, column))
     task = progress.add_task(f"scoring {Path(src).name}", total=len(rows)) if progress else None
     counts = {"rows": len(rows), "scored": 0, "errors": 0}
     with open(dst, "wb") as out:
         for start in range(0, len(rows), chunk):
-            for obj in score_rows(scorer, rows[start : start + chunk]):
+            for obj in score_rows(scorer, rows[start : start + chunk], linker):
                 counts["errors" if "error" in obj else "scored"] += 1
                 out.write(orjson.dumps(obj) + b"\n")
             if progress is not None:

@@ -65,3 +65,36 @@ def test_missing_file_and_directory(tmp_path, artifact):
     for src in (tmp_path / "nope.csv", tmp_path):
         res = run("--input", src, "--output", tmp_path / "o.jsonl", "--model", artifact, "--format", "csv")
         assert res.exit_code == 2 and "error" in res.output
+
+
+def test_entities_in_predict_and_explain(tmp_path, artifact, monkeypatch):
+    """Who each row is about: a company named without a cashtag, two companies in one headline
+    (both stored, the shared item sentiment marked), a cashtag outside the directory, none."""
+    monkeypatch.setenv("FINSENT_SYMBOLS_FILE", str(tmp_path / "none.json"))  # no user directory: the shipped one
+    src = tmp_path / "in.jsonl"
+    texts = ["Boeing grounds its 737 MAX fleet after a second crash in five months", "Apple beats, Samsung slides",
+             "$ZZQX to the moon", "Rates stay on hold"]
+    src.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    out = tmp_path / "out.jsonl"
+    res = run("--input", src, "--output", out, "--model", artifact)
+    assert res.exit_code == 0, res.output
+    rows = read_jsonl(out)
+    [ba] = rows[0]["entities"]
+    assert (ba["ticker"], ba["name"], ba["relevance"], ba["spans"], ba["sentiment_from"]) == (
+        "BA", "Boeing", 0.75, [[0, 6]], "item")
+    assert (ba["sentiment"], ba["score"]) == (rows[0]["sentiment"], rows[0]["score"])
+    assert [(e["ticker"], e["sentiment_from"]) for e in rows[1]["entities"]] == [("AAPL", "item_shared"),
+                                                                                ("SSNLF", "item_shared")]
+    assert [(e["ticker"], e["name"], e["sources"]) for e in rows[2]["entities"]] == [("ZZQX", None, ["cashtag"])]
+    assert rows[3]["entities"] == []
+    assert set(ba) == {"ticker", "name", "relevance", "sentiment", "score", "spans", "sources", "sentiment_from"}
+    off = tmp_path / "off.jsonl"
+    assert run("--input", src, "--output", off, "--model", artifact, "--no-entities").exit_code == 0
+    assert all("entities" not in r for r in read_jsonl(off))
+    r = runner.invoke(app, ["explain", texts[1], "--json", "--model", str(artifact)])
+    assert r.exit_code == 0, r.output
+    assert [e["ticker"] for e in json.loads(r.stdout)["entities"]] == ["AAPL", "SSNLF"]
+    r = runner.invoke(app, ["explain", texts[0], "--model", str(artifact)])
+    assert r.exit_code == 0 and "Boeing" in r.stdout and "'Boeing'" in r.stdout
+    r = runner.invoke(app, ["symbols", "search", "boeing"])
+    assert r.exit_code == 0 and "BA" in r.stdout
