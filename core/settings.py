@@ -31,14 +31,19 @@ class Settings(BaseSettings):
     topic_alerts: str = "finsent.alerts"
     topic_deadletter: str = "finsent.deadletter"
     partitions: int = Field(4, ge=1, le=1024)
+    replication: int = Field(1, ge=1, le=7)  # replicas of every topic finsent creates (Faust's own too); 3 on a
+    # three-broker cluster with min.insync.replicas=2 (producers use acks=all)
     consumer_group: str = "finsent-worker"
+    session_timeout_s: float = Field(10.0, ge=6, le=300)  # a worker that dies (kill -9) leaves the group after
+    # this long and its partitions move on; Faust's default of 60 s left them unread for a minute
     # scoring
     model_dir: Path = DEFAULT_MODEL_DIR
     backend: Literal["onnx", "torch", "tensorrt"] = "onnx"
     precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
     device: str = "cpu"  # cpu | cuda | cuda:N (torch and tensorrt backends; onnx uses CUDA EP when given)
     model_poll_s: float = Field(5.0, gt=0)  # how often the worker (and the API) look at MODEL_DIR/current
-    ort_threads: int = Field(1, ge=0)  # ONNX Runtime intra-op threads in the worker; 0 = all cores
+    ort_threads: int = Field(0, ge=0)  # ONNX Runtime intra-op threads in the worker; 0 = one per CPU it may use
+    # (CPU affinity and the cgroup quota: stream.app.usable_cpus)
     max_batch: int = Field(128, ge=1, le=4096)
     max_wait_s: float = Field(0.25, gt=0, le=10)
     max_text_chars: int = Field(20_000, ge=1)
@@ -68,6 +73,12 @@ class Settings(BaseSettings):
     # worker web (health + metrics)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # worker: bounds of every wait (stream/sink.py DbTimeouts; stream/app.py delivery)
+    db_statement_timeout_s: float = Field(60.0, ge=0)  # server statement_timeout; 0 = none
+    db_lock_timeout_s: float = Field(10.0, ge=0)  # server lock_timeout: a table left locked fails the write (retried, 503)
+    db_idle_in_transaction_timeout_s: float = Field(60.0, ge=0)  # server idle_in_transaction_session_timeout
+    db_command_timeout_s: float = Field(90.0, gt=0)  # client side: a query on a half-open connection gives up
+    kafka_send_timeout_s: float = Field(60.0, gt=0)  # delivery of counts, dead letters, alerts; past it the worker stops
     # API (api/): bind address, auth, webhooks
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -57,3 +57,5 @@ def reason_kind(reason: str) -> str:
     if head in REASON_KINDS:
         return head
     return field if field in FIELDS else "other"
+UNASSIGNED = Gauge("finsent_worker_unassigned",
+                   "1 when this worker has had no input partition for longer than FINSENT_STALL_S (/health 503)")

@@ -26,7 +26,7 @@ async def ensure_topics(settings: Settings, wait_s: float = 60.0) -> dict[str, i
             await asyncio.sleep(1.0)
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(n, num_partitions=settings.partitions, replication_factor=1) for n in names if n not in existing]
+        new = [NewTopic(n, num_partitions=settings.partitions, replication_factor=settings.replication) for n in names if n not in existing]
         if new:
             await admin.create_topics(new)
         described = await admin.describe_topics(names)

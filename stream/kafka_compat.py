@@ -1,0 +1,189 @@
+"""Everything finsent does with faust-streaming's and aiokafka's private internals, in one place.
+
+Written and tested against faust-streaming 0.15.3 and aiokafka 0.14.0 (PINNED below;
+tests/test_kafka_compat.py fails when the installed versions differ, so that an upgrade re-reads
+this module instead of trusting it):
+
+- FetchGuard + guarded_transport: the consumer thread's fetch (aiokafka Fetcher._records,
+  _create_fetch_waiter, _notify, the partition records' iterator) and Faust's Consumer seek path
+  (perform_seek, getmany, _read_offset);
+- committed_offset: Faust's Consumer._committed_offset, which has no public accessor;
+- set_on_error: Faust's Agent._on_error (App.agent always passes the app's own handler, which
+  logs and lets the supervisor restart the agent in place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from importlib.metadata import version
+
+from faust.transport.drivers import aiokafka as faust_kafka
+
+from core import logs
+from stream import metrics
+
+log = logs.get("finsent.worker")
+PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+
+
+def installed_versions() -> dict[str, str]:
+    return {name: version(name) for name in PINNED}
+
+
+def set_on_error(agent, handler) -> None:
+    """Faust awaits `handler(agent, exc)` when the agent raises (before its in-place restart)."""
+    agent._on_error = handler
+
+
+def committed_offset(consumer, tp) -> int | None:
+    """The group's committed offset of `tp` as this consumer knows it (None: nothing committed)."""
+    return consumer._committed_offset.get(tp)
+
+
+class FetchGuard:
+    """Record batches the consumer cannot read (a codec it lacks, a corrupt batch): Faust lets
+    the error out of the fetcher and the worker exits, and aiokafka, retried, silently skips
+    the good records fetched ahead of the bad batch. Like the Java consumer, the partition is
+    instead held at the batch (never skipped: nothing is lost, offsets do not pass it) while
+    every other partition goes on; it is reported (log, `finsent_fetch_errors_total`,
+    `finsent_partitions_held`, /health 503 with the offset) and retried every `retry_s`. A
+    held partition holds the event-time watermark back: no data is assumed absent. To skip a
+    truly corrupt batch, an operator moves the group's offset past it."""
+
+    def __init__(self, retry_s: float = 30.0):
+        self.retry_s = retry_s
+        self.held: dict = {}  # tp -> {"offset", "error", "since", "retry_at", "prefix": good records before it}
+
+    def problem(self) -> str:
+        return "; ".join(f"{tp.topic}/{tp.partition} held at offset {h['offset']}: {h['error']}"
+                         for tp, h in list(self.held.items()))
+
+    async def fetch(self, fetcher, assigned: set, active, timeout: float, max_records) -> dict:
+        """aiokafka's fetched_records, one partition at a time: its own call drops the records
+        it drained from other partitions when one partition's batch raises."""
+        for tp in [tp for tp in self.held if tp not in assigned]:  # revoked: its new owner reports it
+            del self.held[tp]
+        wanted = set(assigned if active is None else active)
+        deadline = time.monotonic() + (timeout or 0)
+        while True:
+            out, room, now = {}, max_records, time.monotonic()
+            for tp in [tp for tp in list(fetcher._records) if tp in wanted]:
+                h = self.held.get(tp)
+                if h and h["prefix"] <= 0 and now < h["retry_at"]:
+                    continue  # held at the batch it cannot read
+                limit = h["prefix"] if h and h["prefix"] > 0 else room  # ahead of the bad batch: no further
+                if room is not None:
+                    limit = min(limit, room)
+                got = await self._guarded(fetcher, tp, limit)
+                if got:
+                    out[tp] = got
+                    if h and h["prefix"] > 0:
+                        h["prefix"] -= len(got)
+                    elif h:  # read past the batch on a retry: it was repaired
+                        log.warning("partition readable again", topic=tp.topic, partition=tp.partition)
+                        del self.held[tp]
+                if room is not None and (room := room - len(got)) <= 0:
+                    break
+            metrics.PARTITIONS_HELD.set(len(self.held))
+            left = deadline - time.monotonic()
+            if out or left <= 0:
+                return out
+            waiter = fetcher._create_fetch_waiter()  # as fetched_records waits for new data
+            done, pending = await asyncio.wait([waiter], timeout=left)
+            for fut in pending:
+                fut.cancel()
+            if not done or fetcher._closed:
+                return {}
+            waiter.result()
+
+    async def _guarded(self, fetcher, tp, max_records) -> list:
+        try:
+            return (await fetcher.fetched_records({tp}, timeout=0, max_records=max_records)).get(tp, [])
+        except Exception as exc:
+            r = fetcher._records.get(tp)
+            it = getattr(getattr(r, "_partition_records", None), "_records_iterator", None)
+            if it is None or it.gi_frame is not None:
+                raise  # not a record batch it could not read (its iterator died of it): Faust's to handle
+            position = r._assignment.state_value(tp).position
+            offset = r._partition_records.next_fetch_offset
+            del fetcher._records[tp]  # refetched from `position`: nothing skipped
+            fetcher._notify(fetcher._wait_consume_future)
+            text = str(exc)
+            error = (text if text.startswith(type(exc).__name__) else f"{type(exc).__name__}: {text}")[:300]
+            first = tp not in self.held
+            self.held[tp] = {"offset": offset, "error": error, "since": self.held.get(tp, {}).get("since", time.time()),
+                             "retry_at": time.monotonic() + self.retry_s, "prefix": max(0, offset - position)}
+            metrics.FETCH_ERRORS.labels(tp.topic, type(exc).__name__).inc()
+            metrics.PARTITIONS_HELD.set(len(self.held))
+            (log.error if first else log.warning)(
+                f"cannot read a record batch; partition held (not skipped), retried every {self.retry_s:.0f} s",
+                topic=tp.topic, partition=tp.partition, offset=offset, error=error)
+            return []
+
+
+def guarded_transport(guard: FetchGuard):
+    """Faust's aiokafka transport whose consumer thread fetches through `guard`."""
+
+    class Thread(faust_kafka.AIOKafkaConsumerThread):
+        async def _fetch_records(self, consumer, active_partitions, timeout=None, max_records=None):
+            if not self.consumer.flow_active:
+                return {}
+            fetcher = consumer._fetcher
+            if consumer._closed or fetcher._closed:
+                raise faust_kafka.ConsumerStoppedError()
+            with fetcher._subscriptions.fetch_context():
+                return await guard.fetch(fetcher, consumer.assignment(), active_partitions, timeout, max_records)
+
+    class Consumer(faust_kafka.Consumer):
+        """Faust's consumer, fetching through `guard`, with seeks that cannot lose records.
+
+        In a rebalance with a table to recover, Faust resumes the flow for the changelogs, then
+        seeks the input partitions back to their committed offsets and clears the stream
+        buffers. Records fetched before that seek kept flowing after it and moved Faust's read
+        offset past the seek; the re-fetched records below it were then dropped as "already
+        read", while the ones cleared from the buffers were never processed: a gap that the
+        committed offset never passes (found with two workers and a kill -9; lag stuck for
+        good, rows missing). Here no fetch starts while a seek runs, records fetched before a
+        seek are not delivered after it, and the read offsets a late record moved are put back
+        to where the seek left them; a partition with no committed offset, which aiokafka's
+        seek_to_committed leaves where its fetcher was, is sought to its start. What is re-read
+        is absorbed by the idempotent insert."""
+
+        _seek_epoch = 0
+        _seek_done: asyncio.Event | None = None
+        _seek_offsets: dict = {}
+
+        def _new_consumer_thread(self):
+            return Thread(self, loop=self.loop, beacon=self.beacon)
+
+        async def perform_seek(self) -> None:
+            if self._seek_done is None:
+                self._seek_done = asyncio.Event()
+            self._seek_epoch += 1
+            self._seek_done.clear()
+            try:
+                await super().perform_seek()
+                for tp in self.assignment():
+                    # aiokafka's seek_to_committed leaves a partition with no committed offset (or 0)
+                    # where its fetcher was: seek it to the start, as auto_offset_reset=earliest means
+                    if self.app.topics.acks_enabled_for(tp.topic) and not self._read_offset.get(tp):
+                        await self.seek(tp, 0)
+                self._seek_offsets = dict(self._read_offset)
+            finally:
+                self._seek_done.set()
+
+        async def getmany(self, timeout: float):
+            if self._seek_done is not None:
+                await self._seek_done.wait()
+            epoch = self._seek_epoch
+            async for tp, message in super().getmany(timeout):
+                if self._seek_epoch != epoch:
+                    break
+                yield tp, message
+            if self._seek_epoch != epoch:
+                assigned = self.assignment()
+                self._read_offset.update({tp: o for tp, o in self._seek_offsets.items() if tp in assigned})
+                log.info("records fetched before a seek were not delivered; re-reading from the committed offsets")
+
+    return type("GuardedTransport", (faust_kafka.Transport,), {"Consumer": Consumer})
