@@ -166,7 +166,9 @@ def choose_recheck_margin(directory: Path, texts: list[str], target: float = 0.9
 
 
 def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=None) -> dict[str, Path]:
-    """Write model.onnx (fused fp32) and, with int8, model.int8.onnx into the artifact directory."""
+    """Write model.onnx (fused fp32) and, with int8, model.int8.onnx into the artifact directory;
+    where the artifact has a per-entity sentiment head (entity_head.safetensors), also entity.onnx
+    (models/entity_sentiment.py), checked against PyTorch by validate_entity."""
     from transformers import AutoConfig
 
     directory = Path(directory)
@@ -177,6 +179,11 @@ def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=
         steps.append(("int8 dynamic quantisation", None))
     if tensorrt:
         steps.append(("TensorRT engine (fp16)", None))
+    from models.entity_sentiment import export_entity_onnx, has_head
+
+    entity = has_head(directory)  # the per-entity sentiment head, when the artifact has one
+    if entity:
+        steps.append(("per-entity sentiment graph (entity.onnx)", None))
     task = progress.add_task("export", total=len(steps)) if progress else None
     with tempfile.TemporaryDirectory() as tmp:
         raw = export_onnx(directory, Path(tmp) / "raw.onnx")
@@ -190,6 +197,9 @@ def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=
         from models.tensorrt import build_engine
 
         out["tensorrt"] = build_engine(out["fp32"], directory)
+        _advance(progress, task)
+    if entity:
+        out["entity"] = export_entity_onnx(directory)
         _advance(progress, task)
     return out
 
@@ -207,3 +217,15 @@ def validate(directory: Path, precisions=("fp32", "int8"), texts: list[str] | No
     reference = Scorer.from_artifact(directory, backend="torch", precision="fp32")
     return [compare(reference, Scorer.from_artifact(directory, backend="onnx", precision=p), texts, f"onnx-{p}")
             for p in precisions]
+
+
+def validate_entity(directory: Path, pairs: list[tuple[str, list[list[int]]]] | None = None) -> float:
+    """Max |p_onnx - p_torch| of entity.onnx against the PyTorch head on (text, spans) pairs."""
+    from models.runtime import Scorer
+
+    pairs = pairs or [("Apple beats estimates, Samsung slides on weak phone sales", [[0, 5]]),
+                      ("Apple beats estimates, Samsung slides on weak phone sales", [[23, 30]]),
+                      ("$TSLA down 8% premarket after deliveries miss estimates", [[0, 5]])]
+    ref = Scorer.from_artifact(directory, backend="torch", precision="fp32").entity_sentiment(pairs)
+    got = Scorer.from_artifact(directory, backend="onnx", precision="fp32").entity_sentiment(pairs)
+    return max(abs(a.probs[k] - b.probs[k]) for a, b in zip(ref, got) for k in a.probs)

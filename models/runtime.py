@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 
@@ -77,6 +77,17 @@ class Prediction:
         return {"topic": self.topic, "topic_confidence": self.topic_confidence, "topic_probs": self.topic_probs,
                 "sentiment": self.sentiment, "sentiment_probs": self.sentiment_probs, "score": self.score,
                 "model_version": self.model_version, "truncated": self.truncated}
+
+
+class EntitySentiment(NamedTuple):
+    """Sentiment of one entity in one item: (sentiment, score, probs); score = p(pos) - p(neg).
+    `source` says where it came from: 'entity_head' (the target-aware head) or 'item' (the item's
+    own sentiment, for an item that names a single entity)."""
+
+    sentiment: str
+    score: float
+    probs: dict[str, float]
+    source: str = "entity_head"
 
 
 class Backend(Protocol):
@@ -191,6 +202,47 @@ class TorchBackend:
         return t.float().cpu().numpy(), s.float().cpu().numpy()
 
 
+class OnnxEntityBackend:
+    """entity.onnx (frozen encoder + target-aware head): `infer(input_ids, attention_mask,
+    target_mask, distance) -> entity_logits`, int64 numpy inputs (models.entity_sentiment.pad_pairs)."""
+
+    name = "onnx"
+
+    def __init__(self, path: Path, threads: int = 0):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+
+    def infer(self, input_ids, attention_mask, target_mask, distance):
+        feeds = {"input_ids": input_ids, "attention_mask": attention_mask, "target_mask": target_mask,
+                 "distance": distance}
+        return self.session.run(["entity_logits"], {k: feeds[k] for k in self.inputs})[0]
+
+
+class TorchEntityBackend:
+    """The reference for entity.onnx: the same encoder and head in PyTorch (fp32)."""
+
+    name = "torch"
+
+    def __init__(self, directory: Path, device: str = "cpu"):
+        import torch
+
+        from models.entity_sentiment import load_entity_model
+
+        self.torch, self.device = torch, device
+        self.model, _ = load_entity_model(directory, device=device)
+
+    def infer(self, input_ids, attention_mask, target_mask, distance):
+        torch = self.torch
+        with torch.inference_mode():
+            args = [torch.from_numpy(x).to(self.device) for x in (input_ids, attention_mask, target_mask, distance)]
+            return self.model(*args).float().cpu().numpy()
+
+
 class Tokenizer:
     """The fast (Rust) tokenizer saved in the artifact; truncates, never pads."""
 
@@ -243,8 +295,11 @@ def length_buckets(lengths: list[int], max_batch: int) -> list[list[int]]:
 class Scorer:
     """Tokenise once, length-bucket, one backend call per chunk, predictions in input order."""
 
-    def __init__(self, backend: Backend, tokenizer: Tokenizer, meta: Meta, max_batch: int = 64):
+    def __init__(self, backend: Backend, tokenizer: Tokenizer, meta: Meta, max_batch: int = 64,
+                 directory: Path | None = None):
         self.backend, self.tokenizer, self.meta, self.max_batch = backend, tokenizer, meta, max_batch
+        self.directory = directory  # the artifact, for the per-entity graph (loaded on first use)
+        self._entity_backend = None
 
     @property
     def version(self) -> str:
@@ -260,7 +315,7 @@ class Scorer:
         meta = Meta.load(directory)
         margin = meta.int8_recheck_margin if recheck_margin is None else recheck_margin
         return cls(make_backend(directory, backend, precision, device, threads, margin),
-                   Tokenizer(directory, meta.max_length), meta, max_batch)
+                   Tokenizer(directory, meta.max_length), meta, max_batch, directory=directory)
 
     def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         errors = validate_texts(texts)
@@ -315,6 +370,70 @@ class Scorer:
         from models.explain import explain
 
         return explain(self, text)
+
+    # -- per-entity sentiment (models/entity_sentiment.py) ---------------------------------------
+
+    def entity_backend(self):
+        """The target-aware head's backend: the torch reference when this scorer runs torch, else
+        the ONNX graph entity.onnx (CPU; built by `finsent export` beside model.onnx)."""
+        if self._entity_backend is None:
+            from models.entity_sentiment import ONNX_FILE, has_head
+
+            d = self.directory
+            if d is None or not has_head(d):
+                raise BackendUnavailable(f"artifact {d} has no per-entity sentiment head (entity_head.safetensors)")
+            if self.backend.name == "torch":
+                self._entity_backend = TorchEntityBackend(d, device=getattr(self.backend, "device", "cpu"))
+            else:
+                if not (Path(d) / ONNX_FILE).exists():
+                    raise BackendUnavailable(f"{Path(d) / ONNX_FILE} does not exist; build it with `finsent export` "
+                                             f"or `python -m models.entity_sentiment export --model {d}`")
+                self._entity_backend = OnnxEntityBackend(Path(d) / ONNX_FILE)
+        return self._entity_backend
+
+    def entity_sentiment(self, texts_and_spans: Sequence[tuple[str, Sequence[Sequence[int]]]]
+                         ) -> list[EntitySentiment]:
+        """Sentiment toward one entity per (text, spans) pair; spans are the entity's [start, end)
+        character offsets in text (Entity.spans from models.entities). Input order is kept."""
+        from models.entity_sentiment import LABELS, encode_pairs, pad_pairs
+
+        if not len(texts_and_spans):
+            return []
+        texts = [t for t, _ in texts_and_spans]
+        errors = validate_texts(texts)
+        if errors:
+            raise InvalidText(errors)
+        backend = self.entity_backend()
+        rows = encode_pairs(self.tokenizer.tok, texts, [list(s) for _, s in texts_and_spans], self.meta.max_length)
+        probs = np.zeros((len(rows), len(LABELS)), np.float32)
+        for chunk in length_buckets([len(r[0]) for r in rows], self.max_batch):
+            probs[chunk] = softmax(backend.infer(**pad_pairs([rows[i] for i in chunk], self.tokenizer.pad_id)), 1.0)
+        out = []
+        for p in probs:
+            d = {k: round(float(v), 6) for k, v in zip(LABELS, p)}
+            out.append(EntitySentiment(LABELS[int(p.argmax())], round(d["positive"] - d["negative"], 6), d))
+        return out
+
+    def entities_sentiment(self, texts: Sequence[str], entity_spans: Sequence[Sequence[Sequence[Sequence[int]]]],
+                           predictions: Sequence[Prediction]) -> list[list[EntitySentiment]]:
+        """The design rule of issue 19, for a batch the worker has already scored with `predict`:
+        per item, one EntitySentiment per entity (entity_spans[i] = [entity.spans, ...]). An item
+        naming one entity (or none) keeps the item's sentiment; only items naming several go
+        through the target-aware head, all of them in one batched call."""
+        out: list[list[EntitySentiment]] = []
+        pairs, where = [], []
+        for i, (text, ents) in enumerate(zip(texts, entity_spans)):
+            if len(ents) <= 1:
+                p = predictions[i]
+                out.append([EntitySentiment(p.sentiment, p.score, p.sentiment_probs, "item") for _ in ents])
+            else:
+                out.append([None] * len(ents))  # type: ignore[list-item]
+                for j, spans in enumerate(ents):
+                    pairs.append((text, spans))
+                    where.append((i, j))
+        for (i, j), r in zip(where, self.entity_sentiment(pairs)):
+            out[i][j] = r
+        return out
 
     def _prediction(self, tp: np.ndarray, sp: np.ndarray, truncated: bool) -> Prediction:
         m = self.meta

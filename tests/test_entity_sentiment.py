@@ -1,0 +1,192 @@
+"""Per-entity sentiment (models/entity_sentiment.py, Scorer.entity_sentiment): the inputs built from
+character spans, the two-entity builder, ONNX against the PyTorch reference, the design rule (one
+entity keeps the item's sentiment), and that the head reads the target on hand-written
+two-entity sentences."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from models.entity_sentiment import (MAX_DISTANCE, ONNX_ATOL, PAD_BUCKET, Item, build_pairs, has_head,
+                                     is_boundary, pad_pairs, target_features)
+from models.runtime import DEFAULT_ARTIFACT, BackendUnavailable, EntitySentiment, Scorer
+
+# opposite tone, the company named in either clause; none of these is in any training file
+OPPOSITE = [
+    ("Apple beats estimates, Samsung slides on weak phone sales", "Apple", "Samsung", "positive", "negative"),
+    ("Ford shares tumble after recall, while Toyota raises its profit forecast", "Ford", "Toyota", "negative",
+     "positive"),
+    ("Netflix subscriber growth soars; Disney cuts guidance and shares fall", "Netflix", "Disney", "positive",
+     "negative"),
+    ("Boeing plunges after crash report as Airbus wins record order", "Boeing", "Airbus", "negative", "positive"),
+    ("Microsoft posts record cloud revenue, but Intel warns of a weak quarter", "Microsoft", "Intel", "positive",
+     "negative"),
+    ("Pfizer drops 6% on failed trial while Merck rallies on strong sales", "Pfizer", "Merck", "negative",
+     "positive"),
+]
+
+needs_head = pytest.mark.skipif(not has_head(DEFAULT_ARTIFACT), reason="the artifact has no entity head")
+
+
+def _span(text: str, name: str) -> list[list[int]]:
+    i = text.index(name)
+    return [[i, i + len(name)]]
+
+
+def test_target_features_mark_overlapping_tokens_and_signed_distance():
+    # [CLS] Apple beats , Samsung slides [SEP]: special tokens have (0, 0) offsets
+    offsets = [(0, 0), (0, 5), (6, 11), (11, 12), (13, 20), (21, 27), (0, 0)]
+    mask, dist = target_features(offsets, [(13, 20)], len(offsets))
+    assert mask.tolist() == [0, 0, 0, 0, 1, 0, 0]
+    assert (dist - MAX_DISTANCE).tolist() == [-4, -3, -2, -1, 0, 1, 2]
+    # two spans: distance to the nearest; a partial overlap counts
+    mask, dist = target_features(offsets, [(0, 3), (21, 27)], len(offsets))
+    assert mask.tolist() == [0, 1, 0, 0, 0, 1, 0]
+    assert (dist - MAX_DISTANCE).tolist() == [-1, 0, 1, 2, -1, 0, 1]
+    # a target cut off by truncation: no target token, every token in the farthest bucket
+    mask, dist = target_features(offsets, [(500, 507)], len(offsets))
+    assert mask.sum() == 0 and set(dist.tolist()) == {PAD_BUCKET - 1}
+
+
+def test_buckets_count_clause_boundaries_between_token_and_target():
+    text = "Apple beats, Samsung slides"
+    offsets = [(0, 0), (0, 5), (6, 11), (11, 12), (13, 20), (21, 27), (0, 0)]
+    width = 2 * MAX_DISTANCE + 1
+    _, dist = target_features(offsets, [(13, 20)], len(offsets), text)
+    crossed, signed = (dist // width).tolist(), (dist % width - MAX_DISTANCE).tolist()
+    assert signed == [-4, -3, -2, -1, 0, 1, 2]
+    # 'Apple beats' lies across the comma from Samsung; the comma itself and 'slides' do not
+    assert crossed == [1, 1, 1, 0, 0, 0, 0]
+    _, dist = target_features(offsets, [(0, 5)], len(offsets), text)
+    assert (dist // width).tolist() == [0, 0, 0, 0, 1, 1, 1]
+    # 'while', 'but', 'as' end a clause; 'after' does not
+    assert is_boundary("while") and is_boundary(";") and is_boundary(" - ") and not is_boundary("after")
+
+
+def test_distance_is_clipped_and_padding_has_its_own_bucket():
+    offsets = [(i, i + 1) for i in range(40)]
+    _, dist = target_features(offsets, [(0, 1)], 40)
+    assert dist.max() == 2 * MAX_DISTANCE and dist.min() == MAX_DISTANCE  # no text: no boundaries
+    rows = [([1, 2, 3], np.array([0, 1, 0]), np.array([11, 12, 13])), ([1], np.array([1]), np.array([12]))]
+    batch = pad_pairs(rows, 0)
+    assert batch["distance"][1].tolist() == [12, PAD_BUCKET, PAD_BUCKET]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_built_pairs_point_each_entity_at_its_own_clause():
+    singles = [Item("Apple beats estimates", [[0, 5]], 2, "s", "a", "AAPL"),
+               Item("Samsung slides on weak sales", [[0, 7]], 0, "s", "b", "SSNLF"),
+               Item("IBM holds its dividend", [[0, 3]], 1, "s", "c", "IBM"),
+               Item("Shares of Tesla rise", [[10, 15]], 2, "s", "d", "TSLA"),
+               Item("Intel warns on margins", [[0, 5]], 0, "s", "e", "INTC")]
+    pairs = build_pairs(singles, 200, seed=1)
+    assert 300 < len(pairs) <= 400 and len(pairs) % 2 == 0
+    for a, b in zip(pairs[::2], pairs[1::2]):
+        assert a.text == b.text and a.group == b.group and a.ticker != b.ticker
+        names = {"AAPL": "Apple", "SSNLF": "Samsung", "IBM": "IBM", "TSLA": "Tesla", "INTC": "Intel"}
+        for it in (a, b):
+            assert it.text[it.spans[0][0]:it.spans[0][1]] == names[it.ticker]
+        assert b.spans[0][0] > a.spans[0][0]
+    labels = [{a.label, b.label} for a, b in zip(pairs[::2], pairs[1::2])]
+    opposite = sum(x == {0, 2} for x in labels) / len(labels)
+    assert 0.35 < opposite < 0.65 and any(len(x) == 1 for x in labels)  # same-label pairs exist too
+
+
+@pytest.fixture(scope="module")
+def onnx_scorer(artifact):
+    return Scorer.from_artifact(artifact, backend="onnx", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def torch_scorer(artifact):
+    return Scorer.from_artifact(artifact, backend="torch", precision="fp32")
+
+
+def _pairs():
+    out = []
+    for text, a, b, *_ in OPPOSITE:
+        out += [(text, _span(text, a)), (text, _span(text, b))]
+    return out + [("$TSLA down 8% premarket after deliveries miss estimates", [[0, 5]]),
+                  ("Gold hits record as dollar weakens", [[0, 4]])]
+
+
+@needs_head
+def test_onnx_matches_pytorch_within_tolerance(onnx_scorer, torch_scorer):
+    pairs = _pairs()
+    got, ref = onnx_scorer.entity_sentiment(pairs), torch_scorer.entity_sentiment(pairs)
+    diff = max(abs(g.probs[k] - r.probs[k]) for g, r in zip(got, ref) for k in r.probs)
+    assert diff < ONNX_ATOL, diff
+    assert [g.sentiment for g in got] == [r.sentiment for r in ref]
+    # batch composition does not change a row (length buckets, padding)
+    one = [onnx_scorer.entity_sentiment([p])[0] for p in pairs[:4]]
+    assert all(abs(a.score - b.score) < 1e-4 for a, b in zip(one, got[:4]))
+
+
+@needs_head
+def test_the_head_reads_the_target_on_opposite_tone_sentences(onnx_scorer):
+    """Hand-written, opposite tone, each company in either position: the item sentiment gives both
+    the same label, so it is right on one of the two at most; the head should get both."""
+    pairs = _pairs()[: 2 * len(OPPOSITE)]
+    got = onnx_scorer.entity_sentiment(pairs)
+    both = sum(got[2 * i].sentiment == pa and got[2 * i + 1].sentiment == pb
+               for i, (_, _, _, pa, pb) in enumerate(OPPOSITE))
+    assert both >= len(OPPOSITE) - 1, [(p[0][:30], g.sentiment) for p, g in zip(pairs, got)]
+
+
+@needs_head
+def test_results_are_distributions_in_input_order(onnx_scorer):
+    text = "Apple beats estimates, Samsung slides on weak phone sales"
+    a, b = onnx_scorer.entity_sentiment([(text, _span(text, "Apple")), (text, _span(text, "Samsung"))])
+    b2, a2 = onnx_scorer.entity_sentiment([(text, _span(text, "Samsung")), (text, _span(text, "Apple"))])
+    assert (a.score, b.score) == (a2.score, b2.score)
+    for r in (a, b):
+        assert isinstance(r, EntitySentiment) and r.source == "entity_head"
+        assert abs(sum(r.probs.values()) - 1) < 1e-4 and r.sentiment == max(r.probs, key=r.probs.get)
+        assert abs(r.score - (r.probs["positive"] - r.probs["negative"])) < 1e-5
+    assert onnx_scorer.entity_sentiment([]) == []
+
+
+@needs_head
+def test_a_target_beyond_the_token_limit_still_gets_a_distribution(onnx_scorer):
+    text = "Shares rise. " * 60 + "Intel warns."
+    (r,) = onnx_scorer.entity_sentiment([(text, _span(text, "Intel"))])
+    assert abs(sum(r.probs.values()) - 1) < 1e-4
+
+
+@needs_head
+def test_one_entity_keeps_the_item_sentiment_several_use_the_head(onnx_scorer):
+    texts = ["Apple beats estimates, Samsung slides on weak phone sales", "Boeing grounds 737 MAX fleet after crash",
+             "Fed holds rates steady"]
+    spans = [[_span(texts[0], "Apple"), _span(texts[0], "Samsung")], [_span(texts[1], "Boeing")], []]
+    preds = onnx_scorer.predict(texts)
+    out = onnx_scorer.entities_sentiment(texts, spans, preds)
+    assert [len(x) for x in out] == [2, 1, 0]
+    assert out[1][0] == EntitySentiment(preds[1].sentiment, preds[1].score, preds[1].sentiment_probs, "item")
+    assert out[0] == onnx_scorer.entity_sentiment([(texts[0], s) for s in spans[0]])
+    assert [r.source for r in out[0]] == ["entity_head", "entity_head"]
+
+
+@needs_head
+def test_item_outputs_are_unchanged_by_the_entity_graph(artifact, onnx_scorer, real_texts):
+    """The entity graph shares the encoder's weights but is a separate graph: scoring entities
+    between two predict calls changes nothing, and predict matches a scorer that never loaded it."""
+    texts = real_texts[:64]
+    before = [p.to_dict() for p in onnx_scorer.predict(texts)]
+    onnx_scorer.entity_sentiment(_pairs())
+    assert [p.to_dict() for p in onnx_scorer.predict(texts)] == before
+    fresh = Scorer.from_artifact(artifact, backend="onnx", precision="fp32")
+    assert [p.to_dict() for p in fresh.predict(texts)] == before
+
+
+@needs_head
+def test_missing_graph_or_head_is_a_clear_error(artifact, tmp_path):
+    d = tmp_path / "a"
+    shutil.copytree(artifact, d, ignore=shutil.ignore_patterns("entity.onnx", "model.int8.onnx"))
+    with pytest.raises(BackendUnavailable, match="entity.onnx does not exist"):
+        Scorer.from_artifact(d, backend="onnx", precision="fp32").entity_sentiment([("Apple rises", [[0, 5]])])
+    (d / "entity_head.safetensors").unlink()
+    with pytest.raises(BackendUnavailable, match="no per-entity sentiment head"):
+        Scorer.from_artifact(d, backend="onnx", precision="fp32").entity_sentiment([("Apple rises", [[0, 5]])])
