@@ -9,9 +9,13 @@ import asyncio
 from datetime import datetime
 
 import asyncpg
+from fastapi import HTTPException
 
 from api import queries as q
+from core.logs import get
 from core.settings import Settings
+
+log = get("api.entities")
 
 
 class Entities:
@@ -21,10 +25,15 @@ class Entities:
         self._lock = asyncio.Lock()
 
     async def linker(self):
+        """The linker; a directory file that cannot be read is a 503 (and logged), tried again next time."""
         if self._linker is None:
             async with self._lock:
                 if self._linker is None:
-                    self._linker = await asyncio.to_thread(self._build)
+                    try:
+                        self._linker = await asyncio.wait_for(asyncio.to_thread(self._build), 30)
+                    except Exception as exc:  # noqa: BLE001 - DirectoryError, OSError, bad JSON: not the client's
+                        log.error("entities.directory_unavailable", error=repr(exc)[:300])
+                        raise HTTPException(503, "symbol directory unavailable") from None
         return self._linker
 
     def _build(self):

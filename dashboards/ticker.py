@@ -79,12 +79,19 @@ def mentions_by_source() -> db.Panel:
 
 
 def items() -> db.Panel:
-    q = Sql(f"""
-        SELECT published_at AS "time", source, coalesce(title, left(text, 160)) AS headline, topic, sentiment,
-               p_negative, score, array_to_string(tickers, ' ') AS tickers, model_version, url
-        FROM scored_event WHERE {EVENTS}
-        ORDER BY published_at DESC LIMIT 200""", "table")
-    return (grid("${ticker}: latest items", q, h=12)
+    """The ticker's items with what the entity linker said about it in each: relevance, how it was
+    found (cashtag, feed tag, ticker, name) and that entity's own sentiment (event_entity)."""
+    q = Sql("""
+        SELECT s.published_at AS "time", s.source, coalesce(s.title, left(s.text, 160)) AS headline, s.topic,
+               coalesce(e.sentiment, s.sentiment) AS sentiment, e.relevance,
+               array_to_string(e.sources, ' ') AS found_as, s.p_negative, coalesce(e.score, s.score) AS score,
+               array_to_string(s.tickers, ' ') AS tickers, s.model_version, s.url
+        FROM scored_event s LEFT JOIN event_entity e ON e.source = s.source AND e.event_id = s.id
+             AND e.published_at = s.published_at AND e.ticker = '${ticker}'
+        WHERE s.tickers @> ARRAY['${ticker}']::varchar[] AND s.source IN ($source) AND s.topic IN ($topic)
+              AND $__timeFilter(s.published_at)
+        ORDER BY s.published_at DESC LIMIT 200""", "table")
+    return (grid("${ticker}: latest items (relevance and sentiment of ${ticker} in each)", q, h=12)
             .override_by_name("headline", [link("open source item", "${__data.fields.url}")])
             .override_by_name("p_negative", unit_override("percentunit")))
 

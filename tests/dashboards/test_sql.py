@@ -35,8 +35,9 @@ EXPECTED = {  # query id → result columns, in order
     "finsent-ticker:${ticker}: items by sentiment": T + ["negative", "neutral", "positive"],
     "finsent-ticker:Negative share: ${ticker} and topics": TS + ["negative_share"],
     "finsent-ticker:${ticker}: mentions by source (filtered by source and topic)": TS + ["items"],
-    "finsent-ticker:${ticker}: latest items": T + ["source", "headline", "topic", "sentiment", "p_negative", "score",
-                                                   "tickers", "model_version", "url"],
+    "finsent-ticker:${ticker}: latest items (relevance and sentiment of ${ticker} in each)": T + [
+        "source", "headline", "topic", "sentiment", "relevance", "found_as", "p_negative", "score", "tickers",
+        "model_version", "url"],
     "finsent-ticker:${ticker}: alerts": T + ["state", "severity", "n", "negatives", "baseline_rate", "z", "p_value",
                                              "resolved_at", "samples"],
     "finsent-ticker:annotation:finsent alerts": ["time", "timeend", "text", "tags"],
