@@ -143,3 +143,22 @@ def test_score_returns_entities(client):
     assert {e["ticker"] for e in items[1]["entities"]} == {"AAPL", "SSNLF"}
     assert {e["sentiment_from"] for e in items[1]["entities"]} == {"item_shared"}
     assert items[2]["entities"] == []
+
+
+def test_live_stream_min_relevance(api, dsn, stored):
+    """The live stream's min_relevance: the alert made of a passing mention is skipped, the one
+    whose evidence is about Boeing arrives (and the stream's other keys are not held back)."""
+    from tests.api.test_alerts_stream import read_events
+
+    sent = {}
+
+    def write():
+        sent["passing"] = insert_alert(dsn, key="BA", samples=("ent/e9002",))[1]
+        sent["about"] = insert_alert(dsn, key="BA", samples=("ent/e9001",))[1]
+
+    with api.client() as c, c.stream("GET", "/v1/stream/alerts", params={"ticker": "BA", "min_relevance": 0.7}) as r:
+        assert r.status_code == 200
+        [e] = read_events(r.iter_lines(), 1, on_connected=write)
+    assert e["id"] == str(sent["about"])
+    with api.client() as c:
+        assert c.get("/v1/stream/alerts", params={"min_relevance": 3}).status_code == 422
