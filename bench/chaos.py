@@ -99,12 +99,12 @@ class Report:
     faults: list[tuple[float, str, str]] = field(default_factory=list)  # (t, fault, detail)
     health_lies: list[tuple[float, float]] = field(default_factory=list)  # (t, stalled for) while /health 200
     longest_stall_s: float = 0.0
-    worker_exits: list[str] = field(default_factory=list)
+    worker_exits: list[str] = field(default_factory=list)  # stops the harness restarted (not the kill -9s)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return (not self.missing and self.stored == self.stored_distinct == self.produced_good
+        return (not any(d.startswith("FAILED") for _, _, d in self.faults) and not self.missing and self.stored == self.stored_distinct == self.produced_good
                 and self.dead_letters == sum(self.bad_sent.values()) and not self.dead_without_reason
                 and self.alerts == self.offline and not self.open_at_end and not self.health_lies
                 and all(f"ticker:{t}" in {k for k, _ in self.alerts} for t in self.planted))
@@ -182,7 +182,7 @@ class Services:
     def stop(self) -> None:
         subprocess.run([str(KAFKA_SH), "cluster-stop" if self.cluster else "stop", str(self.kdir)],
                        capture_output=True, timeout=120)
-        self.pg.stop()
+        self.stop_pg()
 
     def broker_pids(self) -> list[int]:
         dirs = sorted(self.kdir.glob("node*")) if self.cluster else [self.kdir]
@@ -210,8 +210,35 @@ class Services:
         subprocess.run([str(KAFKA_SH), "start", str(d)], check=True, capture_output=True, timeout=180)
         return f"leader node {node} of {topic}/0 killed -9, back after {down_s:.0f} s"
 
+    def stop_pg(self) -> None:
+        """pg_ctl stop, and when it fails (it did once under load: exit 1), SIGTERM/SIGKILL to the
+        postmaster of postmaster.pid: a fault that cannot be undone would end the run, not test it."""
+        import logging
+        import subprocess as sp
+
+        logging.getLogger("pgserver").setLevel(logging.CRITICAL)
+        try:
+            self.pg.stop()
+            return
+        except sp.CalledProcessError as exc:
+            print(f"pg_ctl stop failed ({exc.returncode}); stopping the postmaster by its pid", file=sys.stderr)
+        pidfile = self.pg.dir / "postmaster.pid"
+        if pidfile.exists():
+            pid = int(pidfile.read_text().split()[0])
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    break
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and pidfile.exists():
+                    time.sleep(0.2)
+                if not pidfile.exists():
+                    break
+        self.pg.server = None
+
     def restart_pg(self, down_s: float) -> str:
-        self.pg.stop()
+        self.stop_pg()
         time.sleep(down_s)
         self.pg.start()
         return f"down {down_s:.0f} s"
@@ -361,6 +388,8 @@ def run(cfg: Config, log=print) -> Report:
     t_start = time.monotonic()
     rng = random.Random(cfg.seed)
     root = Path(cfg.workdir or tempfile.mkdtemp(prefix="finsent-chaos-"))
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)  # run as root, pgserver runs PostgreSQL as its own user, which must reach pg/
     report = Report(cfg)
     svc = Services(root, cfg.cluster).start()
     log(f"services up: kafka {svc.bootstrap}, postgres {svc.pg.dsn}")
@@ -407,7 +436,10 @@ def run(cfg: Config, log=print) -> Report:
         port = free_port()
         ports = [port]
 
+        main_started = [time.monotonic()]
+
         def start_worker(p: int) -> WorkerProcess:
+            main_started[0] = time.monotonic()
             w = WorkerProcess(worker_env(svc.bootstrap, url, **{**env, "web_port": p}),
                               root / f"worker-{len(workers)}.log").start()
             workers.append(w)
@@ -424,13 +456,37 @@ def run(cfg: Config, log=print) -> Report:
         poison_at = [rng.uniform(0.05, 0.9) * cfg.live_s for _ in range(3)]
         n = 0
 
+        restarting = threading.Event()  # set while a fault takes the main worker down on purpose
+
+        def supervise() -> None:
+            """As compose's restart policy: a worker that stopped (exit 70: it could not go on) starts again."""
+            nonlocal main
+            if not restarting.is_set() and not main.alive() and time.monotonic() - main_started[0] > 5:
+                report.worker_exits.append(f"{time.monotonic() - t_live:.0f} s: rc {main.proc.returncode}")
+                log(f"  worker exited with {main.proc.returncode}; restarted")
+                main = start_worker(port)
+
+        locks = {"pg": threading.Lock(), "broker": threading.Lock(), "worker": threading.Lock()}
+        resource = {"pg_restart": "pg", "pg_readonly": "pg", "broker_pause": "broker", "broker_restart": "broker"}
+
         def fault(name: str) -> None:
+            with locks[resource.get(name, "worker")]:  # one fault at a time on each resource
+                try:
+                    inject(name)
+                except Exception as exc:  # noqa: BLE001 - a fault that could not be injected (or undone) is reported
+                    t = round(time.monotonic() - t_live, 1)
+                    report.faults.append((t, name, f"FAILED: {type(exc).__name__}: {exc}"[:300]))
+                    log(f"  {t:6.1f} s  {name} FAILED: {exc!r}"[:300])
+
+        def inject(name: str) -> None:
             nonlocal main
             t = round(time.monotonic() - t_live, 1)
             if name == "kill_worker":
+                restarting.set()
                 main.kill9()
                 time.sleep(2)
                 main = start_worker(port)
+                restarting.clear()
                 detail = "worker killed -9, restarted after 2 s"
             elif name == "second_worker":
                 p2 = free_port()
@@ -478,6 +534,7 @@ def run(cfg: Config, log=print) -> Report:
                 th.start()
                 threads.append(th)
             send(batch, raw)
+            supervise()
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t_live - elapsed)))
         for th in threads:
             th.join(120)
@@ -513,8 +570,6 @@ def run(cfg: Config, log=print) -> Report:
                          lateness_s=settings.lateness_s)
         report.offline = sorted((d.key, d.alert_start) for d in offline.decisions if d.action == "open")
         report.offline_late = offline.late
-        report.worker_exits = [f"worker {i}: rc {w.proc.returncode}" for i, w in enumerate(workers)
-                               if not w.alive() and w.proc.returncode not in (0, -9, -15, None)]
     finally:
         if watch is not None:
             watch.stop_flag.set()
@@ -555,6 +610,7 @@ def table(r: Report):
         ("longest outside stall (s)", f"{r.longest_stall_s:.0f}", True),
         ("/health 200 while stalled > limit", len(r.health_lies), not r.health_lies),
         ("faults injected", len(r.faults), True),
+        ("worker stops restarted by the harness", len(r.worker_exits), True),
         ("seconds", f"{r.seconds:.0f}", True),
     ]
     for name, value, ok in rows:

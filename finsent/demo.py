@@ -55,7 +55,8 @@ console = Console(width=None if sys.stdout.isatty() else 120)
 # data did not alert; with production's cool-down, a run within ten minutes of the last did not.
 DEMO_DETECTOR = {"slice_s": 2, "window_s": 20, "detector_warmup_s": 30, "detector_cooldown_s": 20, "lateness_s": 5}
 # For the demo's API only: its webhook receiver is a plain-http server on 127.0.0.1.
-DEMO_API = {"webhook_allow_private": "true", "webhook_allow_http": "true", "webhook_retry_base_s": 1.0}
+DEMO_API = {"webhook_allow_private": "true", "webhook_allow_http": "true", "webhook_retry_base_s": 1.0,
+            "api_rate_limit_per_s": 0}  # a page and a curious user share one address: no rate limit in the demo
 DEMO_SCOPES = ["read", "subscribe", "feedback"]
 SURGE_TICKER = "ACME"
 # two seconds of the feed, all bad news on $ACME (~3 items/s, a quarter negative). In the demo's
