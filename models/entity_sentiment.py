@@ -133,6 +133,7 @@ class HeadConfig:
     buckets: int = N_BUCKETS
     labels: int = 3
     dropout: float = 0.1
+    freeze_cls: bool = False  # keep the item sentiment head's weights: the head only learns where to look
     score_threshold: float = SCORE_THRESHOLD
     max_distance: int = MAX_DISTANCE
 
@@ -577,6 +578,8 @@ class TrainConfig:
     n_pairs: int = 6000
     n_pairs_test: int = 1500
     max_singles: int = 4000
+    dropout: float = 0.1
+    freeze_cls: bool = False
 
 
 def train(cfg: TrainConfig, resume: bool = True, install: bool = False) -> dict:
@@ -598,13 +601,14 @@ def train(cfg: TrainConfig, resume: bool = True, install: bool = False) -> dict:
     with Progress(*cols) as progress:
         z = cache_features(sets["train"] + sets["dev"] + sets["test"], artifact, out / "features.npz", progress)
         feats = Features(z, artifact, int(meta["max_length"]))
-        head = new_head()
+        head = new_head(HeadConfig(dropout=cfg.dropout, freeze_cls=cfg.freeze_cls))
         from models.network import load_artifact
 
         shipped, _ = load_artifact(artifact)
         head.cls.load_state_dict(shipped.sentiment_head.state_dict())
+        head.cls.requires_grad_(not head.cfg.freeze_cls)
         del shipped
-        opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW([q for q in head.parameters() if q.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps = cfg.epochs * math.ceil(len(sets["train"]) / cfg.batch_size)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
         start, history, best = 0, [], (-1.0, None)
@@ -668,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--artifact", default="", help="artifact whose frozen encoder to use (default: the shipped one)")
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     t.add_argument("--seed", type=int, default=TrainConfig.seed)
+    t.add_argument("--dropout", type=float, default=TrainConfig.dropout)
+    t.add_argument("--freeze-cls", action="store_true", help="keep the item sentiment head's weights fixed")
     t.add_argument("--no-resume", action="store_true")
     t.add_argument("--install", action="store_true", help="also write the head into the artifact directory")
     e = sub.add_parser("export", help="build entity.onnx in an artifact directory from its committed weights")
@@ -678,7 +684,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     if a.cmd == "train":
-        cfg = TrainConfig(data=a.data, out=a.out, artifact=a.artifact, epochs=a.epochs, seed=a.seed)
+        cfg = TrainConfig(data=a.data, out=a.out, artifact=a.artifact, epochs=a.epochs, seed=a.seed,
+                          dropout=a.dropout, freeze_cls=a.freeze_cls)
         report = train(cfg, resume=not a.no_resume, install=a.install)
         print(json.dumps(report["test"], indent=2))
     elif a.cmd == "export":
