@@ -258,7 +258,8 @@ class BatchProcessor:
             try:
                 links.append(link_event(linker, e))
             except Exception as exc:  # noqa: BLE001 - a linker bug must not hold the stream
-                log.error("entity linking failed; item keeps its tags", event=f"{e.source}/{e.id}", error=repr(exc)[:300])
+                log.error("entity linking failed; item keeps its tags", event=f"{e.source}/{e.id}",
+                          error=repr(exc)[:300])
                 links.append(None)
         sents = entity_sentiments(self.scorer, [(e.text, p) for _, e, p in scored], [x or [] for x in links])
         version = linker.directory.version

@@ -68,7 +68,8 @@ async def fetch(dsn, q, *args):
 
 
 async def test_untagged_headline_reaches_its_ticker_and_two_names_both_stored(proc):
-    batch = [incoming(1, BOEING), incoming(2, TWO), incoming(3, PASSING), incoming(4, "$ACME to the moon", tickers=["ZZZQ"])]
+    batch = [incoming(1, BOEING), incoming(2, TWO), incoming(3, PASSING),
+             incoming(4, "$ACME to the moon", tickers=["ZZZQ"])]
     await proc.process(batch)
     dsn = proc.dsn
     assert dict(await fetch(dsn, "SELECT id, tickers FROM scored_event")) == {

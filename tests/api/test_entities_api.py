@@ -97,7 +97,8 @@ def test_ticker_page(client, stored):
 
 
 @pytest.mark.parametrize("path, params, status", [
-    ("/v1/entities/a%20b", {}, 422), ("/v1/entities/" + "A" * 20, {}, 422), ("/v1/entities/BA", {"min_relevance": 2}, 422),
+    ("/v1/entities/a%20b", {}, 422), ("/v1/entities/" + "A" * 20, {}, 422),
+    ("/v1/entities/BA", {"min_relevance": 2}, 422),
     ("/v1/entities/BA", {"start": "2024-01-02T00:00:00Z", "end": "2024-01-01T00:00:00Z"}, 400),
     ("/v1/entities/BA", {"start": "2024-01-01T00:00:00Z", "end": "2024-06-01T00:00:00Z"}, 400),
     ("/v1/entities/%00", {}, 422),
