@@ -41,13 +41,15 @@ class Where:
 
 
 def events_where(*, start: datetime, end: datetime, topics, tickers, sources, sentiments, min_score, max_score,
-                 model_version, q, after: tuple | None, min_relevance: float = 0.0) -> Where:
+                 model_version, q, after: tuple | None, min_relevance: float | None = None) -> Where:
     w = Where()
     w.add("published_at >= {}", start)
     w.add("published_at < {}", end)
     if topics:
         w.add("topic = ANY({}::text[])", topics)
-    if tickers:  # entity rows about the ticker: at or above the relevance, or a cashtag / feed tag
+    if tickers and min_relevance is None:  # the items counted for the ticker (the worker's cut; = its series)
+        w.add("tickers && {}::varchar[]", tickers)
+    elif tickers:  # entity rows about the ticker: at or above the relevance, or a cashtag / feed tag
         w.add("(source, id, published_at) IN (SELECT source, event_id, published_at FROM event_entity "
               "WHERE ticker = ANY({}::text[]) AND published_at >= {} AND published_at < {} "
               f"AND (relevance >= {{}} OR sources && {ALWAYS_COUNTED}))", tickers, start, end, min_relevance)

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from api import queries as q
-from api.deps import (ConnDep, Cursor, CursorsDep, Limit, Reader, SettingsDep, StrictJSONRoute, TimeRange, fast_json,
+from api.deps import (ConnDep, Cursor, CursorsDep, Limit, Reader, StrictJSONRoute, TimeRange, fast_json,
                       time_range)
 from api.entities import attach
 from api.schemas import EventPage, Relevance, Sentiment, Ticker, Topic
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"], route_class=StrictJSONR
 
 @router.get("", response_model=EventPage, summary="Scored events, filtered, cursor-paged (newest first)")
 async def list_events(
-    conn: ConnDep, _: Reader, cursors: CursorsDep, settings: SettingsDep,
+    conn: ConnDep, _: Reader, cursors: CursorsDep,
     window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), timedelta(days=31)))],
     topic: Annotated[list[Topic], Query(max_length=20)] = [],
     ticker: Annotated[list[Ticker], Query(max_length=50)] = [],
@@ -32,8 +32,10 @@ async def list_events(
     model_version: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     q_: Annotated[str | None, Query(alias="q", min_length=1, max_length=200, description="text contains (case-insensitive)")] = None,
     min_relevance: Annotated[Relevance | None, Query(description="with `ticker`: items at least this much about it "
-                                                                 "(cashtags and feed tags always match); default: "
-                                                                 "FINSENT_ENTITY_MIN_RELEVANCE")] = None,
+                                                                 "(entity rows; cashtags and feed tags always match); "
+                                                                 "default: the items the worker counted for the "
+                                                                 "ticker (FINSENT_ENTITY_MIN_RELEVANCE when stored), "
+                                                                 "the same items as its series")] = None,
     limit: Limit = 100, cursor: Cursor = None,
 ):
     after, start, end = None, window.start, window.end
@@ -42,7 +44,7 @@ async def list_events(
     w = q.events_where(start=start, end=end, topics=topic, tickers=ticker, sources=source, sentiments=sentiment,
                        min_score=min_score, max_score=max_score, model_version=model_version, q=q_,
                        after=tuple(after) if after else None,
-                       min_relevance=settings.entity_min_relevance if min_relevance is None else min_relevance)
+                       min_relevance=min_relevance)
     sql, args = q.events_page(w, limit + 1)
     rows = await conn.fetch(sql, *args)
     items, more = rows[:limit], len(rows) > limit

@@ -47,6 +47,7 @@ def ids(r) -> set[str]:
 
 def test_events_carry_entities_and_ticker_filter_uses_relevance(client, stored):
     assert ids(client.get("/v1/events", params={"ticker": "BA", "source": "ent"})) == {"e9001"}
+    assert ids(client.get("/v1/events", params={"ticker": "BA", "min_relevance": 0.5})) == {"e9001"}
     assert ids(client.get("/v1/events", params={"ticker": "BA", "min_relevance": 0.3})) == {"e9001", "e9002"}
     assert ids(client.get("/v1/events", params={"ticker": "BA", "min_relevance": 0.8})) == set()
     assert ids(client.get("/v1/events", params={"ticker": "SSNLF"})) == {"e9003"}
