@@ -28,7 +28,7 @@ MAX_TICKER = 16  # scored_event.tickers, event_entity.ticker
 
 def counted(entity, min_relevance: float) -> bool:
     """Does this entity count for its ticker (rollups, the detector's keys, subscriptions)?"""
-    return len(entity.ticker) <= MAX_TICKER and (
+    return 0 < len(entity.ticker) <= MAX_TICKER and (
         entity.relevance >= min_relevance or not ALWAYS_COUNTED.isdisjoint(entity.sources))
 
 

@@ -132,7 +132,7 @@ def entity_rows(e: NewsEvent, ents: list[Entity], scores: list[EntityScore], min
     return [(e.source, e.id, e.published_at, x.ticker, x.name, float(x.relevance), s.sentiment, float(s.score),
              s.source, orjson.dumps([list(sp) for sp in x.spans]).decode(), list(x.sources),
              counted(x, min_relevance), directory_version[:80])
-            for x, s in zip(ents, scores) if len(x.ticker) <= 16]
+            for x, s in zip(ents, scores) if 0 < len(x.ticker) <= 16]
 
 
 def count_records(rows: list[tuple], new: set, slice_s: int, samples: int = 5,

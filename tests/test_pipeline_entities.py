@@ -127,3 +127,4 @@ def test_offline_replay_counts_the_worker_keys():
     assert set(count_cells([t], 10)) == {"topic:Company | Product News", "ticker:BA"}
     passing = [Entity("BA", "Boeing", 0.34, ((150, 156),), ("name",)), Entity("ACME", None, 0.2, (), ("cashtag",))]
     assert ticker_keys(passing, 0.5) == ["ACME"]
+    assert ticker_keys([Entity("", None, 0.8, (), ("tag",)), Entity("X" * 17, None, 1.0, (), ("cashtag",))], 0.5) == []
