@@ -109,8 +109,11 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     runs on the same state as `make demo` twice on the same data, scored by `scorer` (`read`:
     a cache of its readings, text -> (negative, topic)) and replayed in event-time order through
     the demo's settings (stream.offline). No Kafka, no Postgres."""
+    from models.entities import Directory, Linker
     from stream.app import detector_config
+    from stream.counting import ticker_keys
     from stream.offline import replay
+    from stream.pipeline import link_event
     from stream.records import NewsEvent
 
     read = {} if read is None else read
@@ -119,11 +122,13 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     new = list({e["text"] for e in events} - read.keys())
     for text, p in zip(new, scorer.predict(new)):
         read[text] = (p.sentiment == "negative", p.topic)
+    settings, linker = Settings(**DEMO_DETECTOR), Linker(Directory.configured())
     tuples = []
-    for e in events:
+    for e in events:  # the worker's ticker keys: entities at or above the cut, cashtags and feed tags
         ev = NewsEvent(**e)
-        tuples.append((ev.published_at.timestamp(), ev.id, *read[ev.text], ev.all_tickers()))
-    return replay(tuples, detector_config(Settings(**DEMO_DETECTOR)), partitions=1).decisions
+        keys = ticker_keys(link_event(linker, ev), settings.entity_min_relevance)
+        tuples.append((ev.published_at.timestamp(), ev.id, *read[ev.text], keys))
+    return replay(tuples, detector_config(settings), partitions=1).decisions
 
 
 def verify(secret: str, headers, body: bytes, tolerance_s: int = 300) -> bool:

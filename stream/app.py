@@ -45,7 +45,7 @@ def detector_config(s: Settings) -> DetectorConfig:
                           key_ttl_s=s.detector_key_ttl_s)
 
 
-def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[str]) -> faust.App:
+def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[str], linker=None) -> faust.App:
     """The app and its parts (stream.worker.Worker); agents, timers and pages register themselves."""
     faust_root = os.path.join(tempfile.gettempdir(), "finsent-faust")
     os.makedirs(faust_root, exist_ok=True)
@@ -75,7 +75,8 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
     processor = BatchProcessor(scorer, sink, FaustPublisher(deadletter, scored, settings.kafka_send_timeout_s), clock,
                                slice_s=settings.slice_s, max_chars=settings.max_text_chars,
                                max_skew_s=settings.max_future_skew_s, masker=Masker(settings.mask),
-                               max_deadletter_bytes=app.conf.producer_max_request_size - 16_384)
+                               max_deadletter_bytes=app.conf.producer_max_request_size - 16_384,
+                               linker=linker, entity_min_relevance=settings.entity_min_relevance, settings=settings)
 
     async def send_alert(key: str, payload: dict) -> None:
         # confirmed before the detector's state moves on; a failure stops the worker (agent_failed)
@@ -148,6 +149,17 @@ def load_scorer(settings: Settings, directory: Path | None = None) -> Scorer:
     return scorer
 
 
+def load_linker(settings: Settings):
+    """The entity linker, built once before consuming: FINSENT_SYMBOLS_FILE must exist when set."""
+    from models.entities import Directory, Linker
+
+    if settings.symbols_file is not None and not settings.symbols_file.exists():
+        raise FileNotFoundError(f"FINSENT_SYMBOLS_FILE {settings.symbols_file} does not exist")
+    linker = Linker(Directory.configured(settings.symbols_file))
+    log.info("entity linker ready", directory=linker.directory.version, symbols=len(linker.directory))
+    return linker
+
+
 def run_worker(settings: Settings, loglevel: str = "WARNING", scorer: Scorer | None = None) -> None:
     """`scorer` is given only by bench/ (a scorer that costs nothing, to measure the streaming
     layer's ceiling); `finsent worker` always loads the model of the settings."""
@@ -166,9 +178,15 @@ def run_worker(settings: Settings, loglevel: str = "WARNING", scorer: Scorer | N
         log.error("model failed to load; not consuming", model_dir=str(settings.model_dir), backend=settings.backend,
                   error=f"{type(exc).__name__}: {exc}"[:500])
         sys.exit(3)
+    try:
+        linker = load_linker(settings)
+    except Exception as exc:  # noqa: BLE001 - a symbol directory that cannot be read is fatal, with its reason
+        log.error("symbol directory failed to load; not consuming", symbols_file=str(settings.symbols_file),
+                  error=f"{type(exc).__name__}: {exc}"[:500])
+        sys.exit(3)
     partitions = asyncio.run(ensure_topics(settings))
     expected = frozenset(f"{t}/{p}" for t in settings.input_topics for p in range(partitions[t]))
-    app = create_app(settings, scorer, expected)
+    app = create_app(settings, scorer, expected, linker)
     worker = Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
 
