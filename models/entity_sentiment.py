@@ -601,9 +601,14 @@ def train(cfg: TrainConfig, resume: bool = True, install: bool = False) -> dict:
     with Progress(*cols) as progress:
         z = cache_features(sets["train"] + sets["dev"] + sets["test"], artifact, out / "features.npz", progress)
         feats = Features(z, artifact, int(meta["max_length"]))
-        head = new_head(HeadConfig(dropout=cfg.dropout, freeze_cls=cfg.freeze_cls))
+        # The random stream is re-seeded here and replays what a cold cache draws (building the
+        # shipped model, before its weights load, draws its initialisation), so a warm and a cold
+        # cache train the same head (the shipped head was trained from a cold cache).
         from models.network import load_artifact
 
+        torch.manual_seed(cfg.seed)
+        load_artifact(artifact)
+        head = new_head(HeadConfig(dropout=cfg.dropout, freeze_cls=cfg.freeze_cls))
         shipped, _ = load_artifact(artifact)
         head.cls.load_state_dict(shipped.sentiment_head.state_dict())
         head.cls.requires_grad_(not head.cfg.freeze_cls)
