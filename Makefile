@@ -5,11 +5,11 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test demo bench export clean lock model-v2
+.PHONY: setup test demo bench export clean lock model-v2 entity-head
 
 MODEL := models/artifacts/finsent-minilm-v2
 
-setup: $(VENV)/.installed $(MODEL)/model.int8.onnx $(MODEL)/model.onnx
+setup: $(VENV)/.installed $(MODEL)/model.int8.onnx $(MODEL)/model.onnx $(MODEL)/entity.onnx
 
 EXTRAS := train,stream,api,dashboards,dev
 
@@ -17,6 +17,11 @@ EXTRAS := train,stream,api,dashboards,dev
 # committed: it keeps the repository under 48 MiB. The int8 path rechecks near-ties with the fp32 one.
 $(MODEL)/model.int8.onnx $(MODEL)/model.onnx &: $(VENV)/.installed $(MODEL)/model.safetensors
 	$(PY) -m finsent.cli export --model $(MODEL)
+
+# the per-entity sentiment graph (frozen encoder + target-aware head), from committed weights too;
+# `finsent export` builds it on a fresh clone, this rule on a checkout that predates the head
+$(MODEL)/entity.onnx: $(VENV)/.installed $(MODEL)/model.safetensors $(MODEL)/entity_head.safetensors
+	$(PY) -m models.entity_sentiment export --model $(MODEL)
 
 # installs exactly the locked versions (requirements.lock is a pip constraints file)
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -49,6 +54,10 @@ export: $(VENV)/.installed
 # (needs ../shared/data; about an hour on a 2-core CPU, resumable). Output: var/v2/finsent-minilm-v2
 model-v2: $(VENV)/.installed
 	PY=$(PY) scripts/train_v2.sh
+
+# the per-entity sentiment head, retrained from ../shared/data (about 6 minutes; resumable) and installed
+entity-head: $(VENV)/.installed
+	$(PY) -m models.entity_sentiment train --data ../shared/data --out var/entity_sentiment --install
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
