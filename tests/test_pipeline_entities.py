@@ -16,7 +16,8 @@ from models.entities import Directory, Entity, Linker
 from models.runtime import Scorer
 from stream.counting import count_cells, ticker_keys
 from stream.offline import event_tuple
-from stream.pipeline import ITEM, ITEM_SHARED, BatchProcessor, Incoming
+from models.entity_scores import HEAD
+from stream.pipeline import ITEM, ITEM_SHARED, BatchProcessor, Incoming  # noqa: F401
 from stream.records import decode
 from stream.sink import PostgresSink
 from stream.watermark import PartitionClock
@@ -81,7 +82,11 @@ async def test_untagged_headline_reaches_its_ticker_and_two_names_both_stored(pr
     assert ents[0] == ("x1", "BA", "Boeing", 0.75, ITEM, [[0, 6]], ["name"], True, version)
     by = {(e[0], e[1]): e for e in ents}
     assert set(by) == {("x1", "BA"), ("x2", "AAPL"), ("x2", "SSNLF"), ("x3", "BA"), ("x4", "ACME"), ("x4", "ZZZQ")}
-    assert by[("x2", "AAPL")][4] == by[("x2", "SSNLF")][4] == ITEM_SHARED
+    # two names in one item: each gets the target-aware head's reading of it, not the item's
+    assert by[("x2", "AAPL")][4] == by[("x2", "SSNLF")][4] == HEAD
+    (a_score,), (s_score,) = [await fetch(dsn, "SELECT score FROM event_entity WHERE event_id = 'x2' AND ticker = $1", t)
+                              for t in ("AAPL", "SSNLF")]
+    assert s_score[0] < a_score[0]  # "Apple beats, Samsung slides": Samsung read as the worse of the two
     assert by[("x3", "BA")][3] < 0.5 and by[("x3", "BA")][7] is False  # a passing mention: stored, not counted
     assert by[("x4", "ZZZQ")][2] is None and by[("x4", "ZZZQ")][7] is True  # a feed tag counts whatever it is
     # the per-minute ticker rollup and the detector's counts see BA once (the headline, not the passing mention)

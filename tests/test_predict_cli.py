@@ -83,8 +83,10 @@ def test_entities_in_predict_and_explain(tmp_path, artifact, monkeypatch):
     assert (ba["ticker"], ba["name"], ba["relevance"], ba["spans"], ba["sentiment_from"]) == (
         "BA", "Boeing", 0.75, [[0, 6]], "item")
     assert (ba["sentiment"], ba["score"]) == (rows[0]["sentiment"], rows[0]["score"])
-    assert [(e["ticker"], e["sentiment_from"]) for e in rows[1]["entities"]] == [("AAPL", "item_shared"),
-                                                                                ("SSNLF", "item_shared")]
+    assert [(e["ticker"], e["sentiment_from"]) for e in rows[1]["entities"]] == [("AAPL", "entity_head"),
+                                                                                ("SSNLF", "entity_head")]
+    apple, samsung = rows[1]["entities"]
+    assert samsung["score"] < apple["score"]  # each entity read on its own: Samsung slides
     assert [(e["ticker"], e["name"], e["sources"]) for e in rows[2]["entities"]] == [("ZZQX", None, ["cashtag"])]
     assert rows[3]["entities"] == []
     assert set(ba) == {"ticker", "name", "relevance", "sentiment", "score", "spans", "sources", "sentiment_from"}

@@ -28,7 +28,9 @@ async def ready(request: Request, pool: PoolDep):
             version = await conn.fetchval(q.ALEMBIC_VERSION, timeout=2)
     except TimeoutError:
         exhausted = pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0
-        detail = "database busy: every pooled connection is in use" if exhausted else "database unreachable"
+        # not exhausted: connections still being opened (a cold pool under a burst) or a server that does not answer
+        detail = ("database busy: every pooled connection is in use" if exhausted
+                  else "database busy or unreachable: no connection within 1 s")
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         return JSONResponse({"detail": "database unreachable"}, status_code=503)

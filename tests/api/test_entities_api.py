@@ -143,7 +143,7 @@ def test_score_returns_entities(client):
     assert [(e["ticker"], e["sources"], e["spans"]) for e in items[0]["entities"]] == [("BA", ["name"], [[0, 6]])]
     assert items[0]["entities"][0]["sentiment"] == items[0]["sentiment"]
     assert {e["ticker"] for e in items[1]["entities"]} == {"AAPL", "SSNLF"}
-    assert {e["sentiment_from"] for e in items[1]["entities"]} == {"item_shared"}
+    assert {e["sentiment_from"] for e in items[1]["entities"]} == {"entity_head"}
     assert items[2]["entities"] == []
 
 
