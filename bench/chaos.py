@@ -52,7 +52,7 @@ from core.settings import Settings  # noqa: E402
 from finsent.services import KAFKA_SH, Kafka, Postgres, WorkerProcess, free_port, wait_for, worker_env  # noqa: E402
 from models.runtime import DEFAULT_ARTIFACT  # noqa: E402
 from stream.app import detector_config  # noqa: E402
-from stream.offline import replay  # noqa: E402
+from stream.offline import STORED_EVENTS_SQL, replay, stored_event  # noqa: E402
 from stream.simulate import COMPANIES, NEGATIVE, NEUTRAL, POSITIVE  # noqa: E402
 
 FAULTS = ("kill_worker", "second_worker", "broker_pause", "broker_restart", "pg_restart", "pg_readonly", "hot_swap")
@@ -347,8 +347,7 @@ class Watch(threading.Thread):
 
 def stored_events(dsn: str) -> list:
     with psycopg.connect(dsn) as c:
-        rows = c.execute("SELECT published_at, source, id, sentiment, topic, tickers FROM scored_event").fetchall()
-    return [(r[0].timestamp(), f"{r[1]}/{r[2]}", r[3] == "negative", r[4], tuple(r[5])) for r in rows]
+        return [stored_event(r) for r in c.execute(STORED_EVENTS_SQL)]
 
 
 async def read_all(bootstrap: str, topic: str, idle_s: float = 5.0) -> list:

@@ -22,6 +22,19 @@ from stream.watermark import WatermarkView
 
 Event = tuple[float, str, bool, str, Sequence[str]]
 
+# The rows a worker stored, as `replay` takes them: each with its counted entities' own sentiment,
+# which the worker's ticker counts used (stream.pipeline). Run it with any client; rows → stored_event.
+STORED_EVENTS_SQL = """SELECT e.published_at, e.source, e.id, e.sentiment, e.topic, e.tickers,
+    (SELECT jsonb_object_agg(x.ticker, x.sentiment = 'negative') FROM event_entity x
+     WHERE x.source = e.source AND x.event_id = e.id AND x.published_at = e.published_at AND x.counted)
+FROM scored_event e"""
+
+
+def stored_event(row) -> tuple:
+    """One row of STORED_EVENTS_SQL as an input of `replay`."""
+    published_at, source, eid, sentiment, topic, tickers, own = row
+    return (published_at.timestamp(), f"{source}/{eid}", sentiment == "negative", topic, tuple(tickers), own or {})
+
 
 def cells_of(batch: list[Event], slice_s: int) -> dict[str, list[Cell]]:
     """The worker's counting (stream.counting.count_cells), as the detector's cells."""

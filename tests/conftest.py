@@ -82,6 +82,19 @@ def migrated_db(postgres):
     return new_database(postgres)
 
 
+class Recorder:
+    """A BatchProcessor publisher that keeps what it was given (dead letters, count records)."""
+
+    def __init__(self):
+        self.deadletters, self.records = [], []
+
+    async def dead(self, dead):
+        self.deadletters += dead
+
+    async def counts(self, records):
+        self.records += records
+
+
 def swap_models_dir(root: Path, v2_version: str) -> Path:
     """A models directory for hot-swap tests: `v1` (the shipped artifact), `v2` (the same weights
     under another version id), `broken` (a finsent.json that is not JSON), `current` → v1."""

@@ -21,23 +21,13 @@ from stream.pipeline import ITEM, ITEM_SHARED, BatchProcessor, Incoming  # noqa:
 from stream.records import decode
 from stream.sink import PostgresSink
 from stream.watermark import PartitionClock
+from tests.conftest import Recorder
 
 pytestmark = pytest.mark.slow
 BOEING = "Boeing grounds its 737 MAX fleet after a second crash in five months"
 TWO = "Apple beats, Samsung slides"
 PASSING = ("Fed holds rates steady as inflation cools. Bond yields barely moved and traders shrugged; analysts said "
            "the decision was widely expected, and in other news Boeing said deliveries were on track.")
-
-
-class Recorder:
-    def __init__(self):
-        self.deadletters, self.records = [], []
-
-    async def dead(self, dead):
-        self.deadletters += dead
-
-    async def counts(self, records):
-        self.records += records
 
 
 def incoming(i: int, text: str, **kw) -> Incoming:

@@ -13,19 +13,9 @@ from models.runtime import Scorer
 from stream.pipeline import BatchProcessor, Incoming
 from stream.sink import PostgresSink
 from stream.watermark import PartitionClock
+from tests.conftest import Recorder
 
 pytestmark = pytest.mark.slow
-
-
-class Recorder:
-    def __init__(self):
-        self.deadletters, self.records = [], []
-
-    async def dead(self, dead):
-        self.deadletters += dead
-
-    async def counts(self, records):
-        self.records += records
 
 
 def items(n, start=0, text="Acme shares plunge after fraud charges", **kw):

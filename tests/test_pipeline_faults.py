@@ -6,7 +6,6 @@ tokenizer (a BaseException) dead-letters its text instead of escaping the agent.
 import asyncio
 import hashlib
 
-import orjson
 import pytest
 
 from core.pg import libpq_dsn
@@ -14,7 +13,8 @@ from models.runtime import Scorer
 from stream.pipeline import BatchProcessor, Incoming
 from stream.sink import PostgresSink
 from stream.watermark import PartitionClock
-from tests.test_pipeline_failures import Recorder, items, sql
+from tests.conftest import Recorder
+from tests.test_pipeline_failures import items, sql
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,6 @@ import itertools
 import json
 import socket
 import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 import asyncpg

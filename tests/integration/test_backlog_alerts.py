@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaProducer
 
 from finsent.services import wait_for
 from stream.app import detector_config
-from stream.offline import replay
+from stream.offline import STORED_EVENTS_SQL, replay, stored_event
 from stream.simulate import COMPANIES, NEGATIVE, NEUTRAL, POSITIVE
 from tests.integration.conftest import Stack
 
@@ -75,9 +75,8 @@ async def produce(bootstrap: str, topic: str, evs: list[dict]) -> None:
 
 
 def stored_events(s: Stack) -> list:
-    """The rows the worker stored, as the offline replay takes them (its sentiment and topic)."""
-    rows = s.sql("SELECT published_at, source, id, sentiment, topic, tickers FROM scored_event")
-    return [(r[0].timestamp(), f"{r[1]}/{r[2]}", r[3] == "negative", r[4], tuple(r[5])) for r in rows]
+    """The rows the worker stored, as the offline replay takes them (its sentiments, topic, keys)."""
+    return [stored_event(r) for r in s.sql(STORED_EVENTS_SQL)]
 
 
 def health(port: int) -> dict:

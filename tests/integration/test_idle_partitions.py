@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaProducer
 from finsent.services import wait_for
 from stream.app import detector_config
 from stream.feed import SOCIAL as SOCIAL_SOURCES
-from stream.offline import replay
+from stream.offline import STORED_EVENTS_SQL, replay, stored_event
 from stream.simulate import COMPANIES, NEGATIVE, NEUTRAL, POSITIVE
 from tests.integration.conftest import Stack
 
@@ -99,8 +99,8 @@ async def produce_by_source(bootstrap: str, s: Stack, evs: list[dict], gap_s: fl
 
 
 def stored_events(s: Stack) -> list:
-    rows = s.sql("SELECT published_at, source, id, sentiment, topic, tickers FROM scored_event")
-    return [(r[0].timestamp(), f"{r[1]}/{r[2]}", r[3] == "negative", r[4], tuple(r[5])) for r in rows]
+    """The rows the worker stored, as the offline replay takes them (its sentiments, topic, keys)."""
+    return [stored_event(r) for r in s.sql(STORED_EVENTS_SQL)]
 
 
 def health(s: Stack) -> tuple[int, dict]:
