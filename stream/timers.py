@@ -59,10 +59,6 @@ def register(w: Worker) -> None:
             metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, (consumer.highwater(tp) or 0) - (committed or 0)))
             if tp.topic in s.input_topics or tp.topic == s.topic_scored:  # the detector's input too
                 positions[f"{tp.topic}/{tp.partition}"] = (committed, consumer.highwater(tp))
-        if any(tp.topic in s.input_topics for tp in assigned):
-            w.unassigned_since = None
-        elif w.unassigned_since is None:
-            w.unassigned_since = now
         metrics.UNASSIGNED.set(1 if w.unassigned_problem(now) else 0)
         stalled = w.stall_watch.observe(positions, now)
         metrics.STALLED.set(len(stalled))

@@ -3,14 +3,15 @@ register agents (stream.agents), timers (stream.timers) and web pages (stream.pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import faust
 
 from core.settings import Settings
 from models.hotswap import ModelSwap
 from stream.detection import Detection
-from stream.kafka_compat import FetchGuard
+from stream.kafka_compat import FetchGuard, committed_offset
 from stream.pipeline import BatchProcessor
 from stream.progress import StallWatch
 from stream.sink import PostgresSink
@@ -32,11 +33,37 @@ class Worker:
     detection: Detection
     guard: FetchGuard
     stall_watch: StallWatch
-    unassigned_since: float | None = None  # monotonic time since which no input partition is assigned
+    # monotonic time since which no input partition is assigned (from the start: a worker waiting in
+    # its first rebalance counts too)
+    unassigned_since: float | None = field(default_factory=time.monotonic)
+
+    catching_up_until: float = 0.0
+
+    def _lagging(self) -> bool:
+        consumer = self.app.consumer
+        try:
+            return any((consumer.highwater(tp) or 0) > (committed_offset(consumer, tp) or 0)
+                       for tp in consumer.assignment() if tp.topic in self.settings.input_topics)
+        except Exception:  # noqa: BLE001 - no consumer yet: nothing known to lag
+            return False
 
     def unassigned_problem(self, now: float) -> str:
         """A worker given no input partition for longer than the stall limit scores nothing: in a
-        rebalance that does not end, or one worker more than there are partitions."""
-        if self.unassigned_since is None or now - self.unassigned_since <= self.settings.stall_s:
+        rebalance that does not end (one waiting for a killed member's session), or one worker more
+        than there are partitions. Read from the consumer's assignment at each call."""
+        try:
+            assigned = any(tp.topic in self.settings.input_topics for tp in self.app.consumer.assignment())
+        except Exception:  # noqa: BLE001 - a consumer not started yet has no assignment
+            assigned = False
+        stall_s = self.settings.stall_s
+        if assigned:
+            if self.unassigned_since is not None and now - self.unassigned_since > stall_s:
+                self.catching_up_until = now + stall_s  # a long wait: not ok again before it has caught up
+            self.unassigned_since = None
+        elif self.unassigned_since is None:
+            self.unassigned_since = now
+        if assigned and now < self.catching_up_until and self._lagging():
+            return "partitions assigned after a long wait; catching up"
+        if self.unassigned_since is None or now - self.unassigned_since <= stall_s:
             return ""
         return f"no input partition assigned for {now - self.unassigned_since:.0f} s"
