@@ -339,6 +339,8 @@ class ExplanationPublic(BaseModel):
     words: list[WordAttributionPublic]
     truncated_words: int
     method: str
+    entities: list[EntityPublic] = Field([], description="who the event is about, most relevant first (as in "
+                                                         "GET /v1/events)")
 
 
 # --- feedback ------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 is about (entities, from the symbol directory, with their sentiment: models.entity_scores, as the
 worker stores them), from the model runtime in-process; concurrent requests share model calls
 (api/scoring.py).
-GET /v1/events/{source}/{id}/explain: which words made the model score a stored event so."""
+GET /v1/events/{source}/{id}/explain: which words made the model score a stored event so, and the
+event's entities (as GET /v1/events gives them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 
 from api import queries as q
-from api.deps import ConnDep, Reader, StrictJSONRoute
+from api.deps import DbDep, Reader, StrictJSONRoute
+from api.entities import attach
 from api.schemas import ExplanationPublic, Message, ScoreRequest, ScoreResponse
 from api.scoring import ModelUnavailable
 from models.entity_scores import entities_json, entity_sentiments
@@ -41,13 +43,16 @@ async def score(body: ScoreRequest, request: Request, _: Reader) -> ScoreRespons
             summary="Per-word attributions for a stored event's sentiment and topic (occlusion)")
 async def explain_event(source: Annotated[str, Path(min_length=1, max_length=64)],
                         event_id: Annotated[str, Path(min_length=1, max_length=256)],
-                        request: Request, conn: ConnDep, _: Reader) -> ExplanationPublic:
+                        request: Request, db: DbDep, _: Reader) -> ExplanationPublic:
+    conn = await db.conn()
     event = await conn.fetchrow(q.EVENT_BY_KEY, source, event_id)
     if event is None:
         raise HTTPException(404, f"event {source}/{event_id} not found")
+    (stored,) = await attach(conn, [dict(event)])  # its entities, as GET /v1/events gives them
+    await db.release()  # the model's run takes a while: the pooled connection is not held through it
     try:
         exp = await request.app.state.scorer.explain(event["text"])
     except ModelUnavailable:  # the reason is in the API's log, not for clients
         raise HTTPException(503, "model unavailable") from None
-    d = exp.to_dict()
-    return ExplanationPublic(source=source, id=event_id, model_version=exp.prediction.model_version, **d)
+    return ExplanationPublic(source=source, id=event_id, model_version=exp.prediction.model_version,
+                             entities=stored["entities"], **exp.to_dict())
