@@ -71,6 +71,64 @@ class Postgres:
         return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+class Standby:
+    """A streaming standby of a running `Postgres` (pgserver's own pg_basebackup and WAL receiver):
+    read-only until promote(). With `synchronous=True` the primary waits for the standby's flush
+    before it confirms a commit (synchronous_standby_names), so promoting it after the primary
+    dies loses no acknowledged write; asynchronous, readers may lag (see `lag_sql`)."""
+
+    NAME = "finsent_standby"
+    # seconds behind the primary's last replayed commit: 0 while nothing is written
+    lag_sql = ("SELECT CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+               "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END")
+
+    def __init__(self, primary: Postgres, directory: Path, synchronous: bool = False):
+        self.primary, self.dir, self.synchronous = primary, Path(directory), synchronous
+        self.user = primary.server.system_user if primary.server is not None else None
+
+    def _run(self, exe: str, args: list[str], timeout: float = 120) -> str:
+        from pgserver._commands import POSTGRES_BIN_PATH
+
+        out = subprocess.run([str(POSTGRES_BIN_PATH / exe), *args], user=self.user, check=True, timeout=timeout,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        return out.stdout
+
+    def start(self) -> Standby:
+        socket_dir = str(self.primary.server.pgdata)
+        if not (self.dir / "PG_VERSION").exists():
+            self.dir.parent.mkdir(parents=True, exist_ok=True)
+            if self.user is not None:  # pgserver runs PostgreSQL as its own user when started as root
+                import pwd
+
+                self.dir.mkdir(mode=0o700, exist_ok=True)
+                pw = pwd.getpwnam(self.user)
+                os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self._run("pg_basebackup", ["-D", str(self.dir), "-R", "-X", "stream", "-c", "fast", "-U", "postgres",
+                                        "-d", f"host={socket_dir} user=postgres application_name={self.NAME}"])
+            for name in (".s.PGSQL.5432.lock", "postmaster.pid", "log"):  # the primary's, copied with its data dir
+                (self.dir / name).unlink(missing_ok=True)
+        if self.synchronous:
+            self.primary.server.psql(f"ALTER SYSTEM SET synchronous_standby_names = '{self.NAME}';")
+            self.primary.server.psql("SELECT pg_reload_conf();")
+        self._run("pg_ctl", ["-D", str(self.dir), "-w", "-t", "60", "-l", str(self.dir / "log"),
+                             "-o", '-h ""', "-o", f"-k {self.dir}", "start"])
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://postgres@/{self.primary.database}?host={self.dir}"
+
+    @property
+    def dsn(self) -> str:
+        return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+    def promote(self) -> None:
+        self._run("pg_ctl", ["-D", str(self.dir), "-w", "-t", "60", "promote"])
+
+    def stop(self) -> None:
+        stop_postmaster(self.dir)
+
+
 def worker_env(bootstrap: str, database_url: str, **extra: object) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"FINSENT_KAFKA_BOOTSTRAP": bootstrap, "DATABASE_URL": database_url, "HF_HUB_OFFLINE": "1",
