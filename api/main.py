@@ -30,6 +30,7 @@ from api.metrics import MetricsMiddleware
 from api.routes import alerts, entities, events, feedback, health, movers, page, score, series, stream, subscriptions
 from api.schemas import Message
 from api.scoring import ScoringBatcher
+from api.series_cache import SeriesCache
 from core.logs import get
 from core.pg import alembic_config, sync_url
 from core.settings import Settings, get_settings
@@ -87,6 +88,11 @@ def server_settings(s: Settings) -> dict[str, str]:
             "statement_timeout": ms, "lock_timeout": ms, "idle_in_transaction_session_timeout": ms}
 
 
+def series_cache_bytes(s: Settings) -> int:
+    """FINSENT_API_SERIES_CACHE_MB (default 64; 0 turns the series cache off)."""
+    return int(float(getattr(s, "api_series_cache_mb", 64)) * (1 << 20))
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     s: Settings = app.state.settings
@@ -100,6 +106,9 @@ async def lifespan(app: FastAPI):
     app.state.deliverer = deliverer = Deliverer(pool, s, hub)
     app.state.scorer = scorer = ScoringBatcher(s)
     app.state.entities = Entities(s)
+    app.state.series_cache = series_cache = SeriesCache(pool, s.asyncpg_dsn, max_bytes=series_cache_bytes(s),
+                                                        acquire_timeout_s=s.api_pool_timeout_s)
+    series_cache.start()
     hub.start()
     deliverer.start()
     log.info("api.started", host=s.api_host, port=s.api_port)
@@ -109,6 +118,7 @@ async def lifespan(app: FastAPI):
         await scorer.stop()
         await deliverer.stop()
         await hub.stop()
+        await series_cache.stop()
         try:  # close waits for connections in use; a stuck one must not hold up the shutdown
             await asyncio.wait_for(pool.close(), 5)
         except TimeoutError:

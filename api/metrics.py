@@ -16,6 +16,14 @@ WEBHOOKS = Counter("finsent_webhook_deliveries_total", "Webhook delivery attempt
 for _outcome in ("delivered", "failed", "retry", "disabled"):
     WEBHOOKS.labels(_outcome)
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+SERIES_CACHE = Counter("finsent_api_series_cache_total", "Series answers by where they came from: hit (cached), "
+                       "shared (an identical request in flight), miss (read), off (cache not listening)", ["outcome"])
+for _outcome in ("hit", "shared", "miss", "off"):
+    SERIES_CACHE.labels(_outcome)
+SERIES_CACHE_BYTES = Gauge("finsent_api_series_cache_bytes", "Bytes of cached series answers")
+SERIES_CACHE_LISTENING = Gauge("finsent_api_series_cache_listening",
+                               "1 while the series cache receives rollup changes (0: every series read hits the "
+                               "database)")
 MODEL_VERSION = Gauge("finsent_api_model_version", "1 for the model version the API scores with", ["version"])
 MODEL_SWAPS = Counter("finsent_api_model_swaps_total", "Model hot swaps in the API, by outcome (swapped | failed)",
                       ["outcome"])

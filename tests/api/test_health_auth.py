@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def test_health_ready_and_metrics(client, dsn):
     assert client.get("/health").json()["status"] == "ok"
     r = client.get("/ready")
-    assert r.status_code == 200 and r.json() == {"status": "ready", "database": "ok", "revision": "0005"}
+    assert r.status_code == 200 and r.json() == {"status": "ready", "database": "ok", "revision": "0006"}
     client.get("/v1/alerts/999999")
     text = client.get("/metrics").text
     assert 'finsent_api_requests_total{method="GET",route="/v1/alerts/{alert_id}",status="404"}' in text
@@ -29,7 +29,7 @@ def test_ready_is_503_when_migrations_are_behind(client, dsn):
         r = client.get("/ready")
         assert r.status_code == 503 and "0002" in r.json()["detail"]
     finally:
-        sql(dsn, "UPDATE alembic_version SET version_num = '0005'")
+        sql(dsn, "UPDATE alembic_version SET version_num = '0006'")
     assert client.get("/ready").status_code == 200
 
 
