@@ -1,0 +1,330 @@
+"""One story, many copies: near-duplicate clustering of scored items within a horizon (72 h).
+
+    signer = Signer()
+    bands = signer.bands(["Acme shares plunge 12% after fraud probe https://t.co/x"], [["ACME"]])[0]
+    # -> BANDS signed 64-bit band keys; two texts are copies when >= MIN_BANDS keys are equal
+
+A text is normalised (NFKC, HTML entities, lower case; URLs, @mentions, a retweet or "BREAKING:"
+prefix, emoji and punctuation dropped; cashtags become the bare ticker; every number becomes '#',
+so an update of a story with a new figure stays the story), cut into word shingles (1- and
+2-grams), and the item's company keys (the worker's ticker keys and every cashtag) are added as
+`NAME_WEIGHT` tokens each: a template that says the same thing of another company differs in its
+heaviest tokens and does not merge. MinHash (datasketch, affine32, NUM_PERM permutations) turns
+the set into a signature; its BANDS bands of ROWS values are hashed to 64-bit band keys. Two items
+are copies when at least MIN_BANDS of their band keys are equal — with these settings the
+probability of that is 8 % at Jaccard 0.2, 60 % at 0.4 and 96 % at 0.6 (`match_probability`); and an item
+naming companies its candidate's first event does not (nor the reverse) is not a copy. The
+parameters were chosen on labelled pairs (bench/stories.py, docs/stories.md), not guessed.
+
+The shared index lives in Postgres (migration 0007), so every worker finds the same clusters:
+`story_band` (one row per band key per story, the story's first day and time) and `story` (one
+row per story: first event, first seen, copies, sources, keys), both LIST-partitioned into
+SLOTS slots by the story's first UTC day; `upkeep` truncates a slot once all its days are older
+than the horizon (never a DELETE over the table). `assign` takes a batch inside the worker's
+store transaction (after its scored_event rows are inserted) and returns, per item, the story id
+(the first event's id), whether the item is novel (the first of its story) and the story's copy
+count so far, and writes them on the scored_event rows. It holds one transaction-level advisory
+lock from its first statement to the commit: two workers never assign at the same time, so the
+first stored copy founds the story and every later one joins it, whichever worker stores it;
+an item whose scored_event row already carries a story (a replayed batch) gets what it has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+import numpy as np
+from datasketch import MinHash
+
+HORIZON_S = 72 * 3600  # a story takes copies for this long after its first event
+NUM_PERM = 24
+BANDS = 12
+ROWS = 2  # BANDS * ROWS == NUM_PERM
+MIN_BANDS = 2  # equal band keys needed for a copy (chosen on labelled pairs: docs/stories.md)
+NAME_WEIGHT = 3  # each company key counts as this many tokens
+SLOTS = 6  # day slots: the 4 days a 72 h horizon spans, one day ahead (clock skew) and the expired one
+MAX_SOURCES = 16  # sources listed on a story row
+LOCK_ID = 0x5354_4F52_5953  # 'STORYS': the advisory lock that serialises assignment
+
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
+_MENTION = re.compile(r"(?<!\w)@\w+")
+_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9.\-]{0,9})(?![\w])")
+_NUMBER = re.compile(r"(?<![a-z])[+\-]?\d[\d,.]*(?:[kmb]n?|%|x)?(?![a-z])")
+_PREFIX = re.compile(r"^(?:\s*(?:rt\b:?|breaking(?: news)?|just in|update[ds]?|exclusive|alert|developing|"
+                     r"watch|video|live|flash|hot|news)\s*[:\-|]\s*)+")
+_WORD = re.compile(r"[^\W_]+|#")
+
+
+def normalise(text: str) -> str:
+    """The comparable form of a text: what a repost, a feed's prefix or a new figure changes is gone."""
+    t = unicodedata.normalize("NFKC", html.unescape(text)).lower()
+    t = _URL.sub(" ", t)
+    t = re.sub(r"^\s*rt\s+@\w+\s*:?", " ", t)  # a retweet's "RT @who:"
+    t = _MENTION.sub(" ", t)
+    t = _CASHTAG.sub(lambda m: " " + m.group(1).replace(".", "").replace("-", "") + " ", t)
+    t = _NUMBER.sub(" # ", t)
+    t = _PREFIX.sub(" ", t.strip())
+    return " ".join(_WORD.findall(t))
+
+
+def cashtags(text: str) -> list[str]:
+    return sorted({m.group(1).upper().replace("-", ".") for m in _CASHTAG.finditer(text)})
+
+
+def shingles(text: str, keys: Iterable[str] = ()) -> set[bytes]:
+    """Word 1- and 2-grams of the normalised text, plus each company key NAME_WEIGHT times."""
+    words = normalise(text).split()
+    out = {w.encode() for w in words}
+    out.update(f"{a} {b}".encode() for a, b in zip(words, words[1:]))
+    out.update(f"\x00{n}\x00{i}".encode() for n in names_of(text, keys) for i in range(NAME_WEIGHT))
+    return out or {b"\x00empty"}
+
+
+def names_of(text: str, keys: Iterable[str] = ()) -> frozenset[str]:
+    """The companies an item names: its ticker keys and its cashtags."""
+    return frozenset({k.split(":", 1)[-1].upper() for k in keys} | set(cashtags(text)))
+
+
+def compatible(a: frozenset, b: frozenset) -> bool:
+    """Can two items naming these companies be one story? Not when each names one the other does
+    not (a template about another company); a repost that adds a cashtag can."""
+    return a <= b or b <= a
+
+
+def jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def match_probability(s: float, bands: int = BANDS, rows: int = ROWS, need: int = MIN_BANDS) -> float:
+    """P(at least `need` of `bands` band keys equal) for two sets of Jaccard similarity `s`."""
+    from scipy.stats import binom
+
+    return float(binom.sf(need - 1, bands, s ** rows))
+
+
+class Signer:
+    """MinHash signatures and band keys (one permutation set, built once: datasketch's own
+    MinHash.generator reuses it the same way)."""
+
+    def __init__(self, num_perm: int = NUM_PERM, bands: int = BANDS, seed: int = 1):
+        if num_perm % bands:
+            raise ValueError(f"num_perm {num_perm} is not a multiple of bands {bands}")
+        self.template = MinHash(num_perm=num_perm, seed=seed)
+        self.bands_n, self.rows = bands, num_perm // bands
+
+    def signatures(self, texts: Sequence[str], keys: Sequence[Iterable[str]] | None = None) -> np.ndarray:
+        out = np.empty((len(texts), len(self.template)), dtype=self.template.hashvalues.dtype)
+        for i, text in enumerate(texts):
+            m = self.template.copy()
+            m.update_batch(shingles(text, keys[i] if keys else ()))
+            out[i] = m.hashvalues
+        return out
+
+    def bands(self, texts: Sequence[str], keys: Sequence[Iterable[str]] | None = None) -> list[list[int]]:
+        """Per text, BANDS signed 64-bit keys (band index mixed in: equal values in different
+        bands are different keys)."""
+        sigs = self.signatures(texts, keys)
+        r = self.rows
+        return [[_band_key(b, sig[b * r:(b + 1) * r].tobytes()) for b in range(self.bands_n)] for sig in sigs]
+
+
+def _band_key(band: int, values: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(values, digest_size=8, salt=band.to_bytes(2, "little")).digest(),
+                          "little", signed=True)
+
+
+def copies_of(a: Sequence[int], b: Sequence[int], need: int = MIN_BANDS) -> bool:
+    return len(set(a) & set(b)) >= need
+
+
+# -- the shared index (Postgres) -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Item:
+    """One stored event to assign: the scored_event row's key, its text and its ticker keys."""
+
+    source: str
+    id: str
+    published_at: datetime
+    text: str
+    keys: tuple[str, ...] = ()
+    bands: tuple[int, ...] | None = None  # precomputed band keys (else computed here)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    source: str
+    id: str
+    published_at: datetime
+    story_id: str
+    novel: bool
+    copies: int  # the story's copies so far, this one included (1 for a novel item)
+
+
+def slot_of(day: date) -> int:
+    return day.toordinal() % SLOTS
+
+
+def _day(t: datetime) -> date:
+    return t.astimezone(timezone.utc).date()
+
+
+REPLAYED_SQL = """SELECT e.source, e.id, e.published_at, e.story_id, e.novel, e.copies
+FROM scored_event e JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(source, id, published_at)
+  ON e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
+WHERE e.story_id IS NOT NULL"""
+
+CANDIDATES_SQL = """SELECT b.band, b.story_id, b.first_at, b.day, s.copies, s.keys
+FROM story_band b JOIN story s ON s.slot = b.slot AND s.story_id = b.story_id
+WHERE b.band = ANY($1::bigint[]) AND b.first_at >= $2 AND b.first_at <= $3"""
+
+STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
+SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,
+       string_to_array(u.sources, chr(31))
+FROM unnest($1::smallint[], $2::text[], $3::date[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::text[],
+            $8::int[], $9::text[]) AS u(slot, story_id, day, first_at, last_at, source, keys, copies, sources)
+ON CONFLICT (slot, story_id) DO UPDATE SET copies = s.copies + EXCLUDED.copies,
+    last_at = greatest(s.last_at, EXCLUDED.last_at),
+    sources = CASE WHEN cardinality(s.sources) >= {max_sources} THEN s.sources
+                   ELSE (s.sources || ARRAY(SELECT x FROM unnest(EXCLUDED.sources) x WHERE x <> ALL(s.sources)))
+                        [1:{max_sources}] END""".format(max_sources=MAX_SOURCES)
+
+BAND_INSERT_SQL = """INSERT INTO story_band AS b (slot, band, story_id, day, first_at)
+SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::text[], $4::date[], $5::timestamptz[]) ORDER BY 1, 2
+ON CONFLICT (slot, band) DO UPDATE SET story_id = EXCLUDED.story_id, day = EXCLUDED.day, first_at = EXCLUDED.first_at
+WHERE b.first_at < EXCLUDED.first_at - make_interval(secs => {horizon})""".format(horizon=HORIZON_S)
+
+EVENT_UPDATE_SQL = """UPDATE scored_event e SET story_id = u.story_id, novel = u.novel, copies = u.copies
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[], $6::int[])
+  AS u(source, id, published_at, story_id, novel, copies)
+WHERE e.source = u.source AND e.id = u.id AND e.published_at = u.published_at"""
+
+
+class Stories:
+    """Assigns stories against the shared index on an asyncpg connection (see the module text)."""
+
+    def __init__(self, signer: Signer | None = None, need: int = MIN_BANDS, horizon_s: float = HORIZON_S,
+                 skew_s: float = 3600.0):
+        self.signer = signer or Signer()
+        self.need, self.horizon, self.skew = need, timedelta(seconds=horizon_s), timedelta(seconds=skew_s)
+
+    async def assign(self, conn, items: Sequence[Item]) -> list[Assignment]:
+        """Call inside the store transaction, after the batch's scored_event rows are inserted;
+        returns one Assignment per item, in the items' order (a duplicate item gets the same)."""
+        if not items:
+            return []
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_ID)
+        done = {(r["source"], r["id"], r["published_at"]): Assignment(r["source"], r["id"], r["published_at"],
+                                                                      r["story_id"], r["novel"], r["copies"])
+                for r in await conn.fetch(REPLAYED_SQL, *_columns(items))}
+        todo = sorted({(i.source, i.id, i.published_at): i for i in items
+                       if (i.source, i.id, i.published_at) not in done}.values(),
+                      key=lambda i: (i.published_at, i.source, i.id))
+        if todo:
+            done.update(await self._assign_new(conn, todo))
+        return [done[(i.source, i.id, i.published_at)] for i in items]
+
+    async def _assign_new(self, conn, todo: list[Item]) -> dict:
+        missing = [i for i in todo if i.bands is None]
+        computed = dict(zip((id(i) for i in missing),
+                            self.signer.bands([i.text for i in missing], [i.keys for i in missing])))
+        bands = {id(i): list(i.bands) if i.bands is not None else computed[id(i)] for i in todo}
+        lo = min(i.published_at for i in todo) - self.horizon
+        hi = max(i.published_at for i in todo) + self.skew
+        rows = await conn.fetch(CANDIDATES_SQL, sorted({b for v in bands.values() for b in v}), lo, hi)
+        plan = _Plan(self, rows)
+        out = {}
+        for it in todo:
+            out[(it.source, it.id, it.published_at)] = plan.add(it, bands[id(it)])
+        await plan.write(conn)
+        return out
+
+
+class _Plan:
+    """The batch's decisions, in event-time order, against the index as read plus the batch itself."""
+
+    def __init__(self, stories: Stories, rows):
+        self.cfg = stories
+        self.by_band: dict[int, list[tuple]] = {}  # band -> [(story_id, first_at, day)]
+        self.copies: dict[str, int] = {}
+        self.meta: dict[str, tuple] = {}  # story_id -> (first_at, day)
+        self.names: dict[str, frozenset] = {}  # story_id -> the companies its first event names
+        for r in rows:
+            self._index(r["band"], r["story_id"], r["first_at"], r["day"])
+            self.copies.setdefault(r["story_id"], r["copies"])
+            self.names.setdefault(r["story_id"], frozenset(r["keys"]))
+        self.stories: dict[str, list] = {}  # story_id -> [slot, day, first_at, last_at, source, keys, n, sources]
+        self.new_bands: list[tuple] = []
+        self.events: list[Assignment] = []
+
+    def _index(self, band: int, story_id: str, first_at: datetime, day: date) -> None:
+        self.by_band.setdefault(band, []).append((story_id, first_at, day))
+        self.meta[story_id] = (first_at, day)
+
+    def add(self, it: Item, bands: list[int]) -> Assignment:
+        t, names = it.published_at, names_of(it.text, it.keys)
+        hits: dict[str, int] = {}
+        for b in set(bands):
+            for sid, first_at, _ in self.by_band.get(b, ()):
+                if t - self.cfg.horizon <= first_at <= t + self.cfg.skew:
+                    hits[sid] = hits.get(sid, 0) + 1
+        best = min((s for s, n in hits.items() if n >= self.cfg.need and compatible(names, self.names[s])),
+                   key=lambda s: (-hits[s], self.meta[s][0], s), default=None)
+        if best is None:  # a new story, founded by this event
+            best, day = it.id, _day(t)
+            self.meta[best] = (t, day)
+            self.copies[best] = 0
+            self.names[best] = names
+        first_at, day = self.meta[best]
+        known = {b for b in set(bands) if any(s == best for s, *_ in self.by_band.get(b, ()))}
+        for b in sorted(set(bands) - known):  # its new band keys point to the story too
+            self._index(b, best, first_at, day)
+            self.new_bands.append((slot_of(day), b, best, day, first_at))
+        self.copies[best] += 1
+        st = self.stories.setdefault(best, [slot_of(day), day, first_at, t, it.source, sorted(self.names[best]), 0, []])
+        st[3], st[6] = max(st[3], t), st[6] + 1
+        if it.source not in st[7]:
+            st[7].append(it.source)
+        a = Assignment(it.source, it.id, t, best, self.copies[best] == 1, self.copies[best])
+        self.events.append(a)
+        return a
+
+    async def write(self, conn) -> None:
+        us = "\x1f"
+        rows = [(st[0], sid, st[1], st[2], st[3], st[4], us.join(st[5]), st[6], us.join(st[7][:MAX_SOURCES]))
+                for sid, st in self.stories.items()]
+        await conn.execute(STORY_UPSERT_SQL, *map(list, zip(*rows)))
+        if self.new_bands:
+            await conn.execute(BAND_INSERT_SQL, *map(list, zip(*self.new_bands)))
+        ev = self.events
+        await conn.execute(EVENT_UPDATE_SQL, [a.source for a in ev], [a.id for a in ev],
+                           [a.published_at for a in ev], [a.story_id for a in ev], [a.novel for a in ev],
+                           [a.copies for a in ev])
+
+
+def _columns(items: Sequence[Item]) -> tuple[list, list, list]:
+    return [i.source for i in items], [i.id for i in items], [i.published_at for i in items]
+
+
+# -- upkeep ------------------------------------------------------------------------------------
+
+async def upkeep(conn, today: date | None = None, horizon_s: float = HORIZON_S) -> list[int]:
+    """Truncate every slot whose newest day is past the horizon (relative to `today`, UTC):
+    the index stays bounded by the horizon without a DELETE. Returns the slots truncated."""
+    today = today or datetime.now(timezone.utc).date()
+    oldest_live = today - timedelta(days=int(-(-horizon_s // 86400)))
+    done = []
+    for slot in range(SLOTS):
+        newest = await conn.fetchval(f"SELECT max(day) FROM story_band_s{slot}")
+        newest_story = await conn.fetchval(f"SELECT max(day) FROM story_s{slot}")
+        days = [d for d in (newest, newest_story) if d is not None]
+        if days and max(days) < oldest_live:
+            await conn.execute(f"TRUNCATE story_band_s{slot}, story_s{slot}")
+            done.append(slot)
+    return done
