@@ -387,20 +387,27 @@ async def restore_day(conn, root: Path, day: date, progress=None, restore_days: 
         missing = [c for c in cols if c not in live]
         if missing:
             raise HistoryError(f"{day}: {table} lost columns {missing} since the archive; restore by hand")
-        inserted = 0
+        part = partition_name(table, day)
         async with conn.transaction():
-            await conn.execute(f"CREATE TEMP TABLE restore_rows (LIKE {table}) ON COMMIT DROP")
+            # an empty partition (the usual case: the day was dropped) takes the rows by COPY; one that
+            # already holds some goes through a staging table and ON CONFLICT DO NOTHING
+            empty = not await conn.fetchval(f"SELECT EXISTS (SELECT 1 FROM {part})")
+            target = part if empty else "restore_rows"
+            if not empty:
+                await conn.execute(f"CREATE TEMP TABLE restore_rows (LIKE {table}) ON COMMIT DROP")
+            copied = 0
             for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
-                data = [batch.column(c).to_pylist() for c in cols]
-                records = list(zip(*data))
-                await conn.copy_records_to_table("restore_rows", records=records, columns=cols)
+                records = list(zip(*(batch.column(c).to_pylist() for c in cols)))
+                await conn.copy_records_to_table(target, records=records, columns=cols)
+                copied += len(records)
                 if progress:
                     progress(table, len(records))
-            names = ", ".join(cols)
-            status = await conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM restore_rows "
-                                        "ON CONFLICT DO NOTHING")
-            inserted = int(status.split()[-1])
-        report.rows[table] = inserted
+            if not empty:
+                names = ", ".join(cols)
+                status = await conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM restore_rows "
+                                            "ON CONFLICT DO NOTHING")
+                copied = int(status.split()[-1])
+        report.rows[table] = copied
     await _record(conn, day, "restored", root, restore_days)
     return report
 

@@ -1,0 +1,191 @@
+"""`finsent history`: the raw-history lifecycle by hand (core/history.py; the worker's upkeep does
+the same one day at a time).
+
+    finsent history status                 days in the database and the archive, past retention or not
+    finsent history archive 2026-11-01     write the day's Parquet files and manifest
+    finsent history verify 2026-11-01      files, checksums and (while present) the partitions agree
+    finsent history drop 2026-11-01        verify, then detach and drop the day's partitions
+    finsent history restore 2026-11-01     load an archived day back (pinned for a while)
+    finsent history upkeep                 one step of the worker's upkeep, now
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="raw history: retention, Parquet archive, restore")
+console = Console(stderr=True)
+ArchiveOpt = Annotated[Optional[Path], typer.Option("--archive-dir", help="default: FINSENT_ARCHIVE_DIR")]
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a day (YYYY-MM-DD)") from None
+
+
+def _run(work) -> None:
+    from core.history import HistoryError
+
+    try:
+        asyncio.run(work)
+    except HistoryError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from None
+
+
+async def _connect():
+    import asyncpg
+
+    from core.history import HISTORY_DDL
+    from core.pg import libpq_dsn
+    from core.settings import get_settings
+
+    conn = await asyncpg.connect(libpq_dsn(get_settings().database_url), timeout=30)
+    await conn.execute(HISTORY_DDL[0])
+    return conn
+
+
+def _policy(archive_dir: Path | None):
+    from dataclasses import replace
+
+    from core.history import Retention
+    from core.settings import get_settings
+
+    policy = Retention.from_settings(get_settings())
+    return replace(policy, archive_dir=archive_dir) if archive_dir is not None else policy
+
+
+def _archive(archive_dir: Path | None) -> Path:
+    root = _policy(archive_dir).archive_dir
+    if root is None:
+        console.print("[red]error:[/red] no archive directory: set FINSENT_ARCHIVE_DIR or pass --archive-dir")
+        raise typer.Exit(2)
+    return root
+
+
+def _progress(progress: Progress, total_of: dict):
+    tasks: dict = {}
+
+    def step(table: str, n: int) -> None:
+        if table not in tasks:
+            tasks[table] = progress.add_task(table, total=total_of.get(table))
+        progress.advance(tasks[table], n)
+    return step
+
+
+def _bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console)
+
+
+@app.command()
+def status(archive_dir: ArchiveOpt = None) -> None:
+    """Each day: rows in the database, archived or not, past raw retention or not."""
+    from core import history
+
+    async def go():
+        conn = await _connect()
+        try:
+            rows = await history.status(conn, _policy(archive_dir))
+        finally:
+            await conn.close()
+        table = Table("day", "rows in database", "archived", "state", "past retention")
+        for r in rows:
+            table.add_row(str(r["day"]), "-" if r["rows"] is None else f"{r['rows']:,}", "yes" if r["archived"] else "no",
+                          r["state"] or "", "yes" if r["past_retention"] else "")
+        Console().print(table)
+    _run(go())
+
+
+@app.command()
+def archive(day: str, archive_dir: ArchiveOpt = None) -> None:
+    """Write DAY's partitions to Parquet (then the manifest)."""
+    from core import history
+
+    async def go():
+        conn = await _connect()
+        try:
+            totals = {t: (f or {}).get("rows") for t in history.DAY_TABLES
+                      if (f := await history.db_facts(conn, t, _day(day))) is not None}
+            with _bar() as progress:
+                report = await history.archive_day(conn, _archive(archive_dir), _day(day), _progress(progress, totals))
+        finally:
+            await conn.close()
+        console.print(report.line() + f", {report.bytes / 1e6:.1f} MB")
+    _run(go())
+
+
+@app.command()
+def verify(day: str, archive_dir: ArchiveOpt = None) -> None:
+    """Check DAY's archive: files, checksums, and the partitions while they exist."""
+    from core import history
+
+    async def go():
+        conn = await _connect()
+        try:
+            console.print((await history.verify_day(conn, _archive(archive_dir), _day(day))).line())
+        finally:
+            await conn.close()
+    _run(go())
+
+
+@app.command()
+def drop(day: str, archive_dir: ArchiveOpt = None,
+         unarchived: Annotated[bool, typer.Option("--unarchived", help="drop without an archive (lost for good)")] = False) -> None:
+    """Verify DAY's archive, then detach and drop its partitions."""
+    from core import history
+
+    async def go():
+        conn = await _connect()
+        try:
+            root = None if unarchived else _archive(archive_dir)
+            console.print((await history.drop_day(conn, _day(day), root, require_archive=not unarchived)).line())
+        finally:
+            await conn.close()
+    _run(go())
+
+
+@app.command()
+def restore(day: str, archive_dir: ArchiveOpt = None) -> None:
+    """Load DAY back from its archive (rows already there are kept); upkeep leaves it for a while."""
+    from core import history
+
+    async def go():
+        conn = await _connect()
+        try:
+            root = _archive(archive_dir)
+            manifest = history.read_manifest(root, _day(day)) or {"tables": {}}
+            totals = {t: e["rows"] for t, e in manifest["tables"].items()}
+            with _bar() as progress:
+                report = await history.restore_day(conn, root, _day(day), _progress(progress, totals),
+                                                   restore_days=_policy(archive_dir).restore_days)
+        finally:
+            await conn.close()
+        console.print(report.line())
+    _run(go())
+
+
+@app.command()
+def upkeep(archive_dir: ArchiveOpt = None) -> None:
+    """One step of the lifecycle now (what the worker does on its upkeep timer)."""
+    from core import history
+
+    async def go():
+        conn = await _connect()
+        try:
+            for line in await history.upkeep(conn, _policy(archive_dir)) or ["nothing past retention"]:
+                console.print(line)
+        finally:
+            await conn.close()
+    _run(go())
