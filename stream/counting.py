@@ -12,6 +12,14 @@ An item may carry a sixth element, {ticker: negative}: the entity's own sentimen
 ticker key counts instead of the item's (an item where Apple beats and Samsung slides is negative
 for one key only). The ticker keys of an item are `ticker_keys(entities, min_relevance)`: the
 entities at or above the relevance cut plus every cashtag and feed tag, the same in both paths.
+
+An item may carry a seventh element, its story (core.stories): (story id, novel, copies so far).
+Then n and k count stories, not copies (`story_weight`): the first item of a story, or an item
+of no known story, adds 1; a later copy adds `copy_weight` (0.1), and the copies of one story
+together add at most `copy_cap` (1.0), so one syndicated story is at most two "items" however
+often it is reposted. With `stories=True` each cell also carries {story id: [negative copies,
+[sources]]} for the negatives (at most `samples` stories; the source is the event id's prefix),
+and a story's sample id is its first negative in the cell, so the evidence lists stories.
 """
 
 from __future__ import annotations
@@ -20,8 +28,11 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from stream.records import aggregation_keys
 
-# (event time s, event id, negative, topic, tickers[, {ticker: negative}])
-Item = tuple[float, str, bool, str, Sequence[str]] | tuple[float, str, bool, str, Sequence[str], Mapping[str, bool]]
+# (event time s, event id, negative, topic, tickers[, {ticker: negative}[, (story id, novel, copies)]])
+Item = tuple[float, str, bool, str, Sequence[str]] | tuple[float, str, bool, str, Sequence[str], Mapping[str, bool]] \
+    | tuple[float, str, bool, str, Sequence[str], Mapping[str, bool] | None, tuple[str, bool, int] | None]
+COPY_WEIGHT = 0.1  # stream.detector.DetectorConfig.story_copy_weight
+COPY_CAP = 1.0  # ... story_copy_cap
 ALWAYS_COUNTED = frozenset({"cashtag", "tag"})  # the author or the feed said so: never a passing mention
 MAX_TICKER = 16  # scored_event.tickers, event_entity.ticker
 
@@ -38,26 +49,58 @@ def ticker_keys(entities: Iterable, min_relevance: float) -> list[str]:
     return sorted({e.ticker for e in entities if counted(e, min_relevance)})
 
 
-def count_cells(items: Iterable[Item], slice_s: int, samples: int = 5) -> dict[str, dict[int, list]]:
-    """key -> slice -> [slice, n, k, sample ids (≤ `samples`), {ticker: k}]; duplicates of an id skipped."""
+def story_weight(story, copy_weight: float = COPY_WEIGHT, copy_cap: float = COPY_CAP) -> float:
+    """What one item adds to n (and k): 1 without a story or as its first item; a copy (the
+    story's `copies`-th) adds copy_weight while the story's copies together stay within copy_cap."""
+    if not story or story[1] or story[2] <= 1:
+        return 1.0
+    return copy_weight if (story[2] - 1) * copy_weight <= copy_cap + 1e-9 else 0.0
+
+
+def count_cells(items: Iterable[Item], slice_s: int, samples: int = 5, copy_weight: float = COPY_WEIGHT,
+                copy_cap: float = COPY_CAP, stories: bool = False) -> dict[str, dict[int, list]]:
+    """key -> slice -> [slice, n, k, sample ids (≤ `samples`), {ticker: k}(, {story: [copies, sources]})];
+    duplicates of an id skipped; n and k story-weighted (whole numbers when no item has a story)."""
     seen: set[str] = set()
     by_key: dict[str, dict[int, list]] = {}
+    shown: dict[tuple[str, int], set] = {}  # story ids sampled per cell
     for ts, eid, neg, topic, tickers, *rest in items:
         if eid in seen:
             continue
         seen.add(eid)
         own = rest[0] if rest and rest[0] else {}
+        story = rest[1] if len(rest) > 1 else None
+        weight = story_weight(story, copy_weight, copy_cap)
         sl = int(ts // slice_s)
         for key in aggregation_keys(topic, list(tickers)):
             is_topic = key.startswith("topic:")
             negative = neg if is_topic else own.get(key[7:], neg)
-            cell = by_key.setdefault(key, {}).setdefault(sl, [sl, 0, 0, [], {}])
-            cell[1] += 1
+            cell = by_key.setdefault(key, {}).setdefault(sl, [sl, 0, 0, [], {}] + ([{}] if stories else []))
+            cell[1] += weight
             if negative:
-                cell[2] += 1
-                if len(cell[3]) < samples:
-                    cell[3].append(eid)
+                cell[2] += weight
+                _sample(cell, eid, story, samples, shown.setdefault((key, sl), set()), stories)
                 if is_topic:
                     for t in tickers:
-                        cell[4][t] = cell[4].get(t, 0) + 1
+                        cell[4][t] = cell[4].get(t, 0) + weight
     return by_key
+
+
+def _sample(cell: list, eid: str, story, samples: int, shown: set, stories: bool) -> None:
+    """One sample id per story (its first negative in the cell); with `stories`, the story's
+    negative copies and sources in the cell."""
+    sid = story[0] if story else eid
+    if stories:
+        entry = cell[5].get(sid)
+        if entry is None and len(cell[5]) < samples:
+            entry = cell[5][sid] = [0, []]
+        if entry is not None:
+            entry[0] += 1
+            source = eid.split("/", 1)[0]
+            if source not in entry[1]:
+                entry[1].append(source)
+    if sid in shown:
+        return
+    shown.add(sid)
+    if len(cell[3]) < samples:
+        cell[3].append(eid)

@@ -57,8 +57,10 @@ import math
 from dataclasses import dataclass, field
 
 import orjson
+from scipy import special
 
 SEVERITIES = ("low", "medium", "high")
+MAX_SOURCES = 8  # sources kept per story in the evidence
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,9 @@ class DetectorConfig:
     silence_p: float = 1e-6  # a key's silence this improbable at its own rate is a pause: not learned as calm
     lateness_s: float = 30.0  # of the watermark (stream.watermark): watermark + lateness = every partition's newest
     key_ttl_s: float = 86400.0  # a key quiet (no data, nothing open) this long in event time starts anew (0: never)
+    # stories (core.stories): a copy of a story already counted adds this much (the first of a story adds 1) ...
+    story_copy_weight: float = 0.1
+    story_copy_cap: float = 1.0  # ... and all copies of one story together at most this much
     # severity bands: (p at most, negatives at least, times the expected count at least)
     medium: tuple[float, int, float] = (1e-12, 20, 3.0)
     high: tuple[float, int, float] = (1e-20, 40, 5.0)
@@ -119,6 +124,7 @@ class KeyState:
     unusual: int = 0  # consecutive final windows that were unusual
     part: int = -1  # the scored-topic partition of the key (set by the worker)
     last: int = -1  # the key's newest slice with data (its expiry counts from there)
+    stories: dict[str, dict] = field(default_factory=dict)  # slice -> {story id: [negative copies, [sources]]}
 
     def to_dict(self) -> dict:
         """A deep copy, as plain JSON values (what the table's changelog stores): orjson's round
@@ -151,61 +157,51 @@ class Decision:
     severity: str
     revision: int
     sample_event_ids: tuple[str, ...]
+    # the window's negative stories, most copies first: (story id, negative copies in the window,
+    # sources); empty where the counts carry no stories. n and negatives count stories (a copy
+    # adds story_copy_weight), so they may be fractional.
+    stories: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
 class Cell:
-    """Counts of one key in one slice from one batch."""
+    """Counts of one key in one slice from one batch: n and k are story-weighted (an item of
+    no known story, or the first of its story, counts 1; stream.counting.story_weight)."""
 
     slice: int
-    n: int
-    k: int
+    n: float
+    k: float
     samples: tuple[str, ...] = ()
     by_ticker: dict | None = None
+    stories: dict | None = None  # story id -> [negative copies, [sources]] (at most `samples` stories)
 
 
-def binomial_sf(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p). Above the mean the terms fall from the k-th on, so they are
-    summed by their ratio until they no longer count (a few dozen terms, not n - k + 1: a busy
-    topic's window holds thousands of items); at or below it, 1 - P(X <= k - 1) the same way down."""
+def binomial_sf(k: float, n: float, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): scipy's regularised incomplete beta I_p(k, n - k + 1)
+    (= bdtrc(k - 1, n, p) for whole numbers; defined for the story-weighted, fractional counts
+    too). Exact far below 1e-16 (tests compare it with the summed series it replaced)."""
     if k <= 0:
         return 1.0
     if k > n or p <= 0.0:
         return 0.0
     if p >= 1.0:
         return 1.0
-    lp, lq = math.log(p), math.log1p(-p)
-
-    def log_pmf(i: int) -> float:
-        return math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
-
-    total, ratio = 1.0, 1.0
-    if k > n * p:
-        odds = p / (1.0 - p)
-        for i in range(k, n):
-            ratio *= (n - i) / (i + 1) * odds
-            total += ratio
-            if ratio < 1e-17 * total:
-                break
-        return min(1.0, math.exp(log_pmf(k) + math.log(total)))
-    odds = (1.0 - p) / p
-    for i in range(k - 1, 0, -1):
-        ratio *= i / (n - i + 1) * odds
-        total += ratio
-        if ratio < 1e-17 * total:
-            break
-    return min(1.0, max(0.0, 1.0 - math.exp(log_pmf(k - 1) + math.log(total))))
+    return float(special.betainc(k, n - k + 1.0, p))
 
 
-def beta_binomial_sf(k: int, n: int, a: float, b: float) -> float:
+def beta_binomial_sf(k: float, n: float, a: float, b: float) -> float:
     """P(X >= k) for X ~ BetaBinomial(n, a, b): a binomial whose success probability is itself
-    uncertain, Beta(a, b). Summed from the k-th term with the terms' ratio, in log space."""
+    uncertain, Beta(a, b). Summed from the k-th term with the terms' ratio, in log space (betaln
+    from scipy). Not scipy.stats.betabinom.sf: it computes 1 - cdf and said 8.0e-12 where the tail
+    is 8.7e-282 (k 2401 of 3000, Beta(600, 1400)), at 5x the time (docs/detector.md).
+    Fractional (story-weighted) k and n are rounded to whole items."""
+    k, n = round(k), round(n)
     if k <= 0:
         return 1.0
     if k > n:
         return 0.0
-    log_term = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + math.lgamma(k + a)
-                + math.lgamma(n - k + b) - math.lgamma(n + a + b) + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b))
+    log_term = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+                + float(special.betaln(k + a, n - k + b)) - float(special.betaln(a, b)))
     total, ratio = 1.0, 1.0
     for i in range(k, n):
         ratio *= (n - i) / (i + 1) * (i + a) / (n - i - 1 + b)
@@ -215,23 +211,13 @@ def beta_binomial_sf(k: int, n: int, a: float, b: float) -> float:
     return min(1.0, math.exp(log_term + math.log(total)))
 
 
-def poisson_sf(k: int, lam: float) -> float:
-    """P(X >= k) for X ~ Poisson(lam), summed from the k-th term (accurate far below 1e-16)."""
+def poisson_sf(k: float, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam): scipy's regularised lower incomplete gamma P(k, lam)
+    (= pdtrc(k - 1, lam) for whole numbers; smooth between them for story-weighted counts).
+    Accurate far below 1e-16, and faster than the summed series it replaced."""
     if k <= 0:
         return 1.0
-    if k <= lam:
-        cdf, term = 0.0, math.exp(-lam)
-        for i in range(k):
-            cdf += term
-            term *= lam / (i + 1)
-        return max(0.0, 1.0 - cdf)
-    log_term = -lam + k * math.log(lam) - math.lgamma(k + 1)
-    total, ratio, i = 1.0, 1.0, k
-    while ratio > 1e-17 and i < k + 10_000:
-        i += 1
-        ratio *= lam / i
-        total += ratio
-    return math.exp(log_term) * total
+    return float(special.gammainc(k, lam))
 
 
 class SpikeDetector:
@@ -269,6 +255,8 @@ class SpikeDetector:
             cell[2] = (cell[2] + list(c.samples))[: self.cfg.samples]
             for t, k in (c.by_ticker or {}).items():
                 cell[3][t] = cell[3].get(t, 0) + k
+            if c.stories:
+                self._add_stories(st.stories.setdefault(str(c.slice), {}), c.stories)
             newest = c.slice if newest is None else max(newest, c.slice)
         st.late += late
         if st.closed < 0 and newest is not None and watermark is not None:
@@ -283,6 +271,17 @@ class SpikeDetector:
                 for s in range(max(st.closed + 1, ready - self.w + 1), ready + 1):
                     decisions += self._evaluate(st, key, s, final=False)
         return decisions, late
+
+    def _add_stories(self, into: dict, stories: dict) -> None:
+        """Negative copies per story in a slice: at most `samples` stories and MAX_SOURCES sources each."""
+        for sid, (copies, sources) in stories.items():
+            entry = into.get(sid)
+            if entry is None:
+                if len(into) >= self.cfg.samples:
+                    continue
+                entry = into[sid] = [0, []]
+            entry[0] += copies
+            entry[1] = list(dict.fromkeys(entry[1] + list(sources)))[:MAX_SOURCES]
 
     def advance(self, st: KeyState, key: str, watermark: float, pauses: tuple = ()) -> list[Decision]:
         """Finalise every slice that ends at or before `watermark`, oldest first. (`pauses`, the
@@ -330,6 +329,7 @@ class SpikeDetector:
         unusual = self._unusual(st, s)
         n, k, _, tickers = st.open.pop(str(s), [0, 0, [], {}, []])[:4]
         st.closed = s
+        self._forget_stories(st)
         st.recent.append([n, k, tickers])
         if not paused:
             st.history += 1
@@ -342,6 +342,12 @@ class SpikeDetector:
             else:  # (while an alert is open too: its surge's windows are held, what is usual is learned)
                 self._learn(st, old_n, old_k, 1)
         return decisions
+
+    def _forget_stories(self, st: KeyState) -> None:
+        """Stories of slices no window can reach any more."""
+        if st.stories:
+            for sl in [sl for sl in st.stories if int(sl) <= st.closed - self.w]:
+                del st.stories[sl]
 
     def _unusual(self, st: KeyState, s: int) -> bool:
         """Is the final window ending at `s` unusual enough (more negatives than the baseline
@@ -371,6 +377,7 @@ class SpikeDetector:
         st.held = 0
         st.history += observed
         st.closed = upto
+        self._forget_stories(st)
 
     def _silence(self, st: KeyState, empty: int) -> int:
         """How many of `empty` more empty final slices are learned. A key silent for longer than
@@ -413,6 +420,17 @@ class SpikeDetector:
         samples = [sid for _, _, ids in sorted(found, key=lambda f: (-f[0], -f[1])) for sid in ids]
         samples += (st.alert or {}).get("samples", [])
         return n, k, list(dict.fromkeys(samples))[: self.cfg.samples], tickers
+
+    def _window_stories(self, st: KeyState, s: int) -> list:
+        """The window's negative stories, most copies first: [story id, copies, [sources]]."""
+        merged: dict = {}
+        for i in range(s - self.w + 1, s + 1):
+            for sid, (copies, sources) in st.stories.get(str(i), {}).items():
+                entry = merged.setdefault(sid, [0, []])
+                entry[0] += copies
+                entry[1] = list(dict.fromkeys(entry[1] + list(sources)))[:MAX_SOURCES]
+        top = sorted(merged.items(), key=lambda kv: (-kv[1][0], kv[0]))[: self.cfg.samples]
+        return [[sid, round(c), src] for sid, (c, src) in top] or (st.alert or {}).get("stories", [])
 
     def _baseline(self, st: KeyState) -> tuple[float, float, float, bool]:
         """(expected negatives, expected items, expected share, warm) per window."""
@@ -501,11 +519,15 @@ class SpikeDetector:
             if surging and s >= st.cooldown_until:
                 st.alert = {"start": (s - self.w + 1) * self.cfg.slice_s, "revision": 0, "slice": s,
                             "severity": self._severity(p, k, b), "samples": samples}
+                if st.stories:
+                    st.alert["stories"] = self._window_stories(st, s)
                 return [self._decision("open", st, key, s, n, k, p, z, b, samples)]
             return []
         severity = self._severity(p, k, b)
         if SEVERITIES.index(severity) > SEVERITIES.index(st.alert["severity"]):
             st.alert.update(severity=severity, revision=st.alert["revision"] + 1, samples=samples)
+            if st.stories:
+                st.alert["stories"] = self._window_stories(st, s)
             return [self._decision("escalate", st, key, s, n, k, p, z, b, samples)]
         if final and s > st.alert["slice"] and z < self.cfg.resolve_z:
             d = self._decision("resolve", st, key, s, n, k, p, z, b, samples)
@@ -517,9 +539,16 @@ class SpikeDetector:
                   b: float, samples: list[str]) -> Decision:
         _, base_n, share, _ = self._baseline(st)
         c = self.cfg
-        return Decision(action, key, st.alert["start"], (s - c.w + 1) * c.slice_s, (s + 1) * c.slice_s, n, k,
-                        round(share, 4), round(base_n, 3), round(b, 3), round(z, 3), p,
-                        st.alert["severity"], st.alert["revision"], tuple(samples))
+        stories = self._window_stories(st, s) if st.stories or "stories" in st.alert else []
+        return Decision(action, key, st.alert["start"], (s - c.w + 1) * c.slice_s, (s + 1) * c.slice_s, _num(n),
+                        _num(k), round(share, 4), round(base_n, 3), round(b, 3), round(z, 3), p,
+                        st.alert["severity"], st.alert["revision"], tuple(samples),
+                        tuple((sid, copies, tuple(src)) for sid, copies, src in stories))
+
+
+def _num(x: float) -> float | int:
+    """A count as stored: whole numbers stay ints (no story weights), weighted ones keep 3 decimals."""
+    return int(x) if float(x).is_integer() else round(x, 3)
 
 
 

@@ -3,6 +3,8 @@ often a batch holds it; the worker's count records and the shared counting funct
 
 from datetime import datetime, timezone
 
+import pytest
+
 from models.runtime import Prediction
 from stream.counting import count_cells
 from stream.pipeline import count_records, row
@@ -54,3 +56,38 @@ def test_shared_function_dedupes_and_caps_samples():
     assert out["topic:Fed"][2][1:3] == [3, 2] and out["ticker:X"][2][1] == 3
     many = count_cells([(5.0, f"n{i}", True, "Fed", []) for i in range(20)], 10, samples=5)
     assert many["topic:Fed"][0][1:4] == [20, 20, ["n0", "n1", "n2", "n3", "n4"]]
+
+
+# -- stories (issue 20): copies of one story count as about one item ---------------------------
+
+def story_items(n_copies: int, story: str = "wire/s0", at: float = 1000.0, negative: bool = True):
+    """One story: its first item (novel) and n_copies - 1 copies, from alternating sources."""
+    return [(at + i, f"{('wire', 'blog', 'social')[i % 3]}/{story}-{i}", negative, "M&A", ("ACME",), None,
+             (story, i == 0, i + 1)) for i in range(n_copies)]
+
+
+def test_copies_of_one_story_add_at_most_the_cap():
+    from stream.counting import story_weight
+
+    cells = count_cells(story_items(30), slice_s=100)  # all in one slice
+    n, k = cells["ticker:ACME"][10][1:3]
+    assert n == pytest.approx(2.0) and k == pytest.approx(2.0)  # 1 for the story + 10 copies at 0.1
+    cells = count_cells(story_items(30), slice_s=100, copy_weight=0.05, copy_cap=0.5)
+    assert cells["ticker:ACME"][10][2] == pytest.approx(1.5)
+    assert story_weight(None) == story_weight(("s", True, 1)) == 1.0
+    assert story_weight(("s", False, 2)) == pytest.approx(0.1) and story_weight(("s", False, 12)) == 0.0
+
+
+def test_different_stories_count_one_each_and_items_without_stories_as_before():
+    items = [it for j in range(15) for it in story_items(1, story=f"wire/n{j}", at=1000.0 + j)]
+    plain = [(1000.0 + j, f"wire/p{j}", True, "M&A", ("ACME",)) for j in range(7)]
+    cell = count_cells(items + plain, slice_s=100)["ticker:ACME"][10]
+    assert cell[1] == cell[2] == 22
+
+
+def test_cells_carry_stories_with_their_copies_and_sources():
+    items = story_items(12) + story_items(3, story="blog/s1", at=1020.0)
+    cell = count_cells(items, slice_s=100, stories=True)["ticker:ACME"][10]
+    assert cell[5] == {"wire/s0": [12, ["wire", "blog", "social"]], "blog/s1": [3, ["wire", "blog", "social"]]}
+    assert cell[3] == ["wire/wire/s0-0", "wire/blog/s1-0"]  # one sample per story, not five copies
+    assert len(count_cells(items, slice_s=100)["ticker:ACME"][10]) == 5  # without stories: the old shape

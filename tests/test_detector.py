@@ -214,3 +214,109 @@ def test_open_alert_on_a_busy_key_that_goes_silent_resolves():
         actions = [(d.action, d.window_end - 2 * HOUR) for d in off.decisions if d.key == "ticker:BUSY"]
         assert actions[0][0] == "open" and actions[-1] == ("resolve", 170.0), actions
         assert off.states["ticker:BUSY"].alert is None
+
+
+# -- scipy tails (issue 20): the same numbers as the summed series they replaced -----------------
+
+def _series_binomial_sf(k, n, p):
+    """The hand-written tail the detector used before scipy (summed from the k-th term)."""
+    import math
+
+    if k <= 0:
+        return 1.0
+    if k > n or p <= 0.0:
+        return 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    log_pmf = lambda i: math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq  # noqa: E731
+    total, ratio = 1.0, 1.0
+    if k > n * p:
+        for i in range(k, n):
+            ratio *= (n - i) / (i + 1) * p / (1.0 - p)
+            total += ratio
+            if ratio < 1e-17 * total:
+                break
+        return min(1.0, math.exp(log_pmf(k) + math.log(total)))
+    for i in range(k - 1, 0, -1):
+        ratio *= i / (n - i + 1) * (1.0 - p) / p
+        total += ratio
+        if ratio < 1e-17 * total:
+            break
+    return min(1.0, max(0.0, 1.0 - math.exp(log_pmf(k - 1) + math.log(total))))
+
+
+def _series_poisson_sf(k, lam):
+    import math
+
+    if k <= lam:
+        cdf, term = 0.0, math.exp(-lam)
+        for i in range(k):
+            cdf += term
+            term *= lam / (i + 1)
+        return max(0.0, 1.0 - cdf)
+    log_term, total, ratio, i = -lam + k * math.log(lam) - math.lgamma(k + 1), 1.0, 1.0, k
+    while ratio > 1e-17 and i < k + 10_000:
+        i += 1
+        ratio *= lam / i
+        total += ratio
+    return math.exp(log_term) * total
+
+
+@pytest.mark.parametrize("lam", [0.3, 1.0, 2.0, 7.5, 40.0, 400.0])
+def test_poisson_tail_from_scipy_matches_the_series_down_to_1e_300(lam):
+    for k in (1, 2, 5, 12, 30, 80, 200, 900, 3000):
+        ref = _series_poisson_sf(k, lam)
+        if ref > 1e-300:
+            assert poisson_sf(k, lam) == pytest.approx(ref, rel=1e-9, abs=1e-15 if ref > 1e-6 else 0), (k, lam)
+    assert 1e-270 < poisson_sf(150, 1.0) < 1e-260  # e^-1 / 150! = 6.4e-264: far below 1e-16, not rounded to 0
+
+
+def test_binomial_and_beta_binomial_tails_keep_the_far_tail():
+    from stream.detector import beta_binomial_sf
+
+    for n, p in ((20, 0.35), (300, 0.2), (4000, 0.05)):
+        for k in range(1, n + 1, max(1, n // 50)):
+            ref = _series_binomial_sf(k, n, p)
+            if ref > 1e-300:
+                assert binomial_sf(k, n, p) == pytest.approx(ref, rel=1e-8, abs=1e-14 if ref > 1e-6 else 0), (n, p, k)
+    # beta-binomial stays summed: scipy.stats.betabinom.sf is 1 - cdf there (8e-12 for this 8.7e-282)
+    assert beta_binomial_sf(2401, 3000, 600.0, 1400.0) == pytest.approx(8.7029e-282, rel=1e-4)
+    # a large Beta(a, b) is the binomial at share a / (a + b)
+    assert beta_binomial_sf(40, 100, 2e6, 8e6) == pytest.approx(binomial_sf(40, 100, 0.2), rel=1e-3)
+
+
+# -- stories (issue 20): count stories, not copies -------------------------------------------------
+
+def story_burst(ticker: str, at: float, stories: int, copies: int, span: float = 120.0, seed: int = 0):
+    """`stories` different negative stories, each with `copies` items (the first novel), within `span`."""
+    rng, out = random.Random(seed), []
+    for s in range(stories):
+        sid = f"wire/{ticker}-{at}-{s}"
+        times = sorted(at + rng.uniform(0, span) for _ in range(copies))
+        out += [(t, f"{('wire', 'blog', 'social', 'pr')[c % 4]}/{ticker}-{at}-{s}-{c}", True, "earnings", (ticker,),
+                 None, (sid, c == 0, c + 1)) for c, t in enumerate(times)]
+    return out
+
+
+def test_one_syndicated_story_does_not_alert_but_many_stories_do():
+    keys = {f"Q{i}": 1 / 300 for i in range(4)}  # quiet tickers, one mention per 5 minutes
+    evs = background(6, 5, keys) + story_burst("Q1", 2 * HOUR, 1, 40) + story_burst("Q2", 4 * HOUR, 15, 1)
+    for off in (replay(evs, CFG), replay(evs, CFG, partitions=4, batch=64, seed=2)):
+        assert [k for k, _ in opened(off)] == ["ticker:Q2"]
+    # the same 40 items with no story info are 40 negatives: it alerts (what the weights prevent)
+    plain = [e[:5] for e in evs]
+    assert "ticker:Q1" in [k for k, _ in opened(replay(plain, CFG))]
+
+
+def test_evidence_lists_stories_with_copies_and_sources():
+    from stream.counting import count_cells
+
+    det, st = SpikeDetector(CFG), KeyState()
+    evs = story_burst("Z", 1000.0, 16, 1) + story_burst("Z", 1000.0, 1, 9, seed=1)
+    decisions = []
+    for s, cell in sorted(count_cells(evs, CFG.slice_s, stories=True)["ticker:Z"].items()):
+        cells = [Cell(cell[0], cell[1], cell[2], tuple(cell[3]), cell[4], cell[5])]
+        decisions += det.add(st, "ticker:Z", cells, batch=s, watermark=s * CFG.slice_s)[0]
+    d = next(d for d in decisions if d.action == "open")
+    assert d.stories[0][:2] == ("wire/Z-1000.0-0", 9) and set(d.stories[0][2]) == {"wire", "blog", "social", "pr"}
+    assert all(copies == 1 for _, copies, _ in d.stories[1:]) and len(d.stories) == CFG.samples
+    assert len(set(d.sample_event_ids)) == len(d.sample_event_ids)
