@@ -69,8 +69,6 @@ async def run(args) -> None:
         migrate(pg.url)
         dsn = libpq_dsn(pg.url)
         conn = await asyncpg.connect(dsn)
-        for ddl in history.HISTORY_DDL:
-            await conn.execute(ddl)
         day = date.today() - timedelta(days=40)
         midnight = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
         await conn.fetchval("SELECT finsent_ensure_day_partition($1)", day)

@@ -11,7 +11,7 @@ by ON CONFLICT DO NOTHING.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import (ARRAY, LargeBinary, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String,
                         Text, UniqueConstraint, func)
@@ -247,3 +247,15 @@ class Feedback(Base):
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_key.id", ondelete="SET NULL"))
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+
+
+class HistoryDay(Base):
+    """The lifecycle state of one UTC day of raw history (core/history.py): archived, dropped or
+    restored, and how long a restored day stays before upkeep drops it again."""
+
+    __tablename__ = "history_day"
+    day: Mapped[date] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    archive_dir: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(TS, server_default=func.now())
+    pinned_until: Mapped[datetime | None] = mapped_column(TS)

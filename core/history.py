@@ -42,17 +42,6 @@ KEYS = {"scored_event": ("source", "id", "published_at"),
         "event_entity": ("source", "event_id", "published_at", "ticker")}
 ROLLUPS = {"event_rollup_minute": "minute", "event_rollup_5m": "bucket", "event_rollup_hour": "bucket"}
 MANIFEST_VERSION = 1
-HISTORY_DDL = ("""CREATE TABLE IF NOT EXISTS history_day (
-        day DATE NOT NULL,
-        state VARCHAR(16) NOT NULL,
-        archive_dir TEXT,
-        updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
-        pinned_until TIMESTAMP WITH TIME ZONE,
-        CONSTRAINT pk_history_day PRIMARY KEY (day)
-    )""",
-    # the bounded rollup deletes read by time
-    "CREATE INDEX IF NOT EXISTS ix_event_rollup_5m_bucket ON event_rollup_5m (bucket)",
-    "CREATE INDEX IF NOT EXISTS ix_event_rollup_hour_bucket ON event_rollup_hour (bucket)")
 CHUNK_ROWS = 50_000
 PARTITION_NAME = re.compile(r"^(?P<table>[a-z_]+)_(?P<day>\d{8})$")
 

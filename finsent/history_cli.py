@@ -47,13 +47,10 @@ def _run(work) -> None:
 async def _connect():
     import asyncpg
 
-    from core.history import HISTORY_DDL
     from core.pg import libpq_dsn
     from core.settings import get_settings
 
-    conn = await asyncpg.connect(libpq_dsn(get_settings().database_url), timeout=30)
-    await conn.execute(HISTORY_DDL[0])
-    return conn
+    return await asyncpg.connect(libpq_dsn(get_settings().database_url), timeout=30)
 
 
 def _policy(archive_dir: Path | None):

@@ -18,10 +18,7 @@ TODAY = date(2026, 12, 6)
 
 
 async def connect(url: str):
-    conn = await asyncpg.connect(libpq_dsn(url))
-    for ddl in history.HISTORY_DDL:
-        await conn.execute(ddl)
-    return conn
+    return await asyncpg.connect(libpq_dsn(url))
 
 
 async def fill_day(conn, day: date, n: int, source: str = "wire") -> None:
