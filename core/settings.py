@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     detector_warmup_s: float = Field(600.0, ge=0)  # before this much history a key is tested against the prior
     detector_cooldown_s: float = Field(600.0, ge=0)
     detector_key_ttl_s: float = Field(86400.0, ge=0)  # a key quiet this long (event time) is forgotten; 0 = never
+    # history (core/history.py): days kept per kind of row, 0 = forever; raw days past retention are archived
+    # to FINSENT_ARCHIVE_DIR (Parquet, verified) and their partitions dropped by the worker's upkeep
+    retention_raw_days: int = Field(30, ge=0)  # scored_event and the rows hanging off an event (entities)
+    retention_minute_days: int = Field(90, ge=0)  # event_rollup_minute
+    retention_5m_days: int = Field(400, ge=0)  # event_rollup_5m
+    retention_hour_days: int = Field(0, ge=0)  # event_rollup_hour
+    retention_alert_days: int = Field(0, ge=0)  # resolved alerts
+    retention_restore_days: int = Field(7, ge=0)  # a restored day stays this long before upkeep drops it again
+    retention_drop_unarchived: bool = False  # with no FINSENT_ARCHIVE_DIR: True drops old days for good, False
+    # (default) refuses and makes /health 503 once a day is past retention
+    archive_dir: Path | None = None
     # worker web (health + metrics)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
