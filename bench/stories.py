@@ -1,0 +1,320 @@
+"""Stories: how well copies are found (labelled pairs) and how fast the worker's assign path runs
+against a 72 h index in Postgres (a benchmark, not a test).
+
+    python bench/stories.py pairs                     # precision / recall on labelled pairs
+    python bench/stories.py throughput --index 2000000 --items 20000
+
+Labelled pairs are built from the finance tweets in ../shared/data (twitter_financial_news_topic,
+MIT), seeded, split by source text into a tuning half (where the Jaccard threshold and the band
+rule were chosen) and a held-out half (the figures quoted):
+  same story      repost    a retweet / "BREAKING:" / emoji prefix, a new link, an emoji tail
+                  rewrite   a syndicated rewrite: outlet suffix, case, two or three synonym swaps,
+                            a word dropped, a clause moved
+                  update    the same story with new figures (every number changed)
+  not the story   template  the same text with the company swapped for another (the linker's span
+                            replaced by another directory name; cashtags swapped): must NOT merge
+                  company   two different tweets about the same company
+                  random    two different tweets
+Keys are the linker's tickers (models.entities, as the worker computes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import random
+import re
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core import stories as st  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SYNONYMS = [("shares", "stock"), ("falls", "drops"), ("fall", "drop"), ("rises", "climbs"), ("rise", "climb"),
+            ("says", "said"), ("cuts", "slashes"), ("buy", "acquire"), ("plunges", "tumbles"), ("jumps", "surges"),
+            ("profit", "earnings"), ("quarterly", "Q4"), ("company", "firm"), ("after", "following"),
+            ("amid", "as"), ("to", "will"), ("for", "on"), ("in", "at"), ("reports", "posts"), ("CEO", "chief executive")]
+OUTLETS = [" - Reuters", " | Bloomberg", " (AP)", " — MarketWatch", " via @WSJ", " - CNBC"]
+PREFIXES = ["RT @marketwire: ", "BREAKING: ", "JUST IN: ", "🚨 ", "📉📉 ", "$SPY ", "Update: ", "RT @traderjoe99 "]
+KINDS_SAME = ("repost", "rewrite", "update")
+KINDS_OTHER = ("template", "company", "random")
+
+
+def load_texts(limit: int = 6000, seed: int = 5) -> list[str]:
+    path = DATA / "twitter_financial_news_topic" / "topic_train.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r["text"] for r in csv.DictReader(f)]
+    rows = sorted({r.strip() for r in rows if len(r.split()) >= 6})
+    random.Random(seed).shuffle(rows)
+    return rows[:limit]
+
+
+def repost(t: str, rng: random.Random) -> str:
+    out = rng.choice(PREFIXES) + t if rng.random() < 0.8 else t
+    if rng.random() < 0.5:
+        out = re.sub(r"https?://\S+", "", out).strip() + f" https://t.co/{rng.getrandbits(40):x}"
+    if rng.random() < 0.4:
+        out += rng.choice([" 🚀", " 😱", " 📉", " 🔥🔥"])
+    return out
+
+
+def rewrite(t: str, rng: random.Random) -> str:
+    words = re.sub(r"https?://\S+", "", t).split()
+    swaps = [i for i, w in enumerate(words) if any(w.lower() == a.lower() for a, _ in SYNONYMS)]
+    for i in rng.sample(swaps, min(len(swaps), rng.choice([2, 3]))):
+        words[i] = next(b for a, b in SYNONYMS if a.lower() == words[i].lower())
+    if len(words) > 8 and rng.random() < 0.5:
+        del words[rng.randrange(1, len(words) - 1)]
+    out = " ".join(words)
+    if rng.random() < 0.3 and ", " in out:  # move a trailing clause to the front
+        head, tail = out.rsplit(", ", 1)
+        out = f"{tail[:1].upper()}{tail[1:]}: {head}"
+    if rng.random() < 0.3:
+        out = out.title()
+    return out + (rng.choice(OUTLETS) if rng.random() < 0.7 else "")
+
+
+def update(t: str, rng: random.Random) -> str | None:
+    if not re.search(r"\d", re.sub(r"https?://\S+", "", t)):
+        return None
+
+    def new(m: re.Match) -> str:
+        v = m.group(0)
+        return str(int(float(v.replace(",", "")) * rng.uniform(1.1, 3.0)) + 1) if v.replace(",", "").replace(".", "").isdigit() else v
+
+    return re.sub(r"(?<![/\w])\d[\d,]*(?:\.\d+)?", new, re.sub(r"https?://\S+", "", t)).strip()
+
+
+def template(t: str, ents: list, names: list[tuple[str, str]], rng: random.Random) -> str | None:
+    """The same text about another company: every span of the first entity named by its name
+    (not only a cashtag: an unknown name left in place would still be the same story) replaced by
+    another directory company's name, its cashtags by that company's."""
+    ent = next((e for e in ents if "name" in e.sources and e.spans), None)
+    if ent is None:
+        return None
+    ticker, name = rng.choice([n for n in names if n[0] != ent.ticker])
+    out, last = [], 0
+    for s, e in sorted(ent.spans):
+        if s < last:
+            continue
+        out += [t[last:s], "$" + ticker if t[s] == "$" else name]
+        last = e
+    return "".join(out + [t[last:]])
+
+
+def build_pairs(texts: list[str], seed: int = 5) -> list[tuple[str, str, str, bool, int]]:
+    """(kind, text a, text b, same story?, group) where group 0/1 is the tuning / held-out half."""
+    from models.entities import Directory, Linker
+
+    rng = random.Random(seed)
+    directory = Directory.default()
+    linker = Linker(directory)
+    names = sorted((s.ticker, s.name) for s in directory.symbols.values() if s.primary and s.name and len(s.name) < 30)
+    ents = [linker.link(t) for t in texts]
+    by_company: dict[str, list[int]] = {}
+    for i, es in enumerate(ents):
+        for e in es:
+            by_company.setdefault(e.ticker, []).append(i)
+    pairs = []
+    for i, t in enumerate(texts):
+        g = i % 2
+        pairs.append(("repost", t, repost(t, rng), True, g))
+        pairs.append(("rewrite", t, rewrite(t, rng), True, g))
+        u = update(t, rng)
+        if u and u != re.sub(r"https?://\S+", "", t).strip():
+            pairs.append(("update", t, u, True, g))
+        swapped = template(t, ents[i], names, rng)
+        if swapped and swapped != t:
+            pairs.append(("template", t, swapped, False, g))
+        pairs.append(("random", t, texts[rng.randrange(len(texts))], False, g))
+    for ticker, idx in by_company.items():
+        for a, b in zip(idx[::2], idx[1::2]):
+            if texts[a] != texts[b]:
+                pairs.append(("company", texts[a], texts[b], False, a % 2))
+    return [p for p in pairs if p[1] != p[2] or p[3]]
+
+
+def keys_for(texts: list[str]) -> dict[str, tuple[str, ...]]:
+    from models.entities import Directory, Linker
+
+    linker = Linker(Directory.default())
+    return {t: tuple(e.ticker for e in linker.link(t) if e.relevance >= 0.5) for t in texts}
+
+
+def decide(signer: st.Signer, pairs: list, keys: dict, need: int = st.MIN_BANDS) -> list[bool]:
+    """The worker's decision for each pair: >= `need` equal band keys and compatible companies."""
+    texts = sorted({p[1] for p in pairs} | {p[2] for p in pairs})
+    bands = dict(zip(texts, signer.bands(texts, [keys[t] for t in texts])))
+    return [st.copies_of(bands[a], bands[b], need) and st.compatible(st.names_of(a, keys[a]), st.names_of(b, keys[b]))
+            for _, a, b, _, _ in pairs]
+
+
+def pr(pred: list[bool], gold: list[bool]) -> tuple[float, float]:
+    tp = sum(p and g for p, g in zip(pred, gold))
+    return tp / max(1, sum(pred)), tp / max(1, sum(gold))
+
+
+def cmd_pairs(args, console: Console) -> None:
+    texts = load_texts(args.texts, args.seed)
+    pairs = build_pairs(texts, args.seed)
+    keys = keys_for(sorted({p[1] for p in pairs} | {p[2] for p in pairs}))
+    signer = st.Signer()
+    gold = [p[3] for p in pairs]
+    tune = Table(title=f"tuning half: the band rule ({st.BANDS} bands of {st.ROWS}, {st.NUM_PERM} permutations)")
+    for col in ("equal bands needed", "precision", "recall", "F1"):
+        tune.add_column(col, justify="right")
+    for need in (1, 2, 3, 4):
+        pred = decide(signer, pairs, keys, need)
+        p, r = pr([x for x, q in zip(pred, pairs) if q[4] == 0], [g for g, q in zip(gold, pairs) if q[4] == 0])
+        tune.add_row(f"{need}{' (chosen)' if need == st.MIN_BANDS else ''}", f"{p:.4f}", f"{r:.4f}",
+                     f"{2 * p * r / max(p + r, 1e-9):.4f}")
+    console.print(tune)
+    pred = decide(signer, pairs, keys)
+    table = Table(title=f"held-out half ({len(texts):,} tweets, seed {args.seed}): pairs decided as the worker does")
+    for col in ("kind", "same story?", "pairs", "merged", "share merged"):
+        table.add_column(col, justify="right")
+    for kind in (*KINDS_SAME, *KINDS_OTHER):
+        sel = [x for x, q in zip(pred, pairs) if q[0] == kind and q[4] == 1]
+        table.add_row(kind, "yes" if kind in KINDS_SAME else "no", f"{len(sel):,}", f"{sum(sel):,}",
+                      f"{sum(sel) / max(1, len(sel)):.3f}")
+    p, r = pr([x for x, q in zip(pred, pairs) if q[4] == 1], [g for g, q in zip(gold, pairs) if q[4] == 1])
+    table.add_row("all", "", "", "", f"precision {p:.4f} recall {r:.4f}")
+    console.print(table)
+    for kind in ("template", "rewrite"):
+        wrong = [q for x, q in zip(pred, pairs) if q[0] == kind and q[4] == 1 and x != q[3]][: args.show]
+        for q in wrong:
+            console.print(f"  {kind} {'merged' if not q[3] else 'missed'}: {q[1][:90]!r} | {q[2][:90]!r}")
+
+
+PREFILL_STORIES = """INSERT INTO story (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
+SELECT ((day - date '0001-01-01') + 1) % {slots}, 'pre/' || i, day, first_at, first_at, 'wire', '{{}}', 1, '{{wire}}'
+FROM (SELECT i, first_at, (first_at AT TIME ZONE 'UTC')::date AS day
+      FROM (SELECT i, $1::timestamptz - random() * interval '72 hours' AS first_at
+            FROM generate_series($2::bigint, $3::bigint) AS i) a) b"""
+PREFILL_BANDS = """INSERT INTO story_band (slot, band, story_id, day, first_at)
+SELECT s.slot, (random() * 1.8e19 - 9.0e18)::bigint, s.story_id, s.day, s.first_at
+FROM story s, generate_series(1, {bands}) AS b
+WHERE s.story_id = ANY($1::text[])"""
+
+
+def stream_items(texts: list[str], n: int, copy_share: float, now, seed: int):
+    """n items over the last hour, in event-time order: new tweets and, `copy_share` of them,
+    reposts or rewrites of an earlier one (the worker's mix on a busy news day)."""
+    from datetime import timedelta
+
+    rng, out = random.Random(seed), []
+    for i in range(n):
+        if out and rng.random() < copy_share:
+            base = rng.choice(out[-2000:])[1]
+            text = repost(base, rng) if rng.random() < 0.6 else rewrite(base, rng)
+        else:
+            text = texts[i % len(texts)]
+        at = now - timedelta(seconds=3600 * (1 - i / n))
+        out.append((f"b{i}", text, at))
+    return out
+
+
+async def throughput(args, console: Console) -> None:
+    import resource
+    import tempfile
+    import time
+    from datetime import datetime, timezone
+
+    import asyncpg
+
+    from core.events import store_scored
+    from core.pg import libpq_dsn, migrate
+    from finsent.services import Postgres
+
+    base = Path(args.pgdir or tempfile.mkdtemp(prefix="finsent-stories-"))
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o755)
+    pg = Postgres(base / "data", database="bench_stories").start()
+    migrate(pg.url)
+    conn = await asyncpg.connect(libpq_dsn(pg.url))
+    now = datetime.now(timezone.utc)
+    have = await conn.fetchval("SELECT count(*) FROM story WHERE story_id LIKE 'pre/%'")
+    t0 = time.perf_counter()
+    step = 100_000
+    for lo in range(have, args.index, step):
+        hi = min(args.index, lo + step) - 1
+        await conn.execute(PREFILL_STORIES.format(slots=st.SLOTS), now, lo, hi)
+        await conn.execute(PREFILL_BANDS.format(bands=st.BANDS), [f"pre/{i}" for i in range(lo, hi + 1)])
+        console.print(f"  index: {hi + 1:,} stories", end="\r")
+    await conn.execute("ANALYZE story; ANALYZE story_band")
+    size = await conn.fetchval("SELECT pg_total_relation_size('story_band_s0') * 0 + (SELECT sum(pg_total_relation_size("
+                               "c.oid)) FROM pg_class c WHERE c.relname ~ '^story(_band)?_s[0-9]$')")
+    bands = await conn.fetchval("SELECT count(*) FROM story_band")
+    console.print(f"index: {args.index:,} stories, {bands:,} band rows, {size / 2**20:,.0f} MiB with indexes "
+                  f"(prefilled in {time.perf_counter() - t0:.0f} s)")
+
+    texts = load_texts(args.texts, args.seed)
+    items = stream_items(texts, args.items, args.copy_share, now, args.seed)
+    stories = st.Stories()
+    sign_s = assign_s = store_s = 0.0
+    novel = 0
+    for lo in range(0, len(items), args.batch):
+        chunk = items[lo:lo + args.batch]
+        rows = [("bench", i, at, text, None, None, "en", [], at, at, "M&A", 0.9, "negative", 0.8, 0.1, 0.1, -0.7,
+                 "v-bench", False) for i, text, at in chunk]
+        t1 = time.perf_counter()
+        batch = [st.Item("bench", i, at, text) for i, text, at in chunk]
+        async with conn.transaction():
+            await store_scored(conn, rows)
+            t2 = time.perf_counter()
+            got = await stories.assign(conn, batch)
+            t3 = time.perf_counter()
+        store_s, assign_s = store_s + (t2 - t1), assign_s + (t3 - t2)
+        novel += sum(a.novel for a in got)
+    t4 = time.perf_counter()
+    stories.signer.bands([t for _, t, _ in items])
+    sign_s = time.perf_counter() - t4
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    table = Table(title=f"assign path: {args.items:,} items in batches of {args.batch} against a 72 h index of "
+                        f"{args.index:,} stories (one connection, pgserver PostgreSQL 16 on this machine)")
+    for col in ("step", "seconds", "items/s"):
+        table.add_column(col, justify="right")
+    table.add_row("signatures + band keys only (datasketch)", f"{sign_s:.2f}", f"{len(items) / sign_s:,.0f}")
+    table.add_row("assign (signatures, lock, lookup, story + band upserts, scored_event update)", f"{assign_s:.2f}",
+                  f"{len(items) / assign_s:,.0f}")
+    table.add_row("store_scored (the worker's insert, for comparison)", f"{store_s:.2f}", f"{len(items) / store_s:,.0f}")
+    console.print(table)
+    console.print(f"{novel:,} of {len(items):,} items novel ({args.copy_share:.0%} were built as copies); "
+                  f"bench process max RSS {rss:,.0f} MiB")
+    await conn.close()
+    if not args.pgdir:
+        pg.stop()
+
+
+def main() -> None:
+    import asyncio
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pairs", help="precision / recall on labelled pairs")
+    p.add_argument("--texts", type=int, default=6000)
+    p.add_argument("--seed", type=int, default=5)
+    p.add_argument("--show", type=int, default=5, help="wrong decisions to print per kind")
+    t = sub.add_parser("throughput", help="the assign path against a prefilled index in Postgres")
+    t.add_argument("--index", type=int, default=2_000_000, help="stories in the 72 h index")
+    t.add_argument("--items", type=int, default=20_000)
+    t.add_argument("--batch", type=int, default=256)
+    t.add_argument("--copy-share", type=float, default=0.3)
+    t.add_argument("--texts", type=int, default=6000)
+    t.add_argument("--seed", type=int, default=5)
+    t.add_argument("--pgdir", help="keep the server and its index here (reused by the next run)")
+    args = ap.parse_args()
+    console = Console(width=160)
+    if args.cmd == "pairs":
+        cmd_pairs(args, console)
+    else:
+        asyncio.run(throughput(args, console))
+
+
+if __name__ == "__main__":
+    main()
