@@ -282,10 +282,13 @@ class _Plan:
             self.copies[best] = 0
             self.names[best] = names
         first_at, day = self.meta[best]
-        known = {b for b in set(bands) if any(s == best for s, *_ in self.by_band.get(b, ()))}
-        for b in sorted(set(bands) - known):  # its new band keys point to the story too
-            self._index(b, best, first_at, day)
-            self.new_bands.append((slot_of(day), b, best, day, first_at))
+        slot = slot_of(day)
+        # its band keys that no story of the slot has yet point to this story too (a key another
+        # story holds stays that story's: the first to have it)
+        for b in sorted(set(bands)):
+            if not any(slot_of(d) == slot for _, _, d in self.by_band.get(b, ())):
+                self._index(b, best, first_at, day)
+                self.new_bands.append((slot, b, best, day, first_at))
         self.copies[best] += 1
         st = self.stories.setdefault(best, [slot_of(day), day, first_at, t, it.source, sorted(self.names[best]), 0, []])
         st[3], st[6] = max(st[3], t), st[6] + 1

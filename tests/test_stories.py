@@ -209,3 +209,25 @@ def test_migration_0007_down_and_up(postgres):
     assert "story_id" not in asyncio.run(columns())
     migrate(url)
     assert {"story_id", "novel", "copies"} <= asyncio.run(columns())
+
+
+async def test_stories_sharing_a_band_key_in_one_batch(dsn):
+    """Two different stories with one equal band key (fewer than MIN_BANDS: not copies) in one
+    batch and the same day: both novel, the key stays the first's, a copy of the second still
+    finds it by its other keys."""
+    at = T0 + timedelta(minutes=40)
+    a = [9_000 + b for b in range(st.BANDS)]
+    b = [9_000] + [9_500 + x for x in range(st.BANDS - 1)]
+    rows = [row(40, "first story", at), row(41, "second story", at + timedelta(seconds=1)),
+            row(42, "second story, again", at + timedelta(seconds=2))]
+    items = [st.Item(*r[:4], tuple(r[7]), bands=tuple(bb)) for r, bb in zip(rows, (a, b, b[1:] + [1]))]
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await store_scored(conn, rows)
+            got = await st.Stories().assign(conn, items)
+        owner = await conn.fetchval("SELECT story_id FROM story_band WHERE band = 9000")
+    finally:
+        await conn.close()
+    assert [(g.story_id, g.novel) for g in got] == [("s40", True), ("s41", True), ("s41", False)]
+    assert owner == "s40"
