@@ -31,7 +31,6 @@ an item whose scored_event row already carries a story (a replayed batch) gets w
 
 from __future__ import annotations
 
-import hashlib
 import html
 import re
 import unicodedata
@@ -109,34 +108,56 @@ def match_probability(s: float, bands: int = BANDS, rows: int = ROWS, need: int 
 
 
 class Signer:
-    """MinHash signatures and band keys (one permutation set, built once: datasketch's own
-    MinHash.generator reuses it the same way)."""
+    """MinHash signatures and band keys of a batch of texts in a few numpy operations.
+
+    The permutations, the input hash (sha1_hash32) and the scheme (affine32: the MurmurHash3
+    finaliser, then a * h + b mod 2^32) are datasketch's own; a whole batch is permuted and
+    min-reduced at once instead of one MinHash object per text (MinHash.update_batch gives the
+    same values: tests/test_stories.py checks it), which is what makes the worker's rate."""
 
     def __init__(self, num_perm: int = NUM_PERM, bands: int = BANDS, seed: int = 1):
         if num_perm % bands:
             raise ValueError(f"num_perm {num_perm} is not a multiple of bands {bands}")
-        self.template = MinHash(num_perm=num_perm, seed=seed)
+        self.template = MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
+        self.a, self.b = (np.asarray(x, dtype=np.uint32) for x in self.template.permutations)
+        self.hash = self.template.hashfunc
         self.bands_n, self.rows = bands, num_perm // bands
+        self.salts = (np.arange(1, bands + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
 
     def signatures(self, texts: Sequence[str], keys: Sequence[Iterable[str]] | None = None) -> np.ndarray:
-        out = np.empty((len(texts), len(self.template)), dtype=self.template.hashvalues.dtype)
-        for i, text in enumerate(texts):
-            m = self.template.copy()
-            m.update_batch(shingles(text, keys[i] if keys else ()))
-            out[i] = m.hashvalues
-        return out
+        """(len(texts), num_perm) uint32: the MinHash of each text's shingles."""
+        sets = [shingles(t, keys[i] if keys else ()) for i, t in enumerate(texts)]
+        if not sets:
+            return np.empty((0, len(self.a)), dtype=np.uint32)
+        lens = np.fromiter((len(x) for x in sets), dtype=np.int64, count=len(sets))
+        hv = np.fromiter((self.hash(x) for one in sets for x in one), dtype=np.uint32, count=int(lens.sum()))
+        hv = _fmix32(hv)[:, None] * self.a + self.b  # wraps mod 2^32, as datasketch's affine32
+        return np.minimum.reduceat(hv, np.concatenate(([0], np.cumsum(lens)[:-1])), axis=0)
 
     def bands(self, texts: Sequence[str], keys: Sequence[Iterable[str]] | None = None) -> list[list[int]]:
-        """Per text, BANDS signed 64-bit keys (band index mixed in: equal values in different
-        bands are different keys)."""
-        sigs = self.signatures(texts, keys)
-        r = self.rows
-        return [[_band_key(b, sig[b * r:(b + 1) * r].tobytes()) for b in range(self.bands_n)] for sig in sigs]
+        """Per text, BANDS signed 64-bit keys: each band's ROWS values folded by SplitMix64 from a
+        per-band salt (equal values in different bands are different keys)."""
+        sig = self.signatures(texts, keys).reshape(len(texts), self.bands_n, self.rows).astype(np.uint64)
+        h = np.broadcast_to(self.salts, sig.shape[:2]).copy()
+        for r in range(self.rows):
+            h = _splitmix64(h ^ sig[:, :, r])
+        return h.view(np.int64).tolist()
 
 
-def _band_key(band: int, values: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(values, digest_size=8, salt=band.to_bytes(2, "little")).digest(),
-                          "little", signed=True)
+def _fmix32(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def _splitmix64(h: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        h = h + np.uint64(0x9E3779B97F4A7C15)
+        h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return h ^ (h >> np.uint64(31))
 
 
 def copies_of(a: Sequence[int], b: Sequence[int], need: int = MIN_BANDS) -> bool:
@@ -180,9 +201,12 @@ FROM scored_event e JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(
   ON e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
 WHERE e.story_id IS NOT NULL"""
 
-CANDIDATES_SQL = """SELECT b.band, b.story_id, b.first_at, b.day, s.copies, s.keys
-FROM story_band b JOIN story s ON s.slot = b.slot AND s.story_id = b.story_id
-WHERE b.band = ANY($1::bigint[]) AND b.first_at >= $2 AND b.first_at <= $3"""
+# one index probe per band key and slot (a LATERAL join: never a scan, however the index grows)
+CANDIDATES_SQL = """SELECT q.band, b.story_id, b.first_at, b.day, s.copies, s.keys
+FROM unnest($1::bigint[]) AS q(band)
+CROSS JOIN LATERAL (SELECT slot, story_id, first_at, day FROM story_band
+                    WHERE band = q.band AND first_at >= $2 AND first_at <= $3) AS b
+JOIN story s ON s.slot = b.slot AND s.story_id = b.story_id"""
 
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
 SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,

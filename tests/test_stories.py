@@ -231,3 +231,15 @@ async def test_stories_sharing_a_band_key_in_one_batch(dsn):
         await conn.close()
     assert [(g.story_id, g.novel) for g in got] == [("s40", True), ("s41", True), ("s41", False)]
     assert owner == "s40"
+
+
+def test_batch_signatures_are_datasketch_minhash():
+    """The batch path gives what one datasketch MinHash per text gives (same permutations, hash, scheme)."""
+    from datasketch import MinHash
+
+    texts, keys = [STORY, OTHER, "x", "RT @a: " + STORY], [("ACME",), (), (), ("ACME", "GLBX")]
+    sig = st.Signer().signatures(texts, keys)
+    for row_, text, k in zip(sig, texts, keys):
+        m = MinHash(num_perm=st.NUM_PERM, seed=1)
+        m.update_batch(st.shingles(text, k))
+        assert row_.tolist() == m.hashvalues.tolist()

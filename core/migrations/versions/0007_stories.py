@@ -48,7 +48,7 @@ UPGRADE = [
     *(f"CREATE TABLE story_band_s{i} PARTITION OF story_band FOR VALUES IN ({i})" for i in range(SLOTS)),
     *(f"CREATE TABLE story_s{i} PARTITION OF story FOR VALUES IN ({i})" for i in range(SLOTS)),
     # the band lookup is by band alone (the slot is the story's, not known before): its own index
-    "CREATE INDEX ix_story_band_band ON story_band (band) INCLUDE (story_id, first_at)",
+    "CREATE INDEX ix_story_band_band ON story_band (band) INCLUDE (slot, story_id, first_at, day)",
     "CREATE INDEX ix_story_band_day ON story_band (day)",
     "CREATE INDEX ix_story_day ON story (day)",
     "CREATE INDEX ix_story_last ON story (last_at)",
