@@ -1,6 +1,7 @@
 """Entity linking speed and quality (a benchmark, not a test).
 
     .venv/bin/python bench/entities.py [--n 10000] [--data-dir ../shared/data] [--names 10000]
+    .venv/bin/python bench/entities.py --only sentiment [--pairs 1500]
 
 Speed: `Linker.link` over n realistic texts (finance tweets, headlines and PhraseBank sentences
 from the shared files when present, else the project's synthetic feed), one thread, best of 3
@@ -9,6 +10,14 @@ companies (random-syllable names, 'Inc'/'Corp' suffixes) to at least --names nam
 Quality: precision/recall on tests/data/entities_eval.jsonl (written by hand, with hard negatives),
 and, when the shared tweets are present, recall of name linking on every tweet whose cashtag's
 company is also named in it, with the cashtags removed (ask for the ticker back).
+Per-entity sentiment (when the shared data is present): two-entity items of opposite and of the
+same tone, built from held-out text only (models.entity_sentiment.build_pairs: 'clause about A
+<joiner> clause about B', each entity keeping its own text's label), from (a) the tweets the
+shipped model and the head never trained on (the head's test half) and (b) the held-out FiQA
+(20 % of sentences) and SemEval-2017 test single-target items; plus (c) the real multi-company
+items of those test sets. Each entity is read three ways: the item's sentiment (what every entity
+got before the head), the head on the whole text, and the shipped path (models.entity_scores:
+the head on the whole text and on the entity's own clause, averaged).
 """
 from __future__ import annotations
 
@@ -85,14 +94,98 @@ def cashtag_dropped(d: Directory, linker: Linker, data_dir: Path) -> tuple[int, 
     return hit, total
 
 
+def sentiment_sets(data_dir: Path, n_pairs: int, seed: int = 13) -> dict[str, list]:
+    """{set name: [(text, [gold label per entity], [spans per entity]), ...]} from held-out text."""
+    from models.entity_sentiment import build_dataset, build_pairs
+
+    sets, _ = build_dataset(data_dir, seed, 6000, n_pairs, 4000)  # the head's own held-out split
+    test = sets["test"]
+    built = [i for i in test if i.source == "tweet_pair"]
+    singles = [i for i in test if i.source.startswith(("fiqa", "semeval"))]
+    by_text: dict[str, list] = {}
+    for i in singles:
+        by_text.setdefault(i.text, []).append(i)
+    one_target = [v[0] for v in by_text.values() if len(v) == 1 and 15 <= len(v[0].text) <= 200]
+    natural = [v for v in by_text.values() if len({i.ticker.lower() for i in v}) > 1]
+    out = {"tweets (built)": _groups(built),
+           "FiQA + SemEval test (built)": _groups(build_pairs(one_target, n_pairs, seed + 200)),
+           "FiQA + SemEval test, real multi-company": [(v[0].text, [i.label for i in v], [i.spans for i in v])
+                                                       for v in natural]}
+    return out
+
+
+def _groups(items: list) -> list:
+    by: dict[str, list] = {}
+    for i in items:
+        by.setdefault(i.group, []).append(i)
+    return [(v[0].text, [i.label for i in v], [i.spans for i in v]) for v in by.values() if len(v) == 2]
+
+
+def read_entities(scorer, rows: list) -> dict[str, list[list[int]]]:
+    """Per way of reading, per row, the label index given to each entity."""
+    from models.entities import Entity
+    from models.entity_scores import entity_sentiments
+    from models.entity_sentiment import LABELS
+
+    texts = [t for t, _, _ in rows]
+    preds = scorer.predict(texts)
+    ents = [[Entity(f"E{k}", None, 1.0, tuple(tuple(x) for x in sp)) for k, sp in enumerate(spans)]
+            for _, _, spans in rows]
+    pairs = [(t, sp) for t, _, spans in rows for sp in spans]
+    head = iter(scorer.entity_sentiment(pairs))
+    shipped = entity_sentiments(scorer, list(zip(texts, preds)), ents)
+    return {"item's sentiment": [[LABELS.index(p.sentiment)] * len(g) for p, (_, g, _) in zip(preds, rows)],
+            "head, whole text": [[LABELS.index(next(head).sentiment) for _ in g] for _, g, _ in rows],
+            "shipped (head, whole text + own clause)": [[LABELS.index(x.sentiment) for x in r] for r in shipped]}
+
+
+def sentiment_table(data_dir: Path, n_pairs: int, console: Console) -> None:
+    from models.runtime import DEFAULT_ARTIFACT, Scorer
+
+    scorer = Scorer.from_artifact(DEFAULT_ARTIFACT, threads=1)
+    table = Table(title="Per-entity sentiment on two-entity items, held-out text (labels negative/neutral/positive)")
+    for col in ("set", "tone", "items", "reading", "entities right", "both right"):
+        table.add_column(col, justify="left" if col in ("set", "tone", "reading") else "right")
+    for name, rows in sentiment_sets(data_dir, n_pairs).items():
+        reads = read_entities(scorer, rows)
+        kinds = [("opposite", lambda g: {g[0], g[1]} == {0, 2}), ("same", lambda g: len(set(g)) == 1)]
+        if "real" in name:
+            kinds = [("any", lambda g: True)] + kinds[:1]
+        for tone, keep in kinds:
+            sel = [k for k, (_, g, _) in enumerate(rows) if keep(g)]
+            if not sel:
+                continue
+            for reading, pred in reads.items():
+                right = [[p == y for p, y in zip(pred[k], rows[k][1])] for k in sel]
+                table.add_row(name, tone, str(len(sel)), reading, f"{sum(map(sum, right)) / sum(map(len, right)):.3f}",
+                              f"{sum(map(all, right)) / len(right):.3f}")
+        table.add_section()
+    console.print(table)
+    console.print("entities right: share of (item, entity) labels right; both right: items whose entities are all "
+                  "right. Built items: two single-target held-out texts joined by ', while ', '; ', '. ', ' | ', "
+                  "', but ', ' - ', ' as ' or ', and '. ONNX Runtime, CPU.")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--names", type=int, default=10_000)
+    ap.add_argument("--pairs", type=int, default=1500, help="two-entity items to build per built set")
+    ap.add_argument("--only", choices=["linking", "sentiment"], default=None)
     a = ap.parse_args()
-    texts = realistic_mix(a.data_dir, a.n)
     console = Console(width=150)
+    if a.only != "sentiment":
+        linking_tables(a, console)
+    if a.only != "linking":
+        if (a.data_dir / "fiqa_2018_task1").exists():
+            sentiment_table(a.data_dir, a.pairs, console)
+        else:
+            console.print(f"per-entity sentiment: skipped, {a.data_dir} holds no FiQA/SemEval/tweets")
+
+
+def linking_tables(a, console: Console) -> None:
+    texts = realistic_mix(a.data_dir, a.n)
 
     speed = Table(title=f"Linking speed: {len(texts):,} texts, one thread, best of 5 after a warm-up")
     for col in ("directory", "symbols", "names", "build s", "texts/s (wall)", "texts/s (CPU)", "µs/text (CPU)",

@@ -8,7 +8,13 @@
 An item naming one entity keeps its item's sentiment (`sentiment_from` = `item`: on single-entity
 tweets the item head reads better, 0.836 against the target-aware head's 0.742). Where an item
 names several, each entity mentioned in the text goes through the target-aware head
-(models.runtime.Scorer.entity_sentiment, models/entity_sentiment.py): `entity_head`. An entity
+(models.runtime.Scorer.entity_sentiment, models/entity_sentiment.py): `entity_head`. The head
+reads the entity twice, in the whole text and in its own clause alone (models.entities.clauses:
+the text cut at the strongest boundary between two companies' mentions: ';', while, but, as, a
+comma ...), and the two distributions are averaged. Held out, on two-entity items of opposite tone
+built from held-out tweets, both entities right 0.591 against 0.546 for the whole text alone
+(same tone 0.638 against 0.667; docs/entities.md). An entity that shares its clause with another
+("Apple and Samsung slide") is read in the whole text only. An entity
 with no span (a feed tag the text never names), or a scorer without the head (an artifact
 without entity_head.safetensors, a benchmark's null scorer), keeps the item's: `item_shared`.
 """
@@ -19,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core import logs
+from models.entities.clauses import scopes
 
 log = logs.get("finsent.entities")
 ITEM, ITEM_SHARED, HEAD = "item", "item_shared", "entity_head"  # event_entity.sentiment_from
@@ -42,10 +49,14 @@ def entity_sentiments(scorer, items: Sequence[tuple[str, object]],
     pairs, where = [], []
     for i, ((text, _), ents) in enumerate(zip(items, entities)):
         if len(ents) > 1:
-            for j, e in enumerate(ents):
+            clauses = scopes(text, [e.spans for e in ents])
+            for j, (e, clause) in enumerate(zip(ents, clauses)):
                 if e.spans:
                     pairs.append((text, [list(s) for s in e.spans]))
-                    where.append((i, j))
+                    own = clause_input(text, e.spans, clause)
+                    where.append((i, j, own is not None))
+                    if own is not None:
+                        pairs.append(own)
     head = getattr(scorer, "entity_sentiment", None)
     if not pairs or head is None:
         return out
@@ -57,9 +68,35 @@ def entity_sentiments(scorer, items: Sequence[tuple[str, object]],
             _warned.add(reason)
             log.warning("per-entity sentiment unavailable; entities keep their item's sentiment", error=reason)
         return out
-    for (i, j), r in zip(where, results):
+    k = 0
+    for i, j, has_clause in where:
+        r = results[k]
+        if has_clause:
+            r = _mean(r, results[k + 1])
+            k += 1
+        k += 1
         out[i][j] = EntityScore(r.sentiment, float(r.score), HEAD)
     return out
+
+
+def clause_input(text: str, spans: Sequence[Sequence[int]], clause: str | None) -> tuple[str, list[list[int]]] | None:
+    """(clause, the entity's spans within it), or None where the entity has no clause of its own
+    or the clause is the whole text."""
+    if not clause or clause == text.strip():
+        return None
+    at = text.find(clause)
+    if at < 0:  # a scope of non-adjacent pieces: the entity's first piece holds its first mention
+        return None
+    inside = [[s - at, e - at] for s, e in spans if at <= s and e <= at + len(clause)]
+    return (clause, inside) if inside else None
+
+
+def _mean(a, b):
+    """The average of two of the head's readings (sentiment, score, probs)."""
+    probs = {k: (a.probs[k] + b.probs[k]) / 2 for k in a.probs}
+    best = max(probs, key=probs.get)
+    score = round(probs.get("positive", 0.0) - probs.get("negative", 0.0), 6)
+    return type(a)(best, score, {k: round(v, 6) for k, v in probs.items()}, a.source)
 
 
 def entities_json(entities: Sequence, scores: Sequence[EntityScore]) -> list[dict]:

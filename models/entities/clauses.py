@@ -1,0 +1,102 @@
+"""Clause scoping: which part of a text speaks about which entity.
+
+    scopes("Apple beats estimates, while Samsung slides", [[(0, 5)], [(29, 36)]])
+    # -> ["Apple beats estimates", "Samsung slides"]
+
+Between two consecutive mentions of different entities the text is cut at the strongest clause
+boundary that lies between them (a sentence end, ';', '|', a dash, a contrastive conjunction such
+as while / but / whereas, then weaker ones: as, after, and, a comma), the last one of that
+strength when several tie, so a clause that starts before its company's name ("shares of Samsung
+slide") stays whole. Text before the first mention goes with the first entity. An entity's scope
+is the text of the pieces holding its mentions; an entity that shares its only piece with another
+entity (no boundary between them: "Apple and Samsung slide") has no scope of its own (None), and
+the caller reads the whole text for it. Pure Python, no model.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+# (pattern, strength): higher cuts first. Each pattern matches the whole boundary, the cut keeps
+# the text before it in the left piece and drops the boundary words themselves.
+_BOUNDARIES: tuple[tuple[str, int], ...] = (
+    (r"[.!?]+[\"')\]]*\s+(?=\S)", 5),                          # sentence end
+    (r"\s*(?:;|\|)\s*", 5),
+    (r"\s+[-\u2013\u2014]+\s+|\s*[\u2013\u2014]\s*", 4),      # a dash between words
+    (r",?\s+(?:while|whereas|but|however|meanwhile|although|though|yet|even as|whilst)\b,?\s*", 4),
+    (r",?\s+(?:as|after|since|despite|and|with|amid)\s+(?=\S)", 2),
+    (r"\s*,\s+|\s*:\s+", 2),
+)
+_PATTERN = re.compile("|".join(f"(?P<b{i}>{p})" for i, (p, _) in enumerate(_BOUNDARIES)), re.IGNORECASE)
+_STRENGTH = [s for _, s in _BOUNDARIES]
+
+
+def boundaries(text: str) -> list[tuple[int, int, int]]:
+    """(start, end, strength) of every clause boundary in text, left to right, non-overlapping."""
+    out = []
+    for m in _PATTERN.finditer(text):
+        k = next(i for i, g in enumerate(m.groups()) if g is not None)
+        out.append((m.start(), m.end(), _STRENGTH[k]))
+    return out
+
+
+def cut_points(text: str, mentions: Sequence[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """`mentions`: (start, end, entity index) sorted by start. Per pair of consecutive mentions of
+    different entities, the boundary (start, end) to cut at; none where no boundary lies between."""
+    bounds = boundaries(text)
+    cuts = []
+    for (_, a_end, a), (b_start, _, b) in zip(mentions, mentions[1:]):
+        if a == b:
+            continue
+        between = [x for x in bounds if x[0] >= a_end and x[1] <= b_start]
+        if between:
+            best = max(x[2] for x in between)
+            s, e, _ = [x for x in between if x[2] == best][-1]
+            cuts.append((s, e))
+    return cuts
+
+
+def scopes(text: str, entity_spans: Sequence[Sequence[Sequence[int]]]) -> list[str | None]:
+    """Per entity (entity_spans[i] = its [start, end) spans), the text of its own clauses, or None
+    where it has none (no spans, or every piece holding it also holds another entity)."""
+    mentions = sorted((int(s), int(e), i) for i, spans in enumerate(entity_spans) for s, e in spans)
+    if not mentions:
+        return [None] * len(entity_spans)
+    pieces = _pieces(text, cut_points(text, mentions), mentions)
+    owners: list[set[int]] = [set() for _ in pieces]
+    for s, _, i in mentions:
+        k = next(k for k, (a, b) in enumerate(pieces) if s < b or k == len(pieces) - 1)
+        owners[k].add(i)
+    out: list[str | None] = []
+    for i in range(len(entity_spans)):
+        mine = [k for k, o in enumerate(owners) if i in o]
+        if not mine or any(len(owners[k]) > 1 for k in mine):
+            out.append(None)
+            continue
+        out.append(" ".join(text[pieces[k][0]:pieces[k][1]].strip() for k in mine).strip() or None)
+    return out
+
+
+MIN_WORDS = 2  # a piece needs this many words besides its names to say something ("Apple and ...": no)
+
+
+def _pieces(text: str, cuts: list[tuple[int, int]], mentions) -> list[tuple[int, int]]:
+    """The text between cuts; a cut that leaves a piece with fewer than MIN_WORDS words of its own
+    (besides names) is dropped, so that piece reads with its neighbour."""
+    while True:
+        bounds = [0] + [x for c in cuts for x in c] + [len(text)]
+        pieces = list(zip(bounds[::2], bounds[1::2]))
+        bad = next((k for k, p in enumerate(pieces) if _words(text, p, mentions) < MIN_WORDS), None)
+        if bad is None or not cuts:
+            return pieces
+        cuts.pop(min(bad, len(cuts) - 1))
+
+
+def _words(text: str, piece: tuple[int, int], mentions) -> int:
+    a, b = piece
+    chars = list(text[a:b])
+    for s, e, _ in mentions:
+        for k in range(max(s, a), min(e, b)):
+            chars[k - a] = " "
+    return len(re.findall(r"[A-Za-z0-9]+", "".join(chars)))
