@@ -106,8 +106,20 @@ def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipa
     return [a for a in found if a is not None]
 
 
+# IANA's special-purpose registries, the blocks not globally reachable, written out: the
+# standard library's list depends on the Python release (3.11's misses 192.0.0.8-255 and
+# 100:0:0:1::/64, for instance), and a gap there is a way in. Either list refusing is enough.
+NOT_GLOBAL = [ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24",
+    "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+    "::/127", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/63", "2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16",
+    "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8")]
+
+
 def is_public(ip) -> bool:
-    return ip.is_global and not (ip.is_reserved or ip.is_multicast or ip in METADATA)
+    return (ip.is_global and not (ip.is_reserved or ip.is_multicast or ip in METADATA)
+            and not any(ip in net for net in NOT_GLOBAL if net.version == ip.version))
 
 
 def check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> None:

@@ -63,13 +63,17 @@ async def export_feedback(db: DbDep, _: FeedbackWriter, window: Window,
                              headers={"Content-Disposition": f'attachment; filename="feedback.{format}"'})
 
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # + full-width forms
+LEADING = " \t\r\n\x0b\x0c\u00a0\u3000"  # what a spreadsheet may skip before reading a formula
 
 
 def spreadsheet_safe(value):
     """A text cell that a spreadsheet would run as a formula gets a leading quote (OWASP's CSV
-    injection advice); JSON lines keep the stored text."""
-    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+    injection advice): one starting with = + - @ (also full-width, also after blanks), tab, CR or
+    LF. JSON lines keep the stored text."""
+    if isinstance(value, str) and (value.startswith(FORMULA_START) or value.lstrip(LEADING).startswith(FORMULA_START)):
+        return "'" + value
+    return value
 
 
 async def _csv(rows):
