@@ -44,11 +44,11 @@ async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], st
     for key in sorted(set(keys)):
         counts, score_sum = np.zeros((len(COUNTS), buckets), np.int64), np.zeros(buckets)
         row = rows.get(key)
-        if row is not None:
+        if row is not None:  # rollup rows → series buckets (several rows per bucket when the rollup is finer)
             b = np.array(row["b"], np.intp)
             for i, col in enumerate(COUNTS):
-                counts[i, b] = row[col]
-            score_sum[b] = row["score_sum"]
+                counts[i] = np.bincount(b, np.array(row[col], np.float64), buckets)
+            score_sum = np.bincount(b, np.array(row["score_sum"], np.float64), buckets)
         n = counts[0]
         with np.errstate(invalid="ignore", divide="ignore"):
             share, mean = counts[1] / n, score_sum / n  # 0/0 = NaN: an empty bucket

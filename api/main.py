@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import secrets
 from contextlib import asynccontextmanager
 
@@ -89,8 +90,15 @@ def server_settings(s: Settings) -> dict[str, str]:
 
 
 def series_cache_bytes(s: Settings) -> int:
-    """FINSENT_API_SERIES_CACHE_MB (default 64; 0 turns the series cache off)."""
-    return int(float(getattr(s, "api_series_cache_mb", 64)) * (1 << 20))
+    """FINSENT_API_SERIES_CACHE_MB (default 64; 0 turns the series cache off): Settings.api_series_cache_mb
+    where the settings have it, else the environment variable."""
+    mb = getattr(s, "api_series_cache_mb", None)
+    if mb is None:
+        try:
+            mb = float(os.environ.get("FINSENT_API_SERIES_CACHE_MB", "64"))
+        except ValueError:
+            mb = 64.0
+    return max(0, int(mb * (1 << 20)))
 
 
 @asynccontextmanager

@@ -53,7 +53,8 @@ sys.path.insert(0, str(ROOT))
 
 from api import queries as q  # noqa: E402
 from api.crud import ceil_time, floor_time  # noqa: E402
-from core.events import COLUMNS  # noqa: E402
+from core.events import (COLUMNS, CREATE_ENTITY_STAGE, CREATE_STAGE, ENTITY_COLUMNS,  # noqa: E402
+                         INSERT_FROM_STAGE)
 from core.pg import libpq_dsn, migrate  # noqa: E402
 from finsent.services import Postgres, wait_for  # noqa: E402
 from models.labels import TOPICS  # noqa: E402
@@ -61,55 +62,60 @@ from models.labels import TOPICS  # noqa: E402
 console = Console(width=None if sys.stdout.isatty() else 150)
 TICKERS = [f"T{i:03d}" for i in range(500)]
 SOURCES = ("news", "social", "wire", "blog")
-ROLLUPS = """
-INSERT INTO event_rollup_minute (key_type, key, minute, n, negatives, neutrals, positives, score_sum)
-SELECT key_type, key, date_trunc('minute', published_at, 'UTC'), count(*),
-       count(*) FILTER (WHERE sentiment = 'negative'), count(*) FILTER (WHERE sentiment = 'neutral'),
-       count(*) FILTER (WHERE sentiment = 'positive'), sum(score)
-FROM (SELECT 'topic' AS key_type, topic AS key, published_at, sentiment, score FROM scored_event
-      UNION ALL SELECT 'ticker', unnest(tickers), published_at, sentiment, score FROM scored_event
-      UNION ALL SELECT 'source', source, published_at, sentiment, score FROM scored_event) k
-GROUP BY 1, 2, 3"""
-COARSE = {"event_rollup_5m": "date_bin('5 minutes', minute, TIMESTAMPTZ '1970-01-01 00:00:00+00')",
-          "event_rollup_hour": "date_trunc('hour', minute, 'UTC')"}  # as migration 0004 fills them
+# One chunk of synthetic events, generated in SQL (no Python per row) into the worker's own
+# staging tables; then the worker's statement (core.events.INSERT_FROM_STAGE) stores them with
+# their entity rows and upserts the minute, 5-minute and hourly rollups from the rows really
+# inserted, as for a live batch. %(first)s: first row number, %(rows)s: rows, %(oldest)s: the
+# chunk's oldest time (epoch s), %(span)s: seconds it spans (rows spread evenly, newest last, as a
+# live feed writes them). 20 topics, 500 tickers with a skewed popularity (index 500^u - 1) on
+# 60 % of rows, 4 sources, sentiment 25/50/25 %.
+STAGE_CHUNK = f"""
+INSERT INTO finsent_stage ({', '.join(COLUMNS)})
+SELECT (ARRAY['news','social','wire','blog'])[i %% 4 + 1], 'b' || i, at,
+       'synthetic headline ' || i || ' on ' || topic, NULL, NULL, 'en',
+       CASE WHEN random() < 0.6 THEN ARRAY['T' || lpad((floor(power(500, random())) - 1)::int::text, 3, '0')]
+            ELSE ARRAY[]::varchar[] END,
+       at, at, topic, 0.9, (ARRAY['negative','neutral','positive'])[s + 1],
+       (ARRAY[0.8, 0.1, 0.05])[s + 1], (ARRAY[0.15, 0.8, 0.15])[s + 1], (ARRAY[0.05, 0.1, 0.8])[s + 1],
+       (ARRAY[-0.75, 0.0, 0.75])[s + 1], 'bench-v1', false
+FROM (SELECT i, to_timestamp(%(oldest)s::float8 + (i - %(first)s + random()) * %(span)s::float8 / %(rows)s) AS at,
+             (ARRAY[{', '.join(repr(t) for t in TOPICS)}])[floor(random() * {len(TOPICS)})::int + 1] AS topic,
+             CASE WHEN r < 0.25 THEN 0 WHEN r < 0.75 THEN 1 ELSE 2 END AS s
+      FROM (SELECT i, random() AS r FROM generate_series(%(first)s::bigint, %(first)s::bigint + %(rows)s - 1) AS i) g
+     ) x"""
+# the feed tags' entity rows, as the worker writes a tag it could not place in the text
+STAGE_ENTITIES = f"""
+INSERT INTO finsent_entity_stage ({', '.join(ENTITY_COLUMNS)})
+SELECT source, id, published_at, t, NULL, 1.0, sentiment, score, 'item', '[]', '{{tag}}', true, 'bench'
+FROM finsent_stage, unnest(tickers) AS t"""
 
 
-def rows(n: int, days: int, now: datetime, seed: int = 5):
-    rng = np.random.default_rng(seed)
-    secs = rng.uniform(0, days * 86400, n)
-    topic = rng.integers(0, len(TOPICS), n)
-    ticker = np.minimum(rng.zipf(1.3, n) - 1, len(TICKERS) - 1)
-    has_ticker = rng.random(n) < 0.6
-    sent = rng.choice(3, n, p=[0.25, 0.5, 0.25])
-    probs = ((0.8, 0.15, 0.05), (0.1, 0.8, 0.1), (0.05, 0.15, 0.8))
-    for i in range(n):
-        at = now - timedelta(seconds=float(secs[i]))
-        pn, pu, pp = probs[sent[i]]
-        yield (SOURCES[i % 4], f"b{i}", at, f"synthetic headline {i} on {TOPICS[topic[i]]}", None, None, "en",
-               [TICKERS[ticker[i]]] if has_ticker[i] else [], at, at, TOPICS[topic[i]], 0.9,
-               ("negative", "neutral", "positive")[sent[i]], pn, pu, pp, pp - pn, "bench-v1", False)
-
-
-def seed(dsn: str, n: int, days: int, now: datetime) -> None:
+def seed(dsn: str, n: int, days: int, now: datetime, chunk: int = 250_000) -> None:
+    """N events over the last D days, oldest first, in chunks through the worker's write path."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as c:
         for d in range(days + 2):
             c.execute("SELECT finsent_ensure_day_partition(%s)", (now.date() - timedelta(days=d),))
+        c.execute(CREATE_STAGE)
+        c.execute(CREATE_ENTITY_STAGE)
+        c.execute("SELECT setseed(0.5)")
+        t0, span, oldest = time.perf_counter(), days * 86400, now.timestamp() - days * 86400
+        for first in range(0, n, chunk):
+            rows = min(chunk, n - first)
+            with c.transaction():
+                c.execute("TRUNCATE finsent_stage, finsent_entity_stage")
+                c.execute(STAGE_CHUNK, {"first": first, "rows": rows, "oldest": oldest + span * first / n,
+                                        "span": span * rows / n})
+                c.execute(STAGE_ENTITIES)
+                c.execute(INSERT_FROM_STAGE)
+            if (first // chunk) % 8 == 7:
+                console.print(f"  {first + rows:,} rows stored, {time.perf_counter() - t0:.0f} s")
+        console.print(f"{n:,} rows through the worker's write path: {time.perf_counter() - t0:.0f} s")
         t0 = time.perf_counter()
-        with c.cursor().copy(f"COPY scored_event ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for row in rows(n, days, now):
-                copy.write_row(row)
-        console.print(f"COPY {n:,} rows: {time.perf_counter() - t0:.0f} s")
-        t0 = time.perf_counter()
-        c.execute(ROLLUPS)
-        for table, bucket in COARSE.items():
-            c.execute(f"""INSERT INTO {table} (key_type, key, bucket, n, negatives, neutrals, positives, score_sum)
-                SELECT key_type, key, {bucket}, sum(n), sum(negatives), sum(neutrals), sum(positives), sum(score_sum)
-                FROM event_rollup_minute GROUP BY 1, 2, 3""")
         c.execute("VACUUM ANALYZE")  # sets the visibility map, as autovacuum does in steady state
         count = c.execute("SELECT count(*) FROM event_rollup_minute").fetchone()[0]
-        console.print(f"rollups ({count:,} rows) + VACUUM ANALYZE: {time.perf_counter() - t0:.0f} s")
+        console.print(f"VACUUM ANALYZE ({count:,} minute rollup rows): {time.perf_counter() - t0:.0f} s")
 
 
 def free_port() -> int:
@@ -118,11 +124,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_api(url: str, port: int, log: Path, workers: int = 1, extra: tuple[str, ...] = ()) -> subprocess.Popen:
+def start_api(url: str, port: int, log: Path, workers: int = 1, extra: tuple[str, ...] = (),
+              cache_mb: float = 64) -> subprocess.Popen:
     """`finsent api` as deployed (api.cli.serve: settings from the environment), or plain
     `uvicorn --factory` with extra options when `extra` is given (to compare loops/parsers)."""
     env = {**os.environ, "DATABASE_URL": url, "FINSENT_API_PORT": str(port), "FINSENT_API_RATE_LIMIT_PER_S": "0",
-           "FINSENT_API_MAX_STREAMS_PER_CLIENT": "100000"}  # one load generator is every client here
+           "FINSENT_API_MAX_STREAMS_PER_CLIENT": "100000",  # one load generator is every client here
+           "FINSENT_API_SERIES_CACHE_MB": str(cache_mb)}
     if extra:
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "api.main:create_app", "--port", str(port),
                "--log-level", "warning", "--no-access-log", "--workers", str(workers), *extra]
@@ -195,6 +203,52 @@ def scenarios(now: datetime) -> dict:
     return {**{name: series(*shape) for name, shape in SHAPES.items()},
             "events: 1 ticker, 24 h, 3 pages": lambda r: ("/v1/events", {"ticker": r.choice(hot), "limit": 100, **day},
                                                           2)}
+
+
+class LiveWriter:
+    """A worker's stream of writes during a scenario: every 0.25 s a batch of `rate`/4 events,
+    dated within the 5 minutes before the seeded `now` (the newest buckets of every series the
+    scenarios read), stored through the worker's write path (core.events.store_scored) in its
+    own thread; each commit NOTIFYs the API, which drops the cached series it touches."""
+
+    def __init__(self, dsn: str, rate: float, now: datetime):
+        import threading
+
+        self.dsn, self.rate, self.now, self.batches = dsn, rate, now, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self):
+        if self.rate > 0:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(10)
+
+    async def _run(self):
+        import asyncpg
+
+        from core.events import store_scored
+
+        conn, rng, per_batch = await asyncpg.connect(self.dsn), random.Random(7), max(1, round(self.rate / 4))
+        try:
+            while not self.stop.is_set():
+                t0, rows = time.perf_counter(), []
+                for i in range(per_batch):
+                    at = self.now - timedelta(seconds=rng.uniform(0, 300))
+                    topic, s = rng.choice(TOPICS), rng.randrange(3)
+                    rows.append((SOURCES[i % 4], f"live{time.time_ns()}-{i}", at, f"live headline on {topic}", None,
+                                 None, "en", [rng.choice(TICKERS[:50])], at, at, topic, 0.9,
+                                 ("negative", "neutral", "positive")[s], 0.3, 0.4, 0.3, 0.0, "bench-v1", False))
+                async with conn.transaction():
+                    await store_scored(conn, rows, [])
+                self.batches += 1
+                await asyncio.sleep(max(0.0, 0.25 - (time.perf_counter() - t0)))
+        finally:
+            await conn.close()
 
 
 async def drive(base: str, make, seconds: float, clients: int) -> tuple[list[float], int]:
@@ -372,6 +426,10 @@ def main() -> None:
     ap.add_argument("--reuse", type=Path, help="keep the seeded database in this directory and reuse it "
                                               "(seeded again when --n/--days differ)")
     ap.add_argument("--no-explain", action="store_true")
+    ap.add_argument("--live-rate", type=float, default=0, help="events/s written during each scenario (batches "
+                                                                   "every 0.25 s into the newest 5 minutes)")
+    ap.add_argument("--cache-mb", type=float, default=64, help="the API's series cache (0: off, every series "
+                                                                  "request reads Postgres)")
     ap.add_argument("--mixed", action="store_true", help="run the mixed load (reads, scoring, writes, open streams)")
     ap.add_argument("--streams", type=int, default=1000, help="open SSE streams during --mixed")
     args = ap.parse_args()
@@ -391,6 +449,7 @@ def main() -> None:
         if stamp.exists() and stamp.read_text().split("\n")[0] == wanted:
             now = datetime.fromisoformat(stamp.read_text().split("\n")[1])
             console.print(f"reusing the database seeded at {now:%Y-%m-%d %H:%M} UTC in {base}")
+            migrate(url)  # to head (a no-op when it is there)
         else:
             now = datetime.now(timezone.utc)
             import psycopg
@@ -402,7 +461,7 @@ def main() -> None:
             seed(libpq_dsn(url), args.n, args.days, now)
             stamp.write_text(f"{wanted}\n{now.isoformat()}")
         port = free_port()
-        api = start_api(url, port, base / "api.log", args.workers, tuple(args.uvicorn.split()))
+        api = start_api(url, port, base / "api.log", args.workers, tuple(args.uvicorn.split()), args.cache_mb)
         server = f"uvicorn {args.uvicorn}" if args.uvicorn else "finsent api"
         meter = CpuMeter(api.pid, base / "data")
         if args.mixed:
@@ -411,13 +470,16 @@ def main() -> None:
         table = Table("scenario", "requests", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/req: API",
                       "Postgres", "client",
                       title=f"{args.n:,} events over {args.days} days; {args.clients} clients × {args.seconds:.0f} s; "
-                            f"{server}, {args.workers} worker(s)")
+                            f"{server}, {args.workers} worker(s), series cache "
+                            f"{f'{args.cache_mb:g} MB' if args.cache_mb else 'off'}"
+                            f"{f'; {args.live_rate:g} events/s written meanwhile' if args.live_rate else ''}")
         for name, make in scenarios(now).items():
             if args.only not in name:
                 continue
             asyncio.run(drive(f"http://127.0.0.1:{port}", make, 1.0, args.clients))  # warm-up
             before = meter.sample()
-            lat, errors = asyncio.run(drive(f"http://127.0.0.1:{port}", make, args.seconds, args.clients))
+            with LiveWriter(libpq_dsn(url), args.live_rate, now):
+                lat, errors = asyncio.run(drive(f"http://127.0.0.1:{port}", make, args.seconds, args.clients))
             cpu = [(b - a) * 1000 / len(lat) for a, b in zip(before, meter.sample())]
             ms = np.array(lat) * 1000
             table.add_row(name, f"{len(lat):,}", f"{len(lat) / args.seconds:,.0f}", f"{np.percentile(ms, 50):.1f}",
