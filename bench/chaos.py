@@ -78,6 +78,8 @@ class Config:
     stall_s: float = 20.0  # the worker's FINSENT_STALL_S; /health must say 503 past it
     data_dir: Path | None = ROOT.parent / "shared" / "data"
     workdir: Path | None = None
+    session_timeout_s: float | None = None  # the workers' FINSENT_SESSION_TIMEOUT_S (None: the default)
+    fault_times: dict[str, float] | None = None  # fault -> seconds into the live phase (the rest at random)
 
 
 @dataclass
@@ -404,7 +406,8 @@ def run(cfg: Config, log=print) -> Report:
         tag = uuid.uuid4().hex[:6]
         env = {**{f"topic_{t}": f"c{tag}.{t}" for t in ("news", "social", "scored", "alerts", "deadletter")},
                "consumer_group": f"chaos{tag}", "model_dir": str(models), "model_poll_s": 1.0,
-               "stall_s": cfg.stall_s, **DETECTOR, **({"replication": 3} if cfg.cluster else {})}
+               "stall_s": cfg.stall_s, **DETECTOR, **({"replication": 3} if cfg.cluster else {}),
+               **({"session_timeout_s": cfg.session_timeout_s} if cfg.session_timeout_s else {})}
         settings = Settings(kafka_bootstrap=svc.bootstrap, DATABASE_URL=url, **env)
         from stream.topics import ensure_topics
 
@@ -450,7 +453,8 @@ def run(cfg: Config, log=print) -> Report:
 
         # live traffic with surges and poison; faults at random moments
         t_live = time.monotonic()
-        fault_at = sorted((rng.uniform(0.1, 0.8) * cfg.live_s, f) for f in cfg.faults)
+        at = cfg.fault_times or {}
+        fault_at = sorted((at[f] if f in at else rng.uniform(0.1, 0.8) * cfg.live_s, f) for f in cfg.faults)
         surge_at = [cfg.live_s * (i + 1) / (cfg.surges + 1) for i in range(cfg.surges)]
         poison_at = [rng.uniform(0.05, 0.9) * cfg.live_s for _ in range(3)]
         n = 0
@@ -626,12 +630,16 @@ def main() -> None:
     ap.add_argument("--cluster", action="store_true", help="three KRaft brokers; partition leaders killed")
     ap.add_argument("--faults", default=",".join(FAULTS))
     ap.add_argument("--workdir", type=Path)
+    ap.add_argument("--session-timeout", type=float, help="the workers' FINSENT_SESSION_TIMEOUT_S")
+    ap.add_argument("--at", default="", help="pin faults in the live phase: broker_pause=20,pg_readonly=21")
     a = ap.parse_args()
+    pinned = {k: float(v) for k, v in (x.split("=") for x in a.at.split(",") if x)}
     from rich.console import Console
 
     console = Console()
     r = run(Config(seed=a.seed, backlog=a.backlog, live_s=a.live_s, live_rate=a.rate, cluster=a.cluster,
-                   faults=tuple(f for f in a.faults.split(",") if f), workdir=a.workdir), log=console.print)
+                   faults=tuple(f for f in a.faults.split(",") if f), workdir=a.workdir,
+                   session_timeout_s=a.session_timeout, fault_times=pinned or None), log=console.print)
     console.print(table(r))
     for t, name, detail in r.faults:
         console.print(f"  fault at {t:6.1f} s: {name} ({detail})")

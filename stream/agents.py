@@ -1,8 +1,9 @@
 """The worker's two agents, a few lines each; the work is in BatchProcessor and Detection.
 
   score:  input bytes → noack_take batch → BatchProcessor.score, then .store (rows + rollups +
-          count records in one transaction, dead letters confirmed) → ack → event-time marks to
-          every partition of finsent.scored. Two batches in flight at most: batch N+1 is scored
+          count records in one transaction, dead letters confirmed) → done → commit of the input
+          offsets below which every message is done (stream.commits; Faust commits no input
+          offset) → event-time marks to every partition of finsent.scored. Two batches in flight at most: batch N+1 is scored
           while batch N is stored; a batch is acked only after its store returned.
   detect: finsent.scored (counts keyed by aggregation key, plus marks) → Detection → alerts to
           Postgres (alert, alert_event) and finsent.alerts.
@@ -42,13 +43,22 @@ async def send_marks(w: Worker) -> None:
             await w.scored.send(key=MARKS_KEY, value=value, partition=q)
 
 
+async def commit_inputs(w: Worker) -> None:
+    """Commit the input offsets whose messages are all stored or dead-lettered (bounded; a failure
+    is logged, counted and retried at the next batch or the next second)."""
+    await w.app.consumer.commit_inputs(timeout_s=min(10.0, w.settings.kafka_send_timeout_s))
+
+
 def register(w: Worker) -> None:
     app, processor, detection = w.app, w.processor, w.detection
 
     async def store_and_ack(stream, batch, events) -> None:
         await processor.store(batch)
+        consumer = app.consumer
         for e in events:
+            consumer.done(e.message.tp, e.message.offset)  # stored or dead-lettered: committable (stream.commits)
             await stream.ack(e)
+        await commit_inputs(w)
         await send_marks(w)
 
     def stop_if_failed(task: asyncio.Future) -> None:

@@ -62,7 +62,8 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
         datadir=os.path.join(faust_root, "{conf.id}"),
     )
     guard = FetchGuard()
-    app.transport = guarded_transport(guard)(app.conf.broker_consumer, app)
+    # the input topics are committed by the worker (stream.commits), never by Faust's acks
+    app.transport = guarded_transport(guard, frozenset(settings.input_topics))(app.conf.broker_consumer, app)
     raw = {"value_type": bytes, "value_serializer": "raw", "key_serializer": "raw"}
     deadletter = app.topic(settings.topic_deadletter, **raw)
     scored = app.topic(settings.topic_scored, partitions=settings.partitions, **raw)
@@ -83,7 +84,7 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
         await delivered(alerts, [{"key": key.encode(), "value": orjson.dumps(payload)}], settings.kafka_send_timeout_s,
                         "alert")
 
-    w = Worker(settings, app, app.topic(*settings.input_topics, **raw), deadletter, scored, alerts, sink, clock,
+    w = Worker(settings, app, app.topic(*settings.input_topics, acks=False, **raw), deadletter, scored, alerts, sink, clock,
                processor, worker_swap(settings.model_dir, processor, lambda d: load_scorer(settings, d)),
                Detection(SpikeDetector(detector_config(settings)), state, sink, send_alert, expected_inputs,
                          settings.pause_s, stall_s=settings.watermark_stall_s),

@@ -9,7 +9,12 @@ this module instead of trusting it):
   (perform_seek, getmany, _read_offset);
 - committed_offset: Faust's Consumer._committed_offset, which has no public accessor;
 - set_on_error: Faust's Agent._on_error (App.agent always passes the app's own handler, which
-  logs and lets the supervisor restart the agent in place).
+  logs and lets the supervisor restart the agent in place);
+- the input topics' own commits (stream.commits.InputOffsets): the input topic is declared with
+  acks=False so that Faust neither acks, gap-fills nor commits it; the consumer records what it
+  delivers since each seek and commits through aiokafka in Faust's consumer thread
+  (ConsumerThread.call_thread, AIOKafkaConsumerThread._ensure_consumer), keeping Faust's
+  Consumer._committed_offset (read by the marks, the lag and the stall watch) up to date.
 """
 
 from __future__ import annotations
@@ -18,10 +23,15 @@ import asyncio
 import time
 from importlib.metadata import version
 
+from aiokafka.errors import (CommitFailedError, IllegalGenerationError, RebalanceInProgressError,
+                             UnknownMemberIdError)
+from aiokafka.structs import OffsetAndMetadata
+from aiokafka.structs import TopicPartition as KafkaTP
 from faust.transport.drivers import aiokafka as faust_kafka
 
 from core import logs
 from stream import metrics
+from stream.commits import InputOffsets
 
 log = logs.get("finsent.worker")
 PINNED = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
@@ -122,8 +132,12 @@ class FetchGuard:
             return []
 
 
-def guarded_transport(guard: FetchGuard):
-    """Faust's aiokafka transport whose consumer thread fetches through `guard`."""
+REFUSED_IN_REBALANCE = (CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError)
+
+
+def guarded_transport(guard: FetchGuard, own_commits: frozenset[str] = frozenset()):
+    """Faust's aiokafka transport whose consumer thread fetches through `guard`; the topics in
+    `own_commits` (declared acks=False) are committed by `Consumer.commit_inputs` only."""
 
     class Thread(faust_kafka.AIOKafkaConsumerThread):
         async def _fetch_records(self, consumer, active_partitions, timeout=None, max_records=None):
@@ -153,6 +167,73 @@ def guarded_transport(guard: FetchGuard):
         _seek_epoch = 0
         _seek_done: asyncio.Event | None = None
         _seek_offsets: dict = {}
+        input_offsets: InputOffsets | None = None
+        _commit_lock: asyncio.Lock | None = None
+
+        def _own(self, tp) -> bool:
+            return tp.topic in own_commits
+
+        def _offsets(self) -> InputOffsets:
+            if self.input_offsets is None:
+                self.input_offsets = InputOffsets(on_gap=self._on_gap)
+            return self.input_offsets
+
+        def _on_gap(self, tp, missing: int, delivered: int, reread: bool) -> None:
+            if reread:
+                metrics.OFFSET_GAPS.labels(tp.topic, "read again").inc()
+                log.warning("input records not delivered before a later one; reading the partition again from the "
+                            "first one missing", topic=tp.topic, partition=tp.partition, first_missing=missing,
+                            next_delivered=delivered)
+            else:
+                metrics.OFFSET_GAPS.labels(tp.topic, "not in the log").inc()
+                log.info("input offsets not in the log (read again from the first, the log starts after them)",
+                         topic=tp.topic, partition=tp.partition, first_missing=missing, next_delivered=delivered)
+
+        async def on_partitions_revoked(self, revoked) -> None:
+            self._offsets().revoked(revoked)  # what was delivered to this generation is not committed by it
+            await super().on_partitions_revoked(revoked)
+
+        def done(self, tp, offset: int) -> None:
+            """The message was stored or dead-lettered (confirmed): its offset may be committed."""
+            self._offsets().done(tp, offset)
+
+        async def commit_inputs(self, timeout_s: float) -> dict:
+            """Commit each own input partition up to what was delivered since the seek and done
+            (stream.commits). One at a time; a commit refused in a rebalance is let go (what
+            follows the group's committed offset is read again and absorbed by the insert);
+            another failure is logged and counted, and retried at the next call."""
+            if self._commit_lock is None:
+                self._commit_lock = asyncio.Lock()
+            if self._commit_lock.locked() or self.app.rebalancing:
+                return {}
+            async with self._commit_lock:
+                assigned = self.assignment()
+                offsets = {tp: o for tp, o in self._offsets().committable().items() if tp in assigned}
+                if not offsets:
+                    return {}
+                epoch, thread = self._seek_epoch, self._thread
+
+                async def in_thread() -> None:
+                    await thread._ensure_consumer().commit(
+                        {KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(o, "") for tp, o in offsets.items()})
+                try:
+                    await asyncio.wait_for(thread.call_thread(in_thread), timeout_s)
+                except REFUSED_IN_REBALANCE as exc:
+                    metrics.COMMIT_FAILURES.labels("rebalance").inc()
+                    log.info("input commit refused in a rebalance; re-read from the group's offsets",
+                             error=f"{type(exc).__name__}: {exc}"[:300])
+                    return {}
+                except Exception as exc:  # noqa: BLE001 - counted, logged; the stall watch sees lasting ones
+                    kind = "timeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+                    metrics.COMMIT_FAILURES.labels(kind).inc()
+                    log.warning("input commit failed; retried", error=f"{type(exc).__name__}: {exc}"[:300])
+                    return {}
+                if epoch == self._seek_epoch:
+                    self._offsets().committed(offsets)
+                    self._committed_offset.update(offsets)
+                    now = time.monotonic()
+                    thread.tp_last_committed_at.update({tp: now for tp in offsets})
+                return offsets
 
         def _new_consumer_thread(self):
             return Thread(self, loop=self.loop, beacon=self.beacon)
@@ -164,11 +245,15 @@ def guarded_transport(guard: FetchGuard):
             self._seek_done.clear()
             try:
                 await super().perform_seek()
+                offsets = self._offsets()
                 for tp in self.assignment():
                     # aiokafka's seek_to_committed leaves a partition with no committed offset (or 0)
                     # where its fetcher was: seek it to the start, as auto_offset_reset=earliest means
-                    if self.app.topics.acks_enabled_for(tp.topic) and not self._read_offset.get(tp):
+                    own = self._own(tp)
+                    if (own or self.app.topics.acks_enabled_for(tp.topic)) and not self._read_offset.get(tp):
                         await self.seek(tp, 0)
+                    if own:
+                        offsets.sought(tp, self._read_offset.get(tp) or 0)
                 self._seek_offsets = dict(self._read_offset)
             finally:
                 self._seek_done.set()
@@ -177,10 +262,24 @@ def guarded_transport(guard: FetchGuard):
             if self._seek_done is not None:
                 await self._seek_done.wait()
             epoch = self._seek_epoch
+            offsets, reread = self._offsets(), {}
             async for tp, message in super().getmany(timeout):
                 if self._seek_epoch != epoch:
                     break
+                if tp in reread:
+                    continue  # fetched past records that were not delivered: read again below
+                if tp.topic in own_commits and (missing := offsets.delivered(tp, message.offset)) is not None:
+                    reread[tp] = missing
+                    continue
                 yield tp, message
+            for tp, missing in reread.items():
+                try:
+                    await self.seek(tp, missing)
+                except Exception as exc:  # noqa: BLE001 - then never committed past it, /health names it
+                    offsets.held(tp, missing)
+                    log.error("could not read a partition again; not committed past the records not delivered",
+                              topic=tp.topic, partition=tp.partition, offset=missing,
+                              error=f"{type(exc).__name__}: {exc}"[:300])
             if self._seek_epoch != epoch:
                 assigned = self.assignment()
                 self._read_offset.update({tp: o for tp, o in self._seek_offsets.items() if tp in assigned})

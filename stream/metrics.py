@@ -34,6 +34,10 @@ OUTBOX_PENDING = Gauge("finsent_outbox_pending", "Count records written but not 
 PARTITION_UPKEEP_ERRORS = Counter("finsent_partition_upkeep_errors_total", "Daily partition upkeep failures")
 FETCH_ERRORS = Counter("finsent_fetch_errors_total", "Record batches the worker could not read (codec, corrupt batch)",
                        ["topic", "error"])
+COMMIT_FAILURES = Counter("finsent_commit_failures_total", "Input offset commits not made (rebalance: refused in a "
+                          "rebalance, re-read and absorbed; any other: retried)", ["kind"])
+OFFSET_GAPS = Counter("finsent_offset_gaps_total", "Jumps in the input offsets delivered: records read again from the "
+                      "first missing one, or offsets found not in the log", ["topic", "outcome"])
 PARTITIONS_HELD = Gauge("finsent_partitions_held", "Input partitions held at a record batch the worker cannot read")
 
 

@@ -9,10 +9,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from stream.worker import Worker
 
 
+def skipped(w: Worker) -> str:
+    """Input records not delivered while later ones were (stream.commits): not stored until the next seek."""
+    holds = getattr(w.app.consumer, "input_offsets", None)
+    return "; ".join(f"{tp.topic}/{tp.partition}: records from offset {o} not delivered; not committed past them, "
+                     f"re-read at the next rebalance or restart" for tp, o in (holds.holds() if holds else {}).items())
+
+
 def problems(w: Worker) -> dict[str, str]:
     """Everything that stops storing, scoring or alerting, by where it is ("" = fine)."""
     return {k: v for k, v in (("postgres", w.sink.last_error), ("model", w.processor.health.model_error),
-                              ("fetch", w.guard.problem()), ("stalled", w.stall_watch.problem()),
+                              ("fetch", w.guard.problem()), ("skipped", skipped(w)),
+                              ("stalled", w.stall_watch.problem()),
                               ("watermark", w.detection.problem()),
                               ("consumer", w.unassigned_problem(time.monotonic()))) if v}
 

@@ -7,7 +7,7 @@ import time
 
 from core import logs
 from stream import metrics
-from stream.agents import send_marks
+from stream.agents import commit_inputs, send_marks
 from stream.kafka_compat import committed_offset
 from stream.worker import Worker
 
@@ -20,6 +20,10 @@ def register(w: Worker) -> None:
     @app.timer(interval=s.model_poll_s)
     async def model_pointer():
         await w.swap.poll()
+
+    @app.timer(interval=1.0)
+    async def input_commits():
+        await commit_inputs(w)  # what a batch's own commit could not (one in flight, a rebalance)
 
     @app.timer(interval=1.0)
     async def idle_marks():
