@@ -201,12 +201,14 @@ FROM scored_event e JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(
   ON e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
 WHERE e.story_id IS NOT NULL"""
 
-# one index probe per band key and slot (a LATERAL join: never a scan, however the index grows)
+# one index probe per band key and partition, and one per candidate story: LATERAL subqueries
+# behind OFFSET 0, which the planner cannot flatten into a join over the whole index
 CANDIDATES_SQL = """SELECT q.band, b.story_id, b.first_at, b.day, s.copies, s.keys
 FROM unnest($1::bigint[]) AS q(band)
 CROSS JOIN LATERAL (SELECT slot, story_id, first_at, day FROM story_band
-                    WHERE band = q.band AND first_at >= $2 AND first_at <= $3) AS b
-JOIN story s ON s.slot = b.slot AND s.story_id = b.story_id"""
+                    WHERE band = q.band AND first_at >= $2 AND first_at <= $3 OFFSET 0) AS b
+CROSS JOIN LATERAL (SELECT copies, keys FROM story
+                    WHERE slot = b.slot AND story_id = b.story_id OFFSET 0) AS s"""
 
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
 SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,

@@ -6,7 +6,10 @@ in the batch (a producer that sends an event twice, a replayed message in the sa
 the rows themselves are stored once, so their counts must be too.
 
     count_cells([(ts, "wire/1", True, "M&A", ["ACME"])], slice_s=10)
-    -> {"topic:M&A": {ts // 10: [slice, 1, 1, ["wire/1"], {"ACME": 1}]}, "ticker:ACME": {...}}
+    -> {"topic:M&A": {ts // 10: [slice, 1, 1, ["wire/1"], {"ACME": [1, 1]}]}, "ticker:ACME": {...}}
+
+A topic cell counts per ticker [items, negatives], so that a topic's breadth test can take a
+member's whole traffic out of the window (a member's ordinary burst brings neutral items too).
 
 An item may carry a sixth element, {ticker: negative}: the entity's own sentiment, which its
 ticker key counts instead of the item's (an item where Apple beats and Samsung slides is negative
@@ -49,17 +52,17 @@ def ticker_keys(entities: Iterable, min_relevance: float) -> list[str]:
     return sorted({e.ticker for e in entities if counted(e, min_relevance)})
 
 
-def story_weight(story, copy_weight: float = COPY_WEIGHT, copy_cap: float = COPY_CAP) -> float:
+def story_weight(story, copy_weight: float = COPY_WEIGHT, copy_cap: float = COPY_CAP) -> float | int:
     """What one item adds to n (and k): 1 without a story or as its first item; a copy (the
     story's `copies`-th) adds copy_weight while the story's copies together stay within copy_cap."""
     if not story or story[1] or story[2] <= 1:
-        return 1.0
+        return 1  # (an int: counts without stories stay whole numbers, as before)
     return copy_weight if (story[2] - 1) * copy_weight <= copy_cap + 1e-9 else 0.0
 
 
 def count_cells(items: Iterable[Item], slice_s: int, samples: int = 5, copy_weight: float = COPY_WEIGHT,
                 copy_cap: float = COPY_CAP, stories: bool = False) -> dict[str, dict[int, list]]:
-    """key -> slice -> [slice, n, k, sample ids (≤ `samples`), {ticker: k}(, {story: [copies, sources]})];
+    """key -> slice -> [slice, n, k, sample ids (≤ `samples`), {ticker: [n, k]}(, {story: [copies, sources]})];
     duplicates of an id skipped; n and k story-weighted (whole numbers when no item has a story)."""
     seen: set[str] = set()
     by_key: dict[str, dict[int, list]] = {}
@@ -77,12 +80,14 @@ def count_cells(items: Iterable[Item], slice_s: int, samples: int = 5, copy_weig
             negative = neg if is_topic else own.get(key[7:], neg)
             cell = by_key.setdefault(key, {}).setdefault(sl, [sl, 0, 0, [], {}] + ([{}] if stories else []))
             cell[1] += weight
+            if is_topic:  # per ticker [items, negatives]: a topic's breadth test takes a member's whole traffic out
+                for t in tickers:
+                    nk = cell[4].setdefault(t, [0, 0])
+                    nk[0] += weight
+                    nk[1] += weight if negative else 0
             if negative:
                 cell[2] += weight
                 _sample(cell, eid, story, samples, shown.setdefault((key, sl), set()), stories)
-                if is_topic:
-                    for t in tickers:
-                        cell[4][t] = cell[4].get(t, 0) + weight
     return by_key
 
 

@@ -84,7 +84,7 @@ class DetectorConfig:
     cold_share: float = 0.35  # prior negative share of a key without history (typical tickers: 0.15-0.30)
     cold_min_count: int = 15
     samples: int = 5
-    topic_top_tickers: int = 1  # a topic surge needs breadth: it is still one without its top ticker's negatives
+    topic_top_tickers: int = 1  # a topic surge needs breadth: it is still one without its top ticker's traffic
     pause_s: float = 900.0  # (the watermark's pauses: reported, no longer used here; see silence_p)
     silence_p: float = 1e-6  # a key's silence this improbable at its own rate is a pause: not learned as calm
     lateness_s: float = 30.0  # of the watermark (stream.watermark): watermark + lateness = every partition's newest
@@ -253,8 +253,8 @@ class SpikeDetector:
             cell[0] += c.n
             cell[1] += c.k
             cell[2] = (cell[2] + list(c.samples))[: self.cfg.samples]
-            for t, k in (c.by_ticker or {}).items():
-                cell[3][t] = cell[3].get(t, 0) + k
+            for t, v in (c.by_ticker or {}).items():
+                cell[3][t] = _add_nk(cell[3].get(t), v)
             if c.stories:
                 self._add_stories(st.stories.setdefault(str(c.slice), {}), c.stories)
             newest = c.slice if newest is None else max(newest, c.slice)
@@ -415,7 +415,7 @@ class SpikeDetector:
                 n, k = n + cell[0], k + cell[1]
                 found.append((cell[1], i, cell[3]))
                 for t, c in cell[2].items():
-                    tickers[t] = tickers.get(t, 0) + c
+                    tickers[t] = _add_nk(tickers.get(t), c)
         # evidence comes from the slices that carry the spike: most negatives first, then newest
         samples = [sid for _, _, ids in sorted(found, key=lambda f: (-f[0], -f[1])) for sid in ids]
         samples += (st.alert or {}).get("samples", [])
@@ -459,8 +459,10 @@ class SpikeDetector:
         cold keys: binomial against the prior share of a typical key, k of the window's n."""
         surging, p, z, b = self._test(st, key, n, k)
         if surging and key.startswith("topic:"):  # breadth: still a surge without its top ticker's negatives
-            top = sum(sorted(tickers.values(), reverse=True)[: self.cfg.topic_top_tickers])
-            surging = self._test(st, key, n - top, k - top)[0]
+            # the top tickers' whole traffic goes: a member in an ordinary burst of its own brings its
+            # neutral items too, and subtracting only its negatives left them diluting the share
+            top = sorted((_nk(v) for v in tickers.values()), key=lambda nk: -nk[1])[: self.cfg.topic_top_tickers]
+            surging = self._test(st, key, n - sum(t[0] for t in top), k - sum(t[1] for t in top))[0]
         return surging, p, z, b
 
     def _test(self, st: KeyState, key: str, n: int, k: int) -> tuple[bool, float, float, float]:
@@ -544,6 +546,19 @@ class SpikeDetector:
                         _num(k), round(share, 4), round(base_n, 3), round(b, 3), round(z, 3), p,
                         st.alert["severity"], st.alert["revision"], tuple(samples),
                         tuple((sid, copies, tuple(src)) for sid, copies, src in stories))
+
+
+def _nk(v) -> tuple[float, float]:
+    """A topic cell's per-ticker count: [items, negatives]; a bare number (counts written before
+    items were counted per ticker) is negatives only, as they were then read."""
+    return (v, v) if isinstance(v, (int, float)) else (v[0], v[1])
+
+
+def _add_nk(a, b) -> list:
+    if a is None:
+        return list(_nk(b))
+    (an, ak), (bn, bk) = _nk(a), _nk(b)
+    return [an + bn, ak + bk]
 
 
 def _num(x: float) -> float | int:

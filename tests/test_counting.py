@@ -34,7 +34,7 @@ def test_rows_sent_twice_in_one_batch_are_counted_once():
     (cell,) = cells(records, "ticker:ACME")
     assert cell[1:3] == [8, 8]
     (topic_cell,) = cells(records, "topic:M&A | Investments")
-    assert topic_cell[1:3] == [8, 8] and topic_cell[4] == {"ACME": 8}
+    assert topic_cell[1:3] == [8, 8] and topic_cell[4] == {"ACME": [8, 8]}  # [items, negatives]
 
 
 def test_only_rows_really_inserted_are_counted():
