@@ -357,3 +357,52 @@ async def upkeep(conn, today: date | None = None, horizon_s: float = HORIZON_S) 
             await conn.execute(f"TRUNCATE story_band_s{slot}, story_s{slot}")
             done.append(slot)
     return done
+
+
+# -- backfill ------------------------------------------------------------------------------------
+
+CURSOR = "backfill"
+BACKFILL_ROWS_SQL = """SELECT source, id, published_at, text, tickers FROM scored_event
+WHERE story_id IS NULL AND (published_at, source, id) > ($1, $2, $3)
+ORDER BY published_at, source, id LIMIT $4"""
+BACKFILL_LEFT_SQL = """SELECT count(*) FROM scored_event
+WHERE story_id IS NULL AND (published_at, source, id) > ($1, $2, $3)"""
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+async def backfill_cursor(conn) -> tuple[datetime, str, str, int]:
+    """Where the backfill stands: (published_at, source, id) of the last row it assigned, rows done."""
+    r = await conn.fetchrow("SELECT published_at, source, id, rows FROM story_cursor WHERE name = $1", CURSOR)
+    return (r["published_at"], r["source"], r["id"], r["rows"]) if r else (EPOCH, "", "", 0)
+
+
+async def backfill_left(conn) -> int:
+    return await conn.fetchval(BACKFILL_LEFT_SQL, *(await backfill_cursor(conn))[:3])
+
+
+async def backfill_step(conn, stories: Stories, batch: int = 1000) -> int:
+    """Assign stories to the next `batch` stored rows without one, in event-time order, in one
+    transaction that also moves the cursor (story_cursor): stopped anywhere, a rerun goes on
+    from the last batch committed. Returns the rows assigned (0: done). The worker's live
+    assignment can run meanwhile (the same advisory lock serialises them)."""
+    async with conn.transaction():
+        await conn.execute("INSERT INTO story_cursor (name, published_at, source, id) VALUES ($1, $2, '', '') "
+                           "ON CONFLICT (name) DO NOTHING", CURSOR, EPOCH)
+        await conn.execute("SELECT 1 FROM story_cursor WHERE name = $1 FOR UPDATE", CURSOR)  # one backfill at a time
+        at, source, eid, _ = await backfill_cursor(conn)
+        rows = await conn.fetch(BACKFILL_ROWS_SQL, at, source, eid, batch)
+        if not rows:
+            return 0
+        await stories.assign(conn, [Item(r["source"], r["id"], r["published_at"], r["text"], tuple(r["tickers"]))
+                                     for r in rows])
+        last = rows[-1]
+        await conn.execute("UPDATE story_cursor SET published_at = $2, source = $3, id = $4, rows = rows + $5, "
+                           "updated_at = now() WHERE name = $1", CURSOR, last["published_at"], last["source"],
+                           last["id"], len(rows))
+        if _day(last["published_at"]) != _day(rows[0]["published_at"]) or len(rows) < batch:
+            await upkeep(conn, _day(last["published_at"]))  # slots past the horizon of the rows it has reached
+    return len(rows)
+
+
+async def backfill_reset(conn) -> None:
+    await conn.execute("DELETE FROM story_cursor WHERE name = $1", CURSOR)

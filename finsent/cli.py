@@ -9,6 +9,7 @@
     finsent explain "TEXT" [--json]
     finsent symbols load FILE | list | search QUERY   (the symbol directory of entity linking)
     finsent migrate | worker | api | replay FILE --rate N | simulate [--surge-ticker ACME] | demo
+    finsent stories backfill [--batch 1000] [--restart]   (stories for rows stored before them; resumable)
     finsent apikey create|list|revoke      finsent dashboards build|push --url URL --token TOKEN
 """
 
@@ -397,6 +398,53 @@ def teacher_train(
         console.print(f"teacher {head}: accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}")
 
 
+stories_app = typer.Typer(no_args_is_help=True, help="Stories: near-duplicate clusters of stored items.")
+
+
+@stories_app.command("backfill")
+def stories_backfill(
+    batch: Annotated[int, typer.Option(min=1, max=100_000, help="rows per transaction")] = 1000,
+    restart: Annotated[bool, typer.Option(help="forget the stored cursor and start from the oldest row")] = False,
+    limit: Annotated[int, typer.Option(help="stop after about this many rows (0: all)")] = 0,
+) -> None:
+    """Assign stories to rows stored without one (before migration 0007), oldest first. Resumable:
+    the cursor is stored with each batch, so a rerun goes on where the last one stopped."""
+    import asyncio
+
+    asyncio.run(_backfill(batch, restart, limit))
+
+
+async def _backfill(batch: int, restart: bool, limit: int) -> None:
+    import asyncpg
+
+    from core import stories
+    from core.pg import libpq_dsn
+
+    try:
+        conn = await asyncpg.connect(libpq_dsn(_settings().database_url), timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        fail(f"database unreachable: {exc}")
+    try:
+        if restart:
+            await stories.backfill_reset(conn)
+        at, _, _, done = await stories.backfill_cursor(conn)
+        left = await stories.backfill_left(conn)
+        console.print(f"{left:,} rows without a story" + (f" (resuming after {at.isoformat()}, {done:,} done)"
+                                                           if done else ""))
+        signer, total = stories.Stories(), 0
+        with Progress(console=console) as progress:
+            task = progress.add_task("assigning stories", total=left)
+            while not limit or total < limit:
+                n = await stories.backfill_step(conn, signer, batch)
+                if not n:
+                    break
+                total += n
+                progress.advance(task, n)
+        console.print(f"{total:,} rows assigned; {await stories.backfill_left(conn):,} left")
+    finally:
+        await conn.close()
+
+
 def _mount_subcommands() -> None:
     from api.cli import apikey_app
     from dashboards.cli import dashboards_app
@@ -404,6 +452,7 @@ def _mount_subcommands() -> None:
 
     app.add_typer(apikey_app, name="apikey")
     app.add_typer(teacher_app, name="teacher")
+    app.add_typer(stories_app, name="stories")
     app.add_typer(dashboards_app, name="dashboards", help="Build the Grafana dashboards or push them to a Grafana.")
     app.add_typer(symbols_app, name="symbols", help="The symbol directory of entity linking: load, list, search.")
 
