@@ -24,7 +24,8 @@ router = APIRouter(tags=["score"], route_class=StrictJSONRoute)
 
 @router.post("/v1/score", response_model=ScoreResponse, responses={503: {"model": Message}},
              summary="Score texts (topic + sentiment, with probabilities)")
-async def score(body: ScoreRequest, request: Request, _: Reader) -> ScoreResponse:
+async def score(body: ScoreRequest, request: Request, db: DbDep, _: Reader) -> ScoreResponse:
+    await db.release()  # a key's lookup took one: not held through the model
     try:
         version, preds = await request.app.state.scorer.predict(body.texts)
     except ModelUnavailable:  # the reason is in the API's log, not for clients

@@ -4,6 +4,8 @@ secret is generated here and shown once, in the creation response."""
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
@@ -11,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 
 from api import queries as q
 from api import webhooks
-from api.deps import ConnDep, Cursor, CursorsDep, SettingsDep, StrictJSONRoute, Subscriber
+from api.deps import ConnDep, Cursor, DbDep, busy, CursorsDep, SettingsDep, StrictJSONRoute, Subscriber
 from api.schemas import (DeliveryLog, Message, SubscriptionCreate, SubscriptionCreated, SubscriptionPublic,
                          SubscriptionUpdate)
 from core.settings import Settings
@@ -41,19 +43,53 @@ async def owned(conn, sub_id: int, principal) -> dict:
     return row
 
 
+class KeyQueue:
+    """One create at a time per API key in this process, queued before a pooled connection is
+    taken: twenty clients creating under one key wait here, not in Postgres on the key's row lock
+    holding twenty of the pool's connections (the lock still guards the cap across processes)."""
+
+    def __init__(self):
+        self.locks: dict[int, asyncio.Lock] = {}
+
+    @asynccontextmanager
+    async def turn(self, key_id: int, timeout_s: float):
+        """Waits at most `timeout_s` for its turn (then 503 busy, like a pool wait)."""
+        lock = self.locks.setdefault(key_id, asyncio.Lock())
+        try:
+            try:
+                await asyncio.wait_for(lock.acquire(), timeout_s)
+            except TimeoutError:
+                raise busy() from None
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            if not lock.locked() and self.locks.get(key_id) is lock:
+                del self.locks[key_id]  # bounded by the keys creating right now
+
+
+CREATES = KeyQueue()
+
+
 @router.post("", response_model=SubscriptionCreated, status_code=201, responses={409: {"model": Message}},
              summary="Create a subscription (webhook: the signing secret is in this response only)")
-async def create(body: SubscriptionCreate, conn: ConnDep, principal: Subscriber, settings: SettingsDep):
+async def create(body: SubscriptionCreate, db: DbDep, principal: Subscriber, settings: SettingsDep):
+    await db.release()  # the key lookup's connection: not held through DNS or the queue below
     if body.url is not None:
         await check_url(body.url, settings)
     secret = webhooks.new_secret() if body.delivery == "webhook" else None
     cap = settings.api_max_subscriptions_per_key
-    async with conn.transaction():  # the key's row lock makes count-then-insert atomic per key
-        await conn.execute(q.LOCK_API_KEY, principal.id)
-        if await conn.fetchval(q.COUNT_SUBSCRIPTIONS, principal.id) >= cap:
-            raise HTTPException(409, f"at most {cap} subscriptions per API key")
-        row = await conn.fetchrow(q.INSERT_SUBSCRIPTION, principal.id, body.name, body.delivery, body.url, secret,
-                                  body.key_types, body.topics, body.tickers, body.min_severity, body.min_relevance)
+    async with CREATES.turn(principal.id, settings.api_pool_timeout_s):
+        conn = await db.conn()
+        async with conn.transaction():  # the key's row lock makes count-then-insert atomic per key
+            await conn.execute(q.LOCK_API_KEY, principal.id)
+            if await conn.fetchval(q.COUNT_SUBSCRIPTIONS, principal.id) >= cap:
+                raise HTTPException(409, f"at most {cap} subscriptions per API key")
+            row = await conn.fetchrow(q.INSERT_SUBSCRIPTION, principal.id, body.name, body.delivery, body.url,
+                                      secret, body.key_types, body.topics, body.tickers, body.min_severity,
+                                      body.min_relevance)
+        await db.release()
     return {**public(row), "secret": secret}
 
 
@@ -69,16 +105,20 @@ async def get_subscription(sub_id: SubId, conn: ConnDep, principal: Subscriber):
 
 @router.patch("/{sub_id}", response_model=SubscriptionPublic, responses=NOT_FOUND,
               summary="Change filters, URL or name; `enabled: true` re-enables a disabled one")
-async def update(sub_id: SubId, body: SubscriptionUpdate, conn: ConnDep, principal: Subscriber,
+async def update(sub_id: SubId, body: SubscriptionUpdate, db: DbDep, principal: Subscriber,
                  settings: SettingsDep):
-    current = await owned(conn, sub_id, principal)
+    current = await owned(await db.conn(), sub_id, principal)
     if body.url is not None:
         if current["kind"] != "webhook":
             raise HTTPException(400, "a stream subscription has no url")
+        await db.release()  # not held through DNS
         await check_url(body.url, settings)
+    conn = await db.conn()
     row = await conn.fetchrow(q.UPDATE_SUBSCRIPTION, sub_id, principal.id, body.name, body.url, body.key_types,
                               body.topics, body.tickers, body.min_severity, body.enabled,
                               "min_relevance" in body.model_fields_set, body.min_relevance)
+    if row is None:  # deleted meanwhile
+        raise HTTPException(404, f"subscription {sub_id} not found")
     return public(row)
 
 

@@ -174,7 +174,7 @@ def hostile(db_url, dsn):
 
 def fill(path: str, values: dict[str, str]) -> str:
     for name in [p[1:-1] for p in path.split("/") if p.startswith("{")]:
-        path = path.replace("{" + name + "}", values.get(name, "1" if name.endswith("id") else "news"))
+        path = path.replace("{" + name + "}", values.get(name, {"source": "news", "event_id": "e1"}.get(name, "1")))
     return path
 
 
@@ -232,16 +232,23 @@ def test_hostile_json_bodies_never_5xx(hostile, method, path, op, data):
     if name == "SubscriptionCreate" and field == "url":
         base["delivery"] = "webhook"
     raw = json.dumps(base).replace(json.dumps("\x00MARK\x00"), token).encode("utf-8", "surrogatepass")
-    url = path
-    if "{sub_id}" in path:
-        url = path.replace("{sub_id}", str(hostile.post("/v1/subscriptions", json={"name": "h", "delivery":
-                                                                                    "stream"}).json()["id"]))
-    r = send(hostile, method, fill(url, {}), content=raw, headers={"Content-Type": "application/json"})
-    check(r, (method, url, raw[:200]))
-    if name == "SubscriptionCreate" and field == "url" and token.startswith('"https://'):  # a private target: refused, whatever the form
-        assert r.status_code == 422 and "not allowed" in json.dumps(r.json()), (token, r.text[:300])
-    if r.status_code < 300 and "/v1/subscriptions" in url and r.json().get("id"):
-        hostile.delete(f"/v1/subscriptions/{r.json()['id']}")
+    made = None
+    if "{sub_id}" in path:  # a subscription of this key to change, removed afterwards (the per-key cap)
+        created = hostile.post("/v1/subscriptions", json={"name": "h", "delivery": "stream"})
+        assert created.status_code == 201, created.text
+        made = created.json()["id"]
+    url = fill(path.replace("{sub_id}", str(made)), {})
+    try:
+        r = send(hostile, method, url, content=raw, headers={"Content-Type": "application/json"})
+        check(r, (method, url, raw[:200]))
+        if name == "SubscriptionCreate" and field == "url" and token.startswith('"https://'):
+            # a private target: refused, whatever the form
+            assert r.status_code == 422 and "not allowed" in json.dumps(r.json()), (token, r.text[:300])
+        if r.status_code < 300 and made is None and path == "/v1/subscriptions":
+            made = r.json()["id"]
+    finally:
+        if made is not None:
+            hostile.delete(f"/v1/subscriptions/{made}")
 
 
 @EXAMPLES
