@@ -73,6 +73,9 @@ LEGAL_NOT_BAD = ["Court sets hearing date in {co} patent case", "{co} says it wi
                  "SEC proposes new rules on climate disclosures", "Judge approves {co} settlement with investors",
                  "FTC clears {co} deal without conditions", "Supreme Court to hear {co} copyright appeal next term"]
 LEGAL_SHARE = 0.1
+# wire items sent without the feed's tickers tag (only the company's name says who it is about),
+# and items naming two companies of opposite tone (each gets its own sentiment)
+UNTAGGED_SHARE, PAIR_SHARE = 0.25, 0.04
 RECEIVER_NAME = "demo webhook receiver"
 BAD = [b"not json at all", b'{"id": "x1", "source": "wire-a"}', b'{"id": "x2", "source": "wire-a", "text": 5}',
        b'{"id": "x3", "source": "wire-a", "text": "\xff\xfe", "published_at": "2026-01-01T00:00:00Z"}']
@@ -83,7 +86,8 @@ def demo_feed(n: int, seed: int, start: datetime, rate: float, surge_size: int =
     """The demo's simulated feed: `n` items at `rate`/s from `start`, the surge at 70 % of it, and
     a share of the ordinary items replaced by legal and regulatory news that is not bad news."""
     events = list(feed(n, seed=seed, surge=Surge(SURGE_TICKER, surge_index(n), surge_size), start=start,
-                       spacing_s=1 / rate, prefix=f"demo{int(start.timestamp())}"))
+                       spacing_s=1 / rate, prefix=f"demo{int(start.timestamp())}", untagged_share=UNTAGGED_SHARE,
+                       pair_share=PAIR_SHARE))
     rng, surge = random.Random(seed * 7919 + 1), range(surge_index(n), surge_index(n) + surge_size)
     for i, e in enumerate(events):
         if i in surge or rng.random() >= legal_share:
@@ -111,8 +115,7 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     the demo's settings (stream.offline). No Kafka, no Postgres."""
     from models.entities import Directory, Linker
     from stream.app import detector_config
-    from stream.counting import ticker_keys
-    from stream.offline import replay
+    from stream.offline import event_tuple, replay
     from stream.pipeline import link_event
     from stream.records import NewsEvent
 
@@ -124,11 +127,27 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
         read[text] = (p.sentiment == "negative", p.topic)
     settings, linker = Settings(**DEMO_DETECTOR), Linker(Directory.configured())
     tuples = []
-    for e in events:  # the worker's ticker keys: entities at or above the cut, cashtags and feed tags
-        ev = NewsEvent(**e)
-        keys = ticker_keys(link_event(linker, ev), settings.entity_min_relevance)
-        tuples.append((ev.published_at.timestamp(), ev.id, *read[ev.text], keys))
+    for e in events:  # the worker's ticker keys (entities at or above the cut, cashtags, feed tags), each
+        ev = NewsEvent(**e)  # counted with its entity's own sentiment, as the worker counts them
+        ents = link_event(linker, ev)
+        own = _entity_negatives(scorer, ev.text, ents, read) if len(ents) > 1 else {}
+        tuples.append(event_tuple(ev, *read[ev.text], ents, settings.entity_min_relevance, own))
     return replay(tuples, detector_config(settings), partitions=1).decisions
+
+
+def _entity_negatives(scorer, text: str, ents, read: dict) -> dict[str, bool]:
+    """{ticker: its own sentiment is negative} for a multi-entity item (models.entity_scores), cached in `read`."""
+    from types import SimpleNamespace
+
+    from models.entity_scores import entity_sentiments
+
+    key = ("entities", text, tuple(e.ticker for e in ents))
+    if key not in read:
+        negative, _ = read[text]
+        item = SimpleNamespace(sentiment="negative" if negative else "other", score=0.0)
+        scores = entity_sentiments(scorer, [(text, item)], [ents])[0]
+        read[key] = {e.ticker: s.sentiment == "negative" for e, s in zip(ents, scores)}
+    return read[key]
 
 
 def verify(secret: str, headers, body: bytes, tolerance_s: int = 300) -> bool:
@@ -557,8 +576,40 @@ def report(conn, before: int, started: datetime, surge_time: float, stack: DemoS
             source, _, eid = sid.partition("/")
             text = conn.execute("SELECT text FROM scored_event WHERE source=%s AND id=%s", (source, eid)).fetchone()
             console.print(f"  evidence {sid}: {text[0][:90] if text else '?'}")
+    names_report(conn, started)
     console.print(f"dead letters: topic finsent.deadletter (reason in headers); worker log {stack.dir / 'worker.log'}; "
                   f"metrics http://127.0.0.1:{stack.web_port}/metrics, health http://127.0.0.1:{stack.web_port}/health", soft_wrap=True)
+
+
+# items of this run in which a company was found by its name alone (no cashtag, no feed tag)
+BY_NAME_SQL = """
+SELECT count(DISTINCT (e.source, e.id)), count(*)
+FROM scored_event e JOIN event_entity x ON x.source = e.source AND x.event_id = e.id AND x.published_at = e.published_at
+WHERE e.ingested_at >= %(started)s AND 'name' = ANY(x.sources) AND NOT x.sources && ARRAY['cashtag', 'tag']::varchar[]
+"""
+BY_NAME_SAMPLES_SQL = """
+SELECT e.text, string_agg(x.ticker || ' ' || x.sentiment || ' (' || x.sentiment_from || ', relevance '
+                          || round(x.relevance::numeric, 2) || ')', '; ' ORDER BY x.relevance DESC, x.ticker),
+       count(*) AS entities
+FROM scored_event e JOIN event_entity x ON x.source = e.source AND x.event_id = e.id AND x.published_at = e.published_at
+WHERE e.ingested_at >= %(started)s AND e.id IN (
+    SELECT y.event_id FROM event_entity y WHERE y.source = e.source AND y.published_at = e.published_at
+    AND 'name' = ANY(y.sources) AND NOT y.sources && ARRAY['cashtag', 'tag']::varchar[])
+GROUP BY e.source, e.id, e.text
+ORDER BY count(*) DESC, min(e.published_at) LIMIT %(limit)s
+"""
+
+
+def names_report(conn, started: datetime, limit: int = 6) -> None:
+    """Which items were linked by a company's name alone, two-company items first, with each
+    entity's own sentiment and where it came from (item, entity_head)."""
+    items, entities = conn.execute(BY_NAME_SQL, {"started": started}).fetchone()
+    t = Table(title=f"linked by name alone (no cashtag, no feed tag): {items} items, {entities} entities")
+    t.add_column("text", overflow="fold")
+    t.add_column("entities: sentiment (from, relevance)", overflow="fold")
+    for text, ents, _ in conn.execute(BY_NAME_SAMPLES_SQL, {"started": started, "limit": limit}):
+        t.add_row(text[:110], ents)
+    console.print(t)
 
 
 def api_report(stack: DemoStack, started: datetime, alerts: list, follower: AlertStreamFollower) -> bool:

@@ -2,8 +2,12 @@
 
 Headline- and tweet-like texts about real-looking tickers across the 20 topics, from news
 wires and social sources, with timestamps; optionally a planted negative surge on one ticker.
+Optionally (the demo's feed) a share of the wire items comes without the feed's `tickers` tag, so
+only the company's name in the text says who it is about, and a share of the items names two
+companies of opposite tone ("Pfizer beats estimates ..., while Boeing cuts its outlook").
 
     events = list(feed(n=5000, seed=1, surge=Surge(ticker="ACME", start=3000, count=120)))
+    events = list(feed(n=5000, seed=1, untagged_share=0.3, pair_share=0.05))
 """
 
 from __future__ import annotations
@@ -53,6 +57,15 @@ NEUTRAL = [
     "{co} files for shelf offering of common stock",
     "Markets open mixed; S&P 500 hovers near record",
 ]
+# two companies, opposite tone: {a} in the first clause, {b} in the second
+PAIRS = [
+    ("{a} beats estimates and raises guidance, while {b} cuts its full-year outlook", "positive", "negative"),
+    ("{a} shares plunge after a profit warning; {b} rallies on record quarterly revenue", "negative", "positive"),
+    ("{a} wins a major contract, but {b} misses earnings estimates and its stock falls {pct}%", "positive",
+     "negative"),
+    ("{a} faces a regulator probe over accounting practices as {b} announces a buyback of ${n} billion", "negative",
+     "positive"),
+]
 TWEET_TAILS = ("", " https://t.co/{code}", " #stocks", " 📉", " 📈", " $SPY")
 
 
@@ -76,14 +89,27 @@ def _text(rng: random.Random, templates: list[str], ticker: str, social: bool) -
     return text, ([ticker] if "{co}" in template else [])
 
 
+def _pair(rng: random.Random, social: bool, tagged: bool, avoid: str) -> tuple[str, list[str]]:
+    """A two-company item (PAIRS) about two named companies other than `avoid` (the surging one)."""
+    a, b = rng.sample([t for t in COMPANIES if t != avoid], 2)
+    template = rng.choice(PAIRS)[0]
+    text = template.format(a=COMPANIES[a], b=COMPANIES[b], pct=rng.randint(2, 19), n=rng.randint(1, 20))
+    return text, ([a, b] if tagged and not social else [])
+
+
 def synthetic_texts(n: int, seed: int = 0) -> list[str]:
     return [e["text"] for e in feed(n, seed)]
 
 
 def feed(n: int, seed: int = 0, surge: Surge | None = None, start: datetime | None = None,
-         spacing_s: float = 0.5, prefix: str = "sim"):
-    """Yield `n` events (dicts in the input-topic contract); ids are unique per (prefix, seed)."""
+         spacing_s: float = 0.5, prefix: str = "sim", untagged_share: float = 0.0, pair_share: float = 0.0):
+    """Yield `n` events (dicts in the input-topic contract); ids are unique per (prefix, seed).
+
+    `untagged_share`: wire items (outside the surge) sent without their `tickers` tag; `pair_share`:
+    items (outside the surge) replaced by a two-company item of opposite tone (PAIRS). Both draw
+    from their own random stream, so the rest of the feed is the same as without them."""
     rng = random.Random(seed)
+    extra = random.Random(seed * 104729 + 11)
     t0 = start or datetime(2026, 1, 5, 14, 30, tzinfo=timezone.utc)
     for i in range(n):
         in_surge = surge is not None and surge.start <= i < surge.start + surge.count
@@ -92,6 +118,11 @@ def feed(n: int, seed: int = 0, surge: Surge | None = None, start: datetime | No
         social = rng.random() < 0.5
         source = rng.choice(SOCIAL_SOURCES if social else NEWS_SOURCES)
         text, tickers = _text(rng, templates, ticker, social)
+        untagged, paired = extra.random() < untagged_share, extra.random() < pair_share
+        if not in_surge and paired:
+            text, tickers = _pair(extra, social, not untagged, surge.ticker if surge else "")
+        elif not in_surge and untagged:
+            tickers = []  # a wire without tags: the name in the text is all there is
         yield {
             "id": f"{prefix}-{seed}-{i}",
             "source": source,

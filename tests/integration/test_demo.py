@@ -102,3 +102,30 @@ def test_a_second_demo_run_on_the_same_data_alerts_again(scorer):
     assert len(opens) == 2, acme
     assert first.timestamp() + 40 <= opens[0] < second.timestamp() <= opens[1] < second.timestamp() + 60, acme
     assert any(action == "resolve" and opens[0] < end <= opens[1] for action, end in acme), acme
+
+
+def test_the_demo_feed_names_companies_without_tags_and_the_linker_finds_them():
+    """A share of the demo's wire items comes without the feed's tickers and without a cashtag: the
+    worker's linker finds the company by its name alone; a share names two companies, both found."""
+    from models.entities import Directory, Linker
+    from stream.pipeline import link_event
+    from stream.records import NewsEvent
+    from stream.simulate import NEWS_SOURCES, PAIRS
+
+    events = demo_feed(3600, 4, datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc), 60.0)
+    linker = Linker(Directory.configured())
+    named = {tk: co for tk, co in COMPANIES.items() if tk != SURGE_TICKER}  # Acme Corp is in no directory
+    bare = [e for e in events if e["source"] in NEWS_SOURCES and not e.get("tickers") and "$" not in e["text"]
+            and any(co in e["text"] for co in named.values())]
+    assert len(bare) / sum(e["source"] in NEWS_SOURCES for e in events) > 0.08  # 25 % of the tagged ones
+    found = wrong = total = 0
+    for e in bare:  # a lone ambiguous name with nothing around it ("Apple schedules investor day") may stay unlinked
+        want = {tk for tk, co in named.items() if co in e["text"]}
+        got = {x.ticker for x in link_event(linker, NewsEvent(**e)) if "name" in x.sources}
+        found, wrong, total = found + len(want & got), wrong + len(got - want), total + len(want)
+    assert found / total > 0.9 and wrong == 0, (found, total, wrong)
+    shapes = [p[0].split("{a}")[1].split("{b}")[0] for p in PAIRS]  # the words between the two names
+    pairs = [e for e in events if any(s in e["text"] for s in shapes)]
+    assert 0.02 < len(pairs) / len(events) < 0.06
+    both = [len({x.ticker for x in link_event(linker, NewsEvent(**e))} & set(named)) == 2 for e in pairs]
+    assert sum(both) / len(pairs) > 0.85
