@@ -191,15 +191,16 @@ def cmd_pairs(args, console: Console) -> None:
             console.print(f"  {kind} {'merged' if not q[3] else 'missed'}: {q[1][:90]!r} | {q[2][:90]!r}")
 
 
-PREFILL_STORIES = """INSERT INTO story (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
-SELECT ((day - date '0001-01-01') + 1) % {slots}, 'pre/' || i, day, first_at, first_at, 'wire', '{{}}', 1, '{{wire}}'
-FROM (SELECT i, first_at, (first_at AT TIME ZONE 'UTC')::date AS day
-      FROM (SELECT i, $1::timestamptz - random() * interval '72 hours' AS first_at
-            FROM generate_series($2::bigint, $3::bigint) AS i) a) b"""
-PREFILL_BANDS = """INSERT INTO story_band (slot, band, story_id, day, first_at)
+PREFILL = """WITH s AS (
+    INSERT INTO story (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
+    SELECT ((day - date '0001-01-01') + 1) % {slots}, 'pre/' || i, day, first_at, first_at, 'wire', '{{}}', 1, '{{wire}}'
+    FROM (SELECT i, first_at, (first_at AT TIME ZONE 'UTC')::date AS day
+          FROM (SELECT i, $1::timestamptz - random() * interval '72 hours' AS first_at
+                FROM generate_series($2::bigint, $3::bigint) AS i) a) b
+    RETURNING slot, story_id, day, first_at)
+INSERT INTO story_band (slot, band, story_id, day, first_at)
 SELECT s.slot, (random() * 1.8e19 - 9.0e18)::bigint, s.story_id, s.day, s.first_at
-FROM story s, generate_series(1, {bands}) AS b
-WHERE s.story_id = ANY($1::text[])"""
+FROM s, generate_series(1, {bands}) AS b"""
 
 
 def stream_items(texts: list[str], n: int, copy_share: float, now, seed: int):
@@ -243,8 +244,7 @@ async def throughput(args, console: Console) -> None:
     step = 100_000
     for lo in range(have, args.index, step):
         hi = min(args.index, lo + step) - 1
-        await conn.execute(PREFILL_STORIES.format(slots=st.SLOTS), now, lo, hi)
-        await conn.execute(PREFILL_BANDS.format(bands=st.BANDS), [f"pre/{i}" for i in range(lo, hi + 1)])
+        await conn.execute(PREFILL.format(slots=st.SLOTS, bands=st.BANDS), now, lo, hi)
         console.print(f"  index: {hi + 1:,} stories", end="\r")
     await conn.execute("ANALYZE story; ANALYZE story_band")
     size = await conn.fetchval("SELECT pg_total_relation_size('story_band_s0') * 0 + (SELECT sum(pg_total_relation_size("

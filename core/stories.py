@@ -256,6 +256,20 @@ class Stories:
             done.update(await self._assign_new(conn, todo))
         return [done[(i.source, i.id, i.published_at)] for i in items]
 
+    def assign_offline(self, items: Sequence[Item]) -> list[Assignment]:
+        """The same decisions without a database, for items in event-time order from an empty
+        index (a replay of a feed). A worker that stores a copy before its original (a backlog
+        on several partitions) founds the story on what it stored first: replays of stored rows
+        read story_id / novel / copies from the rows instead."""
+        plan = _Plan(self, [])
+        bands = self.signer.bands([i.text for i in items], [i.keys for i in items])
+        by_key = {}
+        for it, b in sorted(zip(items, bands), key=lambda p: (p[0].published_at, p[0].source, p[0].id)):
+            key = (it.source, it.id, it.published_at)
+            if key not in by_key:
+                by_key[key] = plan.add(it, list(it.bands) if it.bands is not None else b)
+        return [by_key[(i.source, i.id, i.published_at)] for i in items]
+
     async def _assign_new(self, conn, todo: list[Item]) -> dict:
         missing = [i for i in todo if i.bands is None]
         computed = dict(zip((id(i) for i in missing),

@@ -124,6 +124,9 @@ async def test_a_batch_gets_stories_copies_and_novelty(dsn):
     # a later batch (another transaction) joins the story from the index
     later = await store_and_assign(dsn, [row(5, "BREAKING: " + STORY.replace("18%", "25%"), T0 + timedelta(hours=2))])
     assert (later[0].story_id, later[0].novel, later[0].copies) == ("s1", False, 4)
+    # the offline replay of the same items decides the same
+    offline = st.Stories().assign_offline([item(r) for r in rows[::-1]])
+    assert offline == got
 
 
 async def test_a_replayed_batch_changes_nothing(dsn):
