@@ -32,6 +32,7 @@ an item whose scored_event row already carries a story (a replayed batch) gets w
 from __future__ import annotations
 
 import html
+import zlib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -110,15 +111,17 @@ def match_probability(s: float, bands: int = BANDS, rows: int = ROWS, need: int 
 class Signer:
     """MinHash signatures and band keys of a batch of texts in a few numpy operations.
 
-    The permutations, the input hash (sha1_hash32) and the scheme (affine32: the MurmurHash3
-    finaliser, then a * h + b mod 2^32) are datasketch's own; a whole batch is permuted and
+    The permutations and the scheme (affine32: the MurmurHash3 finaliser, then a * h + b mod 2^32)
+    are datasketch's own; the input hash is CRC-32 (zlib; datasketch takes any 32-bit hash, and
+    its default, SHA-1, was a third of the time; the finaliser mixes CRC's linearity away), and a
+    whole batch is permuted and
     min-reduced at once instead of one MinHash object per text (MinHash.update_batch gives the
     same values: tests/test_stories.py checks it), which is what makes the worker's rate."""
 
     def __init__(self, num_perm: int = NUM_PERM, bands: int = BANDS, seed: int = 1):
         if num_perm % bands:
             raise ValueError(f"num_perm {num_perm} is not a multiple of bands {bands}")
-        self.template = MinHash(num_perm=num_perm, seed=seed, scheme="affine32")
+        self.template = MinHash(num_perm=num_perm, seed=seed, scheme="affine32", hashfunc=zlib.crc32)
         self.a, self.b = (np.asarray(x, dtype=np.uint32) for x in self.template.permutations)
         self.hash = self.template.hashfunc
         self.bands_n, self.rows = bands, num_perm // bands
