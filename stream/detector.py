@@ -159,7 +159,7 @@ class Decision:
     sample_event_ids: tuple[str, ...]
     # the window's negative stories, most copies first: (story id, negative copies in the window,
     # sources); empty where the counts carry no stories. n and negatives count stories (a copy
-    # adds story_copy_weight), so they may be fractional.
+    # adds story_copy_weight), rounded to whole numbers here; the tests use the exact weights.
     stories: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
 
 
@@ -561,9 +561,6 @@ def _add_nk(a, b) -> list:
     return [an + bn, ak + bk]
 
 
-def _num(x: float) -> float | int:
-    """A count as stored: whole numbers stay ints (no story weights), weighted ones keep 3 decimals."""
-    return int(x) if float(x).is_integer() else round(x, 3)
-
-
-
+def _num(x: float) -> int:
+    """A count as the alert stores it (alert.n / negatives are integers): story-weighted counts rounded."""
+    return int(round(x))

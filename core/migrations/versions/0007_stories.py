@@ -6,6 +6,7 @@
   LIST-partitioned into six slots by the story's first UTC day (day number mod 6): upkeep
   truncates a slot once every day in it is past the 72 h horizon, so the index stays bounded
   without a DELETE over the table.
+- `alert` gains `stories` (JSONB): the stories of the alert's window with their copies and sources.
 - `scored_event` gains story_id (the first event of its story), novel (first of its story) and
   copies (the story's copies so far, this one included); NULL on rows no one assigned yet
   (`finsent stories backfill` does, resumably, from `story_cursor`).
@@ -58,6 +59,8 @@ UPGRADE = [
     "ALTER TABLE scored_event ADD COLUMN novel BOOLEAN",
     "ALTER TABLE scored_event ADD COLUMN copies INTEGER",
     "CREATE INDEX ix_scored_event_story ON scored_event (story_id, published_at) WHERE story_id IS NOT NULL",
+    # an alert's evidence: its window's stories [{story_id, copies, sources}], most copies first
+    "ALTER TABLE alert ADD COLUMN stories JSONB DEFAULT '[]' NOT NULL",
     """CREATE TABLE story_cursor (
         name VARCHAR(32) NOT NULL,
         published_at TIMESTAMP WITH TIME ZONE NOT NULL,
@@ -71,6 +74,7 @@ UPGRADE = [
 
 DOWNGRADE = [
     "DROP TABLE IF EXISTS story_cursor",
+    "ALTER TABLE alert DROP COLUMN IF EXISTS stories",
     "DROP INDEX IF EXISTS ix_scored_event_story",
     "ALTER TABLE scored_event DROP COLUMN IF EXISTS copies",
     "ALTER TABLE scored_event DROP COLUMN IF EXISTS novel",
