@@ -322,16 +322,21 @@ def test_evidence_lists_stories_with_copies_and_sources():
     assert len(set(d.sample_event_ids)) == len(d.sample_event_ids)
 
 
-def test_topic_breadth_takes_a_bursting_members_whole_traffic_out():
+def test_topic_breadth_with_a_bursting_member():
     """A topic surge on many names while one member is in an ordinary burst of its own (mostly
-    neutral items): without that member the window is still a surge, so it alerts. Subtracting
-    only the member's negatives left its neutral items in and diluted the share below the margin."""
+    neutral items). By default breadth subtracts only the member's negatives: its neutral items
+    stay and dilute the share, and the surge is missed (the topic misses of seed 13, a known
+    limitation). With topic_breadth_items the member's whole traffic goes and it alerts; a
+    member's burst alone is not a topic surge either way."""
     members = {f"M{i}": 1 / 60 for i in range(30)}
     evs = [(t, e, neg, "energy", tick) for t, e, neg, _, tick in background(4, 8, members, share=0.2)]
     at = 3 * HOUR
     rng = random.Random(4)
     evs += [(at + rng.uniform(0, 120), f"burst-{i}", rng.random() < 0.25, "energy", ("M0",)) for i in range(400)]
     evs += [(at + rng.uniform(0, 120), f"surge-{i}", True, "energy", (f"M{1 + i % 25}",)) for i in range(60)]
-    assert "topic:energy" in [k for k, _ in opened(replay(evs, CFG))]
-    # and a member's ordinary burst alone is not a topic surge
-    assert "topic:energy" not in [k for k, _ in opened(replay([e for e in evs if not e[1].startswith("surge")], CFG))]
+    items = DetectorConfig(topic_breadth_items=True)
+    assert "topic:energy" in [k for k, _ in opened(replay(evs, items))]
+    assert "topic:energy" not in [k for k, _ in opened(replay(evs, CFG))]
+    burst_only = [e for e in evs if not e[1].startswith("surge")]
+    for cfg in (CFG, items):
+        assert "topic:energy" not in [k for k, _ in opened(replay(burst_only, cfg))]
