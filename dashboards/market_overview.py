@@ -89,10 +89,35 @@ def tickers_under_pressure() -> db.Panel:
             .override_by_name("negative_share", unit_override("percentunit")))
 
 
+def entities_by_negative_share() -> db.Panel:
+    """Who the items were about (event_entity rows at or above the relevance cut, each with its own
+    sentiment): the entities with the highest negative share among those named at least 5 times in
+    the newest 20,000 mentions in range (bounded work whatever the range), with how often only
+    their name found them (no cashtag, no feed tag)."""
+    q = Sql("""
+        SELECT ticker, max(name) AS name, count(*) AS items,
+               count(*) FILTER (WHERE sentiment = 'negative') AS negatives,
+               avg((sentiment = 'negative')::int)::float AS negative_share, avg(score) AS mean_score,
+               avg(relevance) AS mean_relevance,
+               avg(('name' = ANY(sources) AND NOT sources && ARRAY['cashtag', 'tag']::varchar[])::int)::float
+                 AS by_name_only,
+               count(*) FILTER (WHERE sentiment_from = 'entity_head') AS own_reading
+        FROM (SELECT * FROM event_entity WHERE $__timeFilter(published_at) AND counted
+              ORDER BY published_at DESC LIMIT 20000) AS recent
+        GROUP BY ticker HAVING count(*) >= 5
+        ORDER BY negative_share DESC, items DESC, ticker LIMIT 25""", "table")
+    drill = link("ticker drill-down", "/d/finsent-ticker?var-ticker=${__value.raw}&${__url_time_range}")
+    panel = grid("Entities by negative share (own sentiment, 5+ of the latest 20,000 mentions)", q, w=24, h=10)
+    panel = panel.override_by_name("ticker", [drill])
+    for col in ("negative_share", "by_name_only"):
+        panel = panel.override_by_name(col, unit_override("percentunit"))
+    return panel
+
+
 def build() -> db.Dashboard:
     panels = [items_stat(), negative_share_stat(), mean_score_stat(), open_alerts_stat(),
               volume_by_topic(), negative_share_by_topic(), score_heatmap(),
-              most_negative_items(), tickers_under_pressure()]
+              most_negative_items(), tickers_under_pressure(), entities_by_negative_share()]
     d = dashboard(UID, "finsent · Market overview",
                   "Volume and sentiment by topic from the per-minute rollups; alerts as annotations.", panels)
     return d.annotation(alert_annotation())

@@ -96,6 +96,28 @@ def items() -> db.Panel:
             .override_by_name("p_negative", unit_override("percentunit")))
 
 
+def named_alongside() -> db.Panel:
+    """The other entities of the ticker's items, each in its own tone in those items: who it is
+    named with, and whether they fare better or worse (event_entity, both at or above the cut), in
+    the ticker's newest 2,000 items in range."""
+    q = Sql("""
+        SELECT o.ticker, max(o.name) AS name, count(*) AS items,
+               avg((o.sentiment = 'negative')::int)::float AS other_negative_share,
+               avg((t.sentiment = 'negative')::int)::float AS this_negative_share,
+               avg(o.score) AS other_mean_score, avg(t.score) AS this_mean_score
+        FROM (SELECT * FROM event_entity WHERE ticker = '${ticker}' AND counted AND $__timeFilter(published_at)
+              ORDER BY published_at DESC LIMIT 2000) AS t
+        JOIN event_entity o ON o.source = t.source AND o.event_id = t.event_id
+             AND o.published_at = t.published_at AND o.ticker <> t.ticker AND o.counted
+        GROUP BY o.ticker ORDER BY items DESC, o.ticker LIMIT 25""", "table")
+    drill = link("ticker drill-down", "/d/finsent-ticker?var-ticker=${__value.raw}&${__url_time_range}")
+    panel = grid("${ticker}: named alongside in its latest 2,000 items (other: that entity, this: ${ticker}, own tone)", q, h=8)
+    panel = panel.override_by_name("ticker", [drill])
+    for col in ("other_negative_share", "this_negative_share"):
+        panel = panel.override_by_name(col, unit_override("percentunit"))
+    return panel
+
+
 def alerts() -> db.Panel:
     q = Sql(f"""
         SELECT opened_at AS "time", state, severity, n, negatives, baseline_rate, z, p_value, resolved_at,
@@ -107,7 +129,7 @@ def alerts() -> db.Panel:
 
 def build() -> db.Dashboard:
     panels = [mentions_stat(), negative_share_stat(), open_alerts_stat(), sentiment_volume(),
-              negative_share_vs_topics(), mentions_by_source(), items(), alerts()]
+              negative_share_vs_topics(), mentions_by_source(), items(), named_alongside(), alerts()]
     d = dashboard(UID, "finsent · Ticker drill-down", "One ticker: sentiment, sources, items and alerts.", panels)
     for var in (ticker_variable(), source_variable(), topic_variable()):
         d = d.with_variable(var)

@@ -42,6 +42,26 @@ def event(rng: random.Random, i: int, at: datetime, prefix: str = "e") -> tuple:
             p_neg, 1 - p_neg - p_pos, p_pos, p_pos - p_neg, MODEL, False)
 
 
+OPPOSITE = {"negative": "positive", "positive": "negative", "neutral": "neutral"}
+
+
+def entities_of(e: tuple) -> list[tuple]:
+    """event_entity rows (core.events.ENTITY_COLUMNS order) for a seeded event, as the worker writes
+    them: one per ticker; the first keeps the item's sentiment, a second one reads the opposite
+    (the per-entity head); every fourth event's entities were found by name alone; relevance
+    below 0.5 (not counted) on every seventh."""
+    source, eid, at, sentiment, score = e[0], e[1], e[2], e[12], e[16]
+    n = int(eid.lstrip("abcdefghijklmnopqrstuvwxyz") or 0)
+    rows = []
+    for k, ticker in enumerate(e[7]):
+        own = sentiment if k == 0 else OPPOSITE[sentiment]
+        relevance = 0.3 if n % 7 == 0 else 0.9 - 0.2 * k
+        rows.append((source, eid, at, ticker, f"{ticker} Inc", relevance, own, score if k == 0 else -score,
+                     "item" if len(e[7]) == 1 else "entity_head", "[[0, 4]]",
+                     ["name"] if n % 4 == 0 else ["cashtag", "name"], relevance >= 0.5, "seed-1"))
+    return rows
+
+
 def small_events(now: datetime, n: int = 3000, span: timedelta = timedelta(hours=6)) -> list[tuple]:
     rng = random.Random(8)
     return [event(rng, i, now - span * (1 - (i + 0.5) / n)) for i in range(n)]
@@ -81,7 +101,7 @@ async def seed_small(url: str, now: datetime) -> list[tuple]:
     conn = await asyncpg.connect(libpq_dsn(url))
     try:
         async with conn.transaction():
-            await store_scored(conn, events)
+            await store_scored(conn, events, [x for e in events for x in entities_of(e)])
             await seed_alerts(conn, now, events)
     finally:
         await conn.close()
@@ -107,6 +127,19 @@ SELECT CASE WHEN mod(g, 3) = 0 THEN 'topic' ELSE 'ticker' END,
        ARRAY['newswire/b' || (%(events)s - g * %(ratio)s)], CASE WHEN mod(g, 10) = 0 THEN 'open' ELSE 'resolved' END, t,
        CASE WHEN mod(g, 10) = 0 THEN NULL ELSE t + make_interval(mins => 5 + mod(g, 60)) END, 0, t
 FROM generate_series(1, %(n)s) AS g, LATERAL (SELECT %(end)s::timestamptz - g * %(step)s::interval AS t) AS w"""
+
+
+# event_entity rows for the large set, as the worker writes them: one per ticker, a second entity
+# reading the opposite of its item, a quarter found by name alone
+ENTITIES = """INSERT INTO event_entity (source, event_id, published_at, ticker, name, relevance, sentiment, score,
+    sentiment_from, spans, sources, counted, directory_version)
+SELECT s.source, s.id, s.published_at, t.ticker, t.ticker || ' Inc', CASE WHEN t.k = 1 THEN 0.9 ELSE 0.6 END,
+       CASE WHEN t.k = 1 THEN s.sentiment WHEN s.sentiment = 'negative' THEN 'positive'
+            WHEN s.sentiment = 'positive' THEN 'negative' ELSE 'neutral' END,
+       CASE WHEN t.k = 1 THEN s.score ELSE -s.score END,
+       CASE WHEN cardinality(s.tickers) = 1 THEN 'item' ELSE 'entity_head' END, '[]'::jsonb,
+       CASE WHEN hashtext(s.id) % 4 = 0 THEN ARRAY['name'] ELSE ARRAY['cashtag', 'name'] END::varchar[], TRUE, 'seed-1'
+FROM scored_event s, unnest(s.tickers) WITH ORDINALITY AS t(ticker, k)"""
 
 
 def zipf_tickers(rng: random.Random) -> list[str]:
@@ -140,7 +173,7 @@ def seed_large(dsn: str, end: datetime, n: int, span: timedelta, alerts: int = 5
     copy_events(dsn, end, n, span)
     took["copy"] = time.perf_counter() - t0
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for step, sql, params in (("rollups", ROLLUP, None), ("alerts", ALERTS_BULK, alert_params(n, alerts, end, span)),
+        for step, sql, params in (("rollups", ROLLUP, None), ("entities", ENTITIES, None), ("alerts", ALERTS_BULK, alert_params(n, alerts, end, span)),
                                   ("analyze", "ANALYZE", None)):
             t0 = time.perf_counter()
             conn.execute(sql, params)

@@ -28,6 +28,9 @@ EXPECTED = {  # query id → result columns, in order
     "finsent-market-overview:Most negative recent items": T + ["source", "headline", "topic", "tickers", "p_negative",
                                                                 "score", "url"],
     "finsent-market-overview:Tickers by negative items": ["ticker", "items", "negatives", "negative_share"],
+    "finsent-market-overview:Entities by negative share (own sentiment, 5+ of the latest 20,000 mentions)": [
+        "ticker", "name", "items", "negatives", "negative_share", "mean_score", "mean_relevance", "by_name_only",
+        "own_reading"],
     "finsent-market-overview:annotation:finsent alerts": ["time", "timeend", "text", "tags"],
     "finsent-ticker:Mentions of ${ticker}": ["items"],
     "finsent-ticker:Negative share of ${ticker}": ["negative_share"],
@@ -38,6 +41,9 @@ EXPECTED = {  # query id → result columns, in order
     "finsent-ticker:${ticker}: latest items (relevance and sentiment of ${ticker} in each)": T + [
         "source", "headline", "topic", "sentiment", "relevance", "found_as", "p_negative", "score", "tickers",
         "model_version", "url"],
+    "finsent-ticker:${ticker}: named alongside in its latest 2,000 items (other: that entity, this: ${ticker}, own tone)": [
+        "ticker", "name", "items", "other_negative_share", "this_negative_share", "other_mean_score",
+        "this_mean_score"],
     "finsent-ticker:${ticker}: alerts": T + ["state", "severity", "n", "negatives", "baseline_rate", "z", "p_value",
                                              "resolved_at", "samples"],
     "finsent-ticker:annotation:finsent alerts": ["time", "timeend", "text", "tags"],
@@ -121,3 +127,49 @@ def test_grafana_reader_role_runs_every_query_and_sees_no_secrets(seeded):
             assert run(conn, q, now)[1], q.id
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT secret FROM subscription")
+
+
+def _query(title_start: str) -> Query:
+    return next(q for q in QUERIES if q.title.startswith(title_start))
+
+
+def test_entities_by_negative_share_counts_each_entity_in_its_own_tone(seeded):
+    """The seed gives a second entity the opposite of its item's tone: the panel must count the
+    entity rows (counted ones only), not the items' sentiment."""
+    from collections import defaultdict
+
+    from tests.dashboards.seed import entities_of, small_events
+
+    dsn, now = seeded
+    rows = [x for e in small_events(now) for x in entities_of(e) if x[11]]
+    per: dict[str, list[str]] = defaultdict(list)
+    for x in rows:
+        per[x[3]].append(x[6])
+    want = sorted(((t, len(v), v.count("negative")) for t, v in per.items() if len(v) >= 5),
+                  key=lambda r: (-r[2] / r[1], -r[1], r[0]))[:25]
+    with psycopg.connect(dsn) as conn:
+        columns, got = run(conn, _query("Entities by negative share"), now)
+    assert [(r[0], r[2], r[3]) for r in got] == want
+    by_item = {e[1]: e[12] for e in small_events(now)}  # the items' own tone gives other counts
+    item_view = {t: sum(by_item[x[1]] == "negative" for x in rows if x[3] == t) for t, _, _ in want}
+    assert any(item_view[t] != k for t, _, k in want)
+
+
+def test_named_alongside_pairs_the_ticker_with_the_other_entities_of_its_items(seeded):
+    from collections import Counter
+
+    from tests.dashboards.seed import entities_of, small_events
+
+    dsn, now = seeded
+    q = _query("${ticker}: named alongside")
+    with psycopg.connect(dsn) as conn:
+        from dashboards.macros import TimeRange
+
+        ticker = variable_values(conn, q.dashboard, TimeRange.last(q.span(), now))["ticker"]
+        columns, got = run(conn, q, now)
+    ents = [entities_of(e) for e in small_events(now)]
+    want = Counter(o[3] for xs in ents for t in xs if t[3] == ticker and t[11]
+                   for o in xs if o[3] != ticker and o[11])
+    assert got and {r[0]: r[2] for r in got} == dict(sorted(want.items(), key=lambda kv: (-kv[1], kv[0]))[:25])
+    # in the seed a second entity reads opposite to the first, so the two shares differ
+    assert any(r[3] != r[4] for r in got)

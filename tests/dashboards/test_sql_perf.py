@@ -3,7 +3,8 @@
 time range and first-load variables (All for multi-value ones, the busiest ticker).
 
 Seeding, once per module, takes about 57 s on 2 cores: COPY of the 2M rows ≈ 46 s, the rollups
-(one INSERT … SELECT … GROUP BY) ≈ 9 s, ANALYZE ≈ 2 s. With `-s` the seed steps and every
+(one INSERT … SELECT … GROUP BY) ≈ 9 s, the entity rows (one INSERT … SELECT over the
+tickers, ≈ 2.4M rows) ≈ 20–40 s, ANALYZE ≈ 2 s. With `-s` the seed steps and every
 query's time print; the slowest (a ticker's mentions by source, read from the raw events) took
 ≈ 80–90 ms, the rollup series ≤ 25 ms.
 
