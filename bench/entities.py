@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/entities.py [--n 10000] [--data-dir ../shared/data] [--names 10000]
     .venv/bin/python bench/entities.py --only sentiment [--pairs 1500]
+    .venv/bin/python bench/entities.py --only cost [--cost-n 2000]
 
 Speed: `Linker.link` over n realistic texts (finance tweets, headlines and PhraseBank sentences
 from the shared files when present, else the project's synthetic feed), one thread, best of 3
@@ -166,18 +167,59 @@ def sentiment_table(data_dir: Path, n_pairs: int, console: Console) -> None:
                   "', but ', ' - ', ' as ' or ', and '. ONNX Runtime, CPU.")
 
 
+def cost_table(data_dir: Path, n: int, console: Console) -> None:
+    """CPU time per item of the entity work against the model's, on the texts bench/pipeline.py
+    --texts-from replays: linking, and the per-entity head on the items that name several
+    entities (both readings: whole text and own clause). One ONNX thread, process CPU time, best
+    of 3; the ratio is what entities add to the worker's scoring cost (its Kafka and Postgres work
+    comes on top of both, so the end-to-end share is smaller)."""
+    from models.entity_scores import entity_sentiments
+    from models.runtime import DEFAULT_ARTIFACT, Scorer
+
+    texts = realistic_mix(data_dir, n)
+    scorer, linker = Scorer.from_artifact(DEFAULT_ARTIFACT, threads=1), Linker(Directory.default())
+    preds = scorer.predict(texts[:64])
+    ents = [linker.link(x) for x in texts]
+    preds = scorer.predict(texts)
+    multi = sum(len(e) > 1 for e in ents)
+
+    def best(fn) -> float:
+        times = []
+        for _ in range(3):
+            c0 = time.process_time()
+            fn()
+            times.append(time.process_time() - c0)
+        return min(times)
+
+    model = best(lambda: scorer.predict(texts))
+    link = best(lambda: [linker.link(x) for x in texts])
+    head = best(lambda: entity_sentiments(scorer, list(zip(texts, preds)), ents))
+    t = Table(title=f"CPU cost per item: {len(texts):,} texts (bench/texts.py mix), {multi:,} "
+                    f"({multi / len(texts):.1%}) name several entities; one ONNX thread, best of 3")
+    for col in ("step", "ms per item (CPU)", "vs the model"):
+        t.add_column(col, justify="left" if col == "step" else "right")
+    t.add_row("model (predict: topic + sentiment)", f"{1000 * model / len(texts):.2f}", "1.000")
+    t.add_row("linking (Linker.link)", f"{1000 * link / len(texts):.3f}", f"{link / model:.3f}")
+    t.add_row("per-entity head (items naming several)", f"{1000 * head / len(texts):.3f}", f"{head / model:.3f}")
+    t.add_row("entities in all", f"{1000 * (link + head) / len(texts):.3f}", f"{(link + head) / model:.3f}")
+    console.print(t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--names", type=int, default=10_000)
     ap.add_argument("--pairs", type=int, default=1500, help="two-entity items to build per built set")
-    ap.add_argument("--only", choices=["linking", "sentiment"], default=None)
+    ap.add_argument("--only", choices=["linking", "sentiment", "cost"], default=None)
+    ap.add_argument("--cost-n", type=int, default=2000, help="texts for the CPU cost table")
     a = ap.parse_args()
     console = Console(width=150)
-    if a.only != "sentiment":
+    if a.only in (None, "linking"):
         linking_tables(a, console)
-    if a.only != "linking":
+    if a.only in (None, "cost"):
+        cost_table(a.data_dir, a.cost_n, console)
+    if a.only in (None, "sentiment"):
         if (a.data_dir / "fiqa_2018_task1").exists():
             sentiment_table(a.data_dir, a.pairs, console)
         else:

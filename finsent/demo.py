@@ -130,12 +130,12 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     for e in events:  # the worker's ticker keys (entities at or above the cut, cashtags, feed tags), each
         ev = NewsEvent(**e)  # counted with its entity's own sentiment, as the worker counts them
         ents = link_event(linker, ev)
-        own = _entity_negatives(scorer, ev.text, ents, read) if len(ents) > 1 else {}
+        own = _entity_negatives(scorer, ev.text, ents, read, settings.entity_min_relevance) if len(ents) > 1 else {}
         tuples.append(event_tuple(ev, *read[ev.text], ents, settings.entity_min_relevance, own))
     return replay(tuples, detector_config(settings), partitions=1).decisions
 
 
-def _entity_negatives(scorer, text: str, ents, read: dict) -> dict[str, bool]:
+def _entity_negatives(scorer, text: str, ents, read: dict, min_relevance: float) -> dict[str, bool]:
     """{ticker: its own sentiment is negative} for a multi-entity item (models.entity_scores), cached in `read`."""
     from types import SimpleNamespace
 
@@ -145,7 +145,7 @@ def _entity_negatives(scorer, text: str, ents, read: dict) -> dict[str, bool]:
     if key not in read:
         negative, _ = read[text]
         item = SimpleNamespace(sentiment="negative" if negative else "other", score=0.0)
-        scores = entity_sentiments(scorer, [(text, item)], [ents])[0]
+        scores = entity_sentiments(scorer, [(text, item)], [ents], min_relevance)[0]
         read[key] = {e.ticker: s.sentiment == "negative" for e, s in zip(ents, scores)}
     return read[key]
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from core import logs
 from models.entities.clauses import scopes
+from models.entities.linker import DEFAULT_MIN_RELEVANCE
 
 log = logs.get("finsent.entities")
 ITEM, ITEM_SHARED, HEAD = "item", "item_shared", "entity_head"  # event_entity.sentiment_from
@@ -39,24 +40,31 @@ class EntityScore:
     source: str  # item | item_shared | entity_head
 
 
-def entity_sentiments(scorer, items: Sequence[tuple[str, object]],
-                      entities: Sequence[Sequence]) -> list[list[EntityScore]]:
+HEAD_MAX_ENTITIES = 3  # per item, the most relevant ones; a list of cashtags ("$SPY $QQQ $TSLA ...") shares its tone
+
+
+def entity_sentiments(scorer, items: Sequence[tuple[str, object]], entities: Sequence[Sequence],
+                      min_relevance: float = DEFAULT_MIN_RELEVANCE) -> list[list[EntityScore]]:
     """Per item, per entity (same order): its sentiment. `items`: (text, the item's Prediction);
-    `entities`: the linker's entities of each item. The head runs once, batched, over every
-    (item, entity) pair that needs it."""
+    `entities`: the linker's entities of each item, most relevant first. The head runs once,
+    batched, over every (item, entity) pair that needs it: entities at or above `min_relevance`
+    (the ones the rollups and the detector count: pass Settings.entity_min_relevance), at most
+    HEAD_MAX_ENTITIES per item; the others keep the item's (`item_shared`). Each head reading
+    costs an encoder pass (fp32): on the bench's real mix the cap and the cut halve the passes."""
     out = [[EntityScore(p.sentiment, float(p.score), ITEM if len(ents) <= 1 else ITEM_SHARED) for _ in ents]
            for (_, p), ents in zip(items, entities)]
     pairs, where = [], []
     for i, ((text, _), ents) in enumerate(zip(items, entities)):
         if len(ents) > 1:
             clauses = scopes(text, [e.spans for e in ents])
-            for j, (e, clause) in enumerate(zip(ents, clauses)):
-                if e.spans:
-                    pairs.append((text, [list(s) for s in e.spans]))
-                    own = clause_input(text, e.spans, clause)
-                    where.append((i, j, own is not None))
-                    if own is not None:
-                        pairs.append(own)
+            chosen = [j for j, e in enumerate(ents) if e.spans and e.relevance >= min_relevance][:HEAD_MAX_ENTITIES]
+            for j in chosen:
+                e = ents[j]
+                pairs.append((text, [list(s) for s in e.spans]))
+                own = clause_input(text, e.spans, clauses[j])
+                where.append((i, j, own is not None))
+                if own is not None:
+                    pairs.append(own)
     head = getattr(scorer, "entity_sentiment", None)
     if not pairs or head is None:
         return out

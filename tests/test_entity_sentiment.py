@@ -190,3 +190,90 @@ def test_missing_graph_or_head_is_a_clear_error(artifact, tmp_path):
     (d / "entity_head.safetensors").unlink()
     with pytest.raises(BackendUnavailable, match="no per-entity sentiment head"):
         Scorer.from_artifact(d, backend="onnx", precision="fp32").entity_sentiment([("Apple rises", [[0, 5]])])
+
+
+# --- clause scoping (models.entities.clauses) and the shipped reading (models.entity_scores) ---------------
+
+
+def _spans(text: str, *names: str) -> list[list[tuple[int, int]]]:
+    return [[(text.index(n), text.index(n) + len(n))] for n in names]
+
+
+@pytest.mark.parametrize("text,a,b,want_a,want_b", [
+    ("Apple beats estimates, while Samsung slides", "Apple", "Samsung", "Apple beats estimates", "Samsung slides"),
+    ("Shares of Ford tumble after a recall; Toyota raises its forecast", "Ford", "Toyota",
+     "Shares of Ford tumble after a recall", "Toyota raises its forecast"),
+    ("Boeing plunges after crash report as Airbus wins record order", "Boeing", "Airbus",
+     "Boeing plunges after crash report", "Airbus wins record order"),
+    ("Intel warns of a weak quarter. Meanwhile, shares of Nvidia soar", "Intel", "Nvidia",
+     "Intel warns of a weak quarter", "Meanwhile, shares of Nvidia soar"),
+])
+def test_scopes_cut_at_the_strongest_boundary_between_two_companies(text, a, b, want_a, want_b):
+    from models.entities.clauses import scopes
+
+    assert scopes(text, _spans(text, a, b)) == [want_a, want_b]
+
+
+def test_scopes_leave_no_clause_where_the_names_share_one():
+    from models.entities.clauses import scopes
+
+    for text in ("Apple and Samsung slide on tariff fears", "Apple, Samsung slide", "Apple vs Samsung: who wins?"):
+        assert scopes(text, _spans(text, "Apple", "Samsung")) == [None, None], text
+    # the same company twice around a boundary is one scope; no spans, no scope
+    text = "Apple beats; Apple shares jump, while Samsung slides"
+    spans = [[(0, 5), (13, 18)], [(text.index("Samsung"), text.index("Samsung") + 7)]]
+    assert scopes(text, spans + [[]]) == ["Apple beats; Apple shares jump", "Samsung slides", None]
+
+
+class _Head:
+    """A stand-in scorer: the head reads 'negative' when its input holds 'slides', else 'positive'."""
+
+    def __init__(self):
+        self.calls = []
+
+    def entity_sentiment(self, pairs):
+        self.calls.append(list(pairs))
+        neg = {"negative": 0.8, "neutral": 0.1, "positive": 0.1}
+        pos = {"negative": 0.1, "neutral": 0.1, "positive": 0.8}
+        return [EntitySentiment("negative" if "slides" in t else "positive", 0.0, neg if "slides" in t else pos)
+                for t, _ in pairs]
+
+
+def _entity(ticker, text, name, relevance=0.9):
+    from models.entities import Entity
+
+    i = text.index(name)
+    return Entity(ticker, name, relevance, ((i, i + len(name)),), ("name",))
+
+
+def test_entity_sentiments_average_the_whole_text_and_the_own_clause():
+    from types import SimpleNamespace
+
+    from models.entity_scores import HEAD, ITEM_SHARED, entity_sentiments
+
+    text = "Apple beats estimates, while Samsung slides"
+    ents = [_entity("AAPL", text, "Apple"), _entity("SSNLF", text, "Samsung")]
+    scorer = _Head()
+    (out,) = entity_sentiments(scorer, [(text, SimpleNamespace(sentiment="neutral", score=0.0))], [ents])
+    (pairs,) = scorer.calls
+    assert [t for t, _ in pairs] == [text, "Apple beats estimates", text, "Samsung slides"]
+    assert pairs[3][1] == [[0, 7]]  # the entity's span, moved into its clause
+    # whole text reads negative for both (it holds 'slides'); Apple's own clause pulls it to neutral-ish
+    assert [o.source for o in out] == [HEAD, HEAD]
+    assert out[1].sentiment == "negative" and out[0].score == pytest.approx(0.0, abs=1e-6)
+    # below the relevance cut: no head reading, the item's sentiment shared
+    ents[1] = _entity("SSNLF", text, "Samsung", relevance=0.2)
+    (out,) = entity_sentiments(_Head(), [(text, SimpleNamespace(sentiment="neutral", score=0.0))], [ents])
+    assert out[1].source == ITEM_SHARED and out[0].source == HEAD
+
+
+def test_at_most_three_entities_per_item_go_through_the_head():
+    from types import SimpleNamespace
+
+    from models.entity_scores import HEAD, HEAD_MAX_ENTITIES, ITEM_SHARED, entity_sentiments
+
+    text = "$AAA $BBB $CCC $DDD $EEE slides"
+    ents = [_entity(t[1:], text, t) for t in text.split()[:5]]
+    scorer = _Head()
+    (out,) = entity_sentiments(scorer, [(text, SimpleNamespace(sentiment="neutral", score=0.0))], [ents])
+    assert [o.source for o in out] == [HEAD] * HEAD_MAX_ENTITIES + [ITEM_SHARED] * (5 - HEAD_MAX_ENTITIES)

@@ -78,7 +78,7 @@ def scopes(text: str, entity_spans: Sequence[Sequence[Sequence[int]]]) -> list[s
     return out
 
 
-MIN_WORDS = 2  # a piece needs this many words besides its names to say something ("Apple and ...": no)
+MIN_WORDS = 1  # a piece needs a word besides its names to say something ("Apple and Samsung slide": no cut)
 
 
 def _pieces(text: str, cuts: list[tuple[int, int]], mentions) -> list[tuple[int, int]]:
