@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 
-import orjson
-
 from stream.delivery import agent_failed, stop_worker
 from stream.kafka_compat import committed_offset, set_on_error
 from stream.pipeline import Incoming
+from stream.records import Marks, decode_scored
 from stream.worker import Worker
 
-MARKS_KEY = b"~marks"
+MARKS_KEY = Marks.KEY
 
 
 def incoming(event) -> Incoming:
@@ -38,7 +37,7 @@ async def send_marks(w: Worker) -> None:
             owned[name], committed[name] = hw, committed_offset(consumer, tp)
     marks = w.clock.marks(owned, committed)
     if marks:
-        value = orjson.dumps({"kind": "marks", "marks": marks})
+        value = Marks(marks).encode()
         for q in range(w.settings.partitions):
             await w.scored.send(key=MARKS_KEY, value=value, partition=q)
 
@@ -92,11 +91,11 @@ def register(w: Worker) -> None:
                 generation = app.consumer_generation_id
                 detection.reassigned({tp.partition for tp in app.consumer.assignment()
                                       if tp.topic == w.settings.topic_scored})
-            msg = orjson.loads(event.value)
-            if msg["kind"] == "marks":
-                await detection.on_marks(event.message.partition, msg["marks"])
+            record = decode_scored(event.value)  # Invalid (not ours) stops the worker with the reason
+            if isinstance(record, Marks):
+                await detection.on_marks(event.message.partition, record.marks)
             else:
-                await detection.on_counts(event.message.partition, msg)
+                await detection.on_counts(event.message.partition, record)
 
     for agent in (score, detect):  # one that raises stops the worker; Faust would restart it in place over a gap
         set_on_error(agent, agent_failed)

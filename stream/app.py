@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import faust
-import orjson
 
 from core import logs
 from core.masking import Masker
@@ -30,6 +29,7 @@ from stream.detector import DetectorConfig, SpikeDetector
 from stream.hotswap import worker_swap
 from stream.kafka_compat import FetchGuard, guarded_transport
 from stream.pipeline import BatchProcessor
+from stream.records import AlertRecord
 from stream.progress import StallWatch
 from stream.sink import DbTimeouts, PostgresSink
 from stream.watermark import PartitionClock
@@ -79,9 +79,9 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                                max_deadletter_bytes=app.conf.producer_max_request_size - 16_384,
                                linker=linker, entity_min_relevance=settings.entity_min_relevance, settings=settings)
 
-    async def send_alert(key: str, payload: dict) -> None:
+    async def send_alert(key: str, record: AlertRecord) -> None:
         # confirmed before the detector's state moves on; a failure stops the worker (agent_failed)
-        await delivered(alerts, [{"key": key.encode(), "value": orjson.dumps(payload)}], settings.kafka_send_timeout_s,
+        await delivered(alerts, [{"key": key.encode(), "value": record.encode()}], settings.kafka_send_timeout_s,
                         "alert")
 
     w = Worker(settings, app, app.topic(*settings.input_topics, acks=False, **raw), deadletter, scored, alerts, sink, clock,

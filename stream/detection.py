@@ -30,7 +30,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 
 from core import logs
 from stream import metrics
-from stream.detector import Cell, KeyState, SpikeDetector
+from stream.detector import KeyState, SpikeDetector
+from stream.records import Counts
 from stream.sink import PostgresSink
 from stream.watermark import WatermarkView
 
@@ -78,10 +79,10 @@ class Detection:
             v = self.view(q)
             v.advanced_at, v.marked_at = now, None
 
-    async def on_counts(self, q: int, msg: dict) -> None:
-        view, key = self.view(q), msg["key"]
-        cells = [Cell(c[0], c[1], c[2], tuple(c[3]), c[4]) for c in msg["cells"]]
-        late = await self._run(q, key, lambda st: self.detector.add(st, key, cells, msg["batch"], view.value,
+    async def on_counts(self, q: int, counts: Counts) -> None:
+        view, key = self.view(q), counts.key
+        cells = counts.detector_cells()
+        late = await self._run(q, key, lambda st: self.detector.add(st, key, cells, counts.batch, view.value,
                                                                     tuple(view.pauses)))
         if key.startswith("topic:"):  # every event has one topic key: the share of events counted late
             minute = int(self.clock() // 60)
@@ -134,11 +135,11 @@ class Detection:
             self.late[kind] = self.late.get(kind, 0) + late
             log.warning("late events counted, not scored into windows", key=key, late=late)
         for d in decisions:
-            payload = await self.sink.write_decision(d)
-            if payload is not None:
-                await self.send_alert(key, payload)
-                metrics.ALERTS.labels(payload["event"]).inc()
-                log.info("alert", change=payload["event"], key=key, n=d.n, negatives=d.negatives,
+            record = await self.sink.write_decision(d)
+            if record is not None:
+                await self.send_alert(key, record)
+                metrics.ALERTS.labels(record.event).inc()
+                log.info("alert", change=record.event, key=key, n=d.n, negatives=d.negatives,
                          severity=d.severity, p=d.p_value)
         self.table[key] = st.to_dict()
         (self.keys(q).discard if st.quiet() else self.keys(q).add)(key)

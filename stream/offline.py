@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from stream.detector import Cell, Decision, DetectorConfig, KeyState, SpikeDetector
 from stream.counting import count_cells, ticker_keys
+from stream.records import Counts
 from stream.watermark import WatermarkView
 
 Event = tuple[float, str, bool, str, Sequence[str]]
@@ -38,8 +39,7 @@ def stored_event(row) -> tuple:
 
 def cells_of(batch: list[Event], slice_s: int) -> dict[str, list[Cell]]:
     """The worker's counting (stream.counting.count_cells), as the detector's cells."""
-    return {k: [Cell(s, n, kk, tuple(ids), bt) for s, n, kk, ids, bt in v.values()]
-            for k, v in count_cells(batch, slice_s).items()}
+    return {k: Counts(k, list(v.values())).detector_cells() for k, v in count_cells(batch, slice_s).items()}
 
 
 def event_tuple(event, negative: bool, topic: str, entities, min_relevance: float,

@@ -37,7 +37,7 @@ from core.masking import Masker
 from models.runtime import Prediction, Scorer
 from stream import metrics
 from stream.counting import count_cells, counted, ticker_keys
-from stream.records import Invalid, NewsEvent, decode
+from stream.records import Counts, Invalid, NewsEvent, decode
 from stream.sink import PostgresSink, Rejected
 from stream.watermark import PartitionClock
 
@@ -372,6 +372,6 @@ class BatchProcessor:
 
     async def publish_outbox(self, oid: int, payload: bytes) -> None:
         """Send one outbox row's count records (tagged with its id as the batch id), then delete it."""
-        records = [(key, orjson.dumps({**rec, "batch": oid})) for key, rec in orjson.loads(payload)]
+        records = [(key, Counts(key, rec["cells"], oid).encode()) for key, rec in orjson.loads(payload)]
         await self.publisher.counts(records)
         await self.sink.outbox_done(oid)

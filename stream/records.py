@@ -12,8 +12,11 @@ OverflowError, holding every partition).
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import ClassVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -110,8 +113,97 @@ def aggregation_keys(topic: str, tickers: list[str]) -> list[str]:
     return [f"topic:{topic}"] + [f"ticker:{t}" for t in tickers]
 
 
-# finsent.scored carries JSON (orjson) of two kinds, both documented in README.md:
-#   {"kind": "counts", "key": "ticker:ACME", "batch": 17, "cells": [[slice, n, k, [sample ids], {ticker: k}]]}
-#     (key = Kafka key; one per aggregation key per stored batch, counting only new rows)
-#   {"kind": "marks", "marks": {"finsent.news/0": [watermark epoch s | null, idle]}}  (on every partition)
-# finsent.alerts carries the alert payload of stream.sink.alert_payload (also in alert_event.payload).
+# -- finsent.scored and finsent.alerts -------------------------------------------------------------
+# Each message on them is one of the record classes below: `encode` gives its bytes, `decode_scored`
+# / `AlertRecord.decode` read them back (the worker, the offline replay and the tests use the same).
+
+
+@dataclass(frozen=True)
+class Counts:
+    """finsent.scored, Kafka key = the aggregation key: the new rows of one stored batch, counted per
+    event-time slice (stream.counting): cells = [[slice, n, k, [sample ids], {ticker: k} | null]];
+    batch = the outbox id (the detector counts a batch once per slice).
+    JSON: {"kind": "counts", "key": "ticker:ACME", "batch": 17, "cells": [...]}"""
+
+    key: str
+    cells: list
+    batch: int | None = None
+    kind: ClassVar[str] = "counts"
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"kind": self.kind, "key": self.key, "batch": self.batch, "cells": self.cells})
+
+    def detector_cells(self) -> list:
+        from stream.detector import Cell
+
+        return [Cell(c[0], c[1], c[2], tuple(c[3]), c[4]) for c in self.cells]
+
+
+@dataclass(frozen=True)
+class Marks:
+    """finsent.scored, Kafka key MARKS_KEY, sent to every partition: each owned input partition's
+    event-time mark. JSON: {"kind": "marks", "marks": {"finsent.news/0": [watermark epoch s | null, idle]}}"""
+
+    marks: dict
+    kind: ClassVar[str] = "marks"
+    KEY: ClassVar[bytes] = b"~marks"
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"kind": self.kind, "marks": self.marks})
+
+
+def decode_scored(raw: bytes) -> Counts | Marks:
+    """A finsent.scored message; `Invalid` for anything else (not JSON, another kind, a field missing)."""
+    try:
+        msg = orjson.loads(raw)
+        if msg["kind"] == Counts.kind:
+            return Counts(str(msg["key"]), list(msg["cells"]), msg.get("batch"))
+        if msg["kind"] == Marks.kind:
+            return Marks(dict(msg["marks"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise Invalid(f"not a finsent.scored record: {type(exc).__name__}: {exc}"[:300]) from None
+    raise Invalid(f"not a finsent.scored record: kind {msg.get('kind')!r}")
+
+
+ALERT_EVENTS = {"open": "opened", "escalate": "escalated", "resolve": "resolved"}
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """finsent.alerts, Kafka key = the aggregation key ("ticker:ACME"); also alert_event.payload in
+    Postgres. alert_id, opened_at and resolved_at come from the alert row once it is written."""
+
+    event: str  # opened | escalated | resolved
+    state: str  # open | resolved
+    revision: int
+    key_type: str
+    key: str
+    alert_start: str  # ISO 8601 UTC
+    window_start: str
+    window_end: str
+    n: float
+    negatives: float
+    expected_negatives: float
+    baseline_rate: float
+    baseline_n: float
+    z: float
+    p_value: float
+    severity: str
+    sample_event_ids: list
+    alert_id: int | None = None
+    opened_at: str | None = None
+    resolved_at: str | None = None
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.as_dict())
+
+    @classmethod
+    def decode(cls, raw: bytes | str | dict) -> AlertRecord:
+        msg = raw if isinstance(raw, dict) else orjson.loads(raw)
+        try:
+            return cls(**{f.name: msg[f.name] for f in dataclasses.fields(cls) if f.name in msg})
+        except TypeError as exc:
+            raise Invalid(f"not a finsent.alerts record: {exc}"[:300]) from None

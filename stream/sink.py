@@ -30,17 +30,18 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import asyncpg
-import orjson
 
 from core import logs
 from core.events import store_scored
 from core.pg import ensure_partitions
 from stream import metrics
 from stream.detector import Decision
+from stream.records import ALERT_EVENTS, AlertRecord
 
 log = logs.get("finsent.sink")
 
@@ -189,8 +190,9 @@ class PostgresSink:
         return [(r["id"], r["payload"]) for r in rows]
 
     # -- alerts -----------------------------------------------------------------------------
-    async def write_decision(self, d: Decision) -> dict:
-        """The alert row and its event, idempotently; returns the payload for finsent.alerts."""
+    async def write_decision(self, d: Decision) -> AlertRecord | None:
+        """The alert row and its event, idempotently; returns the finsent.alerts record (None when
+        the row was already past this decision)."""
         payload = alert_payload(d)
         key_type, key = d.key.split(":", 1)
         ident = (key_type, key, ts(d.alert_start))
@@ -202,11 +204,10 @@ class PostgresSink:
             row = await conn.fetchrow(ALERT_SQL[d.action], *args)
             if row is None:
                 return None
-            event = {"open": "opened", "escalate": "escalated", "resolve": "resolved"}[d.action]
-            full = {**payload, "alert_id": row["id"], "opened_at": row["opened_at"].isoformat(),
-                    "resolved_at": row["resolved_at"].isoformat() if row["resolved_at"] else None}
-            await conn.execute(INSERT_ALERT_EVENT, row["id"], event, d.revision, key_type, key, d.severity,
-                               orjson.dumps(full).decode())
+            full = dataclasses.replace(payload, alert_id=row["id"], opened_at=row["opened_at"].isoformat(),
+                                       resolved_at=row["resolved_at"].isoformat() if row["resolved_at"] else None)
+            await conn.execute(INSERT_ALERT_EVENT, row["id"], full.event, d.revision, key_type, key, d.severity,
+                               full.encode().decode())
             return full
         return await self.retrying("alert", op)
 
@@ -222,15 +223,14 @@ class PostgresSink:
                 raise
 
 
-def alert_payload(d: Decision) -> dict:
+def alert_payload(d: Decision) -> AlertRecord:
     key_type, key = d.key.split(":", 1)
-    return {"event": {"open": "opened", "escalate": "escalated", "resolve": "resolved"}[d.action],
-            "state": "resolved" if d.action == "resolve" else "open", "revision": d.revision,
-            "key_type": key_type, "key": key, "alert_start": ts(d.alert_start).isoformat(),
-            "window_start": ts(d.window_start).isoformat(), "window_end": ts(d.window_end).isoformat(),
-            "n": d.n, "negatives": d.negatives, "expected_negatives": d.expected, "baseline_rate": d.baseline_rate,
-            "baseline_n": d.baseline_n, "z": d.z, "p_value": d.p_value, "severity": d.severity,
-            "sample_event_ids": list(d.sample_event_ids)}
+    return AlertRecord(event=ALERT_EVENTS[d.action], state="resolved" if d.action == "resolve" else "open",
+                       revision=d.revision, key_type=key_type, key=key, alert_start=ts(d.alert_start).isoformat(),
+                       window_start=ts(d.window_start).isoformat(), window_end=ts(d.window_end).isoformat(),
+                       n=d.n, negatives=d.negatives, expected_negatives=d.expected, baseline_rate=d.baseline_rate,
+                       baseline_n=d.baseline_n, z=d.z, p_value=d.p_value, severity=d.severity,
+                       sample_event_ids=list(d.sample_event_ids))
 
 
 INSERT_OUTBOX = "INSERT INTO detector_outbox (payload) VALUES ($1) RETURNING id"

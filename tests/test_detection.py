@@ -13,6 +13,7 @@ import pytest
 from core.pg import libpq_dsn
 from stream.detection import Detection
 from stream.detector import DetectorConfig, SpikeDetector
+from stream.records import AlertRecord, Counts
 from stream.sink import PostgresSink
 
 EXPECTED = frozenset({"news/0", "news/1"})
@@ -25,13 +26,13 @@ def marks(t: float) -> dict:
     return {tp: [t - L, False] for tp in EXPECTED}
 
 
-def surge(batch: int, t: float = T) -> dict:
+def surge(batch: int, t: float = T) -> Counts:
     ids = [f"s-{batch}-{i}" for i in range(5)]
-    return {"kind": "counts", "key": "ticker:ACME", "batch": batch, "cells": [[int(t // 10), 30, 30, ids, None]]}
+    return Counts("ticker:ACME", [[int(t // 10), 30, 30, ids, None]], batch)
 
 
-def background(batch: int, t: float) -> dict:
-    return {"kind": "counts", "key": "ticker:BUSY", "batch": batch, "cells": [[int(t // 10), 5, 1, [], None]]}
+def background(batch: int, t: float) -> Counts:
+    return Counts("ticker:BUSY", [[int(t // 10), 5, 1, [], None]], batch)
 
 
 @pytest.fixture
@@ -42,8 +43,8 @@ async def sink(migrated_db):
 
 
 def worker(sink, table: dict, sent: list, **cfg) -> Detection:
-    async def send_alert(key: str, payload: dict) -> None:
-        sent.append((key, payload["event"]))
+    async def send_alert(key: str, record: AlertRecord) -> None:
+        sent.append((key, AlertRecord.decode(record.encode()).event))  # as a consumer of finsent.alerts reads it
 
     return Detection(SpikeDetector(DetectorConfig(**cfg)), table, sink, send_alert, EXPECTED, 900.0)
 

@@ -65,3 +65,26 @@ def test_published_at_outside_what_is_stored_is_invalid(published_at):
 def test_nul_in_any_text_field_is_invalid(field, value):
     with pytest.raises(Invalid, match=f"NUL character in {field}"):
         decode(raw(**{field: value}), 20_000)
+
+
+def test_scored_and_alert_records_round_trip_and_refuse_what_is_not_theirs():
+    from stream.records import AlertRecord, Counts, Marks, decode_scored
+
+    c = Counts("ticker:ACME", [[17, 3, 2, ["wire/1", "wire/2"], {"ACME": 2}]], batch=41)
+    assert decode_scored(c.encode()) == c
+    cell, = c.detector_cells()
+    assert (cell.slice, cell.n, cell.k, cell.samples, cell.by_ticker) == (17, 3, 2, ("wire/1", "wire/2"), {"ACME": 2})
+    m = Marks({"finsent.news/0": [1_700_000_000.0, False]})
+    assert decode_scored(m.encode()) == m and Marks.KEY == b"~marks"
+    for bad in (b"not json", b'{"kind": "other"}', b'{"kind": "counts", "cells": []}', b"[1]"):
+        with pytest.raises(Invalid):
+            decode_scored(bad)
+    a = AlertRecord(event="opened", state="open", revision=0, key_type="ticker", key="ACME",
+                    alert_start="2026-01-05T14:30:00+00:00", window_start="2026-01-05T14:28:00+00:00",
+                    window_end="2026-01-05T14:30:00+00:00", n=30, negatives=24, expected_negatives=3.1,
+                    baseline_rate=0.1, baseline_n=40.0, z=9.2, p_value=1e-12, severity="high",
+                    sample_event_ids=["wire/1"], alert_id=7, opened_at="2026-01-05T14:30:02+00:00")
+    assert AlertRecord.decode(a.encode()) == a
+    assert orjson.loads(a.encode())["event"] == "opened" and orjson.loads(a.encode())["resolved_at"] is None
+    with pytest.raises(Invalid):
+        AlertRecord.decode(b'{"event": "opened"}')

@@ -76,7 +76,7 @@ async def test_lock_left_open_on_alert_is_reported_while_row_writes_succeed(migr
         assert "alert" in sink.errors and not sink.up  # ... without clearing the alert path's failure
         await tr.rollback()
         payload = await asyncio.wait_for(task, 15)
-        assert payload["event"] == "opened" and sink.up and sink.last_error == ""
+        assert payload.event == "opened" and sink.up and sink.last_error == ""
     finally:
         task.cancel()
         await holder.close()

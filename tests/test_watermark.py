@@ -5,6 +5,7 @@ a watermark that cannot advance says so (/health, metric)."""
 
 from stream.detection import Detection
 from stream.detector import Cell, DetectorConfig, KeyState, SpikeDetector
+from stream.records import Counts
 from stream.watermark import PartitionClock, WatermarkView
 
 L = 30.0
@@ -150,8 +151,8 @@ async def test_a_share_of_events_counted_late_is_a_problem_not_only_a_count():
     d = detection(clock)
     await d.on_marks(0, {"news/0": [NOW - 40, False], "news/1": [NOW - 40, False]})
 
-    def counts(batch: int, t: float, n: int) -> dict:
-        return {"key": "topic:Earnings", "batch": batch, "cells": [[int(t // 10), n, 0, [], {}]]}
+    def counts(batch: int, t: float, n: int) -> Counts:
+        return Counts("topic:Earnings", [[int(t // 10), n, 0, [], {}]], batch)
 
     await d.on_counts(0, counts(1, NOW - 35, 500))  # on time
     assert d.problem() == ""

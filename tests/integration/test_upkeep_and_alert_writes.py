@@ -1,8 +1,7 @@
 """Partition upkeep across day boundaries and the detect step's write order, against a real
 PostgreSQL (no Kafka: the Detection object is driven directly)."""
 
-import asyncio
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from core.pg import ensure_partitions, libpq_dsn
 from stream.detection import Detection
 from stream.detector import DetectorConfig, SpikeDetector
+from stream.records import Counts
 from stream.sink import PostgresSink
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ async def test_kill_between_alert_write_and_state_write_gives_one_alert(migrated
 
     det = Detection(SpikeDetector(DetectorConfig()), table, sink, send, frozenset({"in/0"}), 900.0)
     await det.on_marks(0, {"in/0": [1000.0, False]})
-    counts = {"key": "ticker:NEWCO", "batch": 1, "cells": [[101, 40, 40, [f"s/{i}" for i in range(5)], {}]]}
+    counts = Counts("ticker:NEWCO", [[101, 40, 40, [f"s/{i}" for i in range(5)], {}]], 1)
     with pytest.raises(SystemExit):
         await det.on_counts(0, counts)
     assert table.get("ticker:NEWCO") is None  # the state was never stored
@@ -72,4 +72,4 @@ async def test_kill_between_alert_write_and_state_write_gives_one_alert(migrated
         await conn.close()
         await sink.close()
     assert table["ticker:NEWCO"]["open"]["101"][:2] == [40, 40]  # counted once
-    assert [p["event"] for p in sent] == ["opened"]
+    assert [p.event for p in sent] == ["opened"]
