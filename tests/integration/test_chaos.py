@@ -2,8 +2,9 @@
 backlog keyed by source name (some input partitions stay empty) plus a minute of live traffic
 with planted surges and every kind of poison message, while the worker is killed -9, Postgres
 restarts, the broker is paused past a 10 s session and Postgres turns read-only as the group
-rebalances, and the model is hot-swapped. Every good message is stored once, every bad one dead-lettered with its reason, the alerts are those of the offline
-replay over the stored rows, none is left open, and /health never said 200 through a stall."""
+rebalances, and the model is hot-swapped. Every good message is stored once, every bad one
+dead-lettered with its reason, the alerts are those of the offline replay over the stored rows,
+none is left open, and /health never said 200 through a stall."""
 
 from __future__ import annotations
 
