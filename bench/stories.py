@@ -204,20 +204,20 @@ FROM s, generate_series(1, {bands}) AS b"""
 
 
 def stream_items(texts: list[str], n: int, copy_share: float, now, seed: int):
-    """n items over the last hour, in event-time order: new tweets and, `copy_share` of them,
-    reposts or rewrites of an earlier one (the worker's mix on a busy news day)."""
+    """n items over the last hour, in event-time order: new tweets (each once) and, `copy_share`
+    of them, reposts or rewrites of an earlier one; with the linker's keys, as the worker has them."""
     from datetime import timedelta
 
-    rng, out = random.Random(seed), []
+    rng, out, fresh = random.Random(seed), [], iter(texts)
     for i in range(n):
-        if out and rng.random() < copy_share:
+        text = next(fresh, None) if not out or rng.random() >= copy_share else None
+        if text is None:
             base = rng.choice(out[-2000:])[1]
             text = repost(base, rng) if rng.random() < 0.6 else rewrite(base, rng)
-        else:
-            text = texts[i % len(texts)]
         at = now - timedelta(seconds=3600 * (1 - i / n))
-        out.append((f"b{i}", text, at))
-    return out
+        out.append((f"b{seed}-{now.timestamp():.0f}-{i}", text, at))  # new ids every run (a rerun is not a replay)
+    keys = keys_for(sorted({t for _, t, _ in out}))
+    return [(i, t, at, keys[t]) for i, t, at in out]
 
 
 async def throughput(args, console: Console) -> None:
@@ -261,9 +261,9 @@ async def throughput(args, console: Console) -> None:
     for lo in range(0, len(items), args.batch):
         chunk = items[lo:lo + args.batch]
         rows = [("bench", i, at, text, None, None, "en", [], at, at, "M&A", 0.9, "negative", 0.8, 0.1, 0.1, -0.7,
-                 "v-bench", False) for i, text, at in chunk]
+                 "v-bench", False) for i, text, at, _ in chunk]
         t1 = time.perf_counter()
-        batch = [st.Item("bench", i, at, text) for i, text, at in chunk]
+        batch = [st.Item("bench", i, at, text, k) for i, text, at, k in chunk]
         async with conn.transaction():
             await store_scored(conn, rows)
             t2 = time.perf_counter()
@@ -272,7 +272,7 @@ async def throughput(args, console: Console) -> None:
         store_s, assign_s = store_s + (t2 - t1), assign_s + (t3 - t2)
         novel += sum(a.novel for a in got)
     t4 = time.perf_counter()
-    stories.signer.bands([t for _, t, _ in items])
+    stories.signer.bands([t for _, t, _, _ in items], [k for *_, k in items])
     sign_s = time.perf_counter() - t4
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = Table(title=f"assign path: {args.items:,} items in batches of {args.batch} against a 72 h index of "
@@ -284,7 +284,8 @@ async def throughput(args, console: Console) -> None:
                   f"{len(items) / assign_s:,.0f}")
     table.add_row("store_scored (the worker's insert, for comparison)", f"{store_s:.2f}", f"{len(items) / store_s:,.0f}")
     console.print(table)
-    console.print(f"{novel:,} of {len(items):,} items novel ({args.copy_share:.0%} were built as copies); "
+    console.print(f"{novel:,} of {len(items):,} items novel (about {args.copy_share:.0%} were built as copies; "
+                  f"real tweets also repeat and share templates); "
                   f"bench process max RSS {rss:,.0f} MiB")
     await conn.close()
     if not args.pgdir:
@@ -305,7 +306,7 @@ def main() -> None:
     t.add_argument("--items", type=int, default=20_000)
     t.add_argument("--batch", type=int, default=256)
     t.add_argument("--copy-share", type=float, default=0.3)
-    t.add_argument("--texts", type=int, default=6000)
+    t.add_argument("--texts", type=int, default=20000, help="distinct tweets to draw new items from")
     t.add_argument("--seed", type=int, default=5)
     t.add_argument("--pgdir", help="keep the server and its index here (reused by the next run)")
     args = ap.parse_args()
