@@ -1,5 +1,6 @@
 // finsent live page: alerts from the SSE stream (/v1/stream/alerts), negative share by topic
-// and for one key, a ticker or a topic (/v1/series, 1-minute buckets), the latest items (/v1/events).
+// and for one key, a ticker or a topic (/v1/series, 1-minute buckets), the latest items (/v1/events)
+// with who each is about: a chip per entity in the tone of its own sentiment (a click opens its chart).
 // The key chart shows, in this order: the key in the address (?ticker=ACME, ?topic=…), the one
 // clicked or typed, the newest alert's key (following new alerts as they open), the ticker
 // most mentioned in the latest items.
@@ -187,9 +188,38 @@ function itemRow(i) {
     headline.append(a);
   } else headline.textContent = title;
   tr.append(text("td", new Date(i.published_at).toISOString().slice(11, 19)), text("td", i.source), headline,
-            text("td", i.topic), text("td", i.tickers.join(" ")), text("td", i.sentiment, i.sentiment),
+            text("td", i.topic), entityChips(i), text("td", i.sentiment, i.sentiment),
             text("td", i.p_negative.toFixed(2)));
   return tr;
+}
+
+// who the item is about: one chip per entity, most relevant first, coloured by its own sentiment;
+// an item without entity rows shows its ticker keys in grey
+function entityChips(i) {
+  const td = document.createElement("td");
+  td.className = "entities";
+  const ents = i.entities && i.entities.length ? i.entities
+    : i.tickers.map((t) => ({ ticker: t, sentiment: "", relevance: null, sources: [] }));
+  for (const e of ents) {
+    const chip = text("button", e.ticker, `chip ${e.sentiment || "unknown"}`);
+    chip.type = "button";
+    chip.dataset.ticker = e.ticker;
+    if (e.sources && e.sources.length === 1 && e.sources[0] === "name") chip.classList.add("by-name");
+    const how = e.sources && e.sources.length ? ` · found by ${e.sources.join(", ")}` : "";
+    const rel = e.relevance != null ? ` · relevance ${Number(e.relevance).toFixed(2)}` : "";
+    const tone = e.sentiment ? ` · ${e.sentiment} (${Number(e.score).toFixed(2)}, ${e.sentiment_from})` : "";
+    chip.title = `${e.name || e.ticker}${tone}${rel}${how} · click for its chart`;
+    td.append(chip);
+  }
+  return td;
+}
+
+function chooseTicker(chip) {
+  if (!chip?.dataset.ticker) return;
+  setKey("ticker", chip.dataset.ticker, "chosen");
+  history.replaceState(null, "", `?ticker=${encodeURIComponent(view.key)}`);
+  drawKey().catch(showError);
+  $("key-panel").scrollIntoView({ block: "nearest", behavior: "smooth" });
 }
 
 function showError(err) {
@@ -224,6 +254,7 @@ window.addEventListener("DOMContentLoaded", () => {
   $("key-type").addEventListener("change", typed);
   $("alerts").addEventListener("click", (e) => chooseAlert(e.target.closest("li")));
   $("alerts").addEventListener("keydown", (e) => { if (e.key === "Enter") chooseAlert(e.target.closest("li")); });
+  $("items").addEventListener("click", (e) => chooseTicker(e.target.closest("button.chip")));
   // the newest alert decides the key chart before the first draw
   loadAlerts().catch(() => {}).finally(() => { connectAlerts(); refresh(); setInterval(refresh, REFRESH_MS); });
 });

@@ -3,8 +3,9 @@ chromium-driver) against the real demo stack: `finsent.demo.run_demo` starts Kaf
 the worker and the API (processes), the demo key, webhook receiver and subscription, and feeds
 the simulated stream with its planted surge on $ACME. The page must load without console
 errors, draw both charts with data, list the latest items, and show the planted alert within
-5 s of its row in Postgres; its key chart must follow the new alert, show an alert's key when
-the alert is clicked, and open on the newest alert's key when the page is opened afresh; the
+5 s of its row in Postgres; the latest items must show who each is about (a chip per entity in
+its own tone, some found by name alone); its key chart must follow the new alert, show an alert's
+key when the alert is clicked, an entity's when its chip is clicked, and open on the newest alert's key when the page is opened afresh; the
 demo's webhook receiver must get the alert with a valid signature, and it is the demo's only
 alert. Saves docs/live-page.png (the fresh page after the demo's report).
 
@@ -115,6 +116,14 @@ def test_live_page_on_the_demo_stack(demo, browser):
     assert why == "most mentioned in the latest items" or (
         why == "newest alert" and browser.find_elements("css selector", "#alerts li[data-key]")), why
     assert len(browser.find_elements("css selector", "#items tr")) == 50
+    # who each item is about: a chip per entity in its own tone; the demo's untagged wires found by name
+    chips = browser.execute_script("""return [...document.querySelectorAll('#items tr')].map(tr =>
+        [...tr.querySelectorAll('button.chip')].map(b => [b.dataset.ticker, b.className, b.title]))""")
+    flat = [c for row in chips for c in row]
+    assert flat and all(c[1].split()[1] in ("negative", "neutral", "positive") for c in flat if c[0] != "ACME"), flat
+    assert all(c[1].split()[1] in c[2] for c in flat if c[1].split()[1] != "unknown"), flat  # tone = its title's
+    wait_until(lambda: browser.find_elements("css selector", "#items button.chip.by-name"), 30,
+               "an item linked by name alone")
 
     # the planted alert: its row in Postgres, then the page (SSE), timed on one clock
     def alert_row():
@@ -151,6 +160,13 @@ def test_live_page_on_the_demo_stack(demo, browser):
     assert "selected" in browser.find_element("css selector", "#alerts li[data-key='ticker:ACME']").get_attribute(
         "class")
     assert browser.current_url.endswith("/?ticker=ACME")
+    # a click on an entity chip in the latest items opens that entity's chart
+    clicked = browser.execute_script("""const b = [...document.querySelectorAll('#items button.chip')]
+        .find(c => c.dataset.ticker !== 'ACME'); if (b) b.click(); return b ? b.dataset.ticker : null""")
+    assert clicked, "no entity chip other than ACME in the latest items"
+    wait_until(lambda: key_chart_shows(browser, clicked), 10, "the clicked entity's chart")
+    assert browser.find_element("id", "key-why").text == "chosen"
+    assert browser.current_url.endswith(f"/?ticker={clicked}")
 
     # a fresh page opens on the newest alert's key (not on the busiest ticker)
     browser.get(stack.api_url + "/")
@@ -158,6 +174,7 @@ def test_live_page_on_the_demo_stack(demo, browser):
     assert browser.find_element("id", "key-why").text == "newest alert"
     wait_until(lambda: int(browser.find_element("id", "topic-chart").get_attribute("data-points") or 0) > 0, 20,
                "topic chart data")
+    browser.set_window_size(1400, 1500)  # tall enough to show the latest items with their entity chips
     time.sleep(1)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
