@@ -44,7 +44,7 @@ async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], st
     for key in sorted(set(keys)):
         counts, score_sum = np.zeros((len(COUNTS), buckets), np.int64), np.zeros(buckets)
         row = rows.get(key)
-        if row is not None:  # rollup rows → series buckets (several rows per bucket when the rollup is finer)
+        if row is not None and row["b"] is not None:  # rollup rows → series buckets (several rows per bucket when the rollup is finer)
             b = np.array(row["b"], np.intp)
             for i, col in enumerate(COUNTS):
                 counts[i] = np.bincount(b, np.array(row[col], np.float64), buckets)
