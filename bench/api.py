@@ -1,30 +1,36 @@
-"""API benchmark (not a test): /v1/series and /v1/events on 2,000,000 scored events.
+"""API benchmark (not a test): /v1/series and /v1/events on 2,000,000 (or --n) scored events.
 
-    python bench/api.py [--n 2000000] [--days 30] [--seconds 10] [--clients 16]
+    python bench/api.py [--n 2000000] [--days 30] [--seconds 10] [--clients 16] [--reuse DIR]
+                        [--cache-mb 0] [--live-rate 200] [--only series] [--mixed]
 
 1. An embedded PostgreSQL (pgserver) gets the schema at head, one partition per day, and N
-   synthetic events over the last D days by COPY (20 topics, 500 tickers with a skewed
-   popularity, 4 sources); the per-minute, 5-minute and hourly rollups are then built by
-   INSERT … SELECT … GROUP BY (the same sums the worker keeps incrementally), and the tables
-   are VACUUM ANALYZEd.
-2. The API runs as one uvicorn process (rate limit off); a local load generator (aiohttp, C
-   clients each sending its next request when the last one returns) drives each scenario for S
-   seconds: series of several shapes (one ticker or 20 topics or 50 tickers; 1-minute to 1-day
-   buckets; each read from the coarsest rollup that tiles its bucket), and events filtered on
-   one ticker (last 24 h, 100 per page), walking 3 cursor pages.
-   It prints requests/s, latency p50/p99 and the CPU time per request of the API, Postgres and
-   the load generator per scenario, then EXPLAIN (ANALYZE, BUFFERS) of each query (the 20-topic
-   5-minute series also against the minute rollups, as it was read before). Server and
-   load generator share this machine's cores; on a machine shared with other work, CPU per
-   request is the steadier figure.
-
+   synthetic events over the last D days, written the way the worker writes them: chunks of
+   250,000 rows generated in SQL (generate_series into the worker's staging tables; 20 topics,
+   500 tickers with a skewed popularity on 60 % of rows, 4 sources, feed-tag entity rows), each
+   stored by the worker's own statement (core.events.INSERT_FROM_STAGE: the events, their
+   entity rows, and the minute, 5-minute and hourly rollups from the rows really inserted);
+   then VACUUM ANALYZE. 2 M events take about 2 minutes, 20 M about 30 (16 GB).
+2. The API runs as one process (`finsent api`, rate limit off; series cache FINSENT_API_SERIES_
+   CACHE_MB from --cache-mb, 0 = every series request reads Postgres); a local load generator
+   (aiohttp, C clients each sending its next request when the last one returns) drives each
+   scenario for S seconds: series of several shapes (one ticker or 20 topics or 50 tickers;
+   1-minute to 1-day buckets; each read from the coarsest rollup that tiles its bucket), and
+   events filtered on one ticker (last 24 h, 100 per page), walking 3 cursor pages. With
+   --live-rate R a writer commits a batch of R/4 events every 0.25 s into the newest 5 minutes
+   of every span read, through the worker's write path (each commit empties the cached answers
+   it touches). It prints requests/s, latency p50/p99 and the CPU time per request of the API,
+   Postgres and the load generator per scenario, then EXPLAIN (ANALYZE, BUFFERS) of each query
+   (the 20-topic 5-minute series also against the minute rollups). Server and load generator
+   share this machine's cores; on a machine shared with other work, CPU per request is the
+   steadier figure.
 3. --mixed: C clients mixing reads (series, events), scoring (one text) and subscription writes
    (create + delete, 10 keys) while --streams SSE streams stay open; errors by kind, p50/p99 per
    kind, the API's resident memory before, at the end of, and after the load, and how long the
-   first requests after the load take.
+   first request after the load takes.
 
-   --reuse DIR keeps the seeded database between runs; --uvicorn '--loop uvloop --http
-   httptools' runs plain uvicorn with those options instead of `finsent api`; --workers N.
+   --reuse DIR keeps the seeded database between runs (migrated to head on reuse); --uvicorn
+   '--loop uvloop --http httptools' runs plain uvicorn with those options instead of
+   `finsent api`; --workers N.
 """
 
 from __future__ import annotations
