@@ -40,7 +40,7 @@ FILL_EVENTS = """INSERT INTO scored_event (source, id, published_at, text, title
     topic, topic_confidence, sentiment, p_negative, p_neutral, p_positive, score, model_version)
 SELECT (ARRAY['wire', 'rss', 'stocktwits', 'x'])[1 + i % 4], 'ev-' || i,
        $1::timestamptz + (i * interval '1 second' * 86399 / $2),
-       (SELECT t FROM bench_text WHERE k = i % $3) || ' ' || (SELECT t FROM bench_text WHERE k = (i * 7919) % $3),
+       (SELECT t FROM bench_text WHERE k = i % $3) || ' ' || (SELECT t FROM bench_text WHERE k = ((i::bigint * 7919) % $3)::int),
        CASE WHEN i % 3 = 0 THEN 'Headline ' || md5((i + 1)::text) END,
        CASE WHEN i % 2 = 0 THEN 'https://news.example.com/a/' || i END, 'en',
        CASE WHEN i % 5 < 3 THEN ARRAY['T' || (i % 500)] ELSE '{}' END,
