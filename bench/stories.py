@@ -246,6 +246,10 @@ async def throughput(args, console: Console) -> None:
         hi = min(args.index, lo + step) - 1
         await conn.execute(PREFILL.format(slots=st.SLOTS, bands=st.BANDS), now, lo, hi)
         console.print(f"  index: {hi + 1:,} stories", end="\r")
+    # what an earlier run assigned goes (its tweets would all be copies now): only the prefill stays
+    await conn.execute("DELETE FROM story_band WHERE story_id NOT LIKE 'pre/%'")
+    await conn.execute("DELETE FROM story WHERE story_id NOT LIKE 'pre/%'")
+    await conn.execute("DELETE FROM scored_event WHERE source = 'bench'")
     await conn.execute("ANALYZE story; ANALYZE story_band")
     size = await conn.fetchval("SELECT pg_total_relation_size('story_band_s0') * 0 + (SELECT sum(pg_total_relation_size("
                                "c.oid)) FROM pg_class c WHERE c.relname ~ '^story(_band)?_s[0-9]$')")
