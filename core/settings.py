@@ -104,7 +104,12 @@ class Settings(BaseSettings):
     webhook_retry_max_s: float = Field(600.0, gt=0)  # cap of one retry delay
     sse_keepalive_s: float = Field(15.0, gt=0, le=300)  # comment line sent on an idle live stream
     # API limits (api/README.md): every wait bounded, every resource capped
-    api_pool_size: int = Field(10, ge=1, le=500)  # Postgres connections per API process (one per request at most)
+    api_pool_size: int = Field(20, ge=1, le=500)  # Postgres connections per API process (one per request at most;
+    # 10 gave 71 'database busy' 503s under 200 mixed clients + 1,000 streams, 20 none: docs/api.md)
+    api_series_cache_mb: float = Field(64.0, ge=0)  # series answers kept per API process until the rollups under
+    # them change (api/series_cache.py); 0 = off
+    api_read_url: str | None = None  # a read replica for the API's reads (history, series, entities); writes
+    # (keys, subscriptions, deliveries, feedback) always go to DATABASE_URL. Unset: everything on DATABASE_URL
     api_pool_timeout_s: float = Field(5.0, gt=0, le=120)  # wait for a free connection, then 503 + Retry-After
     api_statement_timeout_s: float = Field(10.0, gt=0, le=600)  # per statement and per lock wait (server side)
     api_max_body_bytes: int = Field(4 << 20, ge=1024)  # larger request bodies get 413 before they are read
