@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     detector_p: float = Field(1e-6, gt=0, lt=1)  # Poisson tail probability that opens an alert
     detector_warmup_s: float = Field(600.0, ge=0)  # before this much history a key is tested against the prior
     detector_cooldown_s: float = Field(600.0, ge=0)
+    detector_story_copy_weight: float = Field(0.1, ge=0, le=1)  # what a copy of a story already counted adds
+    detector_story_copy_cap: float = Field(1.0, ge=0)  # all copies of one story together add at most this much
     detector_key_ttl_s: float = Field(86400.0, ge=0)  # a key quiet this long (event time) is forgotten; 0 = never
     # history (core/history.py): days kept per kind of row, 0 = forever; raw days past retention are archived
     # to FINSENT_ARCHIVE_DIR (Parquet, verified) and their partitions dropped by the worker's upkeep
