@@ -185,8 +185,10 @@ def predict(
     try:
         scorer = Scorer.from_artifact(model or _default_model(), backend=backend, precision=precision, device=device)
         linker = _linker() if entities else False
+        cut = _settings().entity_min_relevance  # the worker's cut: below it an entity keeps the item's tone
         with Progress(console=console) as progress:
-            counts = predict_file(scorer, input, output, text_column, format, progress=progress, linker=linker)
+            counts = predict_file(scorer, input, output, text_column, format, progress=progress, linker=linker,
+                                  min_relevance=cut)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as exc:  # BackendUnavailable is a ValueError
         fail(str(exc))
     console.print(f"{counts['scored']} scored, {counts['errors']} errors, {counts['rows']} rows -> {output} "

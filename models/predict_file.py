@@ -2,7 +2,8 @@
 
 Each scored row carries `entities`: who the text is about (models.entities: the user's symbol
 directory or the shipped one), most relevant first, each `{ticker, name, relevance, sentiment,
-score, spans, sources, sentiment_from}` (models.entity_scores, as the worker stores them).
+score, spans, sources, sentiment_from}` (models.entity_scores, as the worker stores them): an
+entity below Settings.entity_min_relevance keeps the item's sentiment, as in the worker.
 
 A row that cannot be scored (empty text, a JSONL line that is not JSON or not UTF-8, a row
 without the text field) becomes `{"row": N, "error": "..."}`; a file that cannot be read at
@@ -66,8 +67,19 @@ def default_linker():
     return Linker(Directory.configured())
 
 
-def score_rows(scorer: Scorer, rows: list[Row], linker=None) -> list[dict]:
-    """Predictions (with `entities` when a linker is given) or `{row, error}`, in row order."""
+def configured_min_relevance() -> float:
+    """The relevance cut the worker uses (Settings.entity_min_relevance, FINSENT_ENTITY_MIN_RELEVANCE)."""
+    from core.settings import get_settings
+
+    return float(get_settings().entity_min_relevance)
+
+
+def score_rows(scorer: Scorer, rows: list[Row], linker=None, min_relevance: float | None = None) -> list[dict]:
+    """Predictions (with `entities` when a linker is given) or `{row, error}`, in row order.
+    `min_relevance`: entities below it keep the item's sentiment, as in the worker (default: the
+    configured `entity_min_relevance`)."""
+    if min_relevance is None:
+        min_relevance = configured_min_relevance()
     texts = [(n, t) for n, t, err in rows if err is None]
     bad = validate_texts([t for _, t in texts])
     good = [(n, t) for i, (n, t) in enumerate(texts) if i not in bad]
@@ -75,7 +87,7 @@ def score_rows(scorer: Scorer, rows: list[Row], linker=None) -> list[dict]:
     out = {n: p.to_dict() for n, p in preds.items()}
     if linker is not None and good:
         ents = [linker.link(t) for _, t in good]
-        scores = entity_sentiments(scorer, [(t, preds[n]) for n, t in good], ents)
+        scores = entity_sentiments(scorer, [(t, preds[n]) for n, t in good], ents, min_relevance=min_relevance)
         for (n, _), e, s in zip(good, ents, scores):
             out[n]["entities"] = entities_json(e, s)
     errors = {n: err for n, _, err in rows if err is not None} | {texts[i][0]: r for i, r in bad.items()}
@@ -83,16 +95,19 @@ def score_rows(scorer: Scorer, rows: list[Row], linker=None) -> list[dict]:
 
 
 def predict_file(scorer: Scorer, src: Path, dst: Path, column: str = "text", fmt: str | None = None,
-                 chunk: int = 1024, progress=None, linker=None) -> dict[str, int]:
-    """`linker`: a models.entities.Linker (default: `default_linker()`; False: no entities)."""
+                 chunk: int = 1024, progress=None, linker=None, min_relevance: float | None = None) -> dict[str, int]:
+    """`linker`: a models.entities.Linker (default: `default_linker()`; False: no entities).
+    `min_relevance`: the entity relevance cut (default: Settings.entity_min_relevance)."""
     linker = default_linker() if linker is None else (linker or None)
+    if min_relevance is None:
+        min_relevance = configured_min_relevance()
     fmt = detect_format(src, fmt)
     rows = list((csv_rows if fmt == "csv" else jsonl_rows)(src, column))
     task = progress.add_task(f"scoring {Path(src).name}", total=len(rows)) if progress else None
     counts = {"rows": len(rows), "scored": 0, "errors": 0}
     with open(dst, "wb") as out:
         for start in range(0, len(rows), chunk):
-            for obj in score_rows(scorer, rows[start : start + chunk], linker):
+            for obj in score_rows(scorer, rows[start : start + chunk], linker, min_relevance):
                 counts["errors" if "error" in obj else "scored"] += 1
                 out.write(orjson.dumps(obj) + b"\n")
             if progress is not None:
