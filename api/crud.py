@@ -28,14 +28,14 @@ COUNTS = ("n", "negatives", "neutrals", "positives")
 
 
 async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], start: datetime, end: datetime,
-                 step: timedelta, as_numpy: bool = False) -> list[dict]:
+                 step: timedelta, as_numpy: bool = False, sql: str | None = None) -> list[dict]:
     """One dict of parallel arrays per key (t, n, negatives, …), in key order, every bucket of
     [start, end) present (zero-filled); share and mean are None where a bucket is empty.
     `start` is a bucket boundary (floor_time); `end` is rounded up to one. With `as_numpy` the arrays are numpy arrays (NaN
     for None), for orjson's numpy serialisation; otherwise plain lists."""
     end = ceil_time(end, step)
     buckets = (end - start) // step
-    rows = {r["key"]: r for r in await conn.fetch(q.series_sql(int(step.total_seconds())), key_type, keys,
+    rows = {r["key"]: r for r in await conn.fetch(sql or q.series_sql(int(step.total_seconds())), key_type, keys,
                                                  start.timestamp(), step.total_seconds(), start, end)}
     t = [start + i * step for i in range(buckets)]
     if as_numpy:  # every key has the same times: serialised once (20 keys × 288: −0.5 ms per request)
@@ -80,3 +80,31 @@ async def movers(conn: asyncpg.Connection, *, key_type: str, end: datetime, wind
     total_n = sum(r["baseline_n"] for r in rows)
     prior = sum(r["baseline_negatives"] for r in rows) / total_n if total_n else None
     return [mover(r, prior_share=prior) for r in rows]
+
+
+def alert_stories(value) -> list[dict]:
+    """alert.stories as [{story_id, copies, sources}]: the worker's rows as they are, and the
+    detector's compact [story id, copies, sources] triples spelt out."""
+    out = []
+    for s in value or []:
+        if isinstance(s, dict) and "story_id" in s:
+            out.append({**s, "story_id": str(s["story_id"]), "copies": int(s.get("copies") or 0),
+                        "sources": list(s.get("sources") or [])})
+        elif isinstance(s, (list, tuple)) and len(s) >= 2:
+            out.append({"story_id": str(s[0]), "copies": int(s[1]), "sources": list(s[2]) if len(s) > 2 else []})
+    return out
+
+
+def alert_json(row) -> dict:
+    alert = dict(row)
+    if "stories" in alert:
+        alert["stories"] = alert_stories(alert["stories"])
+    return alert
+
+
+def alert_payload(payload) -> dict:
+    """An alert_event's payload (the worker's finsent.alerts record) for the live stream and the
+    webhooks: as stored, with its `stories` evidence always present as [{story_id, copies, sources}]."""
+    alert = orjson.loads(payload) if isinstance(payload, (str, bytes)) else dict(payload or {})
+    alert["stories"] = alert_stories(alert.get("stories"))
+    return alert

@@ -25,6 +25,7 @@ import httpx
 
 from api import queries as q
 from api import webhooks
+from api.crud import alert_payload
 from api.live import AlertHub
 from api.metrics import WEBHOOKS
 from core.logs import get
@@ -91,7 +92,7 @@ class Deliverer:
 
     async def send(self, row) -> None:
         body = json.dumps({"id": row["alert_event_id"], "event": row["event"], "delivery_id": row["id"],
-                           "subscription_id": row["subscription_id"], "alert": row["payload"]},
+                           "subscription_id": row["subscription_id"], "alert": alert_payload(row["payload"])},
                           separators=(",", ":")).encode()
         headers = {**webhooks.sign(row["secret"], body), "X-Finsent-Delivery": str(row["id"]),
                    "X-Finsent-Event": row["event"]}

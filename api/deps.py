@@ -66,6 +66,23 @@ def new_db(app) -> Db:
     return Db(app.state.pool, app.state.settings.api_pool_timeout_s)
 
 
+class ReplicaDb(Db):
+    """A connection from the read replica's pool (FINSENT_API_READ_URL): a replica that does not
+    answer is a 503 that names it (writes, on the primary, are unaffected)."""
+
+    async def conn(self) -> asyncpg.Connection:
+        try:
+            return await super().conn()
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.CannotConnectNowError) as exc:
+            raise replica_unavailable() from exc
+
+
+def replica_unavailable() -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "read replica unavailable: retry shortly (writes are "
+                         "not affected)", headers={"Retry-After": "2"})
+
+
 async def get_db(request: Request) -> AsyncIterator[Db]:
     db = new_db(request.app)
     try:
@@ -158,6 +175,33 @@ async def reader(settings: SettingsDep, principal: MaybePrincipal) -> Principal 
 Reader = Annotated[Principal | None, Depends(reader)]
 Subscriber = Annotated[Principal, Depends(require("subscribe"))]
 FeedbackWriter = Annotated[Principal, Depends(require("feedback"))]
+
+
+async def get_read_db(request: Request, db: DbDep, _: Reader) -> AsyncIterator[Db]:
+    """The connection a read uses: the replica's pool when FINSENT_API_READ_URL is set, else the
+    request's one primary connection. The caller's key is checked first, on the primary (a key
+    created a moment ago is found there, never missed by a lagging replica), and that connection
+    is given back before the replica's is taken: one connection per request at a time."""
+    pool = request.app.state.read_pool
+    if pool is request.app.state.pool:
+        yield db
+        return
+    await db.release()
+    rdb = ReplicaDb(pool, request.app.state.settings.api_pool_timeout_s)
+    try:
+        yield rdb
+    finally:
+        await rdb.release()
+
+
+ReadDbDep = Annotated[Db, Depends(get_read_db)]
+
+
+async def get_read_conn(db: ReadDbDep) -> asyncpg.Connection:
+    return await db.conn()
+
+
+ReadConnDep = Annotated[asyncpg.Connection, Depends(get_read_conn)]
 
 
 # --- shared query inputs -----------------------------------------------------------------

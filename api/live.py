@@ -11,13 +11,13 @@ commit, so the API never sees an alert the database does not hold.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
 
 from api import queries as q
+from api.crud import alert_payload
 from core.logs import get
 
 CHANNEL = "finsent_alert_event"
@@ -48,8 +48,7 @@ class KeyRevoked(Exception):
 
 
 def message(row) -> dict:
-    payload = row["payload"]
-    return {"id": row["id"], "event": row["event"], "alert": json.loads(payload) if isinstance(payload, str) else payload}
+    return {"id": row["id"], "event": row["event"], "alert": alert_payload(row["payload"])}
 
 
 class AlertHub:

@@ -28,8 +28,10 @@ from api.entities import Entities
 from api.limits import BodyLimit, RateLimitMiddleware, StreamSlots
 from api.live import AlertHub
 from api.metrics import MetricsMiddleware
-from api.routes import alerts, entities, events, feedback, health, movers, page, score, series, stream, subscriptions
+from api.routes import (alerts, entities, events, feedback, health, movers, page, score, series, stories, stream,
+                        subscriptions)
 from api.schemas import Message
+from api.replica import ReplicaLag
 from api.scoring import ScoringBatcher
 from api.series_cache import SeriesCache
 from core.logs import get
@@ -104,19 +106,22 @@ def series_cache_bytes(s: Settings) -> int:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     s: Settings = app.state.settings
-    # min_size=0: the API starts (and /health answers) while Postgres is still down; /ready tells.
-    # command_timeout: the client-side bound, should the server's statement_timeout not answer.
-    pool = await asyncpg.create_pool(s.asyncpg_dsn, min_size=0, max_size=s.api_pool_size, init=init_connection,
-                                     reset=keep_session, server_settings=server_settings(s), timeout=10,
-                                     command_timeout=s.api_statement_timeout_s + 5)
+    pool = await open_pool(s, s.asyncpg_dsn)
     app.state.pool = pool
+    # reads (events, series, movers, alerts, entities, stories) on the replica when one is configured
+    app.state.read_pool = read_pool = await open_pool(s, read_dsn(s)) if read_dsn(s) else pool
+    app.state.replica_lag = lag = ReplicaLag(read_pool) if read_pool is not pool else None
     app.state.hub = hub = AlertHub(pool, s.asyncpg_dsn, s.api_revocation_check_s)
     app.state.deliverer = deliverer = Deliverer(pool, s, hub)
     app.state.scorer = scorer = ScoringBatcher(s)
     app.state.entities = Entities(s)
-    app.state.series_cache = series_cache = SeriesCache(pool, s.asyncpg_dsn, max_bytes=series_cache_bytes(s),
-                                                        acquire_timeout_s=s.api_pool_timeout_s)
+    # the cache LISTENs on the primary (a standby cannot) and reads where the reads go
+    app.state.series_cache = series_cache = SeriesCache(read_pool, s.asyncpg_dsn, max_bytes=series_cache_bytes(s),
+                                                        acquire_timeout_s=s.api_pool_timeout_s,
+                                                        settle_s=lag.settle_s if lag else None)
     series_cache.start()
+    if lag is not None:
+        lag.start()
     hub.start()
     deliverer.start()
     log.info("api.started", host=s.api_host, port=s.api_port)
@@ -127,10 +132,27 @@ async def lifespan(app: FastAPI):
         await deliverer.stop()
         await hub.stop()
         await series_cache.stop()
-        try:  # close waits for connections in use; a stuck one must not hold up the shutdown
-            await asyncio.wait_for(pool.close(), 5)
-        except TimeoutError:
-            pool.terminate()
+        if lag is not None:
+            await lag.stop()
+        for p in {id(pool): pool, id(read_pool): read_pool}.values():
+            try:  # close waits for connections in use; a stuck one must not hold up the shutdown
+                await asyncio.wait_for(p.close(), 5)
+            except TimeoutError:
+                p.terminate()
+
+
+async def open_pool(s: Settings, dsn: str) -> asyncpg.Pool:
+    # min_size=0: the API starts (and /health answers) while Postgres is still down; /ready tells.
+    # command_timeout: the client-side bound, should the server's statement_timeout not answer.
+    return await asyncpg.create_pool(dsn, min_size=0, max_size=s.api_pool_size, init=init_connection,
+                                     reset=keep_session, server_settings=server_settings(s), timeout=10,
+                                     command_timeout=s.api_statement_timeout_s + 5)
+
+
+def read_dsn(s: Settings) -> str | None:
+    """FINSENT_API_READ_URL as an asyncpg DSN (either spelling of the scheme), None when unset."""
+    url = getattr(s, "api_read_url", None)
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1) if url else None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -200,7 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"])
     install_error_handlers(app)
     app.include_router(health.router)
-    for module in (events, series, movers, alerts, entities, subscriptions, stream, score, feedback):
+    for module in (events, series, movers, alerts, entities, stories, subscriptions, stream, score, feedback):
         app.include_router(module.router, responses=ERRORS)
     app.include_router(page.router)  # the live web page at / (api/web/, owned by the dashboards work)
     return app

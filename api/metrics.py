@@ -24,6 +24,11 @@ SERIES_CACHE_BYTES = Gauge("finsent_api_series_cache_bytes", "Bytes of cached se
 SERIES_CACHE_LISTENING = Gauge("finsent_api_series_cache_listening",
                                "1 while the series cache receives rollup changes (0: every series read hits the "
                                "database)")
+REPLICA_LAG = Gauge("finsent_api_replica_lag_seconds", "Seconds the read replica (FINSENT_API_READ_URL) is behind "
+                    "the primary, sampled every few seconds; absent with no replica or when it cannot be asked",
+                    ["replica"])
+REPLICA_UP = Gauge("finsent_api_replica_up", "1 when the last lag sample of the read replica succeeded, 0 when it "
+                   "failed (reads answer 503); absent with no replica", ["replica"])
 MODEL_VERSION = Gauge("finsent_api_model_version", "1 for the model version the API scores with", ["version"])
 MODEL_SWAPS = Counter("finsent_api_model_swaps_total", "Model hot swaps in the API, by outcome (swapped | failed)",
                       ["outcome"])

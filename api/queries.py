@@ -17,10 +17,16 @@ LIST_API_KEYS = "SELECT id, name, prefix, scopes, created_at, revoked FROM api_k
 VALID_API_KEYS = "SELECT id FROM api_key WHERE id = ANY($1::int[]) AND NOT revoked"
 REVOKE_API_KEY = "UPDATE api_key SET revoked = true, revoked_at = now() WHERE id = $1 AND NOT revoked RETURNING id"
 ALEMBIC_VERSION = "SELECT version_num FROM alembic_version"
+# seconds a standby is behind: 0 when it has replayed all it received (or is not a standby at all),
+# else the age of the last replayed commit (finsent.services.Standby.lag_sql, for a primary too)
+REPLICA_LAG = """SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0
+    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+    ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END"""
 
 # --- events ------------------------------------------------------------------------------
 EVENT_COLUMNS = ("source, id, published_at, title, text, url, lang, tickers, topic, topic_confidence, sentiment, "
-                 "p_negative, p_neutral, p_positive, score, model_version, truncated, ingested_at, scored_at")
+                 "p_negative, p_neutral, p_positive, score, model_version, truncated, ingested_at, scored_at, "
+                 "story_id, novel, copies")
 
 
 @dataclass
@@ -41,7 +47,8 @@ class Where:
 
 
 def events_where(*, start: datetime, end: datetime, topics, tickers, sources, sentiments, min_score, max_score,
-                 model_version, q, after: tuple | None, min_relevance: float | None = None) -> Where:
+                 model_version, q, after: tuple | None, min_relevance: float | None = None,
+                 novel_only: bool = False) -> Where:
     w = Where()
     w.add("published_at >= {}", start)
     w.add("published_at < {}", end)
@@ -63,6 +70,8 @@ def events_where(*, start: datetime, end: datetime, topics, tickers, sources, se
         w.add("score <= {}", max_score)
     if model_version:
         w.add("model_version = {}", model_version)
+    if novel_only:  # the first item of its story (rows no one assigned a story yet are left out)
+        w.add("novel")
     if q:
         w.add(r"(text ILIKE {0} ESCAPE '\' OR title ILIKE {0} ESCAPE '\')", like_pattern(q))
     if after is not None:
@@ -129,6 +138,74 @@ def series_sql(step_s: int) -> str:
     table, col = next((t, c) for s, t, c in ROLLUPS if step_s % s == 0)
     return SERIES.format(table=table, col=col)
 
+# Raw days no longer in the database (core/history.py): a request over any of them is a 410 that
+# says where the archive is. A day restored from the archive is 'restored' and readable again.
+DROPPED_DAYS = """SELECT day, archive_dir FROM history_day WHERE state = 'dropped' AND day >= $1::date AND day <= $2::date
+ORDER BY day"""
+
+# novel_only series: counted from scored_event (the rollups have no novel column), within raw retention
+NOVEL_KEY = {"topic": "e.topic = k.key", "source": "e.source = k.key", "ticker": "e.tickers @> ARRAY[k.key]::varchar[]"}
+NOVEL_SERIES = """
+SELECT k.key, r.b, r.n, r.negatives, r.neutrals, r.positives, r.score_sum
+FROM unnest($2::text[]) AS k(key) CROSS JOIN LATERAL (
+    SELECT array_agg(x.b) AS b, array_agg(x.n) AS n, array_agg(x.negatives) AS negatives,
+           array_agg(x.neutrals) AS neutrals, array_agg(x.positives) AS positives, array_agg(x.score_sum) AS score_sum
+    FROM (SELECT floor((date_part('epoch', e.published_at) - $3::float8) / $4::float8)::int4 AS b, count(*) AS n,
+                 count(*) FILTER (WHERE e.sentiment = 'negative') AS negatives,
+                 count(*) FILTER (WHERE e.sentiment = 'neutral') AS neutrals,
+                 count(*) FILTER (WHERE e.sentiment = 'positive') AS positives, sum(e.score) AS score_sum
+          FROM scored_event e WHERE {match} AND e.novel AND e.published_at >= $5 AND e.published_at < $6
+          GROUP BY 1) x) r
+"""
+
+
+def novel_series_sql(key_type: str) -> str:
+    return NOVEL_SERIES.format(match=NOVEL_KEY[key_type])
+
+
+# --- stories (core/stories.py, migration 0007) ----------------------------------------------
+# a story row with its founding event (source, id = story_id, published_at = first_at); the
+# founding event may be gone (its raw day dropped): then headline and text are null
+STORY_COLUMNS = """s.story_id, s.source, s.first_at, s.last_at, s.copies, s.sources, s.keys,
+       f.title AS headline, f.text, f.topic, f.sentiment, f.score"""
+_FOUNDER = """LEFT JOIN LATERAL (SELECT title, text, topic, sentiment, score FROM scored_event e
+    WHERE e.source = s.source AND e.id = s.story_id AND e.published_at = s.first_at LIMIT 1) f ON true"""
+
+
+def stories_where(*, start: datetime, end: datetime, tickers, topics, min_copies: int, after: tuple | None) -> Where:
+    w = Where()
+    w.add("s.last_at >= {}", start)
+    w.add("s.last_at < {}", end)
+    if tickers:
+        w.add("s.keys && {}::text[]", tickers)
+    if topics:
+        w.add("EXISTS (SELECT 1 FROM scored_event e WHERE e.source = s.source AND e.id = s.story_id "
+              "AND e.published_at = s.first_at AND e.topic = ANY({}::text[]))", topics)
+    if min_copies > 1:
+        w.add("s.copies >= {}", min_copies)
+    if after is not None:
+        w.add("(s.last_at, s.story_id) < ({}, {})", *after)
+    return w
+
+
+def stories_page(w: Where, limit: int) -> tuple[str, list]:
+    sql = (f"SELECT {STORY_COLUMNS} FROM story s {_FOUNDER} WHERE {w.sql()} "
+           f"ORDER BY s.last_at DESC, s.story_id DESC LIMIT ${len(w.args) + 1}")
+    return sql, [*w.args, limit]
+
+
+STORY_BY_ID = f"""SELECT {STORY_COLUMNS} FROM story s {_FOUNDER} WHERE s.story_id = $1
+ORDER BY s.first_at DESC LIMIT 1"""
+# a story whose index row is past the horizon (truncated by upkeep): summed from its events
+STORY_FROM_EVENTS = """SELECT min(published_at) AS first_at, max(published_at) AS last_at, count(*) AS copies,
+       (array_agg(DISTINCT source))[1:16] AS sources
+FROM scored_event WHERE story_id = $1"""
+STORY_FOUNDER = """SELECT source, title AS headline, text, topic, sentiment, score FROM scored_event
+WHERE id = $1 AND story_id = $1 AND novel ORDER BY published_at LIMIT 1"""
+# its events, oldest first, by the partial index (story_id, published_at)
+STORY_EVENTS = f"""SELECT {EVENT_COLUMNS} FROM scored_event WHERE story_id = $1
+  AND (published_at, source, id) > ($2, $3, $4) ORDER BY published_at, source, id LIMIT $5"""
+
 # --- movers: negative share in the window against the key's trailing baseline -------------
 MOVERS = """
 WITH w AS (
@@ -146,7 +223,7 @@ FROM w WHERE n >= $5
 """
 
 # --- alerts -------------------------------------------------------------------------------
-ALERT_COLUMNS = ("id, key_type, key, window_start, window_end, n, negatives, baseline_rate, baseline_n, z, p_value, "
+ALERT_COLUMNS = ("id, key_type, key, window_start, window_end, n, negatives, baseline_rate, baseline_n, z, p_value, stories, "
                  "severity, sample_event_ids, state, opened_at, resolved_at, revision, updated_at")
 
 

@@ -37,6 +37,9 @@ class Ready(BaseModel):
     status: Literal["ready"]
     database: Literal["ok"]
     revision: str
+    replica: Literal["ok", "none"] = Field("none", description="the read replica (FINSENT_API_READ_URL): ok, or "
+                                           "none when reads go to the primary")
+    replica_lag_s: float | None = Field(None, description="its last sampled lag in seconds (null: not sampled yet)")
 
 
 # --- entities ----------------------------------------------------------------------------
@@ -114,6 +117,10 @@ class EventPublic(BaseModel):
     truncated: bool
     ingested_at: datetime
     scored_at: datetime
+    story_id: str | None = Field(None, description="its story: the id of the story's first event (same source "
+                                 "or not); null until a story was assigned (`finsent stories backfill`)")
+    novel: bool | None = Field(None, description="true for the first item of its story, false for a copy")
+    copies: int | None = Field(None, description="the story's copies when this item was stored, itself included")
     entities: list[EntityPublic] = Field([], description="who the item is about, most relevant first")
 
 
@@ -139,6 +146,12 @@ class SeriesPublic(BaseModel):
 class SeriesResponse(BaseModel):
     key_type: Literal["topic", "ticker", "source"]
     bucket: str
+    resolution: Literal["1m", "5m", "1h", "raw"] = Field(
+        description="what the buckets were summed from: the per-minute, 5-minute or hourly rollup (the coarsest "
+                    "that tiles the bucket and is still kept for the whole span), or `raw` scored events "
+                    "(novel_only). A bucket finer than what is kept at `start` is a 400 that names the finest "
+                    "bucket available there")
+    novel_only: bool = Field(False, description="only the first item of each story was counted")
     start: datetime = Field(description="the requested start rounded down to a bucket boundary (epoch-aligned)")
     end: datetime = Field(description="the requested end rounded UP to a bucket boundary: the buckets count "
                                       "exactly [start, end), the last one whole (it may reach past now)")
@@ -167,6 +180,14 @@ class MoversResponse(BaseModel):
 
 
 # --- alerts ------------------------------------------------------------------------------
+class AlertStory(BaseModel):
+    model_config = ConfigDict(extra="allow")  # whatever else the worker records about a story is passed on
+
+    story_id: str
+    copies: int
+    sources: list[str] = []
+
+
 class AlertPublic(BaseModel):
     id: int
     key_type: str
@@ -186,6 +207,8 @@ class AlertPublic(BaseModel):
     resolved_at: datetime | None
     revision: int
     updated_at: datetime
+    stories: list[AlertStory] = Field([], description="the stories of the alert's window, most copies first: "
+                                      "its evidence counts stories, not copies")
 
 
 class AlertPage(BaseModel):
@@ -373,3 +396,29 @@ class FeedbackPublic(BaseModel):
 class FeedbackPage(BaseModel):
     items: list[FeedbackPublic]
     next_cursor: str | None
+
+
+# --- stories -------------------------------------------------------------------------------
+class StoryPublic(BaseModel):
+    story_id: str = Field(description="the id of its first event (GET /v1/stories/{story_id})")
+    source: str = Field(description="the source of its first event")
+    first_at: datetime = Field(description="when its first event was published")
+    last_at: datetime = Field(description="its latest copy")
+    copies: int = Field(description="items of the story stored so far, the first included")
+    sources: list[str] = Field(description="sources that carried it (at most 16)")
+    keys: list[str] = Field(description="the companies its first event names")
+    headline: str | None = Field(description="its first event's title (null: none, or that day is archived)")
+    text: str | None = Field(description="its first event's text (null when that day is archived)")
+    topic: str | None
+    sentiment: str | None
+    score: float | None
+
+
+class StoryPage(BaseModel):
+    items: list[StoryPublic]
+    next_cursor: str | None
+
+
+class StoryDetail(StoryPublic):
+    events: list[EventPublic] = Field(description="its events, oldest first, one page")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page of events")

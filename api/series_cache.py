@@ -11,12 +11,19 @@ read (single flight), so a burst of one dashboard's panels costs one query.
 
     cache = SeriesCache(pool, dsn, max_bytes=64 << 20); cache.start()
     body = await cache.get(key, end_epoch_s, compute)   # compute(conn) -> bytes, on its own pooled connection
+
+With a read replica (FINSENT_API_READ_URL) answers are read on the replica while the changes are
+heard on the primary, so a read that starts just after a notification may not see that change
+yet. `settle_s()` (api/replica.py: the replica's last sampled lag plus the sampling period; None
+when unknown) bounds that: an answer is not kept when a change it covers was notified within
+`settle_s` before its read began, and nothing is kept while the lag is unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -35,11 +42,12 @@ class Flight:
     epoch: int
     task: asyncio.Task
     stale: bool = field(default=False)
+    started: float = field(default_factory=time.monotonic)
 
 
 class SeriesCache:
     def __init__(self, pool: asyncpg.Pool, dsn: str, *, max_bytes: int = 64 << 20, max_entries: int = 4096,
-                 acquire_timeout_s: float = 5.0):
+                 acquire_timeout_s: float = 5.0, settle_s: Callable[[], float | None] | None = None):
         self.pool, self.dsn = pool, dsn
         self.max_bytes, self.max_entries, self.acquire_timeout_s = max_bytes, max_entries, acquire_timeout_s
         self.entries: OrderedDict[tuple, tuple[float, bytes]] = OrderedDict()  # key → (span end, body)
@@ -48,6 +56,8 @@ class SeriesCache:
         self.epoch = 0  # moves whenever notifications may have been missed
         self.listening = False
         self._task: asyncio.Task | None = None
+        self.settle_s = settle_s  # None: reads see every committed change (the primary)
+        self.recent: deque[tuple[float, float]] = deque(maxlen=10_000)  # (monotonic time, oldest) of changes
 
     def start(self) -> None:
         if self.max_bytes > 0:
@@ -91,7 +101,7 @@ class SeriesCache:
             del self.flights[key]
         if flight.task.cancelled() or flight.task.exception() is not None:
             return
-        if flight.stale or flight.epoch != self.epoch or not self.listening:
+        if flight.stale or flight.epoch != self.epoch or not self.listening or self._maybe_behind(flight):
             return
         self._store(key, flight.end, flight.task.result())
 
@@ -105,6 +115,16 @@ class SeriesCache:
             self._drop(next(iter(self.entries)))
         SERIES_CACHE_BYTES.set(self.size)
 
+    def _maybe_behind(self, flight: Flight) -> bool:
+        """A replica read that may predate a change it covers (see the module docstring)."""
+        if self.settle_s is None:
+            return False
+        settle = self.settle_s()
+        if settle is None or len(self.recent) == self.recent.maxlen:  # unknown lag, or changes forgotten
+            return True
+        since = flight.started - settle
+        return any(t >= since and oldest < flight.end for t, oldest in self.recent)
+
     def _drop(self, key: tuple) -> None:
         old = self.entries.pop(key, None)
         if old is not None:
@@ -112,6 +132,11 @@ class SeriesCache:
 
     def changed(self, oldest: float) -> None:
         """Rollup rows at or after `oldest` (epoch s) changed and are committed."""
+        if self.settle_s is not None:
+            now = time.monotonic()
+            while self.recent and self.recent[0][0] < now - 120:  # past any settle time kept (api/replica.py)
+                self.recent.popleft()
+            self.recent.append((now, oldest))
         for key in [k for k, (end, _) in self.entries.items() if end > oldest]:
             self._drop(key)
         for flight in self.flights.values():

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from api import crud
 from api import queries as q
-from api.deps import ConnDep, Cursor, CursorsDep, Limit, Reader, StrictJSONRoute, TimeRange, time_range
+from api.deps import ReadConnDep, Cursor, CursorsDep, Limit, Reader, StrictJSONRoute, TimeRange, time_range
 from api.entities import attach
 from api.schemas import AlertDetail, AlertPage, KeyType, Message, Severity
 
@@ -20,7 +20,7 @@ AROUND = timedelta(minutes=60)  # series context each side of the alert window
 
 @router.get("", response_model=AlertPage, summary="Alerts, filtered, cursor-paged (newest first)")
 async def list_alerts(
-    conn: ConnDep, _: Reader, cursors: CursorsDep,
+    conn: ReadConnDep, _: Reader, cursors: CursorsDep,
     window: Annotated[TimeRange, Depends(time_range(timedelta(days=7), timedelta(days=366)))],
     state: Literal["open", "resolved"] | None = None,
     key_type: KeyType | None = None,
@@ -34,7 +34,7 @@ async def list_alerts(
     rows = await conn.fetch(*_page(w, limit + 1))
     items = rows[:limit]
     nxt = cursors.encode(items[-1]["opened_at"], items[-1]["id"]) if len(rows) > limit else None
-    return AlertPage(items=[dict(r) for r in items], next_cursor=nxt)
+    return AlertPage(items=[crud.alert_json(r) for r in items], next_cursor=nxt)
 
 
 def _page(w: q.Where, limit: int) -> tuple:
@@ -44,7 +44,7 @@ def _page(w: q.Where, limit: int) -> tuple:
 
 @router.get("/{alert_id}", response_model=AlertDetail, responses={404: {"model": Message}},
             summary="One alert with its sample events, the key's series around it and its history")
-async def get_alert(conn: ConnDep, _: Reader, alert_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> AlertDetail:
+async def get_alert(conn: ReadConnDep, _: Reader, alert_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> AlertDetail:
     alert = await conn.fetchrow(q.ALERT_BY_ID, alert_id)
     if alert is None:
         raise HTTPException(404, f"alert {alert_id} not found")
@@ -56,5 +56,5 @@ async def get_alert(conn: ConnDep, _: Reader, alert_id: Annotated[int, Path(ge=1
                                start=crud.floor_time(alert["window_start"] - AROUND, step),
                                end=crud.ceil_time(alert["window_end"] + AROUND, step), step=step)
     history = await conn.fetch(q.ALERT_HISTORY, alert_id)
-    return AlertDetail(**dict(alert), samples=await attach(conn, [dict(r) for r in samples]), series=series[0],
+    return AlertDetail(**crud.alert_json(alert), samples=await attach(conn, [dict(r) for r in samples]), series=series[0],
                        history=[dict(r) for r in history])

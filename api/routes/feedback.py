@@ -10,10 +10,11 @@ import json
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import StreamingResponse
 
 from api import queries as q
+from api import history
 from api.deps import (ConnDep, Cursor, CursorsDep, DbDep, FeedbackWriter, Limit, StrictJSONRoute, TimeRange,
                       time_range)
 from api.schemas import FeedbackCreate, FeedbackPage, FeedbackPublic, Message
@@ -31,7 +32,7 @@ async def create_feedback(source: Annotated[str, Path(min_length=1, max_length=6
                           body: FeedbackCreate, conn: ConnDep, principal: FeedbackWriter):
     event = await conn.fetchrow(q.EVENT_BY_KEY, source, event_id)
     if event is None:
-        raise HTTPException(404, f"event {source}/{event_id} not found")
+        raise await history.not_found(conn, f"event {source}/{event_id}")
     return dict(await conn.fetchrow(q.INSERT_FEEDBACK, source, event_id, event["published_at"], body.topic,
                                     body.sentiment, body.note, principal.id, principal.name))
 

@@ -1,4 +1,5 @@
-"""Liveness, readiness (Postgres reachable and migrated to head) and Prometheus metrics."""
+"""Liveness, readiness (Postgres, and the read replica when configured, reachable and migrated to
+head) and Prometheus metrics (with the replica's lag, api/replica.py)."""
 
 from __future__ import annotations
 
@@ -20,23 +21,39 @@ async def health(request: Request) -> Health:
 
 
 @router.get("/ready", response_model=Ready, summary="Readiness: Postgres reachable, a pooled connection free "
-            "within a second, migrations at head", responses={503: {"model": Message}})
+            "within a second, migrations at head; the same for the read replica when one is configured",
+            responses={503: {"model": Message}})
 async def ready(request: Request, pool: PoolDep):
     head = request.app.state.alembic_head
+    failed = await check(pool, head, "database")
+    if failed is not None:
+        return failed
+    read_pool, lag = request.app.state.read_pool, request.app.state.replica_lag
+    if read_pool is pool:
+        return Ready(status="ready", database="ok", revision=head, replica="none")
+    failed = await check(read_pool, head, "read replica")
+    if failed is not None:
+        return failed
+    return Ready(status="ready", database="ok", revision=head, replica="ok",
+                 replica_lag_s=lag.seconds if lag is not None else None)
+
+
+async def check(pool, head: str, what: str) -> JSONResponse | None:
+    """None when `pool` gives a connection within a second and its schema is at `head`; else the 503."""
     try:
         async with pool.acquire(timeout=1) as conn:
             version = await conn.fetchval(q.ALEMBIC_VERSION, timeout=2)
     except TimeoutError:
         exhausted = pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0
         # not exhausted: connections still being opened (a cold pool under a burst) or a server that does not answer
-        detail = ("database busy: every pooled connection is in use" if exhausted
-                  else "database busy or unreachable: no connection within 1 s")
+        detail = (f"{what} busy: every pooled connection is in use" if exhausted
+                  else f"{what} busy or unreachable: no connection within 1 s")
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-        return JSONResponse({"detail": "database unreachable"}, status_code=503)
+        return JSONResponse({"detail": f"{what} unreachable"}, status_code=503)
     if version != head:
-        return JSONResponse({"detail": f"database at revision {version}, expected {head}"}, status_code=503)
-    return Ready(status="ready", database="ok", revision=version)
+        return JSONResponse({"detail": f"{what} at revision {version}, expected {head}"}, status_code=503)
+    return None
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response,

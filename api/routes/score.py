@@ -13,7 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Request
 
 from api import queries as q
-from api.deps import DbDep, Reader, StrictJSONRoute
+from api import history
+from api.deps import DbDep, ReadDbDep, Reader, StrictJSONRoute
 from api.entities import attach
 from api.schemas import ExplanationPublic, Message, ScoreRequest, ScoreResponse
 from api.scoring import ModelUnavailable
@@ -44,11 +45,11 @@ async def score(body: ScoreRequest, request: Request, db: DbDep, _: Reader) -> S
             summary="Per-word attributions for a stored event's sentiment and topic (occlusion)")
 async def explain_event(source: Annotated[str, Path(min_length=1, max_length=64)],
                         event_id: Annotated[str, Path(min_length=1, max_length=256)],
-                        request: Request, db: DbDep, _: Reader) -> ExplanationPublic:
+                        request: Request, db: ReadDbDep, _: Reader) -> ExplanationPublic:
     conn = await db.conn()
     event = await conn.fetchrow(q.EVENT_BY_KEY, source, event_id)
     if event is None:
-        raise HTTPException(404, f"event {source}/{event_id} not found")
+        raise await history.not_found(conn, f"event {source}/{event_id}")
     (stored,) = await attach(conn, [dict(event)])  # its entities, as GET /v1/events gives them
     await db.release()  # the model's run takes a while: the pooled connection is not held through it
     try:

@@ -1,5 +1,7 @@
 """GET /v1/series: zero-filled time buckets per topic, ticker or source, summed from the
-per-minute rollups the worker maintains (never a scan of scored_event). The span is aligned to
+rollups the worker maintains (never a scan of scored_event; except `novel_only`, which counts the
+first item of each story from scored_event, within raw retention). Past a rollup's retention the
+answer comes from a coarser one and says which (`resolution`; api/history.py). The span is aligned to
 whole buckets: `start` rounded down, `end` rounded up, and the answer states the aligned span,
 which is exactly what it counts (a bucket is never cut by `end`). Answers are cached until the
 rollups under them change (api/series_cache.py)."""
@@ -9,11 +11,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
+import asyncpg
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from api import crud
-from api.deps import DbDep, Reader, StrictJSONRoute, TimeRange, bad_request, time_range
+from api import history
+from api import queries as q
+from api.deps import (ReadDbDep, Reader, SettingsDep, StrictJSONRoute, TimeRange, bad_request,
+                      replica_unavailable, time_range)
 from api.schemas import SeriesResponse
 
 router = APIRouter(prefix="/v1/series", tags=["series"], route_class=StrictJSONRoute)
@@ -23,24 +29,46 @@ MAX_POINTS = 50_000  # keys × buckets in one response
 
 @router.get("", response_model=SeriesResponse, summary="Time-bucketed counts, negative share and mean score")
 async def get_series(
-    request: Request, db: DbDep, _: Reader,
+    request: Request, db: ReadDbDep, _: Reader, settings: SettingsDep,
     window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), timedelta(days=31)))],
     key: Annotated[list[Annotated[str, Query(min_length=1, max_length=64)]],
                    Query(min_length=1, max_length=50, description="topic slugs, tickers or sources")],
     key_type: Literal["topic", "ticker", "source"] = "ticker",
     bucket: Literal[tuple(BUCKETS)] = "1h",  # type: ignore[valid-type]
+    novel_only: Annotated[bool, Query(description="count only the first item of each story (from scored events: "
+                                                  "within raw retention only, else 400)")] = False,
 ):
     step = timedelta(seconds=BUCKETS[bucket])
     start, end = crud.floor_time(window.start, step), crud.ceil_time(window.end, step)
     keys = sorted(set(key))
     if len(keys) * ((end - start) // step) > MAX_POINTS:
         raise bad_request(f"too many points (keys × buckets > {MAX_POINTS}): use a coarser bucket or a shorter range")
-    await db.release()  # the key check's connection; the read takes one of its own (one at a time)
+    if novel_only:
+        since = history.raw_kept_since(settings)
+        if since is not None and start < since:
+            raise bad_request(f"novel_only counts scored events, kept {settings.retention_raw_days} days (from "
+                              f"{since.isoformat()}): start later, or drop novel_only to read the rollups")
+        await history.refuse_archived(await db.conn(), settings, start, end)
+        resolution, sql = "raw", q.novel_series_sql(key_type)
+    else:
+        resolution, table, col = history.rollup_for(settings, BUCKETS[bucket], start, BUCKETS)
+        sql = q.SERIES.format(table=table, col=col)
+    if not novel_only:
+        await db.release()  # the key check's connection; the read takes one of its own (one at a time)
 
     async def read(conn) -> bytes:
-        rows = await crud.series(conn, key_type=key_type, keys=keys, start=start, end=end, step=step, as_numpy=True)
-        return orjson.dumps({"key_type": key_type, "bucket": bucket, "start": start, "end": end, "series": rows},
+        rows = await crud.series(conn, key_type=key_type, keys=keys, start=start, end=end, step=step, as_numpy=True,
+                                 sql=sql)
+        return orjson.dumps({"key_type": key_type, "bucket": bucket, "resolution": resolution,
+                             "novel_only": novel_only, "start": start, "end": end, "series": rows},
                             option=orjson.OPT_SERIALIZE_NUMPY)
-    body = await request.app.state.series_cache.get((key_type, tuple(keys), bucket, start, end), end.timestamp(),
-                                                    read)
+    if novel_only:  # not cached: stories are also assigned by the backfill, which changes no rollup
+        return Response(await read(await db.conn()), media_type="application/json")
+    try:
+        body = await request.app.state.series_cache.get((key_type, tuple(keys), bucket, start, end),
+                                                        end.timestamp(), read)
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
+        if request.app.state.read_pool is request.app.state.pool:
+            raise
+        raise replica_unavailable() from exc
     return Response(body, media_type="application/json")

@@ -18,12 +18,15 @@ def test_health_ready_and_metrics(client, dsn):
     assert client.get("/health").json()["status"] == "ok"
     r = client.get("/ready")
     head = alembic_head(Settings())
-    assert r.status_code == 200 and r.json() == {"status": "ready", "database": "ok", "revision": head}
+    assert head == "0008"  # history_day (issue 22)
+    assert r.status_code == 200 and r.json() == {"status": "ready", "database": "ok", "revision": head,
+                                                 "replica": "none", "replica_lag_s": None}
     client.get("/v1/alerts/999999")
     text = client.get("/metrics").text
     assert 'finsent_api_requests_total{method="GET",route="/v1/alerts/{alert_id}",status="404"}' in text
     assert "finsent_api_request_seconds_bucket" in text and "finsent_api_sse_clients" in text
     assert 'finsent_webhook_deliveries_total{outcome="delivered"}' in text
+    assert "finsent_api_replica_lag_seconds{" not in text  # no replica configured: no lag sample at all
 
 
 def test_ready_is_503_when_migrations_are_behind(client, dsn):
