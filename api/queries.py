@@ -154,7 +154,8 @@ FROM unnest($2::text[]) AS k(key) CROSS JOIN LATERAL (
                  count(*) FILTER (WHERE e.sentiment = 'negative') AS negatives,
                  count(*) FILTER (WHERE e.sentiment = 'neutral') AS neutrals,
                  count(*) FILTER (WHERE e.sentiment = 'positive') AS positives, sum(e.score) AS score_sum
-          FROM scored_event e WHERE {match} AND e.novel AND e.published_at >= $5 AND e.published_at < $6
+          FROM scored_event e WHERE $1::text IS NOT NULL AND {match} AND e.novel
+            AND e.published_at >= $5 AND e.published_at < $6
           GROUP BY 1) x) r
 """
 
