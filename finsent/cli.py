@@ -338,6 +338,8 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="leave the stack running after the report (Ctrl-C or SIGTERM "
                                                       "stops it)")] = False,
     api_port: Annotated[int, typer.Option(help="the API's port (a free one, printed, when taken)")] = 8000,
+    replica: Annotated[bool, typer.Option("--replica", help="also start a streaming standby of PostgreSQL; the API "
+                                                            "reads from it; the report shows its lag")] = False,
 ) -> None:
     """The whole job on embedded defaults: Kafka + Postgres started here, the worker and the API,
     a simulated feed with a planted surge, the alert by webhook (signature verified) and on the
@@ -345,7 +347,7 @@ def demo(
     stops everything it started (a watchdog process does, if the demo is killed with SIGKILL)."""
     from finsent.demo import run_demo
 
-    raise typer.Exit(run_demo(data_dir, seconds, rate, hold=keep, api_port=api_port))
+    raise typer.Exit(run_demo(data_dir, seconds, rate, hold=keep, api_port=api_port, replica=replica))
 
 
 @app.command()

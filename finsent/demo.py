@@ -14,6 +14,12 @@ Ctrl-C. Whatever ends it — SIGINT, SIGTERM, SIGHUP, at any step — it stops e
 started, every wait bounded (SignalGuard, DemoStack.stop); if it cannot (SIGKILL, a crash), its
 reaper process does (finsent.services.Reaper). A taken port (the API's 8000, the worker's 6066)
 is replaced by a free one, and the demo says so.
+
+`--replica` also starts a streaming standby of the demo's PostgreSQL (finsent.services.Standby,
+asynchronous, a fresh base backup each run, in <data dir>/standby) and points the API's reads at
+it (FINSENT_API_READ_URL); the report ends with the standby's replay lag. It stops with the rest,
+and the reaper watches it like the primary. The worker and the API archive to <data dir>/archive
+(FINSENT_ARCHIVE_DIR) whatever the worker's upkeep takes out of retention.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import hashlib
 import hmac
 import json
 import random
+import shutil
 import signal
 import sys
 import threading
@@ -41,8 +48,8 @@ from rich.table import Table
 
 from core.pg import migrate
 from core.settings import Settings
-from finsent.services import (ApiProcess, Kafka, Postgres, Reaper, WorkerProcess, free_port, stop_postmaster, wait_for,
-                              worker_env)
+from finsent.services import (ApiProcess, Kafka, Postgres, Reaper, Standby, WorkerProcess, free_port, stop_postmaster,
+                              wait_for, worker_env)
 from stream.feed import produce
 from stream.simulate import COMPANIES, SOCIAL_SOURCES, Surge, feed
 from stream.topics import ensure_topics
@@ -281,8 +288,13 @@ class DemoStack:
     """Kafka, PostgreSQL, the worker and the API, started the way `make demo` does; plus the demo
     key, the webhook receiver and its subscription. Tests drive the same object."""
 
-    def __init__(self, data_dir: Path, web_port: int = 6066, api_port: int = 8000, on_webhook=None):
+    def __init__(self, data_dir: Path, web_port: int = 6066, api_port: int = 8000, on_webhook=None,
+                 replica: bool = False):
         self.dir = Path(data_dir)
+        # a read replica for the API (--replica); the archive for days the worker's upkeep retires
+        self.standby_dir = self.dir / "standby" if replica else None
+        self.standby: Standby | None = None  # made once PostgreSQL runs (it takes the server's user)
+        self.archive_dir = self.dir / "archive"
         self.wanted_ports = {"API": api_port, "worker's health and metrics": web_port}
         self.web_port, self.api_port = free_port(web_port), free_port(api_port)
         self.kafka, self.pg = Kafka(self.dir / "kafka"), Postgres(self.dir / "pg")
@@ -316,14 +328,20 @@ class DemoStack:
         self.reaper.start()
         self.reaper.watch("kafka", self.kafka.dir)
         self.reaper.watch("postgres", self.pg.dir)
+        if self.standby_dir is not None:
+            self.reaper.watch("postgres", self.standby_dir)
         self.kafka.start()
         self.pg.start()
         migrate(self.pg.url)
+        if self.standby_dir is not None:
+            self._start_standby()
+        self.archive_dir.mkdir(exist_ok=True)
         self.settings = Settings(kafka_bootstrap=self.kafka.bootstrap, DATABASE_URL=self.pg.url, web_port=self.web_port,
                                  **DEMO_DETECTOR)
         asyncio.run(ensure_topics(self.settings))
         self.worker = WorkerProcess(worker_env(self.kafka.bootstrap, self.pg.url, web_port=self.web_port,
-                                               **DEMO_DETECTOR), self.dir / "worker.log").start()
+                                               archive_dir=self.archive_dir, **DEMO_DETECTOR),
+                                    self.dir / "worker.log").start()
         self.reaper.watch("group", self.worker.proc.pid)
         self._start_api()
         self.key = asyncio.run(self._create_key())
@@ -336,11 +354,19 @@ class DemoStack:
         self.subscription_id, self.receiver.secret = r.json()["id"], r.json()["secret"]
         return self
 
+    def _start_standby(self) -> None:
+        """A fresh base backup each run: a standby kept from an earlier run may need WAL the
+        primary has recycled since, and would then never catch up."""
+        stop_postmaster(self.standby_dir)  # one left by a run whose stop and reaper both failed
+        shutil.rmtree(self.standby_dir, ignore_errors=True)
+        self.standby = Standby(self.pg, self.standby_dir).start()
+
     def _start_api(self) -> None:
         log = self.dir / "api.log"
         self._api_log_from = log.stat().st_size if log.exists() else 0
-        self.api = ApiProcess(worker_env(self.kafka.bootstrap, self.pg.url, api_port=self.api_port, **DEMO_API),
-                              log).start()
+        extra = {"api_read_url": self.standby.url} if self.standby is not None else {}
+        self.api = ApiProcess(worker_env(self.kafka.bootstrap, self.pg.url, api_port=self.api_port,
+                                         archive_dir=self.archive_dir, **extra, **DEMO_API), log).start()
         self.reaper.watch("group", self.api.proc.pid)
 
     def _wait_api(self, tries: int = 3) -> None:
@@ -388,12 +414,25 @@ class DemoStack:
             p.terminate()
         failed = _all(*[lambda p=p: p.stop(timeout) for p in procs])
         self.receiver.stop()
-        failed += _all(self.kafka.stop, self._stop_pg)
+        failed += _all(self.kafka.stop, self._stop_pg, self._stop_standby)
         if failed:  # the reaper goes over everything again
             console.print(f"[red]stopping failed:[/red] {'; '.join(map(repr, failed))}; the reaper stops what is left")
             self.reaper.abandon()
         else:
             self.reaper.release()
+
+    def _stop_standby(self) -> None:
+        if self.standby_dir is not None:  # by its pid file: also one interrupted while it was starting
+            stop_postmaster(self.standby_dir)
+
+    def replica_lag(self) -> tuple[float, int, int]:
+        """The standby's replay lag in seconds (Standby.lag_sql) and scored_event's rows on the
+        standby and on the primary, read in that order."""
+        with psycopg.connect(self.standby.dsn, autocommit=True, connect_timeout=10) as c:
+            lag, on_standby = c.execute(f"SELECT ({Standby.lag_sql}), (SELECT count(*) FROM scored_event)").fetchone()
+        with psycopg.connect(self.pg.dsn, autocommit=True, connect_timeout=10) as c:
+            on_primary = c.execute("SELECT count(*) FROM scored_event").fetchone()[0]
+        return float(lag), on_standby, on_primary
 
     def _stop_pg(self) -> None:
         if self.pg.server is not None:
@@ -438,24 +477,31 @@ def links(api_url: str, key: str, since: datetime) -> dict[str, str]:
 
 
 def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, web_port: int = 6066,
-             api_port: int = 8000, on_ready=None, release: threading.Event | None = None) -> int:
+             api_port: int = 8000, on_ready=None, release: threading.Event | None = None, replica: bool = False) -> int:
     """Returns 0 when the planted surge alerted and the webhook came with a valid signature.
 
-    `hold`: after the report, keep everything running until Ctrl-C. For tests: `on_ready(stack)`
+    `hold`: after the report, keep everything running until Ctrl-C. `replica`: a streaming standby
+    of PostgreSQL serves the API's reads; the report ends with its lag. For tests: `on_ready(stack)`
     is called once the stack is up, before the feed; with `release`, the stack stays up after
     the report until that event is set."""
     guard = SignalGuard().install()
     stack = DemoStack(data_dir, web_port=web_port, api_port=api_port, on_webhook=lambda r: console.print(
         f"  webhook ← {r.event} {r.key} ({r.severity}), delivery {r.delivery}: signature "
-        + ("[green]verified[/green]" if r.verified else "[red]INVALID[/red]")))
+        + ("[green]verified[/green]" if r.verified else "[red]INVALID[/red]")), replica=replica)
     ok = False
     try:
-        with console.status("starting Kafka, PostgreSQL, the worker and the API"):
+        with console.status("starting Kafka, PostgreSQL" + (" and its standby" if replica else "")
+                            + ", the worker and the API"):
             stack.start()
         started = datetime.now(timezone.utc)
         for note in stack.port_notes():
             console.print(f"[yellow]{note}[/yellow]")
-        console.print(f"Kafka {stack.kafka.bootstrap}   PostgreSQL {stack.pg.dsn}")
+        console.print(f"Kafka {stack.kafka.bootstrap}   PostgreSQL {stack.pg.dsn}", soft_wrap=True)
+        if stack.standby is not None:
+            console.print(f"read replica {stack.standby.dsn} (streaming standby; the API reads from it: "
+                          "FINSENT_API_READ_URL)", soft_wrap=True)
+        console.print(f"archive {stack.archive_dir} (FINSENT_ARCHIVE_DIR: days past retention, Parquet)",
+                      soft_wrap=True)
         console.print(f"API {stack.api_url} (log {stack.dir / 'api.log'}); demo API key (scopes "
                       f"{', '.join(DEMO_SCOPES)}): {stack.key}", soft_wrap=True)
         for name, value in links(stack.api_url, stack.key, started - timedelta(minutes=5)).items():
@@ -487,6 +533,8 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
         time.sleep(1)
         report(conn, before, started, surge_time, stack)
         ok = api_report(stack, started, alerts, follower)
+        if stack.standby is not None:
+            replica_report(stack)
         stack.reported.set()
         if release is not None:
             release.wait(300)
@@ -506,7 +554,8 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
         t0 = time.monotonic()
         stack.stop()
         guard.uninstall()
-        console.print(f"stopped the API, the worker, Kafka and PostgreSQL in {time.monotonic() - t0:.1f} s; "
+        console.print(f"stopped the API, the worker, Kafka and PostgreSQL{' and its standby' if replica else ''} "
+                      f"in {time.monotonic() - t0:.1f} s; "
                       f"data kept in {data_dir}")
     return 0 if ok else 1
 
@@ -634,3 +683,15 @@ def api_report(stack: DemoStack, started: datetime, alerts: list, follower: Aler
     console.print(f"series of ${SURGE_TICKER} from the API (1-minute buckets: items, negative share): "
                   + " | ".join(cells), soft_wrap=True, highlight=False)
     return all(r.verified for r in hooks)
+
+
+def replica_report(stack: DemoStack) -> None:
+    """The standby's lag (Standby.lag_sql: seconds since the last replayed commit while WAL is
+    still to replay, 0 when caught up) and the rows it holds against the primary's."""
+    try:
+        lag, on_standby, on_primary = stack.replica_lag()
+    except (psycopg.Error, OSError) as exc:
+        console.print(f"[red]read replica: no answer[/red] ({exc})", soft_wrap=True)
+        return
+    console.print(f"read replica: lag {lag:.2f} s (replay behind the primary), scored_event {on_standby} rows on "
+                  f"the standby, {on_primary} on the primary", soft_wrap=True)

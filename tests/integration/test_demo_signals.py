@@ -5,11 +5,14 @@ program can handle: then its reaper process stops Kafka, PostgreSQL, the worker 
 Each case runs the real demo as a subprocess (own session, like a terminal's job) on one data
 directory, and looks for every process it started: its children, the Kafka broker and the
 PostgreSQL server (pid files), and anything whose command line names the data directory. With
-the API's port taken, the demo says so and uses another one."""
+the API's port taken, the demo says so and uses another one. With --replica (the SIGTERM and the
+SIGKILL cases) the streaming standby it starts is stopped with the rest, and the report gives
+the standby's lag and rows."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -64,7 +67,7 @@ class Demo:
             self.seen |= {c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)}
         except psutil.NoSuchProcess:
             pass
-        for name in ("kafka/kafka.pid", "pg/postmaster.pid"):
+        for name in ("kafka/kafka.pid", "pg/postmaster.pid", "standby/postmaster.pid"):
             try:
                 pid = int((self.dir / name).read_text().split()[0])
             except (OSError, ValueError, IndexError):
@@ -138,15 +141,20 @@ def test_sigterm_while_holding_the_stack_on_a_taken_port(data_dir):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        demo = Demo(data_dir, "--keep", "--seconds", "20", "--rate", "60", "--api-port", str(port))
+        demo = Demo(data_dir, "--keep", "--replica", "--seconds", "20", "--rate", "60", "--api-port", str(port))
         demo.wait_for_line("still running", 300)
     assert f"port {port} is taken: the API listens on 127.0.0.1:" in demo.output, demo.output
     api_line = next(line for line in demo.lines if line.startswith("API http://127.0.0.1:"))
     url = api_line.split()[1]
     assert not url.endswith(f":{port}")
     assert httpx.get(url + "/health", timeout=5, trust_env=False).status_code == 200
+    # the standby runs (a pid in its data dir), follows the primary, and the report says how far behind
+    assert int((data_dir / "standby" / "postmaster.pid").read_text().split()[0]) in demo.seen
+    lag = re.search(r"read replica: lag (\d+\.\d+) s .*scored_event (\d+) rows on the standby, (\d+) on the primary",
+                    demo.output)
+    assert lag and float(lag[1]) < 30 and int(lag[3]) >= 20 * 60 and int(lag[2]) > 0, demo.output
     stop_and_check(demo, signal.SIGTERM)
-    assert "SIGTERM: stopping" in demo.output
+    assert "SIGTERM: stopping" in demo.output and "PostgreSQL and its standby" in demo.output
 
 
 def test_sigint_to_the_demo_alone_during_the_feed(data_dir):
@@ -168,7 +176,8 @@ def test_sighup_while_starting(data_dir):
 
 
 def test_sigkill_leaves_the_reaper_to_stop_everything(data_dir):
-    demo = Demo(data_dir, "--seconds", "30", "--rate", "60")
+    demo = Demo(data_dir, "--replica", "--seconds", "30", "--rate", "60")
     demo.wait_for_line("feeding", 300)
+    assert (data_dir / "standby" / "postmaster.pid").exists(), demo.output
     stop_and_check(demo, signal.SIGKILL, exits=False)
     assert "reaper: stopping group" in (data_dir / "reaper.log").read_text()
