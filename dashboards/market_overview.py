@@ -1,5 +1,7 @@
 """Market overview: volume and negative share by topic, a topic × time heatmap of mean score,
-alerts as annotations, the most negative recent items and the tickers under pressure.
+alerts as annotations, the most negative recent items and the tickers under pressure, and the
+stories (issue 20: near-duplicates grouped, migration 0007): the most copied stories seen in the
+range and the share of novel items (first of their story) per topic.
 Series read the per-minute rollups (event_rollup_minute), never the raw events.
 
     python -m dashboards.main     # regenerates dashboards/generated/market-overview.json
@@ -114,10 +116,41 @@ def entities_by_negative_share() -> db.Panel:
     return panel
 
 
+def top_stories() -> db.Panel:
+    """The stories seen in the range (the `story` index, which keeps 72 h), most copies first,
+    each with its founding event's headline: one story syndicated and reposted many times."""
+    q = Sql("""
+        SELECT s.first_at AS "time", s.story_id, coalesce(f.title, left(f.text, 160)) AS headline, f.topic,
+               f.sentiment, s.copies, cardinality(s.sources) AS sources, array_to_string(s.sources, ' ') AS seen_on,
+               array_to_string(s.keys, ' ') AS tickers, s.last_at AS last_seen
+        FROM (SELECT * FROM story WHERE last_at >= $__timeFrom() AND first_at <= $__timeTo()
+              ORDER BY copies DESC, last_at DESC LIMIT 25) AS s
+        LEFT JOIN LATERAL (SELECT title, text, topic, sentiment FROM scored_event e
+                           WHERE e.source = s.source AND e.id = s.story_id AND e.published_at = s.first_at
+                           LIMIT 1) AS f ON true
+        ORDER BY s.copies DESC, s.last_at DESC, s.story_id""", "table")
+    return grid("Stories: most copies (seen in range, up to 72 h back)", q, w=16, h=10)
+
+
+def novel_share_by_topic() -> db.Panel:
+    """Per topic, how much of the flow is new stories rather than copies: the newest 20,000 items
+    with a story in range (bounded work whatever the range; rows without a story are left out)."""
+    q = Sql("""
+        SELECT topic, count(*) AS items, count(*) FILTER (WHERE novel) AS novel,
+               avg(novel::int)::float AS novel_share, max(copies) AS most_copies
+        FROM (SELECT topic, novel, copies FROM scored_event
+              WHERE $__timeFilter(published_at) AND story_id IS NOT NULL
+              ORDER BY published_at DESC LIMIT 20000) AS recent
+        GROUP BY topic ORDER BY novel_share, items DESC, topic""", "table")
+    return (grid("Stories: novel share by topic (latest 20,000 items)", q, w=8, h=10)
+            .override_by_name("novel_share", unit_override("percentunit")))
+
+
 def build() -> db.Dashboard:
     panels = [items_stat(), negative_share_stat(), mean_score_stat(), open_alerts_stat(),
               volume_by_topic(), negative_share_by_topic(), score_heatmap(),
-              most_negative_items(), tickers_under_pressure(), entities_by_negative_share()]
+              most_negative_items(), tickers_under_pressure(), entities_by_negative_share(),
+              top_stories(), novel_share_by_topic()]
     d = dashboard(UID, "finsent · Market overview",
                   "Volume and sentiment by topic from the per-minute rollups; alerts as annotations.", panels)
     return d.annotation(alert_annotation())

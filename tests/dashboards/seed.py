@@ -62,6 +62,75 @@ def entities_of(e: tuple) -> list[tuple]:
     return rows
 
 
+# --- stories (migration 0007: scored_event.story_id/novel/copies and the `story` index) -----------
+BIG_STORY, BIG_EVERY = 5, 97  # event 5 is copied by every 97th event after it (a syndicated story)
+
+
+def founder_of(i: int) -> int:
+    """The index of the event whose story event i belongs to: a big syndicated story (every 97th
+    event copies event 5), three copies after every tenth event, the rest stories of their own."""
+    if i > BIG_STORY and i % BIG_EVERY == BIG_STORY:
+        return BIG_STORY
+    return i - i % 10 if i % 10 in (1, 2, 3) else i
+
+
+def unassigned(i: int) -> bool:
+    """Events left without a story (rows stored before stories, not backfilled): every eleventh
+    story of its own."""
+    return i % 11 == 4 and founder_of(i) == i and i % 10 != 0 and i != BIG_STORY
+
+
+def story_plan(events: list[tuple], prefix: str = "e") -> tuple[list[tuple | None], list[tuple]]:
+    """Per event (in order): (story_id, novel, copies so far), None when unassigned; and the
+    `story` rows, as core.stories leaves them (story_id = the founding event's id, slot by its
+    UTC day, up to 16 sources in order of arrival)."""
+    from core.stories import slot_of
+
+    per, stories = [], {}
+    for i, e in enumerate(events):
+        if unassigned(i):
+            per.append(None)
+            continue
+        f = founder_of(i)
+        st = stories.setdefault(f, {"first": events[f], "last": e[2], "copies": 0, "sources": []})
+        st["copies"] += 1
+        st["last"] = max(st["last"], e[2])
+        if e[0] not in st["sources"]:
+            st["sources"].append(e[0])
+        per.append((f"{prefix}{f}", i == f, st["copies"]))
+    rows = []
+    for st in stories.values():
+        first = st["first"]
+        day = first[2].astimezone(timezone.utc).date()
+        rows.append((slot_of(day), first[1], day, first[2], st["last"], first[0], list(first[7]), st["copies"],
+                     st["sources"][:16]))
+    return per, rows
+
+
+EVENT_STORY = """UPDATE scored_event e SET story_id = u.story_id, novel = u.novel, copies = u.copies
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[], $6::int[])
+  AS u(source, id, published_at, story_id, novel, copies)
+WHERE e.source = u.source AND e.id = u.id AND e.published_at = u.published_at"""
+# keys and sources travel as text joined by chr(31) (asyncpg's arrays of arrays must be rectangular)
+STORY_INSERT = """INSERT INTO story (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
+SELECT slot, story_id, day, first_at, last_at, source, string_to_array(keys, chr(31)), copies,
+       string_to_array(sources, chr(31))
+FROM unnest($1::smallint[], $2::text[], $3::date[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::text[],
+            $8::int[], $9::text[]) AS u(slot, story_id, day, first_at, last_at, source, keys, copies, sources)"""
+
+
+async def seed_stories(conn, events: list[tuple]) -> None:
+    """The small set's stories (story_plan), written by plain statements."""
+    per, rows = story_plan(events)
+    kept = [(e, s) for e, s in zip(events, per) if s is not None]
+    await conn.execute(EVENT_STORY, *[[e[k] for e, _ in kept] for k in (0, 1, 2)], *[[s[k] for _, s in kept]
+                                                                                    for k in (0, 1, 2)])
+    cols = [list(c) for c in zip(*rows)]
+    cols[6] = [chr(31).join(k) for k in cols[6]]
+    cols[8] = [chr(31).join(x) for x in cols[8]]
+    await conn.execute(STORY_INSERT, *cols)
+
+
 def small_events(now: datetime, n: int = 3000, span: timedelta = timedelta(hours=6)) -> list[tuple]:
     rng = random.Random(8)
     return [event(rng, i, now - span * (1 - (i + 0.5) / n)) for i in range(n)]
@@ -102,6 +171,7 @@ async def seed_small(url: str, now: datetime) -> list[tuple]:
     try:
         async with conn.transaction():
             await store_scored(conn, events, [x for e in events for x in entities_of(e)])
+            await seed_stories(conn, events)
             await seed_alerts(conn, now, events)
     finally:
         await conn.close()
@@ -152,17 +222,35 @@ WEIGHTS = [1 / (r + 1) for r in range(100)]
 
 
 def copy_events(dsn: str, end: datetime, n: int, span: timedelta) -> None:
-    """COPY n events spread evenly over (end - span, end], with daily partitions made first."""
+    """COPY n events spread evenly over (end - span, end], with daily partitions made first, each
+    with its story (founder_of), and the `story` rows."""
+    from core.stories import slot_of
+
     rng = random.Random(2)
     step = span / n
+    stories: dict[int, list] = {}  # founder → [slot, story_id, day, first_at, last_at, source, keys, copies, sources]
     with psycopg.connect(dsn, autocommit=True) as conn:
         for d in range(span.days + 2):
             conn.execute("SELECT finsent_ensure_day_partition(%s)", ((end - timedelta(days=d)).date(),))
-        with conn.cursor().copy(f"COPY scored_event ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        with conn.cursor().copy(f"COPY scored_event ({', '.join(COLUMNS)}, story_id, novel, copies) FROM STDIN") as copy:
             for i in range(n):
                 row = list(event(rng, i, end - step * (n - i), prefix="b"))
                 row[7] = zipf_tickers(rng)
-                copy.write_row(row)
+                f = founder_of(i)
+                if f == i:
+                    day = row[2].astimezone(timezone.utc).date()
+                    stories[i] = [slot_of(day), row[1], day, row[2], row[2], row[0], row[7], 0, []]
+                st = stories[f]
+                st[4], st[7] = row[2], st[7] + 1
+                if row[0] not in st[8] and len(st[8]) < 16:
+                    st[8].append(row[0])
+                copy.write_row(row + [f"b{f}", f == i, st[7]])
+        with conn.cursor().copy(STORY_COPY) as copy:
+            for st in stories.values():
+                copy.write_row(st)
+
+
+STORY_COPY = "COPY story (slot, story_id, day, first_at, last_at, source, keys, copies, sources) FROM STDIN"
 
 
 def seed_large(dsn: str, end: datetime, n: int, span: timedelta, alerts: int = 5000) -> dict[str, float]:

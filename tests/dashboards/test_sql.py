@@ -31,6 +31,10 @@ EXPECTED = {  # query id → result columns, in order
     "finsent-market-overview:Entities by negative share (own sentiment, 5+ of the latest 20,000 mentions)": [
         "ticker", "name", "items", "negatives", "negative_share", "mean_score", "mean_relevance", "by_name_only",
         "own_reading"],
+    "finsent-market-overview:Stories: most copies (seen in range, up to 72 h back)": T + [
+        "story_id", "headline", "topic", "sentiment", "copies", "sources", "seen_on", "tickers", "last_seen"],
+    "finsent-market-overview:Stories: novel share by topic (latest 20,000 items)": [
+        "topic", "items", "novel", "novel_share", "most_copies"],
     "finsent-market-overview:annotation:finsent alerts": ["time", "timeend", "text", "tags"],
     "finsent-ticker:Mentions of ${ticker}": ["items"],
     "finsent-ticker:Negative share of ${ticker}": ["negative_share"],
@@ -173,3 +177,41 @@ def test_named_alongside_pairs_the_ticker_with_the_other_entities_of_its_items(s
     assert got and {r[0]: r[2] for r in got} == dict(sorted(want.items(), key=lambda kv: (-kv[1], kv[0]))[:25])
     # in the seed a second entity reads opposite to the first, so the two shares differ
     assert any(r[3] != r[4] for r in got)
+
+
+def test_top_stories_lists_the_most_copied_stories_with_their_founding_headline(seeded):
+    """The seed's stories (seed.story_plan): one syndicated story copied every 97th event, stories
+    of four items, the rest alone; the panel ranks them by copies and names each by its first item."""
+    from tests.dashboards.seed import small_events, story_plan
+
+    dsn, now = seeded
+    events = small_events(now)
+    _, stories = story_plan(events)
+    want = sorted(stories, key=lambda r: (-r[7], -r[4].timestamp(), r[1]))[:25]
+    headline = {e[1]: e[4] for e in events}
+    with psycopg.connect(dsn) as conn:
+        columns, got = run(conn, _query("Stories: most copies"), now)
+    assert [(r[1], r[5], r[6], r[7].split()) for r in got] == [(w[1], w[7], len(w[8]), w[8]) for w in want]
+    assert [r[2] for r in got] == [headline[w[1]] for w in want]
+    assert got[0][5] > 20 and all(r[5] == 4 for r in got[1:]), got[:3]
+
+
+def test_novel_share_by_topic_counts_first_items_of_stories_and_leaves_out_unassigned_rows(seeded):
+    from collections import defaultdict
+
+    from tests.dashboards.seed import small_events, story_plan
+
+    dsn, now = seeded
+    events = small_events(now)
+    per, _ = story_plan(events)
+    by_topic: dict[str, list] = defaultdict(list)
+    for e, st in zip(events, per):
+        if st is not None:
+            by_topic[e[10]].append(st)
+    want = {t: (len(v), sum(s[1] for s in v), max(s[2] for s in v)) for t, v in by_topic.items()}
+    with psycopg.connect(dsn) as conn:
+        columns, got = run(conn, _query("Stories: novel share by topic"), now)
+    assert {r[0]: (r[1], r[2], r[4]) for r in got} == want
+    assert all(abs(r[3] - r[2] / r[1]) < 1e-9 for r in got)
+    assert [r[3] for r in got] == sorted(r[3] for r in got)
+    assert sum(r[1] for r in got) < len(events)  # rows without a story are not counted as novel or copies

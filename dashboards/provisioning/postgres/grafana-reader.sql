@@ -8,4 +8,4 @@ ALTER ROLE grafana_reader PASSWORD :'password';
 ALTER ROLE grafana_reader SET statement_timeout = '30s';
 ALTER ROLE grafana_reader SET default_transaction_read_only = on;
 GRANT USAGE ON SCHEMA public TO grafana_reader;
-GRANT SELECT ON scored_event, event_entity, event_rollup_minute, alert, alert_event TO grafana_reader;
+GRANT SELECT ON scored_event, event_entity, event_rollup_minute, alert, alert_event, story TO grafana_reader;
