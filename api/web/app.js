@@ -1,6 +1,9 @@
 // finsent live page: alerts from the SSE stream (/v1/stream/alerts), negative share by topic
 // and for one key, a ticker or a topic (/v1/series, 1-minute buckets), the latest items (/v1/events)
-// with who each is about: a chip per entity in the tone of its own sentiment (a click opens its chart).
+// with who each is about: a chip per entity in the tone of its own sentiment (a click opens its chart),
+// and its story (issue 20): "new" on the first item of a story, "×N copies" on an item whose
+// story has been stored N times (rows stored before stories existed carry neither: nothing shown).
+// An alert lists the stories of its evidence (alert.stories) with their copies and sources.
 // The key chart shows, in this order: the key in the address (?ticker=ACME, ?topic=…), the one
 // clicked or typed, the newest alert's key (following new alerts as they open), the ticker
 // most mentioned in the latest items.
@@ -45,7 +48,25 @@ function alertItem(event, a) {
   const p = a.p_value != null ? Number(a.p_value).toExponential(1) : "?";
   const at = a.window_start ? new Date(a.window_start).toLocaleTimeString([], { hour12: false }) : "";
   li.append(text("span", `${a.negatives}/${a.n} negative (${share}%), p=${p}, window from ${at}`));
+  const stories = alertStories(a.stories);
+  if (stories) li.append(stories);
   return li;
+}
+
+// the alert's evidence as stories, most copies first: "3 stories: ×12 wire-a, forum · ×1 …"
+function alertStories(stories) {
+  if (!Array.isArray(stories) || !stories.length) return null;
+  const div = text("div", `${stories.length} ${stories.length === 1 ? "story" : "stories"}: `, "stories");
+  stories.forEach((s, n) => {
+    const sources = Array.isArray(s.sources) ? s.sources.join(", ") : "";
+    const span = text("span", `×${s.copies} ${sources}`.trim(), "story");
+    span.dataset.storyId = s.story_id;
+    span.dataset.copies = String(s.copies);
+    span.title = `story ${s.story_id}: ${s.copies} ${s.copies === 1 ? "copy" : "copies"}${sources ? ` from ${sources}` : ""}`;
+    if (n) div.append(" · ");
+    div.append(span);
+  });
+  return div;
 }
 
 function showAlert(event, alert) {
@@ -187,10 +208,31 @@ function itemRow(i) {
     a.href = i.url; a.target = "_blank"; a.rel = "noopener noreferrer";
     headline.append(a);
   } else headline.textContent = title;
+  headline.append(...storyBadges(i));
   tr.append(text("td", new Date(i.published_at).toISOString().slice(11, 19)), text("td", i.source), headline,
             text("td", i.topic), entityChips(i), text("td", i.sentiment, i.sentiment),
             text("td", i.p_negative.toFixed(2)));
   return tr;
+}
+
+// the item's story: "new" (first of its story), "×N copies" (its story stored N times so far,
+// this item included); nothing for a row without story fields
+function storyBadges(i) {
+  const out = [];
+  if (i.story_id == null) return out;
+  if (i.novel === true) {
+    const b = text("span", "new", "badge novel");
+    b.title = `first item of story ${i.story_id}`;
+    out.push(b);
+  }
+  if (Number(i.copies) > 1) {
+    const b = text("span", `×${i.copies} copies`, "badge copies");
+    b.dataset.storyId = i.story_id;
+    b.title = i.novel === false ? `a copy of story ${i.story_id}: ${i.copies} items of it when this one was stored`
+      : `story ${i.story_id}: ${i.copies} items of it when this one was stored`;
+    out.push(b);
+  }
+  return out;
 }
 
 // who the item is about: one chip per entity, most relevant first, coloured by its own sentiment;

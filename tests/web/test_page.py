@@ -7,7 +7,11 @@ errors, draw both charts with data, list the latest items, and show the planted 
 its own tone, some found by name alone); its key chart must follow the new alert, show an alert's
 key when the alert is clicked, an entity's when its chip is clicked, and open on the newest alert's key when the page is opened afresh; the
 demo's webhook receiver must get the alert with a valid signature, and it is the demo's only
-alert. Saves docs/live-page.png (the fresh page after the demo's report).
+alert. Stories (issue 20): the page's own item and alert renderers, in the same browser, mark the
+first item of a story "new", a story with copies "×N copies", nothing on rows without story
+fields, and list an alert's stories with copies and sources; where the API's latest events carry
+stories with copies, the page shows the badge. Saves docs/live-page.png (the fresh page after the
+demo's report).
 
     apt-get install -y chromium chromium-driver     # once
     .venv/bin/python -m pytest tests/web -q
@@ -22,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -100,6 +105,49 @@ def key_chart_shows(driver, key: str) -> bool:
     return f"{key} negative share" in chart_traces(driver, "key-chart")
 
 
+# the page's renderers (api/web/app.js) on events and alerts with and without story fields
+RENDER_STORIES = """
+const base = {published_at: '2026-12-05T12:00:00Z', source: 'wire-a', text: 'Acme falls', topic: 'earnings',
+              tickers: ['ACME'], entities: [], sentiment: 'negative', p_negative: 0.9};
+const badges = (i) => [...itemRow(i).querySelectorAll('.badge')].map(b => [b.className, b.textContent]);
+const stories = (a) => { const li = alertItem('opened', a); const d = li.querySelector('.stories');
+  return [d ? d.textContent : null, [...li.querySelectorAll('.story')].map(s => [s.dataset.storyId, s.title])]; };
+const alert = {key_type: 'ticker', key: 'ACME', severity: 'high', n: 40, negatives: 30, p_value: 1e-9,
+               window_start: '2026-12-05T12:00:00Z'};
+return {
+  old: badges(base),
+  nulls: badges({...base, story_id: null, novel: null, copies: null}),
+  first: badges({...base, story_id: 'wire-a/7', novel: true, copies: 1}),
+  firstSeenAgain: badges({...base, story_id: 'wire-a/7', novel: true, copies: 4}),
+  copy: badges({...base, story_id: 'wire-a/7', novel: false, copies: 23}),
+  alertOld: stories(alert), alertNone: stories({...alert, stories: []}),
+  alertTwo: stories({...alert, stories: [{story_id: 'wire-a/7', copies: 23, sources: ['wire-a', 'forum']},
+                                         {story_id: 'wire-b/9', copies: 1, sources: ['wire-b']}]}),
+};"""
+
+
+def check_story_rendering(browser) -> None:
+    got = browser.execute_script(RENDER_STORIES)
+    assert got["old"] == [] and got["nulls"] == [], got
+    assert got["first"] == [["badge novel", "new"]], got
+    assert got["firstSeenAgain"] == [["badge novel", "new"], ["badge copies", "×4 copies"]], got
+    assert got["copy"] == [["badge copies", "×23 copies"]], got
+    assert got["alertOld"] == [None, []] and got["alertNone"] == [None, []], got
+    text, spans = got["alertTwo"]
+    assert text == "2 stories: ×23 wire-a, forum · ×1 wire-b", got
+    assert [sid for sid, _ in spans] == ["wire-a/7", "wire-b/9"] and "23 copies from wire-a, forum" in spans[0][1]
+
+
+def check_stories_on_the_page(browser, api_url: str) -> None:
+    """Where the API's latest events carry a story with copies, the page shows the badge."""
+    items = httpx.get(f"{api_url}/v1/events", params={"limit": 50}, timeout=10, trust_env=False).json()["items"]
+    if any((i.get("copies") or 0) > 1 for i in items):
+        wait_until(lambda: browser.find_elements("css selector", "#items .badge.copies"), 15, "a ×N copies badge")
+    else:  # no story with copies in the latest events (stories not assigned by this worker): none shown
+        assert not browser.find_elements("css selector", "#items .badge.copies")
+    print(f"latest events with story fields: {sum(i.get('story_id') is not None for i in items)} of {len(items)}")
+
+
 def test_live_page_on_the_demo_stack(demo, browser):
     stack, release, result = demo
     dsn = stack.pg.dsn
@@ -174,11 +222,13 @@ def test_live_page_on_the_demo_stack(demo, browser):
     assert browser.find_element("id", "key-why").text == "newest alert"
     wait_until(lambda: int(browser.find_element("id", "topic-chart").get_attribute("data-points") or 0) > 0, 20,
                "topic chart data")
+    check_stories_on_the_page(browser, stack.api_url)
     browser.set_window_size(1400, 1500)  # tall enough to show the latest items with their entity chips
     time.sleep(1)
     SCREENSHOT.parent.mkdir(exist_ok=True)
     browser.save_screenshot(str(SCREENSHOT))
     assert severe_logs(browser) == []
+    check_story_rendering(browser)
     print(f"planted alert shown {shown_after:.2f} s after its row")
 
     release.set()
