@@ -187,6 +187,7 @@ async def get_read_db(request: Request, db: DbDep, _: Reader) -> AsyncIterator[D
         yield db
         return
     await db.release()
+    request.state.on_replica = True  # a lost connection is then the replica's (api.main's 503 says so)
     rdb = ReplicaDb(pool, request.app.state.settings.api_pool_timeout_s)
     try:
         yield rdb

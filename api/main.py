@@ -180,7 +180,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(asyncpg.PostgresConnectionError)
     @app.exception_handler(asyncpg.InterfaceError)
     async def unavailable(request: Request, exc: Exception):
-        log.warning("api.database_unavailable", error=str(exc), path=request.url.path)
+        replica = getattr(request.state, "on_replica", False)
+        log.warning("api.database_unavailable", error=str(exc), path=request.url.path, replica=replica)
+        if replica:
+            return JSONResponse({"detail": "read replica unavailable: retry shortly (writes are not affected)"},
+                                status_code=503, headers={"Retry-After": "2"})
         return JSONResponse({"detail": "database unavailable"}, status_code=503)
 
     @app.exception_handler(Exception)
