@@ -2,6 +2,7 @@
 
     python bench/api.py [--n 2000000] [--days 30] [--seconds 10] [--clients 16] [--reuse DIR]
                         [--cache-mb 0] [--live-rate 200] [--only series] [--mixed]
+    python bench/api.py --days 90 --past-retention --cache-mb 0   # series before raw retention (issue 22)
 
 1. An embedded PostgreSQL (pgserver) gets the schema at head, one partition per day, and N
    synthetic events over the last D days, written the way the worker writes them: chunks of
@@ -27,6 +28,12 @@
    (create + delete, 10 keys) while --streams SSE streams stay open; errors by kind, p50/p99 per
    kind, the API's resident memory before, at the end of, and after the load, and how long the
    first request after the load takes.
+
+4. --past-retention: the raw days older than 30 are dropped (core.history.drop_day, as upkeep
+   does without an archive), the API runs with FINSENT_RETENTION_RAW_DAYS=30, and the series
+   scenarios are spans before that: hourly, daily, 15-minute (from the 5-minute rollup) and
+   1-minute (minute rollups kept 90 days) buckets; each shape's `resolution` is checked and
+   printed, and an events request 45 days back must be a 410.
 
    --reuse DIR keeps the seeded database between runs (migrated to head on reuse); --uvicorn
    '--loop uvloop --http httptools' runs plain uvicorn with those options instead of
@@ -197,6 +204,60 @@ SHAPES = {  # name: (key_type, keys or a choice among them, span, bucket)
     "series: 1 ticker, 6 h, 1 min": ("ticker", "hot", timedelta(hours=6), "1m"),
 }
 STEPS = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+# --past-retention (issue 22): spans before raw retention (30 days), answered from the rollups;
+# name: (key_type, keys, start days ago, end days ago, bucket, the resolution the API must name)
+PAST_SHAPES = {
+    "past: 1 ticker, 90→30 d ago, 1 h": ("ticker", "hot", 90, 30, "1h", "1h"),
+    "past: 20 topics, 90 d, 1 d": ("topic", list(TOPICS), 90, 0, "1d", "1h"),
+    "past: 50 tickers, 60→59 d ago, 15 min": ("ticker", TICKERS[:50], 60, 59, "15m", "5m"),
+    "past: 1 ticker, 45→44 d ago, 1 min": ("ticker", "hot", 45, 44, "1m", "1m"),
+}
+RAW_DAYS = 30
+
+
+def past_scenarios(now: datetime) -> dict:
+    hot = TICKERS[:20]
+
+    def series(key_type, keys, ago, until, bucket, _resolution):
+        return lambda r: ("/v1/series", {"key_type": key_type, "bucket": bucket, "key": r.choice(hot) if keys == "hot"
+                                         else keys, "start": (now - timedelta(days=ago)).isoformat(),
+                                         "end": (now - timedelta(days=until)).isoformat()}, 0)
+    return {name: series(*shape) for name, shape in PAST_SHAPES.items()}
+
+
+def drop_raw_past_retention(dsn: str, now: datetime) -> int:
+    """The raw days before RAW_DAYS dropped as upkeep does (core.history.drop_day, no archive in
+    the bench: the rollups stay), so the series really run where raw history is gone."""
+    from core import history
+
+    async def go():
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            days = [d for d in await history.day_partitions(conn) if d < now.date() - timedelta(days=RAW_DAYS)]
+            for d in sorted(days):
+                await history.drop_day(conn, d, None, require_archive=False)
+            return len(days)
+        finally:
+            await conn.close()
+    return asyncio.run(go())
+
+
+def check_past(port: int, now: datetime) -> None:
+    """Each past shape names the resolution it must; events before raw retention are a 410."""
+    import httpx
+
+    for name, (kt, keys, ago, until, bucket, resolution) in PAST_SHAPES.items():
+        params = {"key_type": kt, "bucket": bucket, "key": TICKERS[0] if keys == "hot" else keys,
+                  "start": (now - timedelta(days=ago)).isoformat(), "end": (now - timedelta(days=until)).isoformat()}
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/series", params=params, timeout=30)
+        got = r.json().get("resolution") if r.status_code == 200 else r.text[:200]
+        total = sum(sum(x["n"]) for x in r.json()["series"]) if r.status_code == 200 else 0
+        console.print(f"{name}: {r.status_code}, resolution {got} (expected {resolution}), {total:,} events counted")
+    r = httpx.get(f"http://127.0.0.1:{port}/v1/events", timeout=30,
+                  params={"start": (now - timedelta(days=45)).isoformat(), "end": (now - timedelta(days=44)).isoformat()})
+    console.print(f"events 45 days ago: {r.status_code} {r.json()['detail'][:160]}")
 
 
 def scenarios(now: datetime) -> dict:
@@ -438,6 +499,8 @@ def main() -> None:
                                                                   "request reads Postgres)")
     ap.add_argument("--mixed", action="store_true", help="run the mixed load (reads, scoring, writes, open streams)")
     ap.add_argument("--streams", type=int, default=1000, help="open SSE streams during --mixed")
+    ap.add_argument("--past-retention", action="store_true", help="issue 22: drop raw days older than 30 and "
+                    "time series spans before them, answered from the rollups (use with --days 90)")
     args = ap.parse_args()
     if args.workers != 1 and not args.uvicorn:
         ap.error("--workers needs --uvicorn (`finsent api` runs one process)")
@@ -466,6 +529,9 @@ def main() -> None:
             migrate(url)
             seed(libpq_dsn(url), args.n, args.days, now)
             stamp.write_text(f"{wanted}\n{now.isoformat()}")
+        if args.past_retention:
+            console.print(f"raw days dropped past {RAW_DAYS} days: {drop_raw_past_retention(libpq_dsn(url), now)}")
+            os.environ["FINSENT_RETENTION_RAW_DAYS"] = str(RAW_DAYS)  # the API's (minute 90, 5m 400 days: defaults)
         port = free_port()
         api = start_api(url, port, base / "api.log", args.workers, tuple(args.uvicorn.split()), args.cache_mb)
         server = f"uvicorn {args.uvicorn}" if args.uvicorn else "finsent api"
@@ -479,7 +545,9 @@ def main() -> None:
                             f"{server}, {args.workers} worker(s), series cache "
                             f"{f'{args.cache_mb:g} MB' if args.cache_mb else 'off'}"
                             f"{f'; {args.live_rate:g} events/s written meanwhile' if args.live_rate else ''}")
-        for name, make in scenarios(now).items():
+        if args.past_retention:
+            check_past(port, now)
+        for name, make in (past_scenarios(now) if args.past_retention else scenarios(now)).items():
             if args.only not in name:
                 continue
             asyncio.run(drive(f"http://127.0.0.1:{port}", make, 1.0, args.clients))  # warm-up
