@@ -63,15 +63,16 @@ def entities_of(e: tuple) -> list[tuple]:
 
 
 # --- stories (migration 0007: scored_event.story_id/novel/copies and the `story` index) -----------
-BIG_STORY, BIG_EVERY = 5, 97  # event 5 is copied by every 97th event after it (a syndicated story)
+BIG_STORY, BIG_EVERY = 5, 97  # event 5 is copied by most 97th events after it (a syndicated story)
 
 
 def founder_of(i: int) -> int:
-    """The index of the event whose story event i belongs to: a big syndicated story (every 97th
-    event copies event 5), three copies after every tenth event, the rest stories of their own."""
-    if i > BIG_STORY and i % BIG_EVERY == BIG_STORY:
-        return BIG_STORY
-    return i - i % 10 if i % 10 in (1, 2, 3) else i
+    """The index of the event whose story event i belongs to (never after it, always a founder):
+    three copies after every tenth event, a big syndicated story (every 97th event otherwise
+    alone copies event 5), the rest stories of their own."""
+    if i % 10 in (1, 2, 3):
+        return i - i % 10
+    return BIG_STORY if i > BIG_STORY and i % 10 and i % BIG_EVERY == BIG_STORY else i
 
 
 def unassigned(i: int) -> bool:
