@@ -35,13 +35,13 @@ def kept_since(days: int, today: date | None = None) -> datetime | None:
     return datetime.combine(today - timedelta(days=days), time(), timezone.utc)
 
 
-def rollup_for(settings: Settings, step_s: int, start: datetime, buckets: dict[str, int]) -> tuple[str, str, str]:
-    """(resolution, table, column) for a series bucket of `step_s` starting at `start`, or a 400."""
+def rollup_for(settings: Settings, step_s: int, start: datetime, buckets: dict[str, int]) -> tuple[str, str]:
+    """(resolution, SQL) for a series bucket of `step_s` starting at `start`, or a 400."""
     tiling = [r for r in ROLLUPS if step_s % r[0] == 0]
     for seconds, name, table, col, attr in tiling:  # coarsest first
         since = kept_since(getattr(settings, attr, 0))
         if since is None or start >= since:
-            return name, table, col
+            return name, q.series_statement(table, col, step_s, seconds)
     usable = [b for b, s in buckets.items()
               if any(s % r[0] == 0 and (kept_since(getattr(settings, r[4], 0)) is None
                                         or start >= kept_since(getattr(settings, r[4], 0))) for r in ROLLUPS)]

@@ -128,6 +128,25 @@ FROM unnest($2::text[]) AS k(key) CROSS JOIN LATERAL (
            array_agg(positives) AS positives, array_agg(score_sum) AS score_sum
     FROM {table} t WHERE t.key_type = $1 AND t.key = k.key AND t.{col} >= $5 AND t.{col} < $6) r
 """
+# The same answer summed per series bucket in Postgres, for buckets many rollup rows wide (a day of
+# hourly rows): it returns one row per bucket instead of shipping every rollup row to numpy.
+SERIES_GROUPED = """
+SELECT k.key, r.b, r.n, r.negatives, r.neutrals, r.positives, r.score_sum
+FROM unnest($2::text[]) AS k(key) CROSS JOIN LATERAL (
+    SELECT array_agg(g.b) AS b, array_agg(g.n) AS n, array_agg(g.negatives) AS negatives,
+           array_agg(g.neutrals) AS neutrals, array_agg(g.positives) AS positives, array_agg(g.score_sum) AS score_sum
+    FROM (SELECT floor((date_part('epoch', {col}) - $3::float8) / $4::float8)::int4 AS b, sum(n)::int8 AS n,
+                 sum(negatives)::int8 AS negatives, sum(neutrals)::int8 AS neutrals, sum(positives)::int8 AS positives,
+                 sum(score_sum)::float8 AS score_sum
+          FROM {table} t WHERE t.key_type = $1 AND t.key = k.key AND t.{col} >= $5 AND t.{col} < $6 GROUP BY 1) g) r
+"""
+GROUP_FROM = 12  # rollup rows per series bucket from which Postgres sums them (bench/api.py --past-retention)
+
+
+def series_statement(table: str, col: str, step_s: int, rollup_s: int) -> str:
+    return (SERIES_GROUPED if step_s // rollup_s >= GROUP_FROM else SERIES).format(table=table, col=col)
+
+
 # The coarsest rollup whose buckets tile a series bucket of that many seconds (the worker keeps
 # all three; see core/events.py): hourly for 1h…1d, 5-minute for 5m…30m, else per minute. Exact
 # because a series' start and end are aligned to its bucket.

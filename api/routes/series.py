@@ -25,12 +25,15 @@ from api.schemas import SeriesResponse
 router = APIRouter(prefix="/v1/series", tags=["series"], route_class=StrictJSONRoute)
 BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "6h": 21600, "12h": 43200, "1d": 86400}
 MAX_POINTS = 50_000  # keys × buckets in one response
+# the span: hourly rollups are kept forever by default, so a year or more of daily buckets is a fair
+# question; the work is bounded by MAX_POINTS and the rows of the rollup chosen, not by the span
+LONGEST = timedelta(days=3660)
 
 
 @router.get("", response_model=SeriesResponse, summary="Time-bucketed counts, negative share and mean score")
 async def get_series(
     request: Request, db: ReadDbDep, _: Reader, settings: SettingsDep,
-    window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), timedelta(days=31)))],
+    window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), LONGEST))],
     key: Annotated[list[Annotated[str, Query(min_length=1, max_length=64)]],
                    Query(min_length=1, max_length=50, description="topic slugs, tickers or sources")],
     key_type: Literal["topic", "ticker", "source"] = "ticker",
@@ -51,8 +54,7 @@ async def get_series(
         await history.refuse_archived(await db.conn(), settings, start, end)
         resolution, sql = "raw", q.novel_series_sql(key_type)
     else:
-        resolution, table, col = history.rollup_for(settings, BUCKETS[bucket], start, BUCKETS)
-        sql = q.SERIES.format(table=table, col=col)
+        resolution, sql = history.rollup_for(settings, BUCKETS[bucket], start, BUCKETS)
     if not novel_only:
         await db.release()  # the key check's connection; the read takes one of its own (one at a time)
 
