@@ -226,7 +226,9 @@ class AlertChange(BaseModel):
 
 class AlertDetail(AlertPublic):
     samples: list[EventPublic]
-    series: SeriesPublic = Field(description="the key's per-minute series around the alert window")
+    series: SeriesPublic = Field(description="the key's series around the alert window: per minute, or coarser "
+                                 "once the minute rollups of that time are past retention (`series_bucket`)")
+    series_bucket: Literal["1m", "5m", "1h"] = "1m"
     history: list[AlertChange]
 
 

@@ -8,9 +8,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
-from api import crud
+from api import crud, history
 from api import queries as q
-from api.deps import ReadConnDep, Cursor, CursorsDep, Limit, Reader, StrictJSONRoute, TimeRange, time_range
+from api.deps import (Cursor, CursorsDep, Limit, ReadConnDep, Reader, SettingsDep, StrictJSONRoute, TimeRange,
+                      time_range)
 from api.entities import attach
 from api.schemas import AlertDetail, AlertPage, KeyType, Message, Severity
 
@@ -37,6 +38,17 @@ async def list_alerts(
     return AlertPage(items=[crud.alert_json(r) for r in items], next_cursor=nxt)
 
 
+def context_series(settings, start) -> tuple[str, timedelta, str]:
+    """The finest bucket whose rollup still holds `start` (per minute, else 5-minute, else hourly)."""
+    for bucket, seconds in (("1m", 60), ("5m", 300), ("1h", 3600)):
+        try:
+            _, sql = history.rollup_for(settings, seconds, start, {})
+        except HTTPException:
+            continue
+        return bucket, timedelta(seconds=seconds), sql
+    return "1h", timedelta(hours=1), q.series_sql(3600)
+
+
 def _page(w: q.Where, limit: int) -> tuple:
     sql, args = q.alerts_page(w, limit)
     return (sql, *args)
@@ -44,17 +56,17 @@ def _page(w: q.Where, limit: int) -> tuple:
 
 @router.get("/{alert_id}", response_model=AlertDetail, responses={404: {"model": Message}},
             summary="One alert with its sample events, the key's series around it and its history")
-async def get_alert(conn: ReadConnDep, _: Reader, alert_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> AlertDetail:
+async def get_alert(conn: ReadConnDep, _: Reader, settings: SettingsDep, alert_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> AlertDetail:
     alert = await conn.fetchrow(q.ALERT_BY_ID, alert_id)
     if alert is None:
         raise HTTPException(404, f"alert {alert_id} not found")
     pairs = [s.split("/", 1) for s in alert["sample_event_ids"] if "/" in s]  # "source/id"
     lo, hi = alert["window_start"] - timedelta(days=1), alert["window_end"] + timedelta(days=1)
     samples = await conn.fetch(q.ALERT_SAMPLES, [p[0] for p in pairs], [p[1] for p in pairs], lo, hi)
-    step = timedelta(minutes=1)
+    bucket, step, sql = context_series(settings, alert["window_start"] - AROUND)
     series = await crud.series(conn, key_type=alert["key_type"], keys=[alert["key"]],
                                start=crud.floor_time(alert["window_start"] - AROUND, step),
-                               end=crud.ceil_time(alert["window_end"] + AROUND, step), step=step)
+                               end=crud.ceil_time(alert["window_end"] + AROUND, step), step=step, sql=sql)
     history = await conn.fetch(q.ALERT_HISTORY, alert_id)
-    return AlertDetail(**crud.alert_json(alert), samples=await attach(conn, [dict(r) for r in samples]), series=series[0],
+    return AlertDetail(**crud.alert_json(alert), series_bucket=bucket, samples=await attach(conn, [dict(r) for r in samples]), series=series[0],
                        history=[dict(r) for r in history])

@@ -234,3 +234,17 @@ def test_series_cache_keeps_no_replica_answer_that_may_predate_a_change(dsn):
             await cache.stop()
             await pool.close()
     asyncio.run(go())
+
+
+def test_alert_context_series_past_minute_retention(client, dsn):
+    """An alert older than the minute rollups' retention (90 days by default) shows its context
+    from the 5-minute rollups, and says so; a recent one per minute."""
+    ws = (NOW - timedelta(days=100)).replace(minute=0)
+    seed(dsn, [event(7400 + i, tickers=("OLDA",), sentiment="negative", at=ws + timedelta(minutes=i)) for i in range(3)])
+    (old_id,) = sql(dsn, "INSERT INTO alert (key_type, key, window_start, window_end, n, negatives, baseline_rate, "
+                         "baseline_n, z, p_value, severity, sample_event_ids) VALUES ('ticker', 'OLDA', %s, %s, 3, 3, "
+                         "0.1, 10, 5, 1e-6, 'high', ARRAY['news/e7400']) RETURNING id", ws, ws + timedelta(minutes=5))[0]
+    old = client.get(f"/v1/alerts/{old_id}").json()
+    assert old["series_bucket"] == "5m" and sum(old["series"]["n"]) == 3
+    recent_id, _ = insert_alert(dsn, key="OLDA")
+    assert client.get(f"/v1/alerts/{recent_id}").json()["series_bucket"] == "1m"
