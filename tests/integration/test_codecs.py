@@ -195,7 +195,7 @@ def corrupt(kafka, topic: str, partition: int, marker: bytes) -> None:
 
 def test_unreadable_batches_hold_their_partition_report_it_and_lose_nothing(kafka, postgres, tmp_path):
     s = Stack(kafka, postgres, tmp_path, stall_s=5, **FAST_DETECTOR)
-    news, social = s.settings.topic_news, s.settings.topic_social
+    news = s.settings.topic_news
     try:
         evs = list(feed(60, seed=31, prefix="u-"))
         for e in evs:
