@@ -122,7 +122,8 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     the demo's settings (stream.offline). No Kafka, no Postgres."""
     from models.entities import Directory, Linker
     from stream.app import detector_config
-    from stream.offline import event_tuple, replay
+    from core.stories import Item as StoryItem
+    from stream.offline import event_tuple, replay, with_stories
     from stream.pipeline import link_event
     from stream.records import NewsEvent
 
@@ -133,13 +134,15 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     for text, p in zip(new, scorer.predict(new)):
         read[text] = (p.sentiment == "negative", p.topic)
     settings, linker = Settings(**DEMO_DETECTOR), Linker(Directory.configured())
-    tuples = []
+    tuples, items = [], []
     for e in events:  # the worker's ticker keys (entities at or above the cut, cashtags, feed tags), each
         ev = NewsEvent(**e)  # counted with its entity's own sentiment, as the worker counts them
         ents = link_event(linker, ev)
         own = _entity_negatives(scorer, ev.text, ents, read, settings.entity_min_relevance) if len(ents) > 1 else {}
         tuples.append(event_tuple(ev, *read[ev.text], ents, settings.entity_min_relevance, own))
-    return replay(tuples, detector_config(settings), partitions=1).decisions
+        items.append(StoryItem(ev.source, ev.id, ev.published_at, ev.text, tuple(tuples[-1][4])))
+    # copies of one story weighted as the worker weights them (its stories index, here from empty)
+    return replay(with_stories(tuples, items), detector_config(settings), partitions=1).decisions
 
 
 def _entity_negatives(scorer, text: str, ents, read: dict, min_relevance: float) -> dict[str, bool]:

@@ -21,6 +21,7 @@ import faust
 from core import logs
 from core.masking import Masker
 from core.settings import Settings
+from core.stories import Stories
 from models.runtime import Scorer
 from stream import agents, pages, timers
 from stream.delivery import EXIT_AGENT_FAILED, FaustPublisher, delivered  # noqa: F401 (EXIT_AGENT_FAILED: tests)
@@ -28,6 +29,7 @@ from stream.detection import Detection
 from stream.detector import DetectorConfig, SpikeDetector
 from stream.hotswap import worker_swap
 from stream.kafka_compat import FetchGuard, guarded_transport
+from stream.lifecycle import Upkeep
 from stream.pipeline import BatchProcessor
 from stream.records import AlertRecord
 from stream.progress import StallWatch
@@ -42,7 +44,8 @@ def detector_config(s: Settings) -> DetectorConfig:
     return DetectorConfig(slice_s=s.slice_s, window_s=s.window_s, min_count=s.detector_min_count,
                           p_threshold=s.detector_p, warmup_s=s.detector_warmup_s, cooldown_s=s.detector_cooldown_s,
                           pause_s=s.pause_s, lateness_s=s.lateness_s,
-                          key_ttl_s=s.detector_key_ttl_s)
+                          key_ttl_s=s.detector_key_ttl_s, story_copy_weight=s.detector_story_copy_weight,
+                          story_copy_cap=s.detector_story_copy_cap)
 
 
 def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[str], linker=None) -> faust.App:
@@ -77,7 +80,8 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                                slice_s=settings.slice_s, max_chars=settings.max_text_chars,
                                max_skew_s=settings.max_future_skew_s, masker=Masker(settings.mask),
                                max_deadletter_bytes=app.conf.producer_max_request_size - 16_384,
-                               linker=linker, entity_min_relevance=settings.entity_min_relevance, settings=settings)
+                               linker=linker, entity_min_relevance=settings.entity_min_relevance, settings=settings,
+                               stories=Stories())  # one per worker: the index itself is in Postgres
 
     async def send_alert(key: str, record: AlertRecord) -> None:
         # confirmed before the detector's state moves on; a failure stops the worker (agent_failed)
@@ -88,7 +92,7 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                processor, worker_swap(settings.model_dir, processor, lambda d: load_scorer(settings, d)),
                Detection(SpikeDetector(detector_config(settings)), state, sink, send_alert, expected_inputs,
                          settings.pause_s, stall_s=settings.watermark_stall_s),
-               guard, StallWatch(settings.stall_s))
+               guard, StallWatch(settings.stall_s), Upkeep(sink, settings))
     agents.register(w)
     timers.register(w)
     pages.register(w)

@@ -64,8 +64,7 @@ class Upkeep:
             log.info("partitions created", days=[d.isoformat() for d in created])
 
     async def _connection(self):
-        pool = await self.sink._connect()
-        return pool.acquire(timeout=self.sink.timeouts.acquire_s)
+        return await self.sink.acquire()
 
     async def _history(self) -> None:
         from core import history

@@ -5,9 +5,13 @@ minimum over partitions. Used by tests and bench/alerts.py; no Kafka, no Postgre
     alerts = replay(events, DetectorConfig(), partitions=4, batch=128, seed=1)   # backlog order
     alerts = replay(events, DetectorConfig(), partitions=1)                      # event-time order
 
-`events`: (ts seconds, event id, negative, topic, tickers[, {ticker: negative}]) tuples, counted by
-stream.counting exactly as the worker counts its stored rows; `event_tuple` makes one from a
-decoded event and its linked entities with the worker's ticker keys (stream.counting.ticker_keys).
+`events`: (ts seconds, event id, negative, topic, tickers[, {ticker: negative}[, (story id, novel,
+copies)]]) tuples, counted by stream.counting exactly as the worker counts its stored rows (copies
+of a story weighted by the config's story_copy_weight / story_copy_cap, the stories listed in the
+cells); `event_tuple` makes one from a decoded event and its linked entities with the worker's
+ticker keys (stream.counting.ticker_keys). Stored rows carry the story the worker gave them
+(STORED_EVENTS_SQL); a feed replayed without a database gets its stories from `with_stories`
+(core.stories.Stories.assign_offline: the same clustering, from an empty index).
 """
 
 from __future__ import annotations
@@ -16,30 +20,49 @@ import random
 import zlib
 from collections.abc import Sequence
 
+import orjson
+
 from stream.detector import Cell, Decision, DetectorConfig, KeyState, SpikeDetector
 from stream.counting import count_cells, ticker_keys
 from stream.records import Counts
 from stream.watermark import WatermarkView
 
-Event = tuple[float, str, bool, str, Sequence[str]]
+Event = tuple  # (ts, event id, negative, topic, tickers[, {ticker: negative}[, (story id, novel, copies)]])
 
 # The rows a worker stored, as `replay` takes them: each with its counted entities' own sentiment,
 # which the worker's ticker counts used (stream.pipeline). Run it with any client; rows → stored_event.
 STORED_EVENTS_SQL = """SELECT e.published_at, e.source, e.id, e.sentiment, e.topic, e.tickers,
     (SELECT jsonb_object_agg(x.ticker, x.sentiment = 'negative') FROM event_entity x
-     WHERE x.source = e.source AND x.event_id = e.id AND x.published_at = e.published_at AND x.counted)
+     WHERE x.source = e.source AND x.event_id = e.id AND x.published_at = e.published_at AND x.counted),
+    e.story_id, e.novel, e.copies
 FROM scored_event e"""
 
 
 def stored_event(row) -> tuple:
     """One row of STORED_EVENTS_SQL as an input of `replay`."""
-    published_at, source, eid, sentiment, topic, tickers, own = row
-    return (published_at.timestamp(), f"{source}/{eid}", sentiment == "negative", topic, tuple(tickers), own or {})
+    published_at, source, eid, sentiment, topic, tickers, own, *story = row
+    story = (story[0], bool(story[1]), int(story[2])) if len(story) == 3 and story[0] is not None else None
+    own = orjson.loads(own) if isinstance(own, (str, bytes)) else own  # asyncpg hands jsonb over as text
+    return (published_at.timestamp(), f"{source}/{eid}", sentiment == "negative", topic, tuple(tickers), own or {},
+            story)
 
 
-def cells_of(batch: list[Event], slice_s: int) -> dict[str, list[Cell]]:
-    """The worker's counting (stream.counting.count_cells), as the detector's cells."""
-    return {k: Counts(k, list(v.values())).detector_cells() for k, v in count_cells(batch, slice_s).items()}
+def with_stories(events: Sequence[Event], items) -> list[tuple]:
+    """`events` with their stories: `items` (core.stories.Item, one per event, same order) clustered
+    as the worker's index would from empty (Stories.assign_offline); a feed replay without a database."""
+    from core.stories import Stories
+
+    assigned = Stories().assign_offline(list(items))
+    return [tuple(e[:5]) + ((e[5] if len(e) > 5 else None), (a.story_id, a.novel, a.copies))
+            for e, a in zip(events, assigned)]
+
+
+def cells_of(batch: list[Event], slice_s: int, cfg: DetectorConfig | None = None) -> dict[str, list[Cell]]:
+    """The worker's counting (stream.counting.count_cells, stories weighted and listed as the
+    config says), as the detector's cells."""
+    cfg = cfg or DetectorConfig(slice_s=slice_s)
+    counted = count_cells(batch, slice_s, cfg.samples, cfg.story_copy_weight, cfg.story_copy_cap, stories=True)
+    return {k: Counts(k, list(v.values())).detector_cells() for k, v in counted.items()}
 
 
 def event_tuple(event, negative: bool, topic: str, entities, min_relevance: float,
@@ -66,7 +89,7 @@ class OfflineDetection:
 
     def batch(self, events: list[Event]) -> None:
         self.batch_id += 1
-        for key, cells in cells_of(events, self.cfg.slice_s).items():
+        for key, cells in cells_of(events, self.cfg.slice_s, self.cfg).items():
             st = self.states.setdefault(key, KeyState())
             out, late = self.det.add(st, key, cells, self.batch_id, self.view.value, tuple(self.view.pauses))
             self.decisions += out

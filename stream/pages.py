@@ -21,7 +21,7 @@ def problems(w: Worker) -> dict[str, str]:
     return {k: v for k, v in (("postgres", w.sink.last_error), ("model", w.processor.health.model_error),
                               ("fetch", w.guard.problem()), ("skipped", skipped(w)),
                               ("stalled", w.stall_watch.problem()),
-                              ("watermark", w.detection.problem()),
+                              ("watermark", w.detection.problem()), ("history", w.upkeep.problem()),
                               ("consumer", w.unassigned_problem(time.monotonic()))) if v}
 
 

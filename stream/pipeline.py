@@ -36,7 +36,8 @@ from models.entity_scores import ITEM, ITEM_SHARED, EntityScore, entity_sentimen
 from core.masking import Masker
 from models.runtime import Prediction, Scorer
 from stream import metrics
-from stream.counting import count_cells, counted, ticker_keys
+from core.stories import Item as StoryItem, Stories
+from stream.counting import COPY_CAP, COPY_WEIGHT, count_cells, counted, ticker_keys
 from stream.records import Counts, Invalid, NewsEvent, decode
 from stream.sink import PostgresSink, Rejected
 from stream.watermark import PartitionClock
@@ -136,15 +137,19 @@ def entity_rows(e: NewsEvent, ents: list[Entity], scores: list[EntityScore], min
 
 
 def count_records(rows: list[tuple], new: set, slice_s: int, samples: int = 5,
-                  entity_negative: dict | None = None) -> list[tuple[str, dict]]:
-    """Per aggregation key, the new rows counted per event-time slice: [slice, n, k, ids, {ticker: k}].
+                  entity_negative: dict | None = None, stories: dict | None = None,
+                  copy_weight: float = COPY_WEIGHT, copy_cap: float = COPY_CAP) -> list[tuple[str, dict]]:
+    """Per aggregation key, the new rows counted per event-time slice:
+    [slice, n, k, ids, {ticker: [n, k]}(, {story: [copies, [sources]]})].
     An event stored once is counted once, even when the batch held it twice (stream.counting).
-    `entity_negative`: (source, id) -> {ticker: negative}, each entity's own sentiment for its key."""
+    `entity_negative`: (source, id) -> {ticker: negative}, each entity's own sentiment for its key;
+    `stories`: (source, id) -> (story id, novel, copies), which weights n and k (stream.counting)."""
     own = entity_negative or {}
-    items = ((r[2].timestamp(), f"{r[0]}/{r[1]}", r[12] == "negative", r[10], r[7], own.get((r[0], r[1])))
+    items = ((r[2].timestamp(), f"{r[0]}/{r[1]}", r[12] == "negative", r[10], r[7], own.get((r[0], r[1])),
+              (stories or {}).get((r[0], r[1])))
              for r in rows if (r[0], r[1]) in new)
-    return [(key, {"kind": "counts", "key": key, "cells": list(cells.values())})
-            for key, cells in count_cells(items, slice_s, samples).items()]
+    cells_of = count_cells(items, slice_s, samples, copy_weight, copy_cap, stories=stories is not None)
+    return [(key, {"kind": "counts", "key": key, "cells": list(cells.values())}) for key, cells in cells_of.items()]
 
 
 @dataclasses.dataclass
@@ -156,6 +161,7 @@ class Scored:
     items_of: dict
     dead: list[Dead]
     entities_of: dict = field(default_factory=dict)  # (source, id) -> event_entity rows
+    bands_of: dict = field(default_factory=dict)  # (source, id) -> its story band keys (core.stories)
 
 
 class BatchProcessor:
@@ -163,7 +169,7 @@ class BatchProcessor:
                  slice_s: int = 10, max_chars: int = 20_000, max_skew_s: float = 300.0, max_backoff_s: float = 5.0,
                  run_blocking: Callable[..., Awaitable] | None = None, masker: Masker | None = None,
                  max_deadletter_bytes: int = 1_000_000 - 16_384, linker: Linker | None = None,
-                 entity_min_relevance: float | None = None, settings=None):
+                 entity_min_relevance: float | None = None, settings=None, stories: Stories | None = None):
         self.scorer, self.sink, self.publisher, self.clock = scorer, sink, publisher, clock
         self.masker = masker or Masker(())
         self.slice_s, self.max_chars, self.max_skew_s, self.max_backoff_s = slice_s, max_chars, max_skew_s, max_backoff_s
@@ -172,6 +178,7 @@ class BatchProcessor:
         self.health = Health()
         self._linker, self._settings = linker, settings
         self.entity_min_relevance = entity_min_relevance
+        self.stories = stories  # None: no story assignment (counts unweighted, as before stories)
 
     @property
     def linker(self) -> Linker:
@@ -244,7 +251,14 @@ class BatchProcessor:
         scored_at = datetime.now(timezone.utc)
         rows = [row(e, p, ingested_at, scored_at, keys.get((e.source, e.id))) for _, e, p in scored]
         items_of = {(e.source, e.id): i for i, e, _ in scored}
-        return Scored(items, good, rows, items_of, dead + model_dead, entities_of)
+        bands_of = await self.run_blocking(self._bands, rows) if rows and self.stories is not None else {}
+        return Scored(items, good, rows, items_of, dead + model_dead, entities_of, bands_of)
+
+    def _bands(self, rows: list[tuple]) -> dict:
+        """Story band keys of the rows (core.stories.Signer), off the event loop and outside the
+        store transaction, so that the stories' advisory lock is held only for the SQL."""
+        bands = self.stories.signer.bands([r[3] for r in rows], [r[7] for r in rows])
+        return {(r[0], r[1]): tuple(b) for r, b in zip(rows, bands)}
 
     def _entities(self, scored: list) -> tuple[dict, dict]:
         """Link every scored item: (ticker keys per event, event_entity rows per event). A linker
@@ -274,7 +288,7 @@ class BatchProcessor:
 
     async def store(self, batch: Scored) -> None:
         """Second half: store the rows (or dead-letter what Postgres refuses) and the dead letters."""
-        dead = batch.dead + await self._store(batch.rows, batch.items_of, batch.entities_of)
+        dead = batch.dead + await self._store(batch.rows, batch.items_of, batch.entities_of, batch.bands_of)
         if dead:
             for d in dead:
                 metrics.DEADLETTERED.labels(metrics.reason_kind(d.reason)).inc()
@@ -343,30 +357,42 @@ class BatchProcessor:
                   retry_in_s=delay)
 
     # -- Postgres ---------------------------------------------------------------------------
-    async def _store(self, rows: list[tuple], items_of: dict, entities_of: dict | None = None) -> list[Dead]:
+    async def _store(self, rows: list[tuple], items_of: dict, entities_of: dict | None = None,
+                     bands_of: dict | None = None) -> list[Dead]:
         """Store rows and their entity rows (rejected rows isolated by bisection) and publish their counts."""
         if not rows:
             return []
         entities_of = entities_of or {}
         ents = [x for r in rows for x in entities_of.get((r[0], r[1]), ())]
         own = {k: {x[3]: x[6] == "negative" for x in v if x[11]} for k, v in entities_of.items()}
+        story_items = self._story_items(rows, bands_of or {})
         try:
-            new, oid = await self.sink.store(rows, lambda new: self._outbox(rows, new, own), ents)
+            new, oid = await self.sink.store(rows, lambda new, st=None: self._outbox(rows, new, own, st), ents,
+                                             self.stories, story_items)
         except Rejected as exc:
             metrics.BATCH_FAILURES.labels("postgres").inc()
             if len(rows) == 1:
                 return [Dead(items_of[(rows[0][0], rows[0][1])], f"postgres rejected: {exc}")]
             mid = len(rows) // 2
-            return (await self._store(rows[:mid], items_of, entities_of)
-                    + await self._store(rows[mid:], items_of, entities_of))
+            return (await self._store(rows[:mid], items_of, entities_of, bands_of)
+                    + await self._store(rows[mid:], items_of, entities_of, bands_of))
         metrics.SCORED.inc(len(new))
         metrics.DUPLICATES.inc(len(rows) - len(new))
         if oid is not None:
             await self.publish_outbox(oid, self._last_payload)
         return []
 
-    def _outbox(self, rows: list[tuple], new: set, own: dict | None = None) -> bytes | None:
-        records = count_records(rows, new, self.slice_s, entity_negative=own)
+    def _story_items(self, rows: list[tuple], bands_of: dict) -> list[StoryItem]:
+        """Every row of the batch, new or replayed (a replayed row keeps the story it has)."""
+        if self.stories is None:
+            return []
+        return [StoryItem(r[0], r[1], r[2], r[3], tuple(r[7]), bands_of.get((r[0], r[1]))) for r in rows]
+
+    def _outbox(self, rows: list[tuple], new: set, own: dict | None = None, stories: dict | None = None) -> bytes | None:
+        weight = (self._setting("detector_story_copy_weight"), self._setting("detector_story_copy_cap")) \
+            if stories is not None else (COPY_WEIGHT, COPY_CAP)
+        records = count_records(rows, new, self.slice_s, entity_negative=own, stories=stories,
+                                copy_weight=weight[0], copy_cap=weight[1])
         self._last_payload = orjson.dumps(records) if records else None
         return self._last_payload
 

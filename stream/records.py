@@ -121,7 +121,9 @@ def aggregation_keys(topic: str, tickers: list[str]) -> list[str]:
 @dataclass(frozen=True)
 class Counts:
     """finsent.scored, Kafka key = the aggregation key: the new rows of one stored batch, counted per
-    event-time slice (stream.counting): cells = [[slice, n, k, [sample ids], {ticker: k} | null]];
+    event-time slice (stream.counting): cells = [[slice, n, k, [sample ids], {ticker: [n, k]} | null,
+    {story id: [negative copies, [sources]]}]] (n, k story-weighted, so possibly fractional; the
+    sixth element is absent in records written before stories);
     batch = the outbox id (the detector counts a batch once per slice).
     JSON: {"kind": "counts", "key": "ticker:ACME", "batch": 17, "cells": [...]}"""
 
@@ -136,7 +138,7 @@ class Counts:
     def detector_cells(self) -> list:
         from stream.detector import Cell
 
-        return [Cell(c[0], c[1], c[2], tuple(c[3]), c[4]) for c in self.cells]
+        return [Cell(c[0], c[1], c[2], tuple(c[3]), c[4], c[5] if len(c) > 5 else None) for c in self.cells]
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,8 @@ class AlertRecord:
     p_value: float
     severity: str
     sample_event_ids: list
+    # the window's negative stories, most copies first: [{"story_id", "copies", "sources"}] (alert.stories)
+    stories: list = dataclasses.field(default_factory=list)
     alert_id: int | None = None
     opened_at: str | None = None
     resolved_at: str | None = None

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import asyncpg
+import orjson
 
 from core import logs
 from core.events import store_scored
@@ -171,16 +172,27 @@ class PostgresSink:
                 pool.terminate()
 
     # -- scored events ----------------------------------------------------------------------
-    async def store(self, rows: list[tuple], outbox: Callable[[set], bytes | None],
-                    entities: list[tuple] = ()) -> tuple[set, int | None]:
-        """Rows, their entity rows and rollups, plus the detector's count records of the rows really
-        inserted (`outbox(new ids) -> payload`), in one transaction. Returns (new ids, outbox id)."""
+    async def store(self, rows: list[tuple], outbox: Callable[..., bytes | None],
+                    entities: list[tuple] = (), stories=None, items: list = ()) -> tuple[set, int | None]:
+        """Rows, their entity rows and rollups, their stories (`stories.assign(conn, items)`, a
+        core.stories.Stories: under its advisory lock, whose wait lock_timeout bounds), plus the
+        detector's count records of the rows really inserted (`outbox(new ids[, {(source, id):
+        (story id, novel, copies)}]) -> payload`), in one transaction. Returns (new ids, outbox id)."""
         async def op(conn):
             new = await store_scored(conn, rows, entities)
-            payload = outbox(new)
+            if stories is not None and items:
+                assigned = await stories.assign(conn, items)
+                payload = outbox(new, {(a.source, a.id): (a.story_id, a.novel, a.copies) for a in assigned})
+            else:
+                payload = outbox(new)
             oid = await conn.fetchval(INSERT_OUTBOX, payload) if payload else None
             return new, oid
         return await self.retrying("scored_event", op)
+
+    async def acquire(self):
+        """A pooled connection for upkeep (`async with await sink.acquire() as conn`), its wait bounded."""
+        pool = await self._connect()
+        return pool.acquire(timeout=self.timeouts.acquire_s)
 
     async def outbox_done(self, oid: int) -> None:
         await self.retrying("outbox", lambda c: c.execute("DELETE FROM detector_outbox WHERE id = $1", oid))
@@ -197,7 +209,7 @@ class PostgresSink:
         key_type, key = d.key.split(":", 1)
         ident = (key_type, key, ts(d.alert_start))
         evidence = (ts(d.window_end), d.n, d.negatives, d.baseline_rate, d.baseline_n, d.z, d.p_value, d.severity,
-                    list(d.sample_event_ids))
+                    list(d.sample_event_ids), orjson.dumps(payload.stories).decode())
         args = {"open": ident + evidence, "escalate": ident + evidence + (d.revision,), "resolve": ident}[d.action]
 
         async def op(conn):
@@ -230,7 +242,12 @@ def alert_payload(d: Decision) -> AlertRecord:
                        window_start=ts(d.window_start).isoformat(), window_end=ts(d.window_end).isoformat(),
                        n=d.n, negatives=d.negatives, expected_negatives=d.expected, baseline_rate=d.baseline_rate,
                        baseline_n=d.baseline_n, z=d.z, p_value=d.p_value, severity=d.severity,
-                       sample_event_ids=list(d.sample_event_ids))
+                       sample_event_ids=list(d.sample_event_ids), stories=story_list(d))
+
+
+def story_list(d: Decision) -> list[dict]:
+    """The decision's stories as alert.stories and the finsent.alerts record carry them."""
+    return [{"story_id": sid, "copies": int(copies), "sources": list(sources)} for sid, copies, sources in d.stories]
 
 
 INSERT_OUTBOX = "INSERT INTO detector_outbox (payload) VALUES ($1) RETURNING id"
@@ -239,11 +256,12 @@ ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"""
 _RETURNING = "RETURNING id, opened_at, resolved_at"
 ALERT_SQL = {
     "open": f"""INSERT INTO alert (key_type, key, window_start, window_end, n, negatives, baseline_rate, baseline_n,
-        z, p_value, severity, sample_event_ids, state)
-    VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,'open')
+        z, p_value, severity, sample_event_ids, stories, state)
+    VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13::jsonb,'open')
     ON CONFLICT ON CONSTRAINT uq_alert_key_window DO UPDATE SET key = EXCLUDED.key {_RETURNING}""",
     "escalate": f"""UPDATE alert SET window_end = $4, n = $5, negatives = $6, baseline_rate = $7, baseline_n = $8,
-        z = $9, p_value = $10, severity = $11, sample_event_ids = $12, revision = greatest(revision, $13),
+        z = $9, p_value = $10, severity = $11, sample_event_ids = $12, stories = $13::jsonb,
+        revision = greatest(revision, $14),
         updated_at = now()
     WHERE key_type = $1 AND key = $2 AND window_start = $3 {_RETURNING}""",
     "resolve": f"""UPDATE alert SET state = 'resolved', resolved_at = coalesce(resolved_at, now()), updated_at = now()

@@ -1,8 +1,8 @@
-"""The worker's timers: model pointer, idle marks, outbox relay, partition upkeep, lag and stalls."""
+"""The worker's timers: model pointer, idle marks, outbox relay, upkeep (partitions, history, stories), lag
+and stalls."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from core import logs
@@ -43,16 +43,10 @@ def register(w: Worker) -> None:
                 break
 
     @app.task
-    async def partition_upkeep():
-        """Daily partitions at start and every hour after (a restarted worker never skips it)."""
-        while True:
-            try:
-                created = await w.sink.partition_upkeep()
-                if created:
-                    log.info("partitions created", days=[d.isoformat() for d in created])
-            except Exception as exc:  # noqa: BLE001 - counted in metrics, reported, retried next hour
-                log.error("partition upkeep failed", error=repr(exc)[:300])
-            await asyncio.sleep(3600)
+    async def upkeep():
+        """At start and every hour after (a restarted worker never skips it): daily partitions,
+        raw history past retention, the stories index past its horizon (stream.lifecycle)."""
+        await w.upkeep.run_forever()
 
     @app.timer(interval=5.0)
     async def consumer_lag():

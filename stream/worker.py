@@ -12,6 +12,7 @@ from core.settings import Settings
 from models.hotswap import ModelSwap
 from stream.detection import Detection
 from stream.kafka_compat import FetchGuard, committed_offset
+from stream.lifecycle import Upkeep
 from stream.pipeline import BatchProcessor
 from stream.progress import StallWatch
 from stream.sink import PostgresSink
@@ -33,6 +34,7 @@ class Worker:
     detection: Detection
     guard: FetchGuard
     stall_watch: StallWatch
+    upkeep: Upkeep  # hourly: partitions, history past retention, the stories index (stream.lifecycle)
     # monotonic time since which no input partition is assigned (from the start: a worker waiting in
     # its first rebalance counts too)
     unassigned_since: float | None = field(default_factory=time.monotonic)
