@@ -8,6 +8,7 @@
     finsent predict --input FILE [--text-column text] --output OUT.jsonl
     finsent explain "TEXT" [--json]
     finsent symbols load FILE | list | search QUERY   (the symbol directory of entity linking)
+    finsent history status | archive DAY | verify DAY | drop DAY | restore DAY | upkeep   (raw history)
     finsent migrate | worker | api | replay FILE --rate N | simulate [--surge-ticker ACME] | demo
     finsent stories backfill [--batch 1000] [--restart]   (stories for rows stored before them; resumable)
     finsent apikey create|list|revoke      finsent dashboards build|push --url URL --token TOKEN
@@ -452,9 +453,11 @@ async def _backfill(batch: int, restart: bool, limit: int) -> None:
 def _mount_subcommands() -> None:
     from api.cli import apikey_app
     from dashboards.cli import dashboards_app
+    from finsent.history_cli import app as history_app
     from models.entities.cli import app as symbols_app
 
     app.add_typer(apikey_app, name="apikey")
+    app.add_typer(history_app, name="history")
     app.add_typer(teacher_app, name="teacher")
     app.add_typer(stories_app, name="stories")
     app.add_typer(dashboards_app, name="dashboards", help="Build the Grafana dashboards or push them to a Grafana.")

@@ -35,13 +35,21 @@ def _day(value: str) -> date:
 
 
 def _run(work) -> None:
+    import asyncpg
+
     from core.history import HistoryError
 
     try:
         asyncio.run(work)
     except HistoryError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True, highlight=False)
-        raise typer.Exit(1) from None
+        _fail(str(exc), 1)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        _fail(f"the database could not be reached or refused the work: {exc!r}"[:500], 1)
+
+
+def _fail(message: str, code: int) -> None:
+    console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
 
 
 async def _connect():
@@ -66,8 +74,7 @@ def _policy(archive_dir: Path | None):
 def _archive(archive_dir: Path | None) -> Path:
     root = _policy(archive_dir).archive_dir
     if root is None:
-        console.print("[red]error:[/red] no archive directory: set FINSENT_ARCHIVE_DIR or pass --archive-dir")
-        raise typer.Exit(2)
+        _fail("no archive directory: set FINSENT_ARCHIVE_DIR or pass --archive-dir", 2)
     return root
 
 
@@ -110,13 +117,15 @@ def archive(day: str, archive_dir: ArchiveOpt = None) -> None:
     """Write DAY's partitions to Parquet (then the manifest)."""
     from core import history
 
+    the_day, root = _day(day), _archive(archive_dir)
+
     async def go():
         conn = await _connect()
         try:
             totals = {t: (f or {}).get("rows") for t in history.DAY_TABLES
-                      if (f := await history.db_facts(conn, t, _day(day))) is not None}
+                      if (f := await history.db_facts(conn, t, the_day)) is not None}
             with _bar() as progress:
-                report = await history.archive_day(conn, _archive(archive_dir), _day(day), _progress(progress, totals))
+                report = await history.archive_day(conn, root, the_day, _progress(progress, totals))
         finally:
             await conn.close()
         console.print(report.line() + f", {report.bytes / 1e6:.1f} MB")
@@ -128,10 +137,12 @@ def verify(day: str, archive_dir: ArchiveOpt = None) -> None:
     """Check DAY's archive: files, checksums, and the partitions while they exist."""
     from core import history
 
+    the_day, root = _day(day), _archive(archive_dir)
+
     async def go():
         conn = await _connect()
         try:
-            console.print((await history.verify_day(conn, _archive(archive_dir), _day(day))).line())
+            console.print((await history.verify_day(conn, root, the_day)).line())
         finally:
             await conn.close()
     _run(go())
@@ -143,11 +154,12 @@ def drop(day: str, archive_dir: ArchiveOpt = None,
     """Verify DAY's archive, then detach and drop its partitions."""
     from core import history
 
+    the_day, root = _day(day), None if unarchived else _archive(archive_dir)
+
     async def go():
         conn = await _connect()
         try:
-            root = None if unarchived else _archive(archive_dir)
-            console.print((await history.drop_day(conn, _day(day), root, require_archive=not unarchived)).line())
+            console.print((await history.drop_day(conn, the_day, root, require_archive=not unarchived)).line())
         finally:
             await conn.close()
     _run(go())
@@ -158,14 +170,15 @@ def restore(day: str, archive_dir: ArchiveOpt = None) -> None:
     """Load DAY back from its archive (rows already there are kept); upkeep leaves it for a while."""
     from core import history
 
+    the_day, root = _day(day), _archive(archive_dir)
+
     async def go():
         conn = await _connect()
         try:
-            root = _archive(archive_dir)
-            manifest = history.read_manifest(root, _day(day)) or {"tables": {}}
+            manifest = history.read_manifest(root, the_day) or {"tables": {}}
             totals = {t: e["rows"] for t, e in manifest["tables"].items()}
             with _bar() as progress:
-                report = await history.restore_day(conn, root, _day(day), _progress(progress, totals),
+                report = await history.restore_day(conn, root, the_day, _progress(progress, totals),
                                                    restore_days=_policy(archive_dir).restore_days)
         finally:
             await conn.close()
