@@ -84,11 +84,17 @@ async def test_promoted_synchronous_standby_keeps_every_confirmed_write(primary_
                 await sink.store(rows(batch * 50, 50), lambda new: None)
                 confirmed += 50
 
+        # the standby stops receiving WAL (its WAL receiver frozen) while the writes go on: a
+        # synchronous primary confirms nothing meanwhile; an asynchronous one would confirm
+        # commits the standby never gets, and they would be lost at the promotion
+        receiver = await fetchval(standby.dsn, "SELECT pid FROM pg_stat_wal_receiver")
+        os.kill(receiver, signal.SIGSTOP)
         task = asyncio.ensure_future(writer())
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.5)
         pid = int((Path(primary.server.pgdata) / "postmaster.pid").read_text().split()[0])
         os.kill(pid, signal.SIGKILL)
         at_kill = confirmed
+        os.kill(receiver, signal.SIGCONT)
         await asyncio.sleep(1.0)
         standby.promote()
         await asyncio.wait_for(task, 240)  # the sink reconnects to the promoted standby and finishes
@@ -98,3 +104,54 @@ async def test_promoted_synchronous_standby_keeps_every_confirmed_write(primary_
         assert await fetchval(standby.dsn, "SELECT pg_is_in_recovery()") is False
     finally:
         await sink.close()
+
+
+def test_worker_writing_through_a_failover_loses_nothing(kafka, tmp_path):
+    """The worker (a real process, consuming Kafka) writes through a synchronous standby's
+    promotion after the primary is killed -9: every message produced is stored once on the
+    promoted server, and the worker never exits."""
+    import threading
+    import time
+    from datetime import timedelta
+
+    from finsent.services import wait_for
+    from stream.simulate import feed
+    from tests.integration.conftest import FAST_DETECTOR, Stack
+
+    base = Path(tempfile.mkdtemp(prefix="finsent-replica-w-"))
+    base.chmod(0o755)
+    primary = Postgres(base / "primary", database="postgres").start()
+    standby = None
+    stack = Stack(kafka, primary, tmp_path, **FAST_DETECTOR)
+    try:
+        standby = Standby(primary, base / "standby", synchronous=True).start()
+        # the worker (and the test's counts) reach whichever server takes writes
+        stack.url = (f"postgresql+asyncpg://postgres@/{stack.db}?host={primary.server.pgdata},{standby.dir}"
+                     "&target_session_attrs=read-write")
+        w = stack.start_worker()
+        t0 = datetime.now(timezone.utc) - timedelta(hours=1)
+        evs = list(feed(3000, 21, None, start=t0, spacing_s=0.05, prefix="f"))
+        feeder = threading.Thread(target=stack.produce, args=(evs, 100.0))  # 30 s of traffic
+        feeder.start()
+        wait_for(lambda: stack.rows() >= 600, 120, what="first rows")
+        pid = int((Path(primary.server.pgdata) / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        time.sleep(2)
+        standby.promote()
+        feeder.join()
+        stack.wait_rows(3000, timeout=240)
+        time.sleep(2)
+        (n, distinct), = stack.sql("SELECT count(*), count(DISTINCT (source, id)) FROM scored_event")
+        assert n == distinct == 3000
+        assert stack.sql("SELECT pg_is_in_recovery()")[0][0] is False  # the promoted standby answered
+        assert w.alive(), w.log_tail()
+    finally:
+        stack.close()
+        if standby is not None:
+            standby.stop()
+        stop_postmaster(primary.dir)
+        try:
+            primary.stop()
+        except Exception:  # noqa: BLE001 - killed already
+            pass
+        shutil.rmtree(base, ignore_errors=True)
