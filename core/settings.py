@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # during a Postgres outage then lost a batch (docs/benchmarks.md#chaos): Faust's 60 s until that is fixed
     # scoring
     model_dir: Path = DEFAULT_MODEL_DIR
+    # the shared training and evaluation files (finsent train/teacher/evaluate/feedback, the model benches);
+    # default ../shared/data beside the repository, as before this setting existed
+    data_dir: Path = Path(__file__).resolve().parents[2] / "shared" / "data"
     backend: Literal["onnx", "torch", "tensorrt"] = "onnx"
     precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
     device: str = "cpu"  # cpu | cuda | cuda:N (torch and tensorrt backends; onnx uses CUDA EP when given)

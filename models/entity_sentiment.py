@@ -13,9 +13,11 @@ shipped item sentiment head reads it, plus a small MLP on (target vector, pooled
 negative / neutral / positive. 0.20 M parameters, stored in fp16 as `entity_head.safetensors`
 (0.4 MB) beside the artifact, with `entity_head.json`.
 
-Runtime: `models.runtime.Scorer.entity_sentiment([(text, spans), ...])`; on the ONNX path the
-graph `entity.onnx` (encoder + head, fp32) is built from the committed weights by
-`models.export.export` (i.e. `finsent export` / `make setup`), torch is the reference.
+Training side: this module builds the data sets, trains and evaluates the head. The head itself is
+models/entity_head.py (torch), its inputs models/entity_inputs.py (torch-free, shared with
+serving). Runtime: `models.runtime.Scorer.entity_sentiment([(text, spans), ...])`; on the ONNX
+path the graph `entity.onnx` (encoder + head, fp32) is built from the committed weights by
+`models.export.export_entity_onnx` (run by `finsent export` / `make setup`), torch is the reference.
 
 Training data (read from the shared data folder, never copied): FiQA 2018 task 1 (headlines and
 posts: sentence, target, score), SemEval-2017 task 5 (headlines: company; microblogs: cashtag,
@@ -34,219 +36,21 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-LABELS = ("negative", "neutral", "positive")
-SCORE_THRESHOLD = 0.1  # score < -0.1 negative, > 0.1 positive, else neutral (FiQA, SemEval)
-MAX_DISTANCE = 12  # distance buckets: -12..12 (clipped), x 3 for boundaries crossed, plus one for padding
-N_BUCKETS = (2 * MAX_DISTANCE + 1) * 3 + 1
-PAD_BUCKET = N_BUCKETS - 1
-HEAD_FILE = "entity_head.safetensors"
-HEAD_META = "entity_head.json"
-ONNX_FILE = "entity.onnx"
-ONNX_ATOL = 1e-3  # max |p_onnx - p_torch|, same tolerance as the item graph (models.export.FP32_ATOL)
+from models.artifact import DEFAULT_ARTIFACT, read_meta_file
+from models.entity_head import HeadConfig, load_entity_model, load_head, new_head, save_head  # noqa: F401
+from models.entity_inputs import (HEAD_FILE, HEAD_META, LABELS, MAX_DISTANCE, N_BUCKETS, ONNX_ATOL,  # noqa: F401
+                                  ONNX_FILE, PAD_BUCKET, SCORE_THRESHOLD, encode_pairs, has_head, is_boundary,
+                                  pad_pairs, target_features)
+
 JOINERS = (", while ", "; ", ". ", " | ", ", but ", " - ", " as ", ", and ")
 URL = re.compile(r"https?://\S+")
 
 
 def score_label(score: float) -> int:
     return 0 if score < -SCORE_THRESHOLD else 2 if score > SCORE_THRESHOLD else 1
-
-
-# ----------------------------------------------------------------------------------------------
-# inputs: target mask and distance buckets from character spans (shared by training and runtime)
-
-
-BOUNDARY_WORDS = frozenset({"while", "but", "whereas", "as", "and", "though", "although", "yet", "meanwhile"})
-BOUNDARY_CHARS = frozenset(",;.|!?:-\u2013\u2014")
-MAX_CROSSED = 2  # boundaries crossed between a token and the target: 0, 1, 2 or more
-
-
-def is_boundary(piece: str) -> bool:
-    """A token that may end a clause: punctuation or a conjunction (while, but, as, ...)."""
-    piece = piece.strip()
-    return bool(piece) and (all(c in BOUNDARY_CHARS for c in piece) or piece.lower() in BOUNDARY_WORDS)
-
-
-def target_features(offsets: Sequence[tuple[int, int]], spans: Sequence[Sequence[int]], length: int,
-                    text: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """(target_mask, position bucket) for one tokenised text. A token is a target token when its
-    character range overlaps a span; special tokens have offsets (0, 0) and never are. The bucket
-    of a token combines its signed distance to the nearest target token (clipped to +-MAX_DISTANCE)
-    and how many clause boundaries (is_boundary, read from `text`) lie between them (0..MAX_CROSSED).
-    With no target token (the span was truncated away), every token gets the farthest bucket."""
-    width = 2 * MAX_DISTANCE + 1
-    mask = np.zeros(length, np.int64)
-    bound = np.zeros(length, np.int64)
-    for i, (a, b) in enumerate(offsets[:length]):
-        if b > a and any(a < e and s < b for s, e in spans):
-            mask[i] = 1
-        elif b > a and text and is_boundary(text[a:b]):
-            bound[i] = 1
-    pos = np.flatnonzero(mask)
-    if not len(pos):
-        return mask, np.full(length, width * (MAX_CROSSED + 1) - 1, np.int64)
-    idx = np.arange(length)
-    diff = idx[:, None] - pos[None, :]
-    near = np.abs(diff).argmin(1)
-    nearest = diff[idx, near]
-    cb = np.concatenate([[0], np.cumsum(bound)])  # cb[i] = boundaries before token i
-    t = pos[near]
-    crossed = np.where(nearest > 0, cb[idx] - cb[t + 1], np.where(nearest < 0, cb[t] - cb[idx + 1], 0))
-    crossed = np.clip(crossed, 0, MAX_CROSSED)
-    return mask, (np.clip(nearest, -MAX_DISTANCE, MAX_DISTANCE) + MAX_DISTANCE + width * crossed).astype(np.int64)
-
-
-def encode_pairs(tokenizer, texts: Sequence[str], spans: Sequence[Sequence[Sequence[int]]], max_length: int):
-    """Token ids, target masks and distance buckets per (text, spans), unpadded lists."""
-    encs = tokenizer.encode_batch(list(texts))
-    out = []
-    for enc, sp, text in zip(encs, spans, texts):
-        ids = enc.ids[:max_length]
-        m, d = target_features(enc.offsets, [tuple(s) for s in sp], len(ids), text)
-        out.append((ids, m, d))
-    return out
-
-
-def pad_pairs(rows, pad_id: int) -> dict[str, np.ndarray]:
-    width = max(len(r[0]) for r in rows)
-    ids = np.full((len(rows), width), pad_id, np.int64)
-    att = np.zeros((len(rows), width), np.int64)
-    tm = np.zeros((len(rows), width), np.int64)
-    dist = np.full((len(rows), width), PAD_BUCKET, np.int64)
-    for i, (x, m, d) in enumerate(rows):
-        ids[i, :len(x)], att[i, :len(x)], tm[i, :len(x)], dist[i, :len(x)] = x, 1, m, d
-    return {"input_ids": ids, "attention_mask": att, "target_mask": tm, "distance": dist}
-
-
-# ----------------------------------------------------------------------------------------------
-# the head (torch)
-
-
-@dataclass
-class HeadConfig:
-    hidden: int = 384
-    dim: int = 128
-    heads: int = 4
-    buckets: int = N_BUCKETS
-    labels: int = 3
-    dropout: float = 0.1
-    freeze_cls: bool = False  # keep the item sentiment head's weights: the head only learns where to look
-    score_threshold: float = SCORE_THRESHOLD
-    max_distance: int = MAX_DISTANCE
-
-
-def _torch_modules():
-    import torch
-    from torch import nn
-
-    class EntityHead(nn.Module):
-        def __init__(self, cfg: HeadConfig):
-            super().__init__()
-            self.cfg = cfg
-            self.q = nn.Linear(cfg.hidden, cfg.dim)
-            self.k = nn.Linear(cfg.hidden, cfg.dim)
-            self.bias = nn.Embedding(cfg.buckets, cfg.heads)
-            self.drop = nn.Dropout(cfg.dropout)
-            self.cls = nn.Linear(cfg.hidden, cfg.labels)  # initialised from the shipped sentiment head
-            self.mlp = nn.Sequential(nn.Linear(2 * cfg.hidden, cfg.dim), nn.GELU(), nn.Dropout(cfg.dropout),
-                                     nn.Linear(cfg.dim, cfg.labels))
-            nn.init.zeros_(self.mlp[-1].weight)
-            nn.init.zeros_(self.mlp[-1].bias)
-
-        def forward(self, hidden, attention_mask, target_mask, distance):
-            b, s, _ = hidden.shape
-            h, dh = self.cfg.heads, self.cfg.dim // self.cfg.heads
-            m = attention_mask.to(hidden.dtype).unsqueeze(-1)
-            t = target_mask.to(hidden.dtype).unsqueeze(-1)
-            tvec = (hidden * t).sum(1) / t.sum(1).clamp(min=1.0)
-            mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-            q = self.q(tvec + mean).view(b, h, dh)  # mean keeps a query when the target was truncated away
-            k = self.k(hidden).view(b, s, h, dh)
-            scores = torch.einsum("bhd,bshd->bhs", q, k) / math.sqrt(dh) + self.bias(distance).permute(0, 2, 1)
-            scores = scores.masked_fill(attention_mask.unsqueeze(1) == 0, -1e4)
-            # the target's clause, pooled in the encoder's own space and read by the item sentiment head
-            pooled = torch.einsum("bhs,bsd->bhd", scores.softmax(-1), hidden).mean(1)
-            return self.cls(self.drop(pooled)) + self.mlp(self.drop(torch.cat([tvec, pooled], -1)))
-
-    class EntityModel(nn.Module):
-        """Frozen encoder (of the shipped MultiTaskModel) + head: the graph exported to ONNX."""
-
-        def __init__(self, encoder, head):
-            super().__init__()
-            self.encoder, self.head = encoder, head
-
-        def forward(self, input_ids, attention_mask, target_mask, distance):
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            return self.head(hidden, attention_mask, target_mask, distance)
-
-    return EntityHead, EntityModel
-
-
-def new_head(cfg: HeadConfig | None = None):
-    return _torch_modules()[0](cfg or HeadConfig())
-
-
-def save_head(head, directory: Path, card: dict) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in head.state_dict().items()}
-    save_file(state, str(directory / HEAD_FILE))
-    (directory / HEAD_META).write_text(json.dumps({"config": asdict(head.cfg), **card}, indent=2) + "\n")
-
-
-def has_head(directory: Path) -> bool:
-    return (Path(directory) / HEAD_FILE).exists() and (Path(directory) / HEAD_META).exists()
-
-
-def load_head(directory: Path):
-    import torch
-    from safetensors.torch import load_file
-
-    directory = Path(directory)
-    cfg = HeadConfig(**json.loads((directory / HEAD_META).read_text())["config"])
-    head = new_head(cfg)
-    head.load_state_dict({k: v.to(torch.float32) for k, v in load_file(str(directory / HEAD_FILE)).items()})
-    return head.eval()
-
-
-def load_entity_model(directory: Path, device: str = "cpu", attention: str = "sdpa"):
-    from models.network import load_artifact
-
-    model, meta = load_artifact(directory, device=device, attention=attention)
-    _, EntityModel = _torch_modules()
-    return EntityModel(model.encoder, load_head(directory).to(device)).eval(), meta
-
-
-def export_entity_onnx(directory: Path, out: Path | None = None, opset: int = 17) -> Path:
-    """entity.onnx: encoder + head, fp32, dynamic batch/sequence, fused like model.onnx."""
-    import tempfile
-
-    import torch
-    from transformers import AutoConfig
-
-    from models.export import expected_export_warnings, optimize_onnx
-
-    directory = Path(directory)
-    out = Path(out or directory / ONNX_FILE)
-    model, _ = load_entity_model(directory, attention="eager")
-    n = 16
-    args = (torch.ones((2, n), dtype=torch.long), torch.ones((2, n), dtype=torch.long),
-            torch.zeros((2, n), dtype=torch.long), torch.full((2, n), MAX_DISTANCE, dtype=torch.long))
-    axes = {0: "batch", 1: "sequence"}
-    names = ["input_ids", "attention_mask", "target_mask", "distance"]
-    cfg = AutoConfig.from_pretrained(str(directory / "encoder"))
-    with tempfile.TemporaryDirectory() as tmp, expected_export_warnings():
-        raw = Path(tmp) / "entity_raw.onnx"
-        torch.onnx.export(model, args, str(raw), input_names=names, output_names=["entity_logits"],
-                          opset_version=opset, dynamic_axes={**{k: axes for k in names}, "entity_logits": {0: "batch"}},
-                          dynamo=False)
-        optimize_onnx(raw, out, cfg.num_attention_heads, cfg.hidden_size)
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -586,15 +390,13 @@ def train(cfg: TrainConfig, resume: bool = True, install: bool = False) -> dict:
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from models.runtime import DEFAULT_ARTIFACT
-
     artifact = Path(cfg.artifact or DEFAULT_ARTIFACT)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    meta = json.loads((artifact / "finsent.json").read_text())
+    meta = read_meta_file(artifact)
     sets, stats = build_dataset(Path(cfg.data), cfg.seed, cfg.n_pairs, cfg.n_pairs_test, cfg.max_singles)
     (out / "data_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -694,7 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         report = train(cfg, resume=not a.no_resume, install=a.install)
         print(json.dumps(report["test"], indent=2))
     elif a.cmd == "export":
-        from models.runtime import DEFAULT_ARTIFACT
+        from models.export import export_entity_onnx
 
         print(export_entity_onnx(Path(a.model or DEFAULT_ARTIFACT)))
     elif a.cmd == "bench":
@@ -713,7 +515,7 @@ def bench(model: str = "", n: int = 256, threads: int = 1) -> dict:
     """Best of 3: predict() on n two-entity texts, then entity_sentiment() on their 2n (text, entity)
     pairs, ONNX Runtime fp32 on the CPU with `threads` threads (the int8 item path is what ships;
     predict is timed as shipped: precision auto)."""
-    from models.runtime import DEFAULT_ARTIFACT, Scorer
+    from models.runtime import Scorer
 
     d = Path(model or DEFAULT_ARTIFACT)
     scorer = Scorer.from_artifact(d, threads=threads)

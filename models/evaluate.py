@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import SourceSpec, default_sources, load_source, stratified_split
+from models.data import Example, SourceSpec, default_sources, load_source, stratified_split
 from models.labels import SENTIMENTS, TOPICS
 from models.metrics import head_report, markdown, softmax
 from models.runtime import Scorer

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.artifact import InvalidText, Prediction, validate_texts
 from models.metrics import softmax
-from models.runtime import InvalidText, Prediction, Scorer, validate_texts
 
 MAX_WORDS = 256
 
@@ -51,7 +51,9 @@ class Explanation:
                 "method": "occlusion ([MASK] per word)"}
 
 
-def explain(scorer: Scorer, text: str, max_words: int = MAX_WORDS) -> Explanation:
+def explain(scorer, text: str, max_words: int = MAX_WORDS) -> Explanation:
+    """`scorer` is a models.runtime.Scorer (its public infer_ids and prediction; usually called as
+    scorer.explain(text))."""
     errors = validate_texts([text])
     if errors:
         raise InvalidText(errors)
@@ -78,7 +80,7 @@ def explain(scorer: Scorer, text: str, max_words: int = MAX_WORDS) -> Explanatio
     sent_logits = np.zeros((len(variants), len(scorer.meta.sentiments)), np.float32)
     for i in range(0, len(variants), scorer.max_batch):
         topic_logits[i:i + scorer.max_batch], sent_logits[i:i + scorer.max_batch] = \
-            scorer._infer(variants[i:i + scorer.max_batch])
+            scorer.infer_ids(variants[i:i + scorer.max_batch])
     tp = softmax(topic_logits, scorer.meta.temperature_topic)
     sp = softmax(sent_logits, scorer.meta.temperature_sentiment)
     sents = scorer.meta.sentiments
@@ -90,7 +92,7 @@ def explain(scorer: Scorer, text: str, max_words: int = MAX_WORDS) -> Explanatio
         end = enc.offsets[spans[w][-1]][1]
         out.append(WordAttribution(text[start:end], start, end, float(signed[0] - signed[j]),
                                    float(tp[0, ti] - tp[j, ti])))
-    prediction = scorer._prediction(tp[0], sp[0], bool(enc.overflowing))
+    prediction = scorer.prediction(tp[0], sp[0], bool(enc.overflowing))
     return Explanation(text, prediction, out, max(0, total_words - len(out)))
 
 

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from models.artifact import read_meta_file
+from models.entity_inputs import MAX_DISTANCE, ONNX_FILE, has_head
+
 FP32_ATOL = 1e-3  # max |p_onnx - p_torch| over all probabilities
 # Share of argmax agreement per head of the int8 graph alone (on the synthetic feed: v1 topic 97.5 %,
 # v2 topic 97.0 %, sentiment 98.7-99.9 %; errors are spread over every layer, so no set of fp32 layers or
@@ -158,17 +161,16 @@ def choose_recheck_margin(directory: Path, texts: list[str], target: float = 0.9
     table = recheck_table(directory, texts)
     ok = [r for r in table if min(r["topic_agreement"], r["sentiment_agreement"]) >= target]
     margin = ok[0]["margin"] if ok else table[-1]["margin"]
-    path = Path(directory) / "finsent.json"
-    meta = json.loads(path.read_text())
+    meta = read_meta_file(directory)
     meta["int8_recheck_margin"] = margin
-    path.write_text(json.dumps(meta, indent=2) + "\n")
+    (Path(directory) / "finsent.json").write_text(json.dumps(meta, indent=2) + "\n")
     return margin, table
 
 
 def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=None) -> dict[str, Path]:
     """Write model.onnx (fused fp32) and, with int8, model.int8.onnx into the artifact directory;
     where the artifact has a per-entity sentiment head (entity_head.safetensors), also entity.onnx
-    (models/entity_sentiment.py), checked against PyTorch by validate_entity."""
+    (export_entity_onnx), checked against PyTorch by validate_entity."""
     from transformers import AutoConfig
 
     directory = Path(directory)
@@ -179,8 +181,6 @@ def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=
         steps.append(("int8 dynamic quantisation", None))
     if tensorrt:
         steps.append(("TensorRT engine (fp16)", None))
-    from models.entity_sentiment import export_entity_onnx, has_head
-
     entity = has_head(directory)  # the per-entity sentiment head, when the artifact has one
     if entity:
         steps.append(("per-entity sentiment graph (entity.onnx)", None))
@@ -201,6 +201,31 @@ def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=
     if entity:
         out["entity"] = export_entity_onnx(directory)
         _advance(progress, task)
+    return out
+
+
+def export_entity_onnx(directory: Path, out: Path | None = None, opset: int = 17) -> Path:
+    """entity.onnx: encoder + head, fp32, dynamic batch/sequence, fused like model.onnx."""
+    import torch
+    from transformers import AutoConfig
+
+    from models.entity_head import load_entity_model
+
+    directory = Path(directory)
+    out = Path(out or directory / ONNX_FILE)
+    model, _ = load_entity_model(directory, attention="eager")
+    n = 16
+    args = (torch.ones((2, n), dtype=torch.long), torch.ones((2, n), dtype=torch.long),
+            torch.zeros((2, n), dtype=torch.long), torch.full((2, n), MAX_DISTANCE, dtype=torch.long))
+    axes = {0: "batch", 1: "sequence"}
+    names = ["input_ids", "attention_mask", "target_mask", "distance"]
+    cfg = AutoConfig.from_pretrained(str(directory / "encoder"))
+    with tempfile.TemporaryDirectory() as tmp, expected_export_warnings():
+        raw = Path(tmp) / "entity_raw.onnx"
+        torch.onnx.export(model, args, str(raw), input_names=names, output_names=["entity_logits"],
+                          opset_version=opset, dynamic_axes={**{k: axes for k in names}, "entity_logits": {0: "batch"}},
+                          dynamo=False)
+        optimize_onnx(raw, out, cfg.num_attention_heads, cfg.hidden_size)
     return out
 
 

@@ -31,7 +31,7 @@ import torch
 from models.data import DataError, Example, SourceSpec, default_sources, load_source, read_rows, stratified_split
 from models.labels import SENTIMENTS, TOPICS
 from models.network import load_artifact, load_tokenizer, save_artifact
-from models.train import pick_device, predict_logits, seed_everything, tokenize, train_step
+from models.training import pick_device, predict_logits, seed_everything, tokenize, train_step
 
 
 @dataclass

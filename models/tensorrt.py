@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.runtime import Meta
+from models.artifact import Meta
 
 # Optimisation profile sized to the real feed: tweets ~20-40 tokens, headlines ~15-30,
 # articles truncated at max_length; batches up to the worker's max_batch.
