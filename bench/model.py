@@ -3,7 +3,7 @@ side by side with what a user would otherwise write: two Hugging Face
 `pipeline("text-classification")` objects (topic, sentiment) on an encoder of the same size
 (MiniLM-L6), measured at the SAME batch sizes.
 
-    python bench/model.py [--n 1024] [--texts-from ../shared/data] [--batches 1,8,32,64,256] [--threads N]
+    python bench/model.py [--n 1024] [--texts-from DIR (default FINSENT_DATA_DIR)] [--batches 1,8,32,64,256] [--threads N]
 
 Like with like: every engine gets the same thread count (`--threads`, default all cores): ONNX
 Runtime's intra-op threads, torch's intra-op threads (`torch.set_num_threads`, used by the torch
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.texts import realistic_mix  # noqa: E402
+from models.data import default_data_dir  # noqa: E402
 from models.runtime import DEFAULT_ARTIFACT, Scorer, onnx_path  # noqa: E402
 
 BASELINE = "2× HF pipeline"
@@ -146,7 +147,7 @@ def ratios(cells: dict, same: int) -> list[str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1024)
-    ap.add_argument("--texts-from", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--texts-from", type=Path, default=None, help="the shared data folder (default: FINSENT_DATA_DIR)")
     ap.add_argument("--batches", default="1,8,32,64,256", help="batch sizes, for every backend and the pipelines")
     ap.add_argument("--same-batch", type=int, default=32, help="batch of the like-with-like headline ratio")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
@@ -158,7 +159,7 @@ def main() -> None:
     args = ap.parse_args()
     args.batch_list = sorted({int(b) for b in args.batches.split(",")} | {args.same_batch})
     set_threads(args.threads)
-    texts = realistic_mix(args.texts_from, args.n)
+    texts = realistic_mix(args.texts_from or Path(default_data_dir()), args.n)
     console = Console(width=140)
     cells = measure(engines(args, console), texts, args.batch_list, args.repeats)
     cpu = platform.processor() or platform.machine()

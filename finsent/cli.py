@@ -1,6 +1,6 @@
 """The `finsent` command line (typer). Each command is a thin shell over a plain function.
 
-    finsent train --data-dir ../shared/data --output models/artifacts/my-model
+    finsent train [--data-dir DIR] --output models/artifacts/my-model   (DIR: FINSENT_DATA_DIR, ../shared/data)
     finsent train --from models/artifacts/finsent-minilm-v2 --feedback feedback.jsonl --output DIR
     finsent teacher fetch | teacher train --output runs/teacher   (then train --teacher runs/teacher/logits.npz)
     finsent evaluate --model models/artifacts/finsent-minilm-v2
@@ -32,10 +32,20 @@ console = Console(stderr=True)
 ModelOpt = Annotated[Path, typer.Option("--model", "-m", help="artifact directory")]
 
 
+DataDirOpt = Annotated[Optional[Path], typer.Option(help="folder with the shared training files "
+                                                    "(default: FINSENT_DATA_DIR, ../shared/data)")]
+
+
 def _default_model() -> Path:
-    from models.runtime import DEFAULT_ARTIFACT
+    from models.artifact import DEFAULT_ARTIFACT
 
     return DEFAULT_ARTIFACT
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    from core.settings import get_settings
+
+    return data_dir or get_settings().data_dir
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -46,7 +56,7 @@ def fail(message: str, code: int = 2) -> None:
 @app.command()
 def train(
     output: Annotated[Path, typer.Option(help="artifact directory to write")],
-    data_dir: Annotated[Path, typer.Option(help="folder with the shared training files")] = Path("../shared/data"),
+    data_dir: DataDirOpt = None,
     source: Annotated[Optional[list[str]], typer.Option(help="TASK:FORMAT:PATH[:MAP], repeatable; replaces the defaults")] = None,
     encoder: Annotated[str, typer.Option(help="'minilm' (packaged), a local HF directory, or a hub id")] = "minilm",
     epochs: Annotated[Optional[int], typer.Option(help="default 6 (2 with --feedback)")] = None,
@@ -85,7 +95,7 @@ def train(
         from models.feedback import FeedbackConfig, finetune
 
         fcfg = FeedbackConfig(base=str(from_model or _default_model()), feedback=str(feedback), output=str(output),
-                              sources=source or [], data_dir=str(data_dir), rehearsal=rehearsal,
+                              sources=source or [], data_dir=str(_data_dir(data_dir)), rehearsal=rehearsal,
                               epochs=epochs or 2, batch_size=batch_size or 16, lr=lr or 1e-5, seed=seed,
                               device=device, version=version, keep_alpha=keep_alpha, merge=merge,
                               export=export_int8)
@@ -101,7 +111,7 @@ def train(
                 console.print(f"{part} {head} (n={b['n']}): {b['accuracy']:.4f} -> {a['accuracy']:.4f}")
         return
 
-    cfg = TrainConfig(output=str(output), sources=source or [], data_dir=str(data_dir), encoder=encoder,
+    cfg = TrainConfig(output=str(output), sources=source or [], data_dir=str(_data_dir(data_dir)), encoder=encoder,
                       epochs=epochs or 6, batch_size=batch_size or 32, lr=lr or 8e-5, max_length=max_length, seed=seed, dev_fraction=dev_fraction,
                       patience=patience, topic_weighting=topic_weighting, label_smoothing=label_smoothing, limit=limit, device=device, resume=resume,
                       version=version, teacher=str(teacher or ""), distill_alpha=distill_alpha,
@@ -117,7 +127,7 @@ def train(
 @app.command()
 def evaluate(
     model: ModelOpt = None,
-    data_dir: Path = Path("../shared/data"),
+    data_dir: DataDirOpt = None,
     source: Annotated[Optional[list[str]], typer.Option(help="TASK:FORMAT:PATH[:MAP]; default: the model's dev split")] = None,
     backend: str = "onnx", precision: str = "auto",
     output: Annotated[Optional[Path], typer.Option(help="write <output>.json and <output>.md")] = None,
@@ -128,7 +138,7 @@ def evaluate(
 
     model = model or _default_model()
     try:
-        report, md = run(model, data_dir, source or [], backend, precision)
+        report, md = run(model, _data_dir(data_dir), source or [], backend, precision)
     except DataError as exc:
         fail(str(exc))
     out = output or (model / f"eval-{backend}-{precision}")
@@ -380,7 +390,7 @@ def teacher_fetch(
 def teacher_train(
     output: Annotated[Path, typer.Option(help="run directory (cache, checkpoints, logits.npz)")],
     encoder: Annotated[Path, typer.Option(help="the fetched MPNet folder")] = Path("var/teacher/all-mpnet-base-v2"),
-    data_dir: Path = Path("../shared/data"),
+    data_dir: DataDirOpt = None,
     frozen_layers: Annotated[int, typer.Option(help="lower layers run once and cached, not trained")] = 8,
     epochs: int = 3, batch_size: int = 32, lr: float = 1e-4, seed: int = 13, device: str = "auto",
     resume: bool = False, limit: int = 0,
@@ -392,7 +402,7 @@ def teacher_train(
 
     if not (encoder / "config.json").exists():
         fail(f"{encoder} holds no model; run `finsent teacher fetch` first")
-    cfg = TeacherConfig(output=str(output), encoder=str(encoder), data_dir=str(data_dir), frozen_layers=frozen_layers,
+    cfg = TeacherConfig(output=str(output), encoder=str(encoder), data_dir=str(_data_dir(data_dir)), frozen_layers=frozen_layers,
                         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, resume=resume, limit=limit)
     try:
         with Progress(console=console) as progress:

@@ -27,6 +27,13 @@ HUB_SETS = {
 }
 
 
+def default_data_dir() -> str:
+    """FINSENT_DATA_DIR (core.settings.Settings.data_dir): where the shared training files are."""
+    from core.settings import get_settings
+
+    return str(get_settings().data_dir)
+
+
 class DataError(ValueError):
     """A data file that cannot be read as asked; the message names the file and the problem."""
 

