@@ -6,9 +6,11 @@
 An artifact is a directory holding `finsent.json` (version, labels, max length, temperatures,
 int8 recheck margin), the fp16 weights, the encoder config and the tokenizer; `finsent export`
 adds model.onnx / model.int8.onnx / entity.onnx beside them. This module is the one reader of
-finsent.json (`read_meta_file`; models.network.ModelMeta and models.export write it) and holds
+finsent.json (`read_meta_file`) and its one writer (`write_meta_file`), and it holds
 what every serving module shares: the default artifact, path lookup, the scored row's limits,
 the Prediction contract and the errors the runtime raises.
+
+Room: serving (loads a built artifact and scores; torch only for the reference backend). See models/README.md.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ class EntitySentiment(NamedTuple):
 def read_meta_file(directory: Path | str) -> dict:
     """finsent.json of an artifact directory, as written (the one place it is read)."""
     return json.loads((Path(directory) / META_FILE).read_text())
+
+
+def write_meta_file(directory: Path | str, meta: dict) -> None:
+    """Write finsent.json (training writes it whole; export updates int8_recheck_margin)."""
+    (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@ and (optional, needs internet and `datasets`) the same sets from the Hugging Fac
 
 A source is described by a spec string `TASK:FORMAT:PATH[:MAP]`, for example
 `sentiment:csv:../shared/data/twitter_financial_news_sentiment/sent_train.csv:twitter-sentiment`.
+
+Room: shared by serving and training (finsent predict reads its files with it). See models/README.md.
 """
 
 from __future__ import annotations

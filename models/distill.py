@@ -4,6 +4,8 @@ A teacher run (models/teacher.py) writes `logits.npz`: a row of (topic, sentimen
 training and dev text, keyed by `text_key(text)`. `soft_labels` lines them up with the student's
 training examples; `distill_loss` is the KL term models.training.train_step mixes in with weight
 1 - distill_alpha (`finsent train --teacher runs/teacher/logits.npz`).
+
+Room: training (builds, checks and exports artifacts). See models/README.md.
 """
 
 from __future__ import annotations

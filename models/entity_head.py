@@ -3,6 +3,8 @@
 `load_entity_model(artifact)` gives the frozen encoder of the artifact + the head saved beside it
 (entity_head.safetensors, entity_head.json): the graph models.export.export_entity_onnx exports
 to entity.onnx and models.runtime.TorchEntityBackend runs. Trained by models/entity_sentiment.py.
+
+Room: shared by serving and training. See models/README.md.
 """
 
 from __future__ import annotations

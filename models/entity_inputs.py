@@ -4,6 +4,8 @@
 a bucket of its signed distance to the target x the clause boundaries crossed (target_features);
 `pad_pairs` pads a chunk for entity.onnx. models.runtime.Scorer.entity_sentiment runs them;
 models/entity_head.py (torch) is the head, models/entity_sentiment.py trains it.
+
+Room: shared by serving and training. See models/README.md.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ built from held-out tweets, both entities right 0.591 against 0.546 for the whol
 ("Apple and Samsung slide") is read in the whole text only. An entity
 with no span (a feed tag the text never names), or a scorer without the head (an artifact
 without entity_head.safetensors, a benchmark's null scorer), keeps the item's: `item_shared`.
+
+Room: serving (loads a built artifact and scores; torch only for the reference backend). See models/README.md.
 """
 
 from __future__ import annotations

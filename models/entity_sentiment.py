@@ -24,6 +24,8 @@ Training data (read from the shared data folder, never copied): FiQA 2018 task 1
 posts: sentence, target, score), SemEval-2017 task 5 (headlines: company; microblogs: cashtag,
 rehydrated text), single-entity tweets of twitter_financial_news_sentiment (their own label), and
 two-entity sentences built from pairs of those tweets. Scores map to labels by SCORE_THRESHOLD.
+
+Room: training (builds, checks and exports artifacts). See models/README.md.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Default data: the artifact's own dev split (the sources, seed and dev fraction it was trained
 with, from training.json), so the numbers match the model card.
+
+Room: training (builds, checks and exports artifacts). See models/README.md.
 """
 
 from __future__ import annotations

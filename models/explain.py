@@ -11,6 +11,8 @@ Occlusion runs on any backend (ONNX int8 on the CPU included) in one batched cal
 sequences: cheap enough for one item on demand (~30 ms for a 30-word headline here), not for a
 stream. It sees each word on its own; words that only matter together (\"not good\") show up
 split between them.
+
+Room: serving (loads a built artifact and scores; torch only for the reference backend). See models/README.md.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ One ONNX graph carries both heads (outputs `topic_logits`, `sentiment_logits`) w
 batch and sequence axes. Then ONNX Runtime's transformer optimiser fuses attention / layer-norm
 / GELU (`model.onnx`), optional int8 dynamic quantisation writes `model.int8.onnx`, and
 `validate` checks each graph against PyTorch on real texts within named tolerances.
+
+Room: training (builds, checks and exports artifacts). See models/README.md.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifact import read_meta_file
+from models.artifact import read_meta_file, write_meta_file
 from models.entity_inputs import MAX_DISTANCE, ONNX_FILE, has_head
 
 FP32_ATOL = 1e-3  # max |p_onnx - p_torch| over all probabilities
@@ -156,14 +158,13 @@ def recheck_table(directory: Path, texts: list[str], grid=(0.0, 0.02, 0.05, 0.1,
 def choose_recheck_margin(directory: Path, texts: list[str], target: float = 0.995) -> tuple[float, list[dict]]:
     """The smallest margin whose agreement reaches `target` on both heads on `texts` (which should be
     neither training nor dev text), written into finsent.json as int8_recheck_margin."""
-    import json
 
     table = recheck_table(directory, texts)
     ok = [r for r in table if min(r["topic_agreement"], r["sentiment_agreement"]) >= target]
     margin = ok[0]["margin"] if ok else table[-1]["margin"]
     meta = read_meta_file(directory)
     meta["int8_recheck_margin"] = margin
-    (Path(directory) / "finsent.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_meta_file(directory, meta)
     return margin, table
 
 

@@ -13,6 +13,8 @@ on are still learned as well as by the tuned model (chosen on training data only
 corrections and the dev split only measure it). The result is a new artifact with its own
 version id, a lineage record in training.json and MODEL_CARD.md, and (by default) its int8 ONNX
 graph.
+
+Room: training (builds, checks and exports artifacts). See models/README.md.
 """
 
 from __future__ import annotations

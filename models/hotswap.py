@@ -6,6 +6,8 @@ so the caller's next batch uses it. A model that fails to load or to pass its ch
 the one in use stays, the reason is kept (`state()["swap_error"]`) and logged, and the same
 target is not tried again until `current` moves. The worker (stream/hotswap.py) and the API
 (api/scoring.py) each use one, with their own metrics through `on_change`.
+
+Room: serving (loads a built artifact and scores; torch only for the reference backend). See models/README.md.
 """
 
 from __future__ import annotations

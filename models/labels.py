@@ -2,6 +2,8 @@
 
 Topic ids follow the order of the Twitter Financial News topic release (`classes.txt`);
 the position of a label is saved into every model's config, so the runtime never assumes it.
+
+Room: shared by serving and training. See models/README.md.
 """
 
 from __future__ import annotations

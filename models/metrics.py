@@ -1,6 +1,9 @@
 """Classification metrics per head, numpy only (usable from the torch-free runtime):
 accuracy, macro-F1, per-class precision/recall/F1/support, confusion matrix, and
-expected calibration error (ECE, 15 equal-width confidence bins)."""
+expected calibration error (ECE, 15 equal-width confidence bins).
+
+Room: shared by serving and training. See models/README.md.
+"""
 
 from __future__ import annotations
 

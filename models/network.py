@@ -3,11 +3,12 @@
 Artifacts are self-contained directories (see `save_artifact`): encoder config, tokenizer,
 weights (`model.safetensors`), and `finsent.json` holding the label order, max length and
 version id, so the runtime never hard-codes label positions.
+
+Room: shared by serving and training. See models/README.md.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from models.artifact import read_meta_file, write_meta_file
 from models.labels import SENTIMENTS, TOPICS
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -36,10 +38,10 @@ class ModelMeta:
 
     @classmethod
     def load(cls, directory: Path) -> ModelMeta:
-        return cls(**json.loads((Path(directory) / "finsent.json").read_text()))
+        return cls(**read_meta_file(directory))
 
     def save(self, directory: Path) -> None:
-        (Path(directory) / "finsent.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+        write_meta_file(directory, asdict(self))
 
 
 def default_encoder_dir() -> Path:

@@ -9,6 +9,8 @@ A row that cannot be scored (empty text, a JSONL line that is not JSON or not UT
 without the text field) becomes `{"row": N, "error": "..."}`; a file that cannot be read at
 all (missing, not UTF-8 CSV, no such column in the header) raises `DataError` before any
 output is written.
+
+Room: serving (loads a built artifact and scores; torch only for the reference backend). See models/README.md.
 """
 
 from __future__ import annotations

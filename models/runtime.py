@@ -13,6 +13,8 @@ something else, and `Scorer.check()` scores fixed texts once so a broken model f
 Batching: tokenise the whole call once with the fast tokenizer, sort by length, cut into
 chunks of at most `max_batch` texts whose padding stays under `MAX_PAD_WASTE` of the real
 tokens, pad each chunk only to its own longest text (a tweet is never padded to 512).
+
+Room: serving (loads a built artifact and scores; torch only for the reference backend). See models/README.md.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ A full MPNet step costs about 6 s on a 2-core CPU, so the run is shaped to fit o
    every epoch (`--resume` goes on from it); a CUDA device is used where there is one;
 3. the dev split is the student's own (same sources, seed and fraction), so the numbers compare;
 4. the teacher's logits for every text, training and dev, are written to `logits.npz`.
+
+Room: training (builds, checks and exports artifacts). See models/README.md.
 """
 
 from __future__ import annotations

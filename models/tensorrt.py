@@ -4,6 +4,8 @@ Engines are build outputs, named by model version, GPU, precision and TensorRT v
 never committed. TensorRT is not installable on the machines this project was built on, so
 this module is exercised only where `import tensorrt` works and a GPU is present (see the
 README); the code follows the TensorRT 10 Python API (named I/O tensors, execute_async_v3).
+
+Room: serving (loads a built artifact and scores; torch only for the reference backend). See models/README.md.
 """
 
 from __future__ import annotations

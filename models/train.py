@@ -6,6 +6,8 @@ AdamW with linear warm-up and decay → per-epoch dev evaluation → early stopp
 of the two heads' macro-F1 → checkpoint every epoch (resume with --resume) → temperature
 calibration on dev → fp16 artifact + model card. The loop's helpers (config, seeding, device,
 batching, one step) are in models/training.py, the teacher's soft labels in models/distill.py.
+
+Room: training (builds, checks and exports artifacts). See models/README.md.
 """
 
 from __future__ import annotations

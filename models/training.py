@@ -3,6 +3,8 @@ choice, loading and splitting the sources, tokenising, length-sorted batches, on
 
 Used by models/train.py (the student), models/teacher.py (the teacher) and models/feedback.py
 (fine-tuning on corrections); nothing here imports any of them.
+
+Room: training (builds, checks and exports artifacts). See models/README.md.
 """
 
 from __future__ import annotations
