@@ -14,7 +14,9 @@ Batching: tokenise the whole call once with the fast tokenizer, sort by length, 
 chunks of at most `max_batch` texts whose padding stays under `MAX_PAD_WASTE` of the real
 tokens, pad each chunk only to its own longest text (a tweet is never padded to 512).
 
-Room: serving (loads a built artifact and scores; torch only for the reference backend). See models/README.md.
+Room: serving (loads a built artifact and scores; torch only for the reference backend).
+See models/README.md. The artifact's metadata, errors and Prediction live in models/artifact.py
+(torch-free) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ CHECK_TEXTS = ("$AAPL beats on revenue, raises guidance", "Fed holds rates stead
                "Oil slides 4% as OPEC+ output talks stall and energy shares fall across Europe and Asia",
                "Treasury yields jump after a strong payrolls report pushes back bets on rate cuts this year")
 MAX_PAD_WASTE = 0.15  # padded tokens allowed per chunk, as a share of its real tokens
-
 
 
 class Backend(Protocol):
@@ -138,7 +139,7 @@ class TorchBackend:
 
 class OnnxEntityBackend:
     """entity.onnx (frozen encoder + target-aware head): `infer(input_ids, attention_mask,
-    target_mask, distance) -> entity_logits`, int64 numpy inputs (models.entity_sentiment.pad_pairs)."""
+    target_mask, distance) -> entity_logits`, int64 numpy inputs (models.entity_inputs.pad_pairs)."""
 
     name = "onnx"
 
@@ -296,7 +297,7 @@ class Scorer:
 
         return explain(self, text)
 
-    # -- per-entity sentiment (models/entity_sentiment.py) ---------------------------------------
+    # -- per-entity sentiment (inputs: models/entity_inputs.py; head: entity_head.py) -------------
 
     def entity_backend(self):
         """The target-aware head's backend: the torch reference when this scorer runs torch, else
@@ -308,10 +309,11 @@ class Scorer:
             if self.backend.name == "torch":
                 self._entity_backend = TorchEntityBackend(d, device=getattr(self.backend, "device", "cpu"))
             else:
-                if not (Path(d) / ENTITY_ONNX_FILE).exists():
-                    raise BackendUnavailable(f"{Path(d) / ENTITY_ONNX_FILE} does not exist; build it with `finsent export` "
+                graph = Path(d) / ENTITY_ONNX_FILE
+                if not graph.exists():
+                    raise BackendUnavailable(f"{graph} does not exist; build it with `finsent export` "
                                              f"or `python -m models.entity_sentiment export --model {d}`")
-                self._entity_backend = OnnxEntityBackend(Path(d) / ENTITY_ONNX_FILE)
+                self._entity_backend = OnnxEntityBackend(graph)
         return self._entity_backend
 
     def entity_sentiment(self, texts_and_spans: Sequence[tuple[str, Sequence[Sequence[int]]]]
