@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from models.data import DataError, Example
-from models.teacher import TopLayers, additive_mask, fetch, load_soft_labels, text_key
-from models.train import distill_loss, soft_labels
+from models.distill import distill_loss, load_soft_labels, soft_labels, text_key
+from models.teacher import TopLayers, additive_mask, fetch
 
 
 def _wheels(tmp_path, files: dict[str, bytes]):
