@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.texts import realistic_mix  # noqa: E402
+from core.settings import get_settings  # noqa: E402
 from models.entities import Directory, Linker, names  # noqa: E402
 from models.entities.directory import Record, _curated, build  # noqa: E402
 from models.entities.evaluation import read_items, score  # noqa: E402
@@ -208,7 +209,7 @@ def cost_table(data_dir: Path, n: int, console: Console) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data-dir", type=Path, default=get_settings().data_dir)
     ap.add_argument("--names", type=int, default=10_000)
     ap.add_argument("--pairs", type=int, default=1500, help="two-entity items to build per built set")
     ap.add_argument("--only", choices=["linking", "sentiment", "cost"], default=None)

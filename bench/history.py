@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from core import history  # noqa: E402
 from core.pg import libpq_dsn, migrate  # noqa: E402
+from core.settings import get_settings  # noqa: E402
 from finsent.services import Postgres  # noqa: E402
 
 FILL_EVENTS = """INSERT INTO scored_event (source, id, published_at, text, title, url, lang, tickers, ingested_at,
@@ -130,7 +131,7 @@ async def run(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=2_000_000)
-    ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--data-dir", type=Path, default=get_settings().data_dir)
     asyncio.run(run(ap.parse_args()))
 
 

@@ -33,8 +33,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import stories as st  # noqa: E402
+from core.settings import get_settings  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = get_settings().data_dir
 SYNONYMS = [("shares", "stock"), ("falls", "drops"), ("fall", "drop"), ("rises", "climbs"), ("rise", "climb"),
             ("says", "said"), ("cuts", "slashes"), ("buy", "acquire"), ("plunges", "tumbles"), ("jumps", "surges"),
             ("profit", "earnings"), ("quarterly", "Q4"), ("company", "firm"), ("after", "following"),
