@@ -66,6 +66,58 @@ PAIRS = [
     ("{a} faces a regulator probe over accounting practices as {b} announces a buyback of ${n} billion", "negative",
      "positive"),
 ]
+# A planted surge is many different pieces of bad news, not one headline reposted: each surge item
+# is its own story (core.stories clusters the ordinary templates above into a few stories per
+# company, and copies of one story barely count: docs/stories.md). Item j of a surge reports
+# SURGE_EVENTS[j] with SURGE_FALLOUT[j]; past len(SURGE_EVENTS) items the events come round again
+# with other fallout: follow-ups, which may join the first report's story.
+SURGE_EVENTS = [
+    "{co} recalls two million heaters over fire risk",
+    "{co} chief financial officer quits abruptly",
+    "{co} misses quarterly revenue forecast by a wide margin",
+    "credit agency cuts {co} bond rating to junk",
+    "former employees file a class action against {co}",
+    "chemical leak shuts the main {co} factory",
+    "Pentagon cancels a large drone order placed with {co}",
+    "{co} suspends its dividend as cash dwindles",
+    "union calls a nationwide strike at {co} plants",
+    "{co} auditor raises going concern doubts",
+    "hackers steal millions of {co} customer records",
+    "short seller accuses {co} of inflating sales",
+    "{co} slashes full year guidance on weak demand",
+    "{co} bondholders reject the restructuring proposal",
+    "European Commission fines {co} over antitrust violations",
+    "{co} delays its flagship launch indefinitely",
+    "fire destroys a {co} distribution warehouse",
+    "justice department subpoenas {co} executives",
+    "{co} writes down its acquisition of a startup",
+    "largest customer drops {co} as supplier",
+    "{co} halts production after a supplier bankruptcy",
+    "whistleblower claims {co} hid product defects",
+    "{co} loses patent case and owes royalties",
+    "banks pull a credit line from {co}",
+    "{co} board ousts the chief executive",
+    "{co} admits accounting errors going back years",
+    "tax authorities raid {co} offices",
+    "{co} shuts stores across three countries",
+    "drug trial fails for {co} lead candidate",
+    "regulators block the {co} merger",
+    "{co} warns of a first annual loss in decades",
+    "outage knocks {co} services offline for a day",
+]
+SURGE_FALLOUT = [
+    "shares plunge {pct}%", "stock slides to a six year low", "investors flee as the selloff deepens",
+    "traders dump the stock before the bell", "analysts slash price targets", "the stock crashes {pct}% at the open",
+    "bonds tumble alongside the equity", "market value shrinks by billions", "peers fall in sympathy",
+    "losses wipe out this year's gains", "shares sink {pct}% in heavy selling", "the share price halves within hours",
+    "stock tanks as downgrades pile up", "shares tumble to the lowest since 2009", "the stock drops {pct}% premarket",
+    "shares slump as investors bail", "the selloff erases billions in value", "stock falls for a fifth straight day",
+    "shares nosedive on the news", "the stock plummets {pct}% by midday", "shares crater as panic spreads",
+    "the equity sheds a third of its value", "stock hits a record low", "shares skid {pct}% after hours",
+    "worst trading day in a decade for the stock", "shares collapse as lenders balk", "the stock sinks below its IPO price",
+    "investors dump shares en masse", "shares fall sharply in Europe too", "stock slumps as outlook darkens",
+    "shares retreat {pct}% on heavy losses", "the stock is punished by the market",
+]
 TWEET_TAILS = ("", " https://t.co/{code}", " #stocks", " 📉", " 📈", " $SPY")
 
 
@@ -76,6 +128,20 @@ class Surge:
     ticker: str = "ACME"
     start: int = 0
     count: int = 100
+
+
+def surge_headline(j: int, ticker: str, pct: int = 10) -> str:
+    """Surge item j's headline: its own story (SURGE_EVENTS, SURGE_FALLOUT)."""
+    event = SURGE_EVENTS[j % len(SURGE_EVENTS)].format(co=COMPANIES[ticker])
+    fallout = SURGE_FALLOUT[(j + j // len(SURGE_EVENTS)) % len(SURGE_FALLOUT)].format(pct=pct)
+    return f"{event[0].upper()}{event[1:]}; {fallout}"
+
+
+def _surge_text(rng: random.Random, j: int, ticker: str, social: bool) -> str:
+    """A post names its ticker by cashtag. Drawn after the ordinary text, so the random stream of
+    the rest of the feed is unchanged."""
+    text = surge_headline(j, ticker, rng.randint(2, 19))
+    return f"${ticker} {text}" if social else text
 
 
 def _text(rng: random.Random, templates: list[str], ticker: str, social: bool) -> tuple[str, list[str]]:
@@ -118,6 +184,8 @@ def feed(n: int, seed: int = 0, surge: Surge | None = None, start: datetime | No
         social = rng.random() < 0.5
         source = rng.choice(SOCIAL_SOURCES if social else NEWS_SOURCES)
         text, tickers = _text(rng, templates, ticker, social)
+        if in_surge:
+            text = _surge_text(rng, i - surge.start, ticker, social)
         untagged, paired = extra.random() < untagged_share, extra.random() < pair_share
         if not in_surge and paired:
             text, tickers = _pair(extra, social, not untagged, surge.ticker if surge else "")

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from finsent.services import wait_for
 from stream.app import detector_config
 from stream.offline import STORED_EVENTS_SQL, replay, stored_event
-from stream.simulate import COMPANIES, NEGATIVE, NEUTRAL, POSITIVE
+from stream.simulate import COMPANIES, NEGATIVE, NEUTRAL, POSITIVE, surge_headline
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.slow
@@ -34,9 +34,10 @@ QUIET = ["ACME", "BA", "PFE", "KO"]  # one mention per 15 min: the surges land o
 RATES = {**{t: 1 / 900 for t in QUIET}, **{t: 1 / 300 for t in ("DIS", "GS", "INTC", "UBER", "CVX", "WMT", "XOM", "NFLX")},
          **{t: 1 / 120 for t in ("AAPL", "MSFT", "NVDA", "TSLA")}}
 SURGES = [(1.5, "ACME"), (2.75, "BA"), (4.0, "PFE"), (5.25, "KO")]  # (hour, ticker)
-# the surges are news headlines (the templates that name the company), not the simulator's social
-# slang: v2 reads "$ACME breaking down hard, this is ugly" as neutral, and 15 of 20 negative on a
-# cold key is not a surge by the detector's rules, so a slang-heavy draw tested the model, not the backlog
+# the surges are news headlines, not the simulator's social slang: v2 reads "$ACME breaking down
+# hard, this is ugly" as neutral, and 15 of 20 negative on a cold key is not a surge by the
+# detector's rules, so a slang-heavy draw tested the model, not the backlog; and each is its own
+# story (stream.simulate.surge_headline): the templates' copies count as a few stories (issue 20)
 HEADLINES = [t for t in NEGATIVE if "{co}" in t]
 
 
@@ -57,8 +58,9 @@ def traffic(t0: datetime, seed: int = 5) -> list[dict]:
         while (ts := ts + rng.expovariate(rate)) < HOURS * 3600:
             out.append(item(ts, ticker, rng.choices((NEGATIVE, NEUTRAL, POSITIVE), weights=(2, 5, 3))[0], "bg"))
     for hour, ticker in SURGES:
-        for _ in range(20):
-            out.append(item(hour * 3600 + rng.uniform(0, 90), ticker, HEADLINES, f"surge-{ticker}"))
+        for j in range(20):  # 20 different pieces of bad news (copies of one story would barely count)
+            e = item(hour * 3600 + rng.uniform(0, 90), ticker, HEADLINES, f"surge-{ticker}")
+            out.append({**e, "text": surge_headline(j, ticker, rng.randint(2, 19))})
     return sorted(out, key=lambda e: e["published_at"])  # each partition in event-time order
 
 
