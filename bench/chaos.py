@@ -53,7 +53,7 @@ from finsent.services import KAFKA_SH, Kafka, Postgres, WorkerProcess, free_port
 from models.runtime import DEFAULT_ARTIFACT  # noqa: E402
 from stream.app import detector_config  # noqa: E402
 from stream.offline import STORED_EVENTS_SQL, replay, stored_event  # noqa: E402
-from stream.simulate import COMPANIES, NEGATIVE, NEUTRAL, POSITIVE  # noqa: E402
+from stream.simulate import COMPANIES, NEGATIVE, NEUTRAL, POSITIVE, surge_headline  # noqa: E402
 
 FAULTS = ("kill_worker", "second_worker", "broker_pause", "broker_restart", "pg_restart", "pg_readonly", "hot_swap")
 NEWS, SOCIAL = ("wire-a", "wire-b", "finblog"), ("social-x", "forum")
@@ -135,8 +135,10 @@ def background(rng: random.Random, ts: datetime, n: int, tag: str, texts: list[s
 
 
 def surge(rng: random.Random, start: datetime, ticker: str, tag: str, count: int = 30, span_s: float = 10) -> list[dict]:
+    """`count` different pieces of bad news about `ticker` (copies of one story would barely count: issue 20)."""
     return [item(rng, start + timedelta(seconds=rng.uniform(0, span_s)), f"{tag}-surge-{ticker}", i,
-                 headline(rng, HEADLINES, ticker), [ticker], source=rng.choice(NEWS)) for i in range(count)]
+                 (headline(rng, HEADLINES, ticker), surge_headline(i, ticker, rng.randint(2, 19)))[1], [ticker],
+                 source=rng.choice(NEWS)) for i in range(count)]
 
 
 def poison(rng: random.Random, max_chars: int, now: datetime) -> list[tuple[str, bytes]]:
