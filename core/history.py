@@ -50,6 +50,11 @@ class HistoryError(RuntimeError):
     """An archive that is missing, incomplete or does not match the database: nothing is dropped."""
 
 
+class NoArchive(HistoryError):
+    """Days are past raw retention and no archive directory is set: they are kept (nothing is lost
+    and nothing stops; the worker reports it in a metric and its log, not as a failure)."""
+
+
 @dataclass(frozen=True)
 class Retention:
     """Days kept per kind of row; 0 keeps forever. Raw rows go to the archive first when
@@ -438,7 +443,7 @@ async def upkeep(conn, policy: Retention, today: date | None = None, *, rollup_b
             elif policy.drop_unarchived:
                 done.append((await drop_day(conn, day, None, require_archive=False)).line())
             else:
-                raise HistoryError(f"{day} is past raw retention ({policy.raw_days} days) and no archive directory "
+                raise NoArchive(f"{day} is past raw retention ({policy.raw_days} days) and no archive directory "
                                    "is set: set FINSENT_ARCHIVE_DIR, or FINSENT_RETENTION_DROP_UNARCHIVED=true")
     for table, days in policy.rollup_days().items():
         if days > 0:

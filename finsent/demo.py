@@ -141,8 +141,10 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
         own = _entity_negatives(scorer, ev.text, ents, read, settings.entity_min_relevance) if len(ents) > 1 else {}
         tuples.append(event_tuple(ev, *read[ev.text], ents, settings.entity_min_relevance, own))
         items.append(StoryItem(ev.source, ev.id, ev.published_at, ev.text, tuple(tuples[-1][4])))
-    # copies of one story weighted as the worker weights them (its stories index, here from empty)
-    return replay(with_stories(tuples, items), detector_config(settings), partitions=1).decisions
+    # with FINSENT_STORIES on, copies of one story weighted as the worker weights them (its stories
+    # index, here from empty); off, every item counts, as the worker counts them
+    feed = with_stories(tuples, items) if settings.stories else tuples
+    return replay(feed, detector_config(settings), partitions=1).decisions
 
 
 def _entity_negatives(scorer, text: str, ents, read: dict, min_relevance: float) -> dict[str, bool]:

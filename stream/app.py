@@ -81,7 +81,8 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                                max_skew_s=settings.max_future_skew_s, masker=Masker(settings.mask),
                                max_deadletter_bytes=app.conf.producer_max_request_size - 16_384,
                                linker=linker, entity_min_relevance=settings.entity_min_relevance, settings=settings,
-                               stories=Stories())  # one per worker: the index itself is in Postgres
+                               # one per worker (the index itself is in Postgres); off unless FINSENT_STORIES
+                               stories=Stories() if settings.stories else None)
 
     async def send_alert(key: str, record: AlertRecord) -> None:
         # confirmed before the detector's state moves on; a failure stops the worker (agent_failed)

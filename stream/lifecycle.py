@@ -2,7 +2,9 @@
 (archived, verified, dropped: core/history.py), the stories index past its horizon
 (core/stories.py). Each part runs on its own connection and transaction; a failure is logged,
 counted, shown on /health (`problems.history`) until a later run succeeds, and retried at the
-next run. Rows keep being stored meanwhile: upkeep never holds a batch."""
+next run. Rows keep being stored meanwhile: upkeep never holds a batch. Days past retention with
+no archive directory set (and FINSENT_RETENTION_DROP_UNARCHIVED off) are kept: nothing has
+failed, so /health stays 200; `finsent_history_behind` is 1 and each run logs a warning."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import time
 from prometheus_client import Counter, Gauge
 
 from core import logs
-from core.history import HistoryError, Retention
+from core.history import HistoryError, NoArchive, Retention
 
 log = logs.get("finsent.worker")
 
@@ -49,6 +51,10 @@ class Upkeep:
             if name == "history":
                 self.history_error = None
                 HISTORY_BEHIND.set(0)
+        except NoArchive as exc:  # kept, not failed: a warning and the metric, no /health problem
+            self.history_error = None
+            HISTORY_BEHIND.set(1)
+            log.warning("raw history past retention is kept: no archive directory", reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - counted, shown, retried at the next run
             UPKEEP_ERRORS.labels(name).inc()
             reason = str(exc) if isinstance(exc, HistoryError) else repr(exc)[:300]

@@ -59,14 +59,21 @@ async def test_upkeep_archives_and_drops_past_retention(migrated_db, tmp_path):
         await sink.close()
 
 
-async def test_a_day_that_cannot_be_dropped_safely_is_shown_until_it_can(migrated_db, tmp_path):
+async def test_days_kept_for_want_of_an_archive_show_in_the_metric_and_a_failing_archive_on_health(
+        migrated_db, tmp_path):
     dsn = libpq_dsn(migrated_db)
     day = await old_day(dsn, 50)
     sink = PostgresSink(dsn)
     try:
         upkeep = Upkeep(sink, settings(retention_raw_days=30))
-        await upkeep.run_once()
-        assert "FINSENT_ARCHIVE_DIR" in upkeep.problem() and HISTORY_BEHIND._value.get() == 1
+        await upkeep.run_once()  # no archive directory: kept, nothing failed
+        assert upkeep.problem() == "" and HISTORY_BEHIND._value.get() == 1
+        assert await count(dsn, day) == 25
+        blocked = tmp_path / "not-a-dir"
+        blocked.write_text("a file where the archive folder should be")
+        upkeep = Upkeep(sink, settings(retention_raw_days=30, archive_dir=blocked))
+        await upkeep.run_once()  # the archive cannot be written: a failure, on /health
+        assert "history upkeep failed" in upkeep.problem() and HISTORY_BEHIND._value.get() == 1
         assert await count(dsn, day) == 25
         upkeep = Upkeep(sink, settings(retention_raw_days=30, archive_dir=tmp_path))
         await upkeep.run_once()
