@@ -53,6 +53,7 @@ def register(w: Worker) -> None:
 
     async def store_and_ack(stream, batch, events) -> None:
         await processor.store(batch)
+        w.stored_once = True
         consumer = app.consumer
         for e in events:
             consumer.done(e.message.tp, e.message.offset)  # stored or dead-lettered: committable (stream.commits)

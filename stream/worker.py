@@ -40,6 +40,11 @@ class Worker:
     unassigned_since: float | None = field(default_factory=time.monotonic)
 
     catching_up_until: float = 0.0
+    # a worker is not ok before it has shown it can do its work: assigned, and either a batch stored
+    # since it started or nothing to store (a replacement started while Postgres is down, its input
+    # lagging, said 200 for 8 s of an outside stall in the short chaos run)
+    stored_once: bool = False
+    started: bool = False
 
     def _lagging(self) -> bool:
         consumer = self.app.consumer
@@ -57,6 +62,13 @@ class Worker:
             assigned = any(tp.topic in self.settings.input_topics for tp in self.app.consumer.assignment())
         except Exception:  # noqa: BLE001 - a consumer not started yet has no assignment
             assigned = False
+        if not self.started:
+            if assigned and (self.stored_once or not self._lagging()):
+                self.started = True
+            elif assigned:
+                return "starting: input partitions lag and nothing is stored yet"
+            else:
+                return "starting: no input partition assigned yet"
         stall_s = self.settings.stall_s
         if assigned:
             if self.unassigned_since is not None and now - self.unassigned_since > stall_s:
