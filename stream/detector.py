@@ -112,7 +112,9 @@ class DetectorConfig:
 class KeyState:
     open: dict[str, list] = field(default_factory=dict)  # slice -> [n, k, sample ids, {ticker: k}, batch ids]
     closed: int = -1  # newest final slice
-    recent: list[list] = field(default_factory=list)  # [n, k, {ticker: k}] of the last `w` final slices
+    recent: list[list] = field(default_factory=list)  # [n, k, {ticker: k}, sample ids] of the last `w` final
+    # slices (the ids: an alert decided on closed slices still shows its evidence; state restored from
+    # before they were kept has three elements)
     history: int = 0  # final slices observed (pauses excluded)
     raw_n: float = 0.0  # bias-corrected EWMA of items and negatives per slice: raw / weight
     raw_k: float = 0.0
@@ -330,16 +332,16 @@ class SpikeDetector:
             # mid-alert must not keep it open for ever); those empty slices are not learned
         decisions = self._evaluate(st, key, s, final=True)
         unusual = self._unusual(st, s)
-        n, k, _, tickers = st.open.pop(str(s), [0, 0, [], {}, []])[:4]
+        n, k, ids, tickers = st.open.pop(str(s), [0, 0, [], {}, []])[:4]
         st.closed = s
         self._forget_stories(st)
-        st.recent.append([n, k, tickers])
+        st.recent.append([n, k, tickers, list(ids)])
         if not paused:
             st.history += 1
         if unusual or paused:  # every slice of an unusual window stays out of the baseline
             st.held = len(st.recent)
         if len(st.recent) > self.w:
-            old_n, old_k, _ = st.recent.pop(0)
+            old_n, old_k = st.recent.pop(0)[:2]
             if st.held > 0:
                 st.held -= 1
             else:  # (while an alert is open too: its surge's windows are held, what is usual is learned)
@@ -410,7 +412,8 @@ class SpikeDetector:
         for i in range(s - w + 1, s + 1):
             if i <= st.closed:
                 back = st.closed - i
-                cell = [*st.recent[-1 - back], ()] if back < len(st.recent) else None
+                r = st.recent[-1 - back] if back < len(st.recent) else None
+                cell = r and [r[0], r[1], r[2], r[3] if len(r) > 3 else ()]
             else:
                 cell = st.open.get(str(i))
                 cell = cell and [cell[0], cell[1], cell[3], cell[2]]
