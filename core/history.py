@@ -244,18 +244,8 @@ async def archive_day(conn, root: Path, day: date, progress=None) -> DayReport:
         key_idx = [names.index(k) for k in KEYS[table]]
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
-                cursor = conn.cursor(f"SELECT {select} FROM {part} ORDER BY {order}", prefetch=CHUNK_ROWS)
-                chunk: list = []
-                async for rec in cursor:
-                    chunk.append(tuple(rec))
-                    if len(chunk) >= CHUNK_ROWS:
-                        fp, clo, chi = _write_chunk(writer, schema, chunk, key_idx, names)
-                        rows, fingerprint = rows + len(chunk), fingerprint + fp
-                        lo, hi = clo if lo is None else min(lo, clo), chi if hi is None else max(hi, chi)
-                        if progress:
-                            progress(table, len(chunk))
-                        chunk = []
-                if chunk:
+                cursor = await conn.cursor(f"SELECT {select} FROM {part} ORDER BY {order}")
+                while chunk := [tuple(r) for r in await cursor.fetch(CHUNK_ROWS)]:
                     fp, clo, chi = _write_chunk(writer, schema, chunk, key_idx, names)
                     rows, fingerprint = rows + len(chunk), fingerprint + fp
                     lo, hi = clo if lo is None else min(lo, clo), chi if hi is None else max(hi, chi)

@@ -69,13 +69,10 @@ class Upkeep:
         if created:
             log.info("partitions created", days=[d.isoformat() for d in created])
 
-    async def _connection(self):
-        return await self.sink.acquire()
-
     async def _history(self) -> None:
         from core import history
 
-        async with await self._connection() as conn:
+        async with await self.sink.acquire() as conn:
             for _ in range(MAX_DAYS_PER_RUN):
                 done = await history.upkeep(conn, self.policy)
                 for line in done:
@@ -89,7 +86,7 @@ class Upkeep:
     async def _stories(self) -> None:
         from core import stories
 
-        async with await self._connection() as conn:
+        async with await self.sink.acquire() as conn:
             async with conn.transaction():
                 await conn.execute("SET LOCAL lock_timeout = '5s'")
                 truncated = await stories.upkeep(conn)
