@@ -9,7 +9,7 @@ export TOKENIZERS_PARALLELISM := false
 
 MODEL := models/artifacts/finsent-minilm-v2
 
-setup: $(VENV)/.installed $(MODEL)/model.int8.onnx $(MODEL)/model.onnx $(MODEL)/entity.onnx
+setup: $(VENV)/.installed $(MODEL)/model.int8.onnx $(MODEL)/model.onnx $(MODEL)/entity.onnx $(MODEL)/entity.int8.onnx
 
 EXTRAS := train,stream,api,dashboards,dev
 
@@ -20,7 +20,7 @@ $(MODEL)/model.int8.onnx $(MODEL)/model.onnx &: $(VENV)/.installed $(MODEL)/mode
 
 # the per-entity sentiment graph (frozen encoder + target-aware head), from committed weights too;
 # `finsent export` builds it on a fresh clone, this rule on a checkout that predates the head
-$(MODEL)/entity.onnx: $(VENV)/.installed $(MODEL)/model.safetensors $(MODEL)/entity_head.safetensors
+$(MODEL)/entity.onnx $(MODEL)/entity.int8.onnx &: $(VENV)/.installed $(MODEL)/model.safetensors $(MODEL)/entity_head.safetensors
 	$(PY) -m models.entity_sentiment export --model $(MODEL)
 
 # installs exactly the locked versions (requirements.lock is a pip constraints file)

@@ -3,6 +3,7 @@
     .venv/bin/python bench/entities.py [--n 10000] [--data-dir ../shared/data] [--names 10000]
     .venv/bin/python bench/entities.py --only sentiment [--pairs 1500]
     .venv/bin/python bench/entities.py --only cost [--cost-n 2000]
+    .venv/bin/python bench/entities.py --only int8 [--cost-n 6000]   # entity.int8.onnx + recheck vs fp32
 
 Speed: `Linker.link` over n realistic texts (finance tweets, headlines and PhraseBank sentences
 from the shared files when present, else the project's synthetic feed), one thread, best of 3
@@ -206,13 +207,51 @@ def cost_table(data_dir: Path, n: int, console: Console) -> None:
     console.print(t)
 
 
+def int8_table(data_dir: Path, n: int, console: Console) -> None:
+    """The per-entity graph in int8 with near-ties read again in fp32 (what an int8 scorer runs,
+    models.runtime.RecheckedEntityBackend) against entity.onnx alone: argmax agreement, share
+    rechecked and wall time, on every (text, entity) pair of the multi-entity items of the mix,
+    for several margins (the shipped one: models.entity_inputs.INT8_RECHECK_MARGIN)."""
+    import numpy as np
+
+    from models.entity_inputs import INT8_RECHECK_MARGIN, ONNX_INT8_FILE
+    from models.runtime import DEFAULT_ARTIFACT, OnnxEntityBackend, Scorer, top2_margin
+
+    texts = realistic_mix(data_dir, n, seed=11)
+    linker = Linker(Directory.default())
+    pairs = [(t, [list(s) for s in e.spans]) for t in texts if len(ents := linker.link(t)) > 1 for e in ents if e.spans]
+    scorer = Scorer.from_artifact(DEFAULT_ARTIFACT, precision="fp32")
+    times, probs = {}, {}
+    for name, backend in (("fp32", OnnxEntityBackend(Path(DEFAULT_ARTIFACT) / "entity.onnx")),
+                          ("int8", OnnxEntityBackend(Path(DEFAULT_ARTIFACT) / ONNX_INT8_FILE))):
+        scorer._entity_backend = backend
+        scorer.entity_sentiment(pairs[:32])
+        t0 = time.perf_counter()
+        probs[name] = np.array([[r.probs[k] for k in ("negative", "neutral", "positive")]
+                                for r in scorer.entity_sentiment(pairs)])
+        times[name] = time.perf_counter() - t0
+    ref, fast = probs["fp32"].argmax(1), probs["int8"].argmax(1)
+    low = top2_margin(np.log(np.clip(probs["int8"], 1e-9, 1)))
+    t = Table(title=f"entity.int8.onnx + fp32 recheck vs entity.onnx: {len(pairs):,} (text, entity) pairs of the "
+                    f"multi-entity items in {len(texts):,} texts (bench/texts.py mix, seed 11); ORT default threads")
+    for col in ("margin", "rechecked", "agreement with fp32", "time vs fp32 (estimated)"):
+        t.add_column(col, justify="right")
+    for m in (0.0, 0.05, 0.1, INT8_RECHECK_MARGIN, 0.2, 0.3):
+        redo = low < m
+        agree = (np.where(redo, ref, fast) == ref).mean()
+        cost = (times["int8"] + redo.mean() * times["fp32"]) / times["fp32"]
+        t.add_row(f"{m:.2f}" + (" (shipped)" if m == INT8_RECHECK_MARGIN else ""), f"{redo.mean():.3f}",
+                  f"{agree:.4f}", f"{cost:.2f}")
+    console.print(t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--data-dir", type=Path, default=get_settings().data_dir)
     ap.add_argument("--names", type=int, default=10_000)
     ap.add_argument("--pairs", type=int, default=1500, help="two-entity items to build per built set")
-    ap.add_argument("--only", choices=["linking", "sentiment", "cost"], default=None)
+    ap.add_argument("--only", choices=["linking", "sentiment", "cost", "int8"], default=None)
     ap.add_argument("--cost-n", type=int, default=2000, help="texts for the CPU cost table")
     a = ap.parse_args()
     console = Console(width=150)
@@ -220,6 +259,8 @@ def main() -> None:
         linking_tables(a, console)
     if a.only in (None, "cost"):
         cost_table(a.data_dir, a.cost_n, console)
+    if a.only in (None, "int8"):
+        int8_table(a.data_dir, a.cost_n, console)
     if a.only in (None, "sentiment"):
         if (a.data_dir / "fiqa_2018_task1").exists():
             sentiment_table(a.data_dir, a.pairs, console)

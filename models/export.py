@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from models.artifact import read_meta_file, write_meta_file
-from models.entity_inputs import MAX_DISTANCE, ONNX_FILE, has_head
+from models.entity_inputs import MAX_DISTANCE, ONNX_FILE, ONNX_INT8_FILE, has_head
 
 FP32_ATOL = 1e-3  # max |p_onnx - p_torch| over all probabilities
 # Share of argmax agreement per head of the int8 graph alone (on the synthetic feed: v1 topic 97.5 %,
@@ -205,8 +205,10 @@ def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=
     return out
 
 
-def export_entity_onnx(directory: Path, out: Path | None = None, opset: int = 17) -> Path:
-    """entity.onnx: encoder + head, fp32, dynamic batch/sequence, fused like model.onnx."""
+def export_entity_onnx(directory: Path, out: Path | None = None, opset: int = 17, int8: bool = True) -> Path:
+    """entity.onnx: encoder + head, fp32, dynamic batch/sequence, fused like model.onnx; with
+    int8, also entity.int8.onnx (quantised like model.int8.onnx; read with an fp32 recheck of
+    near-ties, models.runtime.RecheckedEntityBackend)."""
     import torch
     from transformers import AutoConfig
 
@@ -227,6 +229,8 @@ def export_entity_onnx(directory: Path, out: Path | None = None, opset: int = 17
                           opset_version=opset, dynamic_axes={**{k: axes for k in names}, "entity_logits": {0: "batch"}},
                           dynamo=False)
         optimize_onnx(raw, out, cfg.num_attention_heads, cfg.hidden_size)
+    if int8:
+        quantize_int8(out, out.with_name(ONNX_INT8_FILE))
     return out
 
 

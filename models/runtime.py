@@ -31,7 +31,9 @@ from models.artifact import (DEFAULT_ARTIFACT, SENTIMENTS, TOPIC_MAX_CHARS, VERS
                              BackendUnavailable, EntitySentiment, InvalidText, Meta, Prediction, onnx_path,
                              resolve_artifact, storage_problem, validate_texts)
 from models.entity_inputs import LABELS as ENTITY_LABELS
+from models.entity_inputs import INT8_RECHECK_MARGIN as ENTITY_RECHECK_MARGIN
 from models.entity_inputs import ONNX_FILE as ENTITY_ONNX_FILE
+from models.entity_inputs import ONNX_INT8_FILE as ENTITY_ONNX_INT8_FILE
 from models.entity_inputs import encode_pairs, has_head, pad_pairs
 from models.metrics import softmax
 
@@ -158,6 +160,29 @@ class OnnxEntityBackend:
         return self.session.run(["entity_logits"], {k: feeds[k] for k in self.inputs})[0]
 
 
+class RecheckedEntityBackend:
+    """entity.int8.onnx first; pairs whose top-2 probability margin is under `margin` are read
+    again by entity.onnx (fp32), as RecheckedBackend does for the item graph."""
+
+    name = "onnx"
+
+    def __init__(self, fast: OnnxEntityBackend, exact: OnnxEntityBackend, margin: float):
+        self.fast, self.exact, self.margin = fast, exact, margin
+        self.rows = self.rechecked = 0
+
+    def infer(self, input_ids, attention_mask, target_mask, distance):
+        logits = self.fast.infer(input_ids, attention_mask, target_mask, distance)
+        redo = np.flatnonzero(top2_margin(logits) < self.margin)
+        self.rows += len(input_ids)
+        if redo.size:
+            self.rechecked += int(redo.size)
+            width = int(attention_mask[redo].sum(1).max())  # padding is on the right
+            cut = [np.ascontiguousarray(x[redo, :width]) for x in (input_ids, attention_mask, target_mask, distance)]
+            logits = logits.copy()
+            logits[redo] = self.exact.infer(*cut)
+        return logits
+
+
 class TorchEntityBackend:
     """The reference for entity.onnx: the same encoder and head in PyTorch (fp32)."""
 
@@ -221,8 +246,9 @@ class Scorer:
     """Tokenise once, length-bucket, one backend call per chunk, predictions in input order."""
 
     def __init__(self, backend: Backend, tokenizer: Tokenizer, meta: Meta, max_batch: int = 64,
-                 directory: Path | None = None):
+                 directory: Path | None = None, precision: str = "fp32"):
         self.backend, self.tokenizer, self.meta, self.max_batch = backend, tokenizer, meta, max_batch
+        self.precision = precision  # of the item graph; an int8 one reads entities in int8 too
         self.directory = directory  # the artifact, for the per-entity graph (loaded on first use)
         self._entity_backend = None
 
@@ -239,8 +265,9 @@ class Scorer:
         directory = resolve_artifact(directory)
         meta = Meta.load(directory)
         margin = meta.int8_recheck_margin if recheck_margin is None else recheck_margin
+        precision = resolve_precision(directory, backend, precision, device)
         return cls(make_backend(directory, backend, precision, device, threads, margin),
-                   Tokenizer(directory, meta.max_length), meta, max_batch, directory=directory)
+                   Tokenizer(directory, meta.max_length), meta, max_batch, directory=directory, precision=precision)
 
     def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         errors = validate_texts(texts)
@@ -309,11 +336,14 @@ class Scorer:
             if self.backend.name == "torch":
                 self._entity_backend = TorchEntityBackend(d, device=getattr(self.backend, "device", "cpu"))
             else:
-                graph = Path(d) / ENTITY_ONNX_FILE
+                graph, fast = Path(d) / ENTITY_ONNX_FILE, Path(d) / ENTITY_ONNX_INT8_FILE
                 if not graph.exists():
                     raise BackendUnavailable(f"{graph} does not exist; build it with `finsent export` "
                                              f"or `python -m models.entity_sentiment export --model {d}`")
-                self._entity_backend = OnnxEntityBackend(graph)
+                exact = OnnxEntityBackend(graph)
+                # an int8 item graph reads entities in int8 too (near-ties in fp32), where that graph is built
+                self._entity_backend = (RecheckedEntityBackend(OnnxEntityBackend(fast), exact, ENTITY_RECHECK_MARGIN)
+                                        if self.precision == "int8" and fast.exists() else exact)
         return self._entity_backend
 
     def entity_sentiment(self, texts_and_spans: Sequence[tuple[str, Sequence[Sequence[int]]]]

@@ -126,6 +126,31 @@ def test_onnx_matches_pytorch_within_tolerance(onnx_scorer, torch_scorer):
 
 
 @needs_head
+def test_an_int8_scorer_reads_entities_in_int8_and_rechecks_near_ties_in_fp32(artifact, onnx_scorer):
+    """The int8 item graph brings the int8 entity graph; a pair whose int8 margin is under the
+    shipped margin gets exactly fp32's answer, the others int8's own."""
+    from models.entity_inputs import INT8_RECHECK_MARGIN, ONNX_INT8_FILE
+    from models.runtime import RecheckedEntityBackend, top2_margin
+
+    if not (artifact / ONNX_INT8_FILE).exists():
+        pytest.fail(f"{ONNX_INT8_FILE} not built (make setup / finsent export builds it)")
+    fast = Scorer.from_artifact(artifact, backend="onnx", precision="int8")
+    backend = fast.entity_backend()
+    assert isinstance(backend, RecheckedEntityBackend) and backend.margin == INT8_RECHECK_MARGIN
+    pairs = _pairs()
+    got, ref = fast.entity_sentiment(pairs), onnx_scorer.entity_sentiment(pairs)
+    alone = Scorer.from_artifact(artifact, backend="onnx", precision="int8")
+    alone._entity_backend = backend.fast
+    raw = alone.entity_sentiment(pairs)
+    low = top2_margin(np.log(np.array([[r.probs[k] for k in r.probs] for r in raw])))
+    assert backend.rechecked == int((low < INT8_RECHECK_MARGIN).sum())
+    for g, r, q, m in zip(got, ref, raw, low):
+        want = r if m < INT8_RECHECK_MARGIN else q
+        assert g.sentiment == want.sentiment and abs(g.score - want.score) < 1e-4
+    assert sum(g.sentiment == r.sentiment for g, r in zip(got, ref)) >= len(pairs) - 1
+
+
+@needs_head
 def test_the_head_reads_the_target_on_opposite_tone_sentences(onnx_scorer):
     """Hand-written, opposite tone, each company in either position: the item sentiment gives both
     the same label, so it is right on one of the two at most; the head should get both."""
