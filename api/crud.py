@@ -60,6 +60,23 @@ async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], st
     return out
 
 
+def series_from_rollup(rows: np.ndarray, *, keys: list[str], start: datetime, step: timedelta,
+                       ratio: int) -> list[dict]:
+    """crud.series' answer (numpy arrays) from the rollup rows of `keys` (SeriesCache.rollup_rows:
+    (keys, 5, rows) from `start`), `ratio` rollup rows per series bucket."""
+    k, fields, length = rows.shape
+    buckets = length // ratio
+    sums = rows[:, :, 0::ratio][:, :, :buckets].copy()
+    for i in range(1, ratio):  # strided adds: numpy sums a short last axis (reshape + sum) far slower
+        sums += rows[:, :, i::ratio][:, :, :buckets]
+    counts = sums[:, :len(COUNTS)].astype(np.int64)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 = NaN: an empty bucket (null)
+        share, mean = counts[:, 1] / counts[:, 0], sums[:, len(COUNTS)] / counts[:, 0]
+    t = orjson.Fragment(orjson.dumps([start + i * step for i in range(buckets)]))
+    return [{"key": key, "t": t, **{c: counts[i, j] for j, c in enumerate(COUNTS)}, "negative_share": share[i],
+             "mean_score": mean[i]} for i, key in enumerate(keys)]
+
+
 def mover(row, prior_n: float = 20.0, prior_share: float | None = None) -> dict:
     """Window share against a baseline share smoothed towards the cross-key mean, so a key with
     a thin history is not ranked on noise; z is the binomial z of the window's negatives."""

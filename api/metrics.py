@@ -20,7 +20,11 @@ SERIES_CACHE = Counter("finsent_api_series_cache_total", "Series answers by wher
                        "shared (an identical request in flight), miss (read), off (cache not listening)", ["outcome"])
 for _outcome in ("hit", "shared", "miss", "off"):
     SERIES_CACHE.labels(_outcome)
-SERIES_CACHE_BYTES = Gauge("finsent_api_series_cache_bytes", "Bytes of cached series answers")
+SERIES_CACHE_BYTES = Gauge("finsent_api_series_cache_bytes", "Bytes of cached series answers and rollup pieces")
+SERIES_PIECES = Counter("finsent_api_series_pieces_total", "Rollup pieces a series answer was assembled from: hit "
+                        "(in memory), shared (read by a request in flight), miss (read)", ["outcome"])
+for _outcome in ("hit", "shared", "miss"):
+    SERIES_PIECES.labels(_outcome)
 SERIES_CACHE_LISTENING = Gauge("finsent_api_series_cache_listening",
                                "1 while the series cache receives rollup changes (0: every series read hits the "
                                "database)")

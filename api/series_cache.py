@@ -10,7 +10,17 @@ cache starts empty when it is back. Identical requests that arrive together shar
 read (single flight), so a burst of one dashboard's panels costs one query.
 
     cache = SeriesCache(pool, dsn, max_bytes=64 << 20); cache.start()
-    body = await cache.get(key, end_epoch_s, compute)   # compute(conn) -> bytes, on its own pooled connection
+    body = await cache.get(key, end_epoch_s, compute)   # compute() -> bytes
+    rows = await cache.rollup_rows(Rollup(300, "event_rollup_5m", "bucket"), "topic", keys, start_s, end_s)
+
+Below the answers, the rollup rows themselves are kept in epoch-aligned pieces (api/series_pieces.py:
+three quarters of max_bytes), so that a request no one made before (its own window, bucket or keys)
+is assembled from pieces already read plus the ones it lacks, read in one statement on a pooled
+connection; concurrent requests needing the same missing piece share its read. A piece read while
+a change at or before its end was heard is used for that answer but not kept. An answer whose span
+changed while it was being assembled from pieces of different reads is read again in one statement
+(one snapshot), so that it does not count a batch in one piece and miss it in another (as far as
+the notifications have arrived: they come a moment after the commit, as for the answers).
 
 With a read replica (FINSENT_API_READ_URL) answers are read on the replica while the changes are
 heard on the primary, so a read that starts just after a notification may not see that change
@@ -26,14 +36,39 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
+import numpy as np
 
-from api.metrics import SERIES_CACHE, SERIES_CACHE_BYTES, SERIES_CACHE_LISTENING
+from api.metrics import SERIES_CACHE, SERIES_CACHE_BYTES, SERIES_CACHE_LISTENING, SERIES_PIECES
+from api.series_pieces import FIELDS, MISSING, PACKED, PIECE_ROWS, Pieces, dense
 from core.logs import get
 
 CHANNEL = "finsent_rollup"
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 log = get("api.series_cache")
+
+
+@dataclass(frozen=True)
+class Rollup:
+    seconds: int  # one rollup row's span
+    table: str
+    col: str  # its time column
+
+    @property
+    def piece_s(self) -> int:
+        return PIECE_ROWS[self.seconds] * self.seconds
+
+
+@dataclass
+class Fill:
+    """One read of missing pieces: a rectangle of keys × pieces, in its own task."""
+
+    task: asyncio.Task
+    epoch: int
+    seq: int  # the last change heard when it started
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -51,13 +86,18 @@ class SeriesCache:
         self.pool, self.dsn = pool, dsn
         self.max_bytes, self.max_entries, self.acquire_timeout_s = max_bytes, max_entries, acquire_timeout_s
         self.entries: OrderedDict[tuple, tuple[float, bytes]] = OrderedDict()  # key → (span end, body)
+        self.pieces = Pieces(max_bytes - max_bytes // 4)
+        self.answer_bytes = max_bytes // 4
+        self.piece_s: dict[str, int] = {}  # table → seconds of one piece (the rollups read so far)
+        self.fills: dict[tuple, Fill] = {}  # piece key → the read that brings it
+        self.seq = 0  # changes heard
         self.size = 0
         self.flights: dict[tuple, Flight] = {}
         self.epoch = 0  # moves whenever notifications may have been missed
         self.listening = False
         self._task: asyncio.Task | None = None
         self.settle_s = settle_s  # None: reads see every committed change (the primary)
-        self.recent: deque[tuple[float, float]] = deque(maxlen=10_000)  # (monotonic time, oldest) of changes
+        self.recent: deque[tuple[float, int, float]] = deque(maxlen=10_000)  # (monotonic time, seq, oldest)
 
     def start(self) -> None:
         if self.max_bytes > 0:
@@ -69,13 +109,15 @@ class SeriesCache:
             await asyncio.gather(self._task, return_exceptions=True)
         for flight in list(self.flights.values()):
             flight.task.cancel()
+        for fill in list(self.fills.values()):
+            fill.task.cancel()
 
-    async def get(self, key: tuple, end: float, compute: Callable[[asyncpg.Connection], Awaitable[bytes]]) -> bytes:
+    async def get(self, key: tuple, end: float, compute: Callable[[], Awaitable[bytes]]) -> bytes:
         """The answer for `key` (a series spanning up to `end`, epoch seconds): cached, shared with
-        an identical request in flight, or computed on a pooled connection of its own."""
+        an identical request in flight, or computed (in a task of its own)."""
         if not self.listening:
             SERIES_CACHE.labels("off").inc()
-            return await self._compute(compute)
+            return await compute()
         hit = self.entries.get(key)
         if hit is not None:
             self.entries.move_to_end(key)
@@ -84,7 +126,7 @@ class SeriesCache:
         flight = self.flights.get(key)
         if flight is None:
             # its own task: a requester that disconnects does not cancel the others' answer
-            flight = Flight(end, self.epoch, asyncio.create_task(self._compute(compute)))
+            flight = Flight(end, self.epoch, asyncio.create_task(compute()))
             self.flights[key] = flight
             flight.task.add_done_callback(lambda t, k=key, f=flight: self._landed(k, f))
             SERIES_CACHE.labels("miss").inc()
@@ -92,9 +134,121 @@ class SeriesCache:
             SERIES_CACHE.labels("shared").inc()
         return await asyncio.shield(flight.task)
 
-    async def _compute(self, compute) -> bytes:
+    async def rollup_rows(self, rollup: Rollup, key_type: str, keys: list[str], start: float, end: float) -> np.ndarray:
+        """The rollup rows of `keys` over [start, end) (epoch s, multiples of rollup.seconds) as a
+        dense (len(keys), 5, rows) array: n, negatives, neutrals, positives, score_sum."""
+        if not self.listening:  # nothing kept: read just the span
+            return await self._read(rollup, key_type, keys, start, end)
+        self.piece_s[rollup.table] = rollup.piece_s
+        j0, j1 = int(start // rollup.piece_s), -int(-end // rollup.piece_s)
+        seq = self.seq
+        out, mixed = await self._assemble(rollup, key_type, keys, j0, j1)
+        if mixed and self._heard_since(seq, end):  # pieces of different reads around a change: one snapshot
+            return await self._read(rollup, key_type, keys, start, end)
+        first = int(start - j0 * rollup.piece_s) // rollup.seconds
+        out = out.reshape(len(keys), FIELDS, (j1 - j0) * PIECE_ROWS[rollup.seconds])
+        return out[:, :, first:first + int(end - start) // rollup.seconds]
+
+    async def _assemble(self, rollup: Rollup, key_type: str, keys: list[str], j0: int, j1: int):
+        """(array (keys, 5, pieces, rows), whether it came from more than one read)."""
+        rows = PIECE_ROWS[rollup.seconds]
+        out = np.zeros((len(keys), FIELDS, j1 - j0, rows))
+        lacking: list[tuple[int, int, tuple]] = []
+        for ki, key in enumerate(keys):
+            for j in range(j0, j1):
+                pk = (rollup.table, key_type, key, j)
+                piece = self.pieces.get(pk)
+                if piece is MISSING:
+                    lacking.append((ki, j, pk))
+                elif piece is not None:
+                    out[ki, :, j - j0] = piece
+        SERIES_PIECES.labels("hit").inc(len(keys) * (j1 - j0) - len(lacking))
+        if not lacking:
+            return out, False
+        mine = [pk for _, _, pk in lacking if pk not in self.fills]
+        SERIES_PIECES.labels("miss").inc(len(mine))
+        SERIES_PIECES.labels("shared").inc(len(lacking) - len(mine))
+        if mine:
+            self._start_fill(rollup, key_type, mine)
+        fills = {id(f): f for f in (self.fills.get(pk) for _, _, pk in lacking) if f is not None}
+        got: dict[tuple, np.ndarray | None] = {}
+        for fill in fills.values():
+            got.update(await asyncio.shield(fill.task))
+        for ki, j, pk in lacking:
+            piece = got.get(pk, MISSING)
+            if piece is MISSING:  # not brought by any read (cannot happen): read them all in one
+                return await self._read_pieces(rollup, key_type, keys, j0, j1), False
+            if piece is not None:
+                out[ki, :, j - j0] = piece
+        return out, len(fills) > 1 or len(lacking) < len(keys) * (j1 - j0)
+
+    def _start_fill(self, rollup: Rollup, key_type: str, mine: list[tuple]) -> None:
+        keys = sorted({pk[2] for pk in mine})
+        j0, j1 = min(pk[3] for pk in mine), max(pk[3] for pk in mine) + 1
+        fill = Fill(asyncio.create_task(self._fill(rollup, key_type, keys, j0, j1)), self.epoch, self.seq)
+        for pk in mine:
+            self.fills[pk] = fill
+        fill.task.add_done_callback(lambda _t, f=fill, r=rollup: self._filled(r, f, mine))
+
+    async def _fill(self, rollup: Rollup, key_type: str, keys: list[str], j0: int, j1: int) -> dict:
+        data = await self._read_pieces(rollup, key_type, keys, j0, j1)
+        return {(rollup.table, key_type, key, j): data[ki, :, j - j0].copy()
+                for ki, key in enumerate(keys) for j in range(j0, j1)}
+
+    def _filled(self, rollup: Rollup, fill: Fill, mine: list[tuple]) -> None:
+        for pk in mine:
+            if self.fills.get(pk) is fill:
+                del self.fills[pk]
+        if fill.task.cancelled() or fill.task.exception() is not None:
+            return
+        keep_until = self._kept_until(fill)
+        for pk, piece in fill.task.result().items():
+            if (pk[3] + 1) * rollup.piece_s <= keep_until:
+                self.pieces.put(pk, piece)
+        SERIES_CACHE_BYTES.set(self.size + self.pieces.size)
+
+    def _kept_until(self, fill: Fill) -> float:
+        """Pieces of this read ending at or before this time (epoch s) may be kept: before the
+        oldest change heard since it started (or, on a replica, within the settle time before)."""
+        if fill.epoch != self.epoch or not self.listening:
+            return float("-inf")
+        settle = 0.0
+        if self.settle_s is not None:
+            settle = self.settle_s()
+            if settle is None:
+                return float("-inf")
+        if self._forgot(fill.seq):
+            return float("-inf")
+        since = fill.started - settle
+        return min((oldest for t, s, oldest in self.recent if s > fill.seq or t >= since), default=float("inf"))
+
+    def _forgot(self, seq: int) -> bool:
+        return len(self.recent) == self.recent.maxlen and self.recent[0][1] > seq + 1
+
+    def _heard_since(self, seq: int, end: float) -> bool:
+        """A change before `end` was heard after change number `seq`."""
+        if self._forgot(seq):
+            return True
+        for _, s, oldest in reversed(self.recent):
+            if s <= seq:
+                return False
+            if oldest < end:
+                return True
+        return False
+
+    async def _read_pieces(self, rollup: Rollup, key_type: str, keys: list[str], j0: int, j1: int) -> np.ndarray:
+        """Pieces j0..j1 of `keys`, read in one statement: (keys, 5, pieces, rows)."""
+        out = await self._read(rollup, key_type, keys, j0 * rollup.piece_s, j1 * rollup.piece_s)
+        return out.reshape(len(keys), FIELDS, j1 - j0, PIECE_ROWS[rollup.seconds])
+
+    async def _read(self, rollup: Rollup, key_type: str, keys: list[str], start: float, end: float) -> np.ndarray:
+        """The rollup rows of `keys` over [start, end) in one statement: (keys, 5, rows)."""
+        sql = PACKED.format(table=rollup.table, col=rollup.col)
         async with self.pool.acquire(timeout=self.acquire_timeout_s) as conn:
-            return await compute(conn)
+            got = await conn.fetch(sql, key_type, keys, float(start), float(rollup.seconds),
+                                   EPOCH + timedelta(seconds=start), EPOCH + timedelta(seconds=end))
+        packed = {r["key"]: r["rows"] for r in got}
+        return np.stack([dense(packed.get(key), int(end - start) // rollup.seconds) for key in keys])
 
     def _landed(self, key: tuple, flight: Flight) -> None:
         if self.flights.get(key) is flight:
@@ -106,14 +260,14 @@ class SeriesCache:
         self._store(key, flight.end, flight.task.result())
 
     def _store(self, key: tuple, end: float, body: bytes) -> None:
-        if len(body) > self.max_bytes // 8:  # one huge answer must not flush everything else
+        if len(body) > self.answer_bytes // 8:  # one huge answer must not flush everything else
             return
         self._drop(key)
         self.entries[key] = (end, body)
         self.size += len(body)
-        while self.size > self.max_bytes or len(self.entries) > self.max_entries:
+        while self.size > self.answer_bytes or len(self.entries) > self.max_entries:
             self._drop(next(iter(self.entries)))
-        SERIES_CACHE_BYTES.set(self.size)
+        SERIES_CACHE_BYTES.set(self.size + self.pieces.size)
 
     def _maybe_behind(self, flight: Flight) -> bool:
         """A replica read that may predate a change it covers (see the module docstring)."""
@@ -123,7 +277,7 @@ class SeriesCache:
         if settle is None or len(self.recent) == self.recent.maxlen:  # unknown lag, or changes forgotten
             return True
         since = flight.started - settle
-        return any(t >= since and oldest < flight.end for t, oldest in self.recent)
+        return any(t >= since and oldest < flight.end for t, _, oldest in self.recent)
 
     def _drop(self, key: tuple) -> None:
         old = self.entries.pop(key, None)
@@ -132,23 +286,25 @@ class SeriesCache:
 
     def changed(self, oldest: float) -> None:
         """Rollup rows at or after `oldest` (epoch s) changed and are committed."""
-        if self.settle_s is not None:
-            now = time.monotonic()
-            while self.recent and self.recent[0][0] < now - 120:  # past any settle time kept (api/replica.py)
-                self.recent.popleft()
-            self.recent.append((now, oldest))
+        now = time.monotonic()
+        while self.recent and self.recent[0][0] < now - 120:  # past any settle time kept, and any read's life
+            self.recent.popleft()
+        self.seq += 1
+        self.recent.append((now, self.seq, oldest))
         for key in [k for k, (end, _) in self.entries.items() if end > oldest]:
             self._drop(key)
         for flight in self.flights.values():
             if flight.end > oldest:
                 flight.stale = True
-        SERIES_CACHE_BYTES.set(self.size)
+        self.pieces.changed(oldest, self.piece_s)
+        SERIES_CACHE_BYTES.set(self.size + self.pieces.size)
 
     def _reset(self, listening: bool) -> None:
         self.listening = listening
         self.epoch += 1
         self.entries.clear()
         self.size = 0
+        self.pieces.clear()
         SERIES_CACHE_BYTES.set(0)
         SERIES_CACHE_LISTENING.set(int(listening))
 

@@ -1,7 +1,7 @@
 """API benchmark (not a test): /v1/series and /v1/events on 2,000,000 (or --n) scored events.
 
     python bench/api.py [--n 2000000] [--days 30] [--seconds 10] [--clients 16] [--reuse DIR]
-                        [--cache-mb 0] [--live-rate 200] [--only series] [--mixed]
+                        [--cache-mb 0] [--live-rate 200] [--sliding 24] [--only series] [--mixed]
     python bench/api.py --days 90 --past-retention --cache-mb 0   # series before raw retention (issue 22)
 
 1. An embedded PostgreSQL (pgserver) gets the schema at head, one partition per day, and N
@@ -260,13 +260,27 @@ def check_past(port: int, now: datetime) -> None:
     console.print(f"events 45 days ago: {r.status_code} {r.json()['detail'][:160]}")
 
 
-def scenarios(now: datetime) -> dict:
+def scenarios(now: datetime, sliding_h: float = 0) -> dict:
+    """Each shape as a dashboard asks it (fixed window ending at the seeded `now`), or with
+    `sliding_h` as outside clients ask: every request's window ends at a random second within the
+    last `sliding_h` hours and a multi-ticker shape draws its tickers at random among 150, so no
+    two requests are alike and no whole answer is reused (the rollup pieces are)."""
     hot = TICKERS[:20]
     day = {"start": (now - timedelta(hours=24)).isoformat(), "end": now.isoformat()}
 
+    def keys_for(r, keys):
+        if keys == "hot":
+            return r.choice(hot)
+        if sliding_h and keys[0] in TICKERS:
+            return r.sample(TICKERS[:150], len(keys))
+        return keys
+
     def series(key_type, keys, span, bucket):
-        return lambda r: ("/v1/series", {"key_type": key_type, "bucket": bucket, "key": r.choice(hot) if keys == "hot"
-                                         else keys, "start": (now - span).isoformat(), "end": now.isoformat()}, 0)
+        def make(r):
+            end = now - timedelta(seconds=r.randrange(int(sliding_h * 3600))) if sliding_h else now
+            return ("/v1/series", {"key_type": key_type, "bucket": bucket, "key": keys_for(r, keys),
+                                   "start": (end - span).isoformat(), "end": end.isoformat()}, 0)
+        return make
     return {**{name: series(*shape) for name, shape in SHAPES.items()},
             "events: 1 ticker, 24 h, 3 pages": lambda r: ("/v1/events", {"ticker": r.choice(hot), "limit": 100, **day},
                                                           2)}
@@ -497,6 +511,8 @@ def main() -> None:
                                                                    "every 0.25 s into the newest 5 minutes)")
     ap.add_argument("--cache-mb", type=float, default=64, help="the API's series cache (0: off, every series "
                                                                   "request reads Postgres)")
+    ap.add_argument("--sliding", type=float, default=0, help="hours: each series request's window ends at a random "
+                    "second within them, and multi-ticker shapes draw their tickers at random (outside clients)")
     ap.add_argument("--mixed", action="store_true", help="run the mixed load (reads, scoring, writes, open streams)")
     ap.add_argument("--streams", type=int, default=1000, help="open SSE streams during --mixed")
     ap.add_argument("--past-retention", action="store_true", help="issue 22: drop raw days older than 30 and "
@@ -544,10 +560,11 @@ def main() -> None:
                       title=f"{args.n:,} events over {args.days} days; {args.clients} clients × {args.seconds:.0f} s; "
                             f"{server}, {args.workers} worker(s), series cache "
                             f"{f'{args.cache_mb:g} MB' if args.cache_mb else 'off'}"
-                            f"{f'; {args.live_rate:g} events/s written meanwhile' if args.live_rate else ''}")
+                            f"{f'; {args.live_rate:g} events/s written meanwhile' if args.live_rate else ''}"
+                            f"{f'; windows sliding over the last {args.sliding:g} h' if args.sliding else ''}")
         if args.past_retention:
             check_past(port, now)
-        for name, make in (past_scenarios(now) if args.past_retention else scenarios(now)).items():
+        for name, make in (past_scenarios(now) if args.past_retention else scenarios(now, args.sliding)).items():
             if args.only not in name:
                 continue
             asyncio.run(drive(f"http://127.0.0.1:{port}", make, 1.0, args.clients))  # warm-up

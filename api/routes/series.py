@@ -21,6 +21,7 @@ from api import queries as q
 from api.deps import (ReadDbDep, Reader, SettingsDep, StrictJSONRoute, TimeRange, bad_request,
                       replica_unavailable, time_range)
 from api.schemas import SeriesResponse
+from api.series_cache import Rollup
 
 router = APIRouter(prefix="/v1/series", tags=["series"], route_class=StrictJSONRoute)
 BUCKETS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "6h": 21600, "12h": 43200, "1d": 86400}
@@ -28,6 +29,10 @@ MAX_POINTS = 50_000  # keys × buckets in one response
 # the span: hourly rollups are kept forever by default, so a year or more of daily buckets is a fair
 # question; the work is bounded by MAX_POINTS and the rows of the rollup chosen, not by the span
 LONGEST = timedelta(days=3660)
+# rollup rows (keys × span) up to which a series is assembled from the rollup pieces kept in memory
+# (api/series_pieces.py): 8 MB of float64 per request at most; a longer span of coarse buckets (years
+# of daily buckets for 50 keys) is summed per bucket in Postgres instead, and only its answer is cached
+PIECES_UP_TO = 200_000
 
 
 @router.get("", response_model=SeriesResponse, summary="Time-bucketed counts, negative share and mean score")
@@ -58,17 +63,27 @@ async def get_series(
     if not novel_only:
         await db.release()  # the key check's connection; the read takes one of its own (one at a time)
 
-    async def read(conn) -> bytes:
-        rows = await crud.series(conn, key_type=key_type, keys=keys, start=start, end=end, step=step, as_numpy=True,
-                                 sql=sql)
+    def answer(rows) -> bytes:
         return orjson.dumps({"key_type": key_type, "bucket": bucket, "resolution": resolution,
                              "novel_only": novel_only, "start": start, "end": end, "series": rows},
                             option=orjson.OPT_SERIALIZE_NUMPY)
     if novel_only:  # not cached: stories are also assigned by the backfill, which changes no rollup
-        return Response(await read(await db.conn()), media_type="application/json")
+        rows = await crud.series(await db.conn(), key_type=key_type, keys=keys, start=start, end=end, step=step,
+                                 as_numpy=True, sql=sql)
+        return Response(answer(rows), media_type="application/json")
+    cache = request.app.state.series_cache
+    seconds, _, table, col, _ = next(r for r in history.ROLLUPS if r[1] == resolution)
+    rollup = Rollup(seconds, table, col)
+
+    async def read() -> bytes:
+        if len(keys) * (end - start).total_seconds() // seconds > PIECES_UP_TO:  # long and coarse: summed in SQL
+            async with cache.pool.acquire(timeout=cache.acquire_timeout_s) as conn:
+                return answer(await crud.series(conn, key_type=key_type, keys=keys, start=start, end=end, step=step,
+                                                as_numpy=True, sql=sql))
+        rows = await cache.rollup_rows(rollup, key_type, keys, start.timestamp(), end.timestamp())
+        return answer(crud.series_from_rollup(rows, keys=keys, start=start, step=step, ratio=BUCKETS[bucket] // seconds))
     try:
-        body = await request.app.state.series_cache.get((key_type, tuple(keys), bucket, start, end),
-                                                        end.timestamp(), read)
+        body = await cache.get((key_type, tuple(keys), bucket, start, end), end.timestamp(), read)
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:
         if request.app.state.read_pool is request.app.state.pool:
             raise

@@ -221,12 +221,12 @@ def test_series_cache_keeps_no_replica_answer_that_may_predate_a_change(dsn):
                 await asyncio.sleep(0.05)
             assert cache.listening
 
-            async def compute(conn):
-                return str(await conn.fetchval("SELECT 1")).encode()
+            async def compute():
+                return str(await pool.fetchval("SELECT 1")).encode()
             cache.changed(50.0)  # rollups from t=50 changed just now
             assert await cache.get(("a",), 100.0, compute) == b"1" and ("a",) not in cache.entries
             assert await cache.get(("b",), 40.0, compute) == b"1" and ("b",) in cache.entries  # ends before the change
-            cache.recent[-1] = (time.monotonic() - 10, 50.0)  # the change is older than the settle time now
+            cache.recent[-1] = (time.monotonic() - 10, *cache.recent[-1][1:])  # older than the settle time now
             assert await cache.get(("a",), 100.0, compute) == b"1" and ("a",) in cache.entries
             settle["s"] = None  # the replica's lag is unknown (it does not answer)
             assert await cache.get(("c",), 10.0, compute) == b"1" and ("c",) not in cache.entries
