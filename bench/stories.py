@@ -160,23 +160,99 @@ def pr(pred: list[bool], gold: list[bool]) -> tuple[float, float]:
     return tp / max(1, sum(pred)), tp / max(1, sum(gold))
 
 
+def surge_trials(texts: list[str], keys: dict, group: int, trials: int, n: int, seed: int) -> list[list]:
+    """Labelled surges: per trial, `n` different headlines about one company within minutes, each
+    followed later by one copy (a repost or a rewrite). Half the trials are tweets of `group` that
+    name no company (so the company rule cannot keep them apart) given one ticker key; half are
+    the simulator's planted surge headlines (stream.simulate.surge_headline: one event template
+    per story, the company's name in each), tagged with their ticker as a news feed does.
+    Each trial: [(st.Item, gold story)] in event-time order."""
+    from datetime import datetime, timedelta, timezone
+
+    from stream.simulate import COMPANIES, surge_headline
+
+    rng = random.Random(seed + group)
+    plain = [t for i, t in enumerate(texts) if i % 2 == group and "$" not in t and not keys.get(t)]
+    tickers = sorted(COMPANIES)
+    t0 = datetime(2026, 1, 5, 14, tzinfo=timezone.utc)
+    out = []
+    for k in range(trials):
+        ticker = tickers[k % len(tickers)]
+        if k % 2:
+            start = rng.randrange(64)  # n consecutive event templates (all different for n <= 32)
+            heads = [surge_headline(start + j, ticker, rng.randint(2, 19)) for j in range(n)]
+        else:
+            heads = rng.sample(plain, n)
+            ticker = f"Q{k:03d}"
+        items = [(st.Item("wire", f"t{k}-{j}", t0 + timedelta(seconds=8 * j), h, (ticker,)), j)
+                 for j, h in enumerate(heads)]
+        items += [(st.Item("social", f"t{k}-{j}c", t0 + timedelta(seconds=160 + 8 * j),
+                           repost(h, rng) if rng.random() < 0.5 else rewrite(h, rng), (ticker,)), j)
+                  for j, h in enumerate(heads)]
+        out.append(items)
+    return out
+
+
+def surge_case(stories: st.Stories, trials: list[list]) -> tuple[float, float, float]:
+    """(share of trials whose n headlines stay n stories, stories found per headline, share of
+    copies that join their own headline's story), decided as the worker does (assign_offline)."""
+    whole = stories_per = joined = copies = 0
+    for items in trials:
+        got = stories.assign_offline([it for it, _ in items])
+        n = sum(1 for it, _ in items if not it.id.endswith("c"))
+        own = {g: a.story_id for (it, g), a in zip(items, got) if not it.id.endswith("c")}
+        found = len(set(own.values()))
+        whole += found == n
+        stories_per += found / n
+        for (it, g), a in zip(items, got):
+            if it.id.endswith("c"):
+                copies += 1
+                joined += a.story_id == own[g]
+    return whole / len(trials), stories_per / len(trials), joined / max(1, copies)
+
+
+GRID = [(nw, b, r) for nw in (0, 1, 3) for b, r in ((12, 2), (16, 2), (16, 3))]
+
+
+def tuning_table(texts, pairs, keys, args) -> Table:
+    """Every (name weight, bands, rows, equal bands needed) on the tuning half: pair F1 and the
+    surge case (n different headlines of one company must stay n stories)."""
+    trials = surge_trials(texts, keys, 0, args.trials, args.surge, args.seed)
+    tune = Table(title=f"tuning half: the band rule and the company weight (pairs; {args.trials} surges of "
+                       f"{args.surge} different headlines + one copy each)")
+    for col in ("name weight", "bands x rows", "needed", "precision", "recall", "F1", "surges kept apart",
+                "stories/headline", "copies joined"):
+        tune.add_column(col, justify="right")
+    gold = [g for g, q in zip((p[3] for p in pairs), pairs) if q[4] == 0]
+    weight = st.NAME_WEIGHT
+    try:
+        for nw, b, r in GRID:
+            st.NAME_WEIGHT = nw
+            signer = st.Signer(b * r, b)
+            for need in (1, 2, 3):
+                pred = decide(signer, pairs, keys, need)
+                p, rc = pr([x for x, q in zip(pred, pairs) if q[4] == 0], gold)
+                kept, per, joined = surge_case(st.Stories(signer, need=need), trials)
+                chosen = (nw, b, r, need) == (weight, st.BANDS, st.ROWS, st.MIN_BANDS)
+                tune.add_row(f"{nw}{' (chosen)' if chosen else ''}", f"{b} x {r}", str(need), f"{p:.4f}",
+                             f"{rc:.4f}", f"{2 * p * rc / max(p + rc, 1e-9):.4f}", f"{kept:.3f}", f"{per:.3f}",
+                             f"{joined:.3f}")
+    finally:
+        st.NAME_WEIGHT = weight
+    return tune
+
+
 def cmd_pairs(args, console: Console) -> None:
     texts = load_texts(args.texts, args.seed)
     pairs = build_pairs(texts, args.seed)
-    keys = keys_for(sorted({p[1] for p in pairs} | {p[2] for p in pairs}))
+    keys = keys_for(sorted({p[1] for p in pairs} | {p[2] for p in pairs} | set(texts)))
     signer = st.Signer()
     gold = [p[3] for p in pairs]
-    tune = Table(title=f"tuning half: the band rule ({st.BANDS} bands of {st.ROWS}, {st.NUM_PERM} permutations)")
-    for col in ("equal bands needed", "precision", "recall", "F1"):
-        tune.add_column(col, justify="right")
-    for need in (1, 2, 3, 4):
-        pred = decide(signer, pairs, keys, need)
-        p, r = pr([x for x, q in zip(pred, pairs) if q[4] == 0], [g for g, q in zip(gold, pairs) if q[4] == 0])
-        tune.add_row(f"{need}{' (chosen)' if need == st.MIN_BANDS else ''}", f"{p:.4f}", f"{r:.4f}",
-                     f"{2 * p * r / max(p + r, 1e-9):.4f}")
-    console.print(tune)
+    if not args.no_grid:
+        console.print(tuning_table(texts, pairs, keys, args))
     pred = decide(signer, pairs, keys)
-    table = Table(title=f"held-out half ({len(texts):,} tweets, seed {args.seed}): pairs decided as the worker does")
+    table = Table(title=f"held-out half ({len(texts):,} tweets, seed {args.seed}): pairs decided as the worker does "
+                        f"(name weight {st.NAME_WEIGHT}, {st.BANDS} bands of {st.ROWS}, {st.MIN_BANDS} needed)")
     for col in ("kind", "same story?", "pairs", "merged", "share merged"):
         table.add_column(col, justify="right")
     for kind in (*KINDS_SAME, *KINDS_OTHER):
@@ -186,6 +262,11 @@ def cmd_pairs(args, console: Console) -> None:
     p, r = pr([x for x, q in zip(pred, pairs) if q[4] == 1], [g for g, q in zip(gold, pairs) if q[4] == 1])
     table.add_row("all", "", "", "", f"precision {p:.4f} recall {r:.4f}")
     console.print(table)
+    kept, per, joined = surge_case(st.Stories(signer), surge_trials(texts, keys, 1, args.trials, args.surge,
+                                                                    args.seed))
+    console.print(f"held-out surges: {args.trials} of {args.surge} different headlines about one company within "
+                  f"2 minutes, then one copy of each: {kept:.3f} of surges stay {args.surge} stories "
+                  f"({per:.3f} stories per headline); {joined:.3f} of copies join their own headline's story")
     for kind in ("template", "rewrite"):
         wrong = [q for x, q in zip(pred, pairs) if q[0] == kind and q[4] == 1 and x != q[3]][: args.show]
         for q in wrong:
@@ -306,6 +387,9 @@ def main() -> None:
     p.add_argument("--texts", type=int, default=6000)
     p.add_argument("--seed", type=int, default=5)
     p.add_argument("--show", type=int, default=5, help="wrong decisions to print per kind")
+    p.add_argument("--trials", type=int, default=200, help="labelled surges per half")
+    p.add_argument("--surge", type=int, default=15, help="different headlines about one company per surge")
+    p.add_argument("--no-grid", action="store_true", help="skip the tuning grid (held-out figures only)")
     t = sub.add_parser("throughput", help="the assign path against a prefilled index in Postgres")
     t.add_argument("--index", type=int, default=2_000_000, help="stories in the 72 h index")
     t.add_argument("--items", type=int, default=20_000)

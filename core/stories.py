@@ -40,14 +40,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
-from datasketch import MinHash
 
 HORIZON_S = 72 * 3600  # a story takes copies for this long after its first event
 NUM_PERM = 24
 BANDS = 12
 ROWS = 2  # BANDS * ROWS == NUM_PERM
-MIN_BANDS = 2  # equal band keys needed for a copy (chosen on labelled pairs: docs/stories.md)
-NAME_WEIGHT = 3  # each company key counts as this many tokens
+MIN_BANDS = 3  # equal band keys needed for a copy (chosen on labelled pairs: docs/stories.md)
+NAME_WEIGHT = 1  # each company key counts as this many tokens (docs/stories.md: why not more)
 SLOTS = 6  # day slots: the 4 days a 72 h horizon spans, one day ahead (clock skew) and the expired one
 MAX_SOURCES = 16  # sources listed on a story row
 LOCK_ID = 0x5354_4F52_5953  # 'STORYS': the advisory lock that serialises assignment
@@ -111,48 +110,42 @@ def match_probability(s: float, bands: int = BANDS, rows: int = ROWS, need: int 
 class Signer:
     """MinHash signatures and band keys of a batch of texts in a few numpy operations.
 
-    The permutations and the scheme (affine32: the MurmurHash3 finaliser, then a * h + b mod 2^32)
-    are datasketch's own; the input hash is CRC-32 (zlib; datasketch takes any 32-bit hash, and
-    its default, SHA-1, was a third of the time; the finaliser mixes CRC's linearity away), and a
-    whole batch is permuted and
-    min-reduced at once instead of one MinHash object per text (MinHash.update_batch gives the
-    same values: tests/test_stories.py checks it), which is what makes the worker's rate."""
+    Each shingle is hashed once (CRC-32, zlib), then every permutation k is its own 64-bit mix of
+    it (the SplitMix64 finaliser of hash XOR a per-permutation seed drawn from a fixed numpy
+    RandomState): close to independent random hash functions, so two sets agree on a
+    permutation with probability equal to their Jaccard similarity (tests/test_stories.py checks
+    it over many random set pairs; docs/stories.md has the measurement). A whole batch is mixed
+    and min-reduced at once (no Python loop per permutation), which is what makes the worker's
+    rate."""
 
     def __init__(self, num_perm: int = NUM_PERM, bands: int = BANDS, seed: int = 1):
         if num_perm % bands:
             raise ValueError(f"num_perm {num_perm} is not a multiple of bands {bands}")
-        self.template = MinHash(num_perm=num_perm, seed=seed, scheme="affine32", hashfunc=zlib.crc32)
-        self.a, self.b = (np.asarray(x, dtype=np.uint32) for x in self.template.permutations)
-        self.hash = self.template.hashfunc
+        self.seeds = np.random.RandomState(seed).randint(0, 1 << 62, num_perm, dtype=np.uint64) * np.uint64(4)
         self.bands_n, self.rows = bands, num_perm // bands
         self.salts = (np.arange(1, bands + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
 
     def signatures(self, texts: Sequence[str], keys: Sequence[Iterable[str]] | None = None) -> np.ndarray:
-        """(len(texts), num_perm) uint32: the MinHash of each text's shingles."""
-        sets = [shingles(t, keys[i] if keys else ()) for i, t in enumerate(texts)]
+        """(len(texts), num_perm) uint64: the MinHash of each text's shingles."""
+        return self.sign_sets([shingles(t, keys[i] if keys else ()) for i, t in enumerate(texts)])
+
+    def sign_sets(self, sets: Sequence[Iterable[bytes]]) -> np.ndarray:
+        """(len(sets), num_perm) uint64: the MinHash of each non-empty set of byte strings."""
         if not sets:
-            return np.empty((0, len(self.a)), dtype=np.uint32)
+            return np.empty((0, len(self.seeds)), dtype=np.uint64)
         lens = np.fromiter((len(x) for x in sets), dtype=np.int64, count=len(sets))
-        hv = np.fromiter((self.hash(x) for one in sets for x in one), dtype=np.uint32, count=int(lens.sum()))
-        hv = _fmix32(hv)[:, None] * self.a + self.b  # wraps mod 2^32, as datasketch's affine32
+        hv = np.fromiter((zlib.crc32(x) for one in sets for x in one), dtype=np.uint64, count=int(lens.sum()))
+        hv = _splitmix64(hv[:, None] ^ self.seeds)  # one independent 64-bit mix per permutation
         return np.minimum.reduceat(hv, np.concatenate(([0], np.cumsum(lens)[:-1])), axis=0)
 
     def bands(self, texts: Sequence[str], keys: Sequence[Iterable[str]] | None = None) -> list[list[int]]:
         """Per text, BANDS signed 64-bit keys: each band's ROWS values folded by SplitMix64 from a
         per-band salt (equal values in different bands are different keys)."""
-        sig = self.signatures(texts, keys).reshape(len(texts), self.bands_n, self.rows).astype(np.uint64)
+        sig = self.signatures(texts, keys).reshape(len(texts), self.bands_n, self.rows)
         h = np.broadcast_to(self.salts, sig.shape[:2]).copy()
         for r in range(self.rows):
             h = _splitmix64(h ^ sig[:, :, r])
         return h.view(np.int64).tolist()
-
-
-def _fmix32(h: np.ndarray) -> np.ndarray:
-    h = h ^ (h >> np.uint32(16))
-    h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13))
-    h = h * np.uint32(0xC2B2AE35)
-    return h ^ (h >> np.uint32(16))
 
 
 def _splitmix64(h: np.ndarray) -> np.ndarray:
@@ -199,19 +192,23 @@ def _day(t: datetime) -> date:
     return t.astimezone(timezone.utc).date()
 
 
+def live_slots(lo: datetime, hi: datetime) -> list[int]:
+    """The slots of the UTC days from `lo` to `hi`: where stories first seen then can be."""
+    first, last = _day(lo), _day(hi)
+    return sorted({slot_of(first + timedelta(days=d)) for d in range(min((last - first).days, SLOTS) + 1)})
+
+
 REPLAYED_SQL = """SELECT e.source, e.id, e.published_at, e.story_id, e.novel, e.copies
 FROM scored_event e JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(source, id, published_at)
   ON e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
 WHERE e.story_id IS NOT NULL"""
 
-# one index probe per band key and partition, and one per candidate story: LATERAL subqueries
-# behind OFFSET 0, which the planner cannot flatten into a join over the whole index
-CANDIDATES_SQL = """SELECT q.band, b.story_id, b.first_at, b.day, s.copies, s.keys
-FROM unnest($1::bigint[]) AS q(band)
-CROSS JOIN LATERAL (SELECT slot, story_id, first_at, day FROM story_band
-                    WHERE band = q.band AND first_at >= $2 AND first_at <= $3 OFFSET 0) AS b
-CROSS JOIN LATERAL (SELECT copies, keys FROM story
-                    WHERE slot = b.slot AND story_id = b.story_id OFFSET 0) AS s"""
+# the batch's band keys as one array: one index scan per live slot partition (PostgreSQL's B-tree
+# takes `= ANY(array)` itself, one descent per key, no executor node per key), and the story row
+# of each hit by its primary key
+CANDIDATES_SQL = """SELECT b.band, b.story_id, b.first_at, b.day, s.copies, s.keys
+FROM story_band b JOIN story s ON s.slot = b.slot AND s.story_id = b.story_id
+WHERE b.slot = ANY($4::smallint[]) AND b.band = ANY($1::bigint[]) AND b.first_at >= $2 AND b.first_at <= $3"""
 
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
 SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,
@@ -245,9 +242,11 @@ class Stories:
 
     async def assign(self, conn, items: Sequence[Item]) -> list[Assignment]:
         """Call inside the store transaction, after the batch's scored_event rows are inserted;
-        returns one Assignment per item, in the items' order (a duplicate item gets the same)."""
+        returns one Assignment per item, in the items' order (a duplicate item gets the same).
+        Band keys the items do not carry are computed before the lock is taken."""
         if not items:
             return []
+        bands = self._bands(items)
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_ID)
         done = {(r["source"], r["id"], r["published_at"]): Assignment(r["source"], r["id"], r["published_at"],
                                                                       r["story_id"], r["novel"], r["copies"])
@@ -256,8 +255,16 @@ class Stories:
                        if (i.source, i.id, i.published_at) not in done}.values(),
                       key=lambda i: (i.published_at, i.source, i.id))
         if todo:
-            done.update(await self._assign_new(conn, todo))
+            done.update(await self._assign_new(conn, todo, bands))
         return [done[(i.source, i.id, i.published_at)] for i in items]
+
+    def _bands(self, items: Sequence[Item]) -> dict[int, list[int]]:
+        """id(item) -> its band keys: carried by the item (the worker computes them with the
+        scoring) or computed here for all those without in one Signer call."""
+        missing = [i for i in items if i.bands is None]
+        computed = dict(zip((id(i) for i in missing),
+                            self.signer.bands([i.text for i in missing], [i.keys for i in missing])))
+        return {id(i): list(i.bands) if i.bands is not None else computed[id(i)] for i in items}
 
     def assign_offline(self, items: Sequence[Item]) -> list[Assignment]:
         """The same decisions without a database, for items in event-time order from an empty
@@ -273,14 +280,11 @@ class Stories:
                 by_key[key] = plan.add(it, list(it.bands) if it.bands is not None else b)
         return [by_key[(i.source, i.id, i.published_at)] for i in items]
 
-    async def _assign_new(self, conn, todo: list[Item]) -> dict:
-        missing = [i for i in todo if i.bands is None]
-        computed = dict(zip((id(i) for i in missing),
-                            self.signer.bands([i.text for i in missing], [i.keys for i in missing])))
-        bands = {id(i): list(i.bands) if i.bands is not None else computed[id(i)] for i in todo}
+    async def _assign_new(self, conn, todo: list[Item], bands: dict[int, list[int]]) -> dict:
         lo = min(i.published_at for i in todo) - self.horizon
         hi = max(i.published_at for i in todo) + self.skew
-        rows = await conn.fetch(CANDIDATES_SQL, sorted({b for v in bands.values() for b in v}), lo, hi)
+        rows = await conn.fetch(CANDIDATES_SQL, sorted({b for i in todo for b in bands[id(i)]}), lo, hi,
+                              live_slots(lo, hi))
         plan = _Plan(self, rows)
         out = {}
         for it in todo:

@@ -5,7 +5,6 @@ migration 0007 down and up."""
 from __future__ import annotations
 
 import asyncio
-import zlib
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -237,13 +236,40 @@ async def test_stories_sharing_a_band_key_in_one_batch(dsn):
     assert owner == "s40"
 
 
-def test_batch_signatures_are_datasketch_minhash():
-    """The batch path gives what one datasketch MinHash per text gives (same permutations, hash, scheme)."""
-    from datasketch import MinHash
+@pytest.mark.parametrize("similarity", [0.1, 0.2, 0.4, 0.6, 0.8])
+def test_minhash_is_unbiased(similarity):
+    """Two sets agree on a permutation as often as their Jaccard similarity says: over 600 random
+    pairs of 30-token sets at each similarity, every permutation's agreement rate is within
+    binomial noise of the exact Jaccard, and so is the mean over all of them."""
+    import random
 
-    texts, keys = [STORY, OTHER, "x", "RT @a: " + STORY], [("ACME",), (), (), ("ACME", "GLBX")]
-    sig = st.Signer().signatures(texts, keys)
-    for row_, text, k in zip(sig, texts, keys):
-        m = MinHash(num_perm=st.NUM_PERM, seed=1, hashfunc=zlib.crc32)
-        m.update_batch(st.shingles(text, k))
-        assert row_.tolist() == m.hashvalues.tolist()
+    rng, signer = random.Random(int(similarity * 100)), st.Signer()
+    size, n = 30, 600
+    common = round(2 * size * similarity / (1 + similarity))
+    sets = []
+    for _ in range(n):
+        toks = [rng.getrandbits(64).to_bytes(8, "little") for _ in range(2 * size - common)]
+        sets += [toks[:size], toks[:common] + toks[size:]]
+    exact = common / (2 * size - common)
+    sig = signer.sign_sets(sets)
+    agree = (sig[0::2] == sig[1::2]).mean(axis=0)  # per permutation, over the pairs
+    noise = (exact * (1 - exact) / n) ** 0.5
+    assert abs(agree.mean() - exact) < 3 * noise / len(agree) ** 0.5 + 0.003
+    assert abs(agree - exact).max() < 4.5 * noise
+
+
+def test_headlines_sharing_a_company_are_not_copies():
+    """Different headlines about one company stay different stories however many there are (each
+    is compared with every earlier story of the company): the simulator's 32 planted-surge
+    headlines for each of its 20 companies, within minutes, are 32 stories each; a copy of each,
+    after them all, joins its own."""
+    from stream.simulate import COMPANIES, surge_headline
+
+    for ticker in COMPANIES:
+        heads = [surge_headline(j, ticker, 5 + j % 9) for j in range(32)]
+        copies_ = [f"RT @desk: {h} https://t.co/x{j}" for j, h in enumerate(heads)]
+        items = [st.Item("wire", f"{ticker}{j}", T0 + timedelta(seconds=4 * j), h, (ticker,))
+                 for j, h in enumerate(heads + copies_)]
+        got = st.Stories().assign_offline(items)
+        assert len({a.story_id for a in got[:32]}) == 32, ticker
+        assert [a.story_id for a in got[32:]] == [a.story_id for a in got[:32]], ticker
