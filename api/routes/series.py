@@ -73,15 +73,18 @@ async def get_series(
         return Response(answer(rows), media_type="application/json")
     cache = request.app.state.series_cache
     seconds, _, table, col, _ = next(r for r in history.ROLLUPS if r[1] == resolution)
-    rollup = Rollup(seconds, table, col)
+    rollup, ratio = Rollup(seconds, table, col), BUCKETS[bucket] // seconds
 
     async def read() -> bytes:
-        if len(keys) * (end - start).total_seconds() // seconds > PIECES_UP_TO:  # long and coarse: summed in SQL
+        # summed per bucket in Postgres: a long span (too many rows to keep), or coarse buckets while
+        # nothing is kept (the listener is down or the cache is off: fewer rows to ship than pieces)
+        if (len(keys) * (end - start).total_seconds() // seconds > PIECES_UP_TO
+                or (ratio >= q.GROUP_FROM and not cache.listening)):
             async with cache.pool.acquire(timeout=cache.acquire_timeout_s) as conn:
                 return answer(await crud.series(conn, key_type=key_type, keys=keys, start=start, end=end, step=step,
                                                 as_numpy=True, sql=sql))
         rows = await cache.rollup_rows(rollup, key_type, keys, start.timestamp(), end.timestamp())
-        return answer(crud.series_from_rollup(rows, keys=keys, start=start, step=step, ratio=BUCKETS[bucket] // seconds))
+        return answer(crud.series_from_rollup(rows, keys=keys, start=start, step=step, ratio=ratio))
     try:
         body = await cache.get((key_type, tuple(keys), bucket, start, end), end.timestamp(), read)
     except (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError) as exc:

@@ -20,7 +20,7 @@ from api.routes.series import BUCKETS
 from api.series_cache import Rollup, SeriesCache
 from api.series_pieces import MISSING, Pieces
 from models.labels import TOPICS
-from tests.api.conftest import NOW, event, seed, sql, wait_until
+from tests.api.conftest import NOW, ApiServer, api_settings, event, seed, sql, wait_until
 
 pytestmark = pytest.mark.slow
 TICKERS = ["PCA", "PCB", "PCC", "PCD"]
@@ -108,6 +108,22 @@ def test_any_window_equals_sql_over_raw_rows_and_reuses_pieces(client, dsn, seed
                             BUCKETS[bucket])
         if pieces(client, "miss") == misses:  # (a shift across a piece boundary reads the next piece)
             assert pieces(client, "hit") > hits
+
+
+def test_with_the_cache_off_every_window_equals_sql_too(db_url, dsn, seeded):
+    """Nothing kept (FINSENT_API_SERIES_CACHE_MB=0, as while the listener is down): fine buckets
+    read packed rows of just the span, coarse ones (a day of hourly rows) are summed in SQL."""
+    rng = random.Random(9)
+    with ApiServer(api_settings(db_url, api_series_cache_mb=0)) as server, server.client() as off:
+        before = pieces(off, "hit"), pieces(off, "miss")  # (the metrics are this process's: both servers')
+        for bucket in ("1m", "5m", "15m", "1h", "12h", "1d"):
+            step = timedelta(seconds=BUCKETS[bucket])
+            start = NOW - SPAN + timedelta(seconds=rng.uniform(0, 86400))
+            end = start + min(SPAN - timedelta(days=1), step * 500)
+            keys = rng.sample(TICKERS, 3)
+            assert api(off, "ticker", keys, start, end, bucket)[0] == raw(dsn, "ticker", keys, floor_time(start, step),
+                                                                          ceil_time(end, step), BUCKETS[bucket])
+        assert (pieces(off, "hit"), pieces(off, "miss")) == before
 
 
 def test_new_rows_in_the_live_tail_and_in_an_older_piece_are_counted(client, dsn, seeded):
