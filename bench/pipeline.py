@@ -180,6 +180,31 @@ def predict_rate(texts: list[str], entities: bool = True) -> float:
         return len(texts) / (time.perf_counter() - t0)
 
 
+def cpu_of(kafka: Kafka, pg: Postgres, workers: list) -> dict[str, float]:
+    """CPU seconds used so far (user + system) per part: the broker, PostgreSQL (postmaster and
+    every backend), the worker process(es) and this process (the producer)."""
+    import psutil
+
+    def tree(pid: int, children: bool = True) -> float:
+        try:
+            p = psutil.Process(pid)
+            procs = [p, *(p.children(recursive=True) if children else ())]
+        except psutil.Error:
+            return 0.0
+        total = 0.0
+        for q in procs:
+            try:
+                t = q.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    postmaster = int((pg.dir / "postmaster.pid").read_text().split()[0])
+    return {"Kafka broker": tree(int((kafka.dir / "kafka.pid").read_text())), "PostgreSQL": tree(postmaster),
+            "worker": sum(tree(w.proc.pid) for w in workers), "producer (this process)": tree(os.getpid(), children=False)}
+
+
 def rss_mib(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -298,11 +323,17 @@ def main() -> None:
         run.wait_rows(500, 180)
         run.wait_balanced()
         spy = profile(run.workers[0].proc.pid, 25, tmp / "spy.txt") if args.profile else None
+        cpu0 = cpu_of(kafka, pg, run.workers)
         t0 = time.time()
         run.produce(full[500:])
         run.wait_rows(len(full))
+        cpu1, t1 = cpu_of(kafka, pg, run.workers), time.time()
         last = run.sql("SELECT max(stored_at) FROM scored_event")[0][0].timestamp()
         e2e = args.n / (last - t0)
+        budget = usable_cpus() * (t1 - t0)
+        for part in cpu0:
+            used = cpu1[part] - cpu0[part]
+            rows.append((f"CPU during the replay: {part}", f"{used:,.1f} s ({used / budget:.0%} of the machine)"))
         rows.append((f"end-to-end, full-rate replay of {args.n:,} msgs, {args.workers} worker(s)", f"{e2e:,.0f} msgs/s"))
         if not null:
             rows.append(("ratio end-to-end / bare runtime (model alone, the worker's threads)", f"{e2e / bare:.2f}"))

@@ -151,6 +151,8 @@ class OnnxEntityBackend:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads
+        # it runs between the item graph's batches: idle threads spinning would take their cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
@@ -246,8 +248,9 @@ class Scorer:
     """Tokenise once, length-bucket, one backend call per chunk, predictions in input order."""
 
     def __init__(self, backend: Backend, tokenizer: Tokenizer, meta: Meta, max_batch: int = 64,
-                 directory: Path | None = None, precision: str = "fp32"):
+                 directory: Path | None = None, precision: str = "fp32", threads: int = 0):
         self.backend, self.tokenizer, self.meta, self.max_batch = backend, tokenizer, meta, max_batch
+        self.threads = threads  # ONNX Runtime intra-op threads of the per-entity graphs too (0: ORT's default)
         self.precision = precision  # of the item graph; an int8 one reads entities in int8 too
         self.directory = directory  # the artifact, for the per-entity graph (loaded on first use)
         self._entity_backend = None
@@ -267,7 +270,8 @@ class Scorer:
         margin = meta.int8_recheck_margin if recheck_margin is None else recheck_margin
         precision = resolve_precision(directory, backend, precision, device)
         return cls(make_backend(directory, backend, precision, device, threads, margin),
-                   Tokenizer(directory, meta.max_length), meta, max_batch, directory=directory, precision=precision)
+                   Tokenizer(directory, meta.max_length), meta, max_batch, directory=directory, precision=precision,
+                   threads=threads)
 
     def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         errors = validate_texts(texts)
@@ -340,9 +344,10 @@ class Scorer:
                 if not graph.exists():
                     raise BackendUnavailable(f"{graph} does not exist; build it with `finsent export` "
                                              f"or `python -m models.entity_sentiment export --model {d}`")
-                exact = OnnxEntityBackend(graph)
+                exact = OnnxEntityBackend(graph, self.threads)
                 # an int8 item graph reads entities in int8 too (near-ties in fp32), where that graph is built
-                self._entity_backend = (RecheckedEntityBackend(OnnxEntityBackend(fast), exact, ENTITY_RECHECK_MARGIN)
+                self._entity_backend = (RecheckedEntityBackend(OnnxEntityBackend(fast, self.threads), exact,
+                                                               ENTITY_RECHECK_MARGIN)
                                         if self.precision == "int8" and fast.exists() else exact)
         return self._entity_backend
 
