@@ -198,17 +198,25 @@ def live_slots(lo: datetime, hi: datetime) -> list[int]:
     return sorted({slot_of(first + timedelta(days=d)) for d in range(min((last - first).days, SLOTS) + 1)})
 
 
+# The batch's rows by the primary key (source, id, published_at), whatever the size of the
+# partitions: the redundant `= ANY` conditions let the planner prune to the batch's days and probe
+# the key index with the batch's sources x ids instead of hashing whole partitions (which it did
+# when it joined only on the unnest: a sequential scan of scored_event per statement).
+def _batch_rows(sources: str) -> str:
+    return (f"e.source = ANY({sources}::text[]) AND e.id = ANY($2::text[]) AND e.published_at = ANY($3::timestamptz[])"
+            "\n  AND e.source = b.source AND e.id = b.id AND e.published_at = b.published_at")
+
 REPLAYED_SQL = """SELECT e.source, e.id, e.published_at, e.story_id, e.novel, e.copies
-FROM scored_event e JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(source, id, published_at)
-  ON e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
-WHERE e.story_id IS NOT NULL"""
+FROM scored_event e, unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(source, id, published_at)
+WHERE e.story_id IS NOT NULL AND """ + _batch_rows("$4")
 
 # the batch's band keys as one array: one index scan per live slot partition (PostgreSQL's B-tree
-# takes `= ANY(array)` itself, one descent per key, no executor node per key), and the story row
-# of each hit by its primary key
+# takes `= ANY(array)` itself, one descent per key, no executor node per key); then the story row
+# of each hit by its primary key (LATERAL ... OFFSET 0: a probe per hit, never a join over `story`)
 CANDIDATES_SQL = """SELECT b.band, b.story_id, b.first_at, b.day, s.copies, s.keys
-FROM story_band b JOIN story s ON s.slot = b.slot AND s.story_id = b.story_id
-WHERE b.slot = ANY($4::smallint[]) AND b.band = ANY($1::bigint[]) AND b.first_at >= $2 AND b.first_at <= $3"""
+FROM (SELECT band, slot, story_id, first_at, day FROM story_band
+      WHERE slot = ANY($4::smallint[]) AND band = ANY($1::bigint[]) AND first_at >= $2 AND first_at <= $3 OFFSET 0) b
+CROSS JOIN LATERAL (SELECT copies, keys FROM story WHERE slot = b.slot AND story_id = b.story_id OFFSET 0) s"""
 
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
 SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,
@@ -226,10 +234,10 @@ SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::text[], $4::date[], $5::t
 ON CONFLICT (slot, band) DO UPDATE SET story_id = EXCLUDED.story_id, day = EXCLUDED.day, first_at = EXCLUDED.first_at
 WHERE b.first_at < EXCLUDED.first_at - make_interval(secs => {horizon})""".format(horizon=HORIZON_S)
 
-EVENT_UPDATE_SQL = """UPDATE scored_event e SET story_id = u.story_id, novel = u.novel, copies = u.copies
+EVENT_UPDATE_SQL = """UPDATE scored_event e SET story_id = b.story_id, novel = b.novel, copies = b.copies
 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[], $6::int[])
-  AS u(source, id, published_at, story_id, novel, copies)
-WHERE e.source = u.source AND e.id = u.id AND e.published_at = u.published_at"""
+  AS b(source, id, published_at, story_id, novel, copies)
+WHERE """ + _batch_rows("$7")
 
 
 class Stories:
@@ -247,10 +255,12 @@ class Stories:
         if not items:
             return []
         bands = self._bands(items)
+        # a handful of index probes: starting parallel workers for them costs more than the scan
+        await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_ID)
         done = {(r["source"], r["id"], r["published_at"]): Assignment(r["source"], r["id"], r["published_at"],
                                                                       r["story_id"], r["novel"], r["copies"])
-                for r in await conn.fetch(REPLAYED_SQL, *_columns(items))}
+                for r in await conn.fetch(REPLAYED_SQL, *_columns(items), _sources(items))}
         todo = sorted({(i.source, i.id, i.published_at): i for i in items
                        if (i.source, i.id, i.published_at) not in done}.values(),
                       key=lambda i: (i.published_at, i.source, i.id))
@@ -355,11 +365,15 @@ class _Plan:
         ev = self.events
         await conn.execute(EVENT_UPDATE_SQL, [a.source for a in ev], [a.id for a in ev],
                            [a.published_at for a in ev], [a.story_id for a in ev], [a.novel for a in ev],
-                           [a.copies for a in ev])
+                           [a.copies for a in ev], _sources(ev))
 
 
 def _columns(items: Sequence[Item]) -> tuple[list, list, list]:
     return [i.source for i in items], [i.id for i in items], [i.published_at for i in items]
+
+
+def _sources(items) -> list[str]:
+    return sorted({i.source for i in items})
 
 
 # -- upkeep ------------------------------------------------------------------------------------
