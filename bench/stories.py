@@ -280,9 +280,10 @@ PREFILL = """WITH s AS (
           FROM (SELECT i, $1::timestamptz - random() * interval '72 hours' AS first_at
                 FROM generate_series($2::bigint, $3::bigint) AS i) a) b
     RETURNING slot, story_id, day, first_at)
-INSERT INTO story_band (slot, band, story_id, day, first_at)
+INSERT INTO story_key (slot, band, story_id, day, first_at)
 SELECT s.slot, (random() * 1.8e19 - 9.0e18)::bigint, s.story_id, s.day, s.first_at
-FROM s, generate_series(1, {bands}) AS b"""
+FROM s, generate_series(1, {bands}) AS b
+ON CONFLICT DO NOTHING"""
 
 
 def stream_items(texts: list[str], n: int, copy_share: float, now, seed: int):
@@ -329,13 +330,13 @@ async def throughput(args, console: Console) -> None:
         await conn.execute(PREFILL.format(slots=st.SLOTS, bands=st.BANDS), now, lo, hi)
         console.print(f"  index: {hi + 1:,} stories", end="\r")
     # what an earlier run assigned goes (its tweets would all be copies now): only the prefill stays
-    await conn.execute("DELETE FROM story_band WHERE story_id NOT LIKE 'pre/%'")
+    await conn.execute("DELETE FROM story_key WHERE story_id NOT LIKE 'pre/%'")
     await conn.execute("DELETE FROM story WHERE story_id NOT LIKE 'pre/%'")
     await conn.execute("DELETE FROM scored_event WHERE source = 'bench'")
-    await conn.execute("ANALYZE story; ANALYZE story_band")
-    size = await conn.fetchval("SELECT pg_total_relation_size('story_band_s0') * 0 + (SELECT sum(pg_total_relation_size("
-                               "c.oid)) FROM pg_class c WHERE c.relname ~ '^story(_band)?_s[0-9]$')")
-    bands = await conn.fetchval("SELECT count(*) FROM story_band")
+    await conn.execute("ANALYZE story; ANALYZE story_key")
+    size = await conn.fetchval("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+                               "WHERE c.relname ~ '^story_s[0-9]$' OR c.relname = 'story_key'")
+    bands = await conn.fetchval("SELECT count(*) FROM story_key")
     console.print(f"index: {args.index:,} stories, {bands:,} band rows, {size / 2**20:,.0f} MiB with indexes "
                   f"(prefilled in {time.perf_counter() - t0:.0f} s)")
 

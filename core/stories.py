@@ -8,25 +8,33 @@ A text is normalised (NFKC, HTML entities, lower case; URLs, @mentions, a retwee
 prefix, emoji and punctuation dropped; cashtags become the bare ticker; every number becomes '#',
 so an update of a story with a new figure stays the story), cut into word shingles (1- and
 2-grams), and the item's company keys (the worker's ticker keys and every cashtag) are added as
-`NAME_WEIGHT` tokens each: a template that says the same thing of another company differs in its
-heaviest tokens and does not merge. MinHash (datasketch, affine32, NUM_PERM permutations) turns
-the set into a signature; its BANDS bands of ROWS values are hashed to 64-bit band keys. Two items
-are copies when at least MIN_BANDS of their band keys are equal — with these settings the
-probability of that is 8 % at Jaccard 0.2, 60 % at 0.4 and 96 % at 0.6 (`match_probability`); and an item
-naming companies its candidate's first event does not (nor the reverse) is not a copy. The
-parameters were chosen on labelled pairs (bench/stories.py, docs/stories.md), not guessed.
+`NAME_WEIGHT` token(s) each. MinHash (NUM_PERM permutations, each an independent 64-bit mix:
+`Signer`) turns the set into a signature; its BANDS bands of ROWS values are hashed to 64-bit
+band keys. Two items are copies when at least MIN_BANDS of their band keys are equal — with these
+settings the probability of that is 1 % at Jaccard 0.2, 30 % at 0.4 and 87 % at 0.6
+(`match_probability`) — and an item naming companies its candidate's first event does not (nor
+the reverse) is not a copy. Every item of a company shares the company's tokens, so every one is
+compared with all the company's live stories: the rule must stay far from merging at the
+similarity of two different headlines about one company (0.1-0.25), which is why the company
+weighs one token and three equal keys are needed. The parameters were chosen on labelled pairs
+and labelled surges (bench/stories.py, docs/stories.md), not guessed.
 
-The shared index lives in Postgres (migration 0007), so every worker finds the same clusters:
-`story_band` (one row per band key per story, the story's first day and time) and `story` (one
-row per story: first event, first seen, copies, sources, keys), both LIST-partitioned into
-SLOTS slots by the story's first UTC day; `upkeep` truncates a slot once all its days are older
-than the horizon (never a DELETE over the table). `assign` takes a batch inside the worker's
-store transaction (after its scored_event rows are inserted) and returns, per item, the story id
-(the first event's id), whether the item is novel (the first of its story) and the story's copy
-count so far, and writes them on the scored_event rows. It holds one transaction-level advisory
-lock from its first statement to the commit: two workers never assign at the same time, so the
-first stored copy founds the story and every later one joins it, whichever worker stores it;
-an item whose scored_event row already carries a story (a replayed batch) gets what it has.
+The shared index lives in Postgres, so every worker finds the same clusters: `story_key`
+(migration 0009: one row per band key, the live story that first had it, with that story's slot,
+first day and time) and `story` (migration 0007: one row per story: first event, first seen,
+copies, sources, keys; LIST-partitioned into SLOTS slots by its first UTC day). `upkeep`
+truncates a story slot once all its days are older than the horizon and deletes the keys of
+stories first seen before the oldest live day; a new story takes over a key whose story is past
+the horizon. `assign` takes a batch inside the worker's store transaction (after its
+scored_event rows are inserted) and returns, per item, the story id (the first event's id),
+whether the item is novel (the first of its story) and the story's copy count so far, and writes
+them on the scored_event rows. It holds one transaction-level advisory lock from its first
+statement to the commit: two workers never assign at the same time, so the first stored copy
+founds the story and every later one joins it, whichever worker stores it; an item whose
+scored_event row already carries a story (a replayed batch) gets what it has. (Finer locks, per
+band-key bucket, were weighed and not taken: a batch of 256 items has about 3,000 keys, so any
+two batches share a bucket unless there are millions of buckets, and then each transaction
+would take thousands of locks: docs/stories.md.)
 """
 
 from __future__ import annotations
@@ -192,12 +200,6 @@ def _day(t: datetime) -> date:
     return t.astimezone(timezone.utc).date()
 
 
-def live_slots(lo: datetime, hi: datetime) -> list[int]:
-    """The slots of the UTC days from `lo` to `hi`: where stories first seen then can be."""
-    first, last = _day(lo), _day(hi)
-    return sorted({slot_of(first + timedelta(days=d)) for d in range(min((last - first).days, SLOTS) + 1)})
-
-
 # The batch's rows by the primary key (source, id, published_at), whatever the size of the
 # partitions: the redundant `= ANY` conditions let the planner prune to the batch's days and probe
 # the key index with the batch's sources x ids instead of hashing whole partitions (which it did
@@ -210,12 +212,12 @@ REPLAYED_SQL = """SELECT e.source, e.id, e.published_at, e.story_id, e.novel, e.
 FROM scored_event e, unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(source, id, published_at)
 WHERE e.story_id IS NOT NULL AND """ + _batch_rows("$4")
 
-# the batch's band keys as one array: one index scan per live slot partition (PostgreSQL's B-tree
-# takes `= ANY(array)` itself, one descent per key, no executor node per key); then the story row
-# of each hit by its primary key (LATERAL ... OFFSET 0: a probe per hit, never a join over `story`)
+# the batch's band keys as one array: one index-only scan of story_key's primary key (PostgreSQL's
+# B-tree takes `= ANY(array)` itself, one descent per key, no executor node per key); then the story
+# row of each hit by its primary key (LATERAL ... OFFSET 0: a probe per hit, never a join over `story`)
 CANDIDATES_SQL = """SELECT b.band, b.story_id, b.first_at, b.day, s.copies, s.keys
-FROM (SELECT band, slot, story_id, first_at, day FROM story_band
-      WHERE slot = ANY($4::smallint[]) AND band = ANY($1::bigint[]) AND first_at >= $2 AND first_at <= $3 OFFSET 0) b
+FROM (SELECT band, slot, story_id, first_at, day FROM story_key
+      WHERE band = ANY($1::bigint[]) AND first_at >= $2 AND first_at <= $3 OFFSET 0) b
 CROSS JOIN LATERAL (SELECT copies, keys FROM story WHERE slot = b.slot AND story_id = b.story_id OFFSET 0) s"""
 
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
@@ -229,9 +231,10 @@ ON CONFLICT (slot, story_id) DO UPDATE SET copies = s.copies + EXCLUDED.copies,
                    ELSE (s.sources || ARRAY(SELECT x FROM unnest(EXCLUDED.sources) x WHERE x <> ALL(s.sources)))
                         [1:{max_sources}] END""".format(max_sources=MAX_SOURCES)
 
-BAND_INSERT_SQL = """INSERT INTO story_band AS b (slot, band, story_id, day, first_at)
-SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::text[], $4::date[], $5::timestamptz[]) ORDER BY 1, 2
-ON CONFLICT (slot, band) DO UPDATE SET story_id = EXCLUDED.story_id, day = EXCLUDED.day, first_at = EXCLUDED.first_at
+BAND_INSERT_SQL = """INSERT INTO story_key AS b (slot, band, story_id, day, first_at)
+SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::text[], $4::date[], $5::timestamptz[]) ORDER BY 2
+ON CONFLICT (band) DO UPDATE SET slot = EXCLUDED.slot, story_id = EXCLUDED.story_id, day = EXCLUDED.day,
+    first_at = EXCLUDED.first_at
 WHERE b.first_at < EXCLUDED.first_at - make_interval(secs => {horizon})""".format(horizon=HORIZON_S)
 
 EVENT_UPDATE_SQL = """UPDATE scored_event e SET story_id = b.story_id, novel = b.novel, copies = b.copies
@@ -293,8 +296,7 @@ class Stories:
     async def _assign_new(self, conn, todo: list[Item], bands: dict[int, list[int]]) -> dict:
         lo = min(i.published_at for i in todo) - self.horizon
         hi = max(i.published_at for i in todo) + self.skew
-        rows = await conn.fetch(CANDIDATES_SQL, sorted({b for i in todo for b in bands[id(i)]}), lo, hi,
-                              live_slots(lo, hi))
+        rows = await conn.fetch(CANDIDATES_SQL, sorted({b for i in todo for b in bands[id(i)]}), lo, hi)
         plan = _Plan(self, rows)
         out = {}
         for it in todo:
@@ -317,7 +319,7 @@ class _Plan:
             self.copies.setdefault(r["story_id"], r["copies"])
             self.names.setdefault(r["story_id"], frozenset(r["keys"]))
         self.stories: dict[str, list] = {}  # story_id -> [slot, day, first_at, last_at, source, keys, n, sources]
-        self.new_bands: list[tuple] = []
+        self.new_bands: dict[int, tuple] = {}  # band -> its story_key row (one per key)
         self.events: list[Assignment] = []
 
     def _index(self, band: int, story_id: str, first_at: datetime, day: date) -> None:
@@ -340,12 +342,13 @@ class _Plan:
             self.names[best] = names
         first_at, day = self.meta[best]
         slot = slot_of(day)
-        # its band keys that no story of the slot has yet point to this story too (a key another
-        # story holds stays that story's: the first to have it)
+        # its band keys that no live story has yet point to this story too (a key another story
+        # holds stays that story's, the first to have it, until that story is past the horizon)
         for b in sorted(set(bands)):
-            if not any(slot_of(d) == slot for _, _, d in self.by_band.get(b, ())):
-                self._index(b, best, first_at, day)
-                self.new_bands.append((slot, b, best, day, first_at))
+            holders = self.by_band.get(b, ())
+            if all(f < first_at - self.cfg.horizon for _, f, _ in holders):
+                self.by_band[b] = [(best, first_at, day)]
+                self.new_bands[b] = (slot, b, best, day, first_at)
         self.copies[best] += 1
         st = self.stories.setdefault(best, [slot_of(day), day, first_at, t, it.source, sorted(self.names[best]), 0, []])
         st[3], st[6] = max(st[3], t), st[6] + 1
@@ -361,7 +364,7 @@ class _Plan:
                 for sid, st in self.stories.items()]
         await conn.execute(STORY_UPSERT_SQL, *map(list, zip(*rows)))
         if self.new_bands:
-            await conn.execute(BAND_INSERT_SQL, *map(list, zip(*self.new_bands)))
+            await conn.execute(BAND_INSERT_SQL, *map(list, zip(*self.new_bands.values())))
         ev = self.events
         await conn.execute(EVENT_UPDATE_SQL, [a.source for a in ev], [a.id for a in ev],
                            [a.published_at for a in ev], [a.story_id for a in ev], [a.novel for a in ev],
@@ -379,18 +382,20 @@ def _sources(items) -> list[str]:
 # -- upkeep ------------------------------------------------------------------------------------
 
 async def upkeep(conn, today: date | None = None, horizon_s: float = HORIZON_S) -> list[int]:
-    """Truncate every slot whose newest day is past the horizon (relative to `today`, UTC):
-    the index stays bounded by the horizon without a DELETE. Returns the slots truncated."""
+    """Truncate every story slot whose newest day is past the horizon (relative to `today`, UTC)
+    and delete the band keys of stories first seen before the oldest live day (an index range on
+    first_at: about an hour's keys when run hourly): the index stays bounded by the horizon.
+    Returns the slots truncated."""
     today = today or datetime.now(timezone.utc).date()
     oldest_live = today - timedelta(days=int(-(-horizon_s // 86400)))
     done = []
     for slot in range(SLOTS):
-        newest = await conn.fetchval(f"SELECT max(day) FROM story_band_s{slot}")
-        newest_story = await conn.fetchval(f"SELECT max(day) FROM story_s{slot}")
-        days = [d for d in (newest, newest_story) if d is not None]
-        if days and max(days) < oldest_live:
-            await conn.execute(f"TRUNCATE story_band_s{slot}, story_s{slot}")
+        newest = await conn.fetchval(f"SELECT max(day) FROM story_s{slot}")
+        if newest is not None and newest < oldest_live:
+            await conn.execute(f"TRUNCATE story_s{slot}")
             done.append(slot)
+    await conn.execute("DELETE FROM story_key WHERE first_at < $1",
+                       datetime.combine(oldest_live, datetime.min.time(), timezone.utc))
     return done
 
 

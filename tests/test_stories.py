@@ -185,33 +185,67 @@ async def test_upkeep_truncates_only_expired_slots(dsn):
     conn = await asyncpg.connect(dsn)
     try:
         today = datetime.now(timezone.utc).date()
-        live = await conn.fetchval("SELECT count(*) FROM story_band WHERE day >= $1", today - timedelta(days=3))
-        assert live > 0
+        live = await conn.fetchval("SELECT count(*) FROM story_key WHERE day >= $1", today - timedelta(days=3))
+        stories = await conn.fetchval("SELECT count(*) FROM story WHERE day >= $1", today - timedelta(days=3))
+        assert live > 0 and stories > 0
         old_slot = st.slot_of(today - timedelta(days=4))
-        await conn.execute("INSERT INTO story_band VALUES ($1, 42, 'old', $2, $3)", old_slot,
+        await conn.execute("INSERT INTO story_key VALUES (42, $1, 'old', $2, $3)", old_slot,
                            today - timedelta(days=4), T0 - timedelta(days=4))
         await conn.execute("INSERT INTO story VALUES ($1, 'old', $2, $3, $3, 'wire', '{}', 1, '{wire}')", old_slot,
                            today - timedelta(days=4), T0 - timedelta(days=4))
         assert await st.upkeep(conn, today) == [old_slot]
-        assert await conn.fetchval("SELECT count(*) FROM story_band WHERE story_id = 'old'") == 0
-        assert await conn.fetchval("SELECT count(*) FROM story_band WHERE day >= $1",
+        assert await conn.fetchval("SELECT count(*) FROM story_key WHERE story_id = 'old'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM story WHERE story_id = 'old'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM story_key WHERE day >= $1",
                                    today - timedelta(days=3)) == live
+        assert await conn.fetchval("SELECT count(*) FROM story WHERE day >= $1", today - timedelta(days=3)) == stories
     finally:
         await conn.close()
 
 
-def test_migration_0007_down_and_up(postgres):
+async def test_a_key_of_a_story_past_the_horizon_is_taken_over(dsn):
+    """A band key whose story is past the horizon goes to the new story that has it: a copy of the
+    new story finds it by that key too (one key table, no day slots to keep the old one apart)."""
+    at = T0 + timedelta(minutes=50)
+    keys = [7_000 + b for b in range(st.BANDS)]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO story_key VALUES ($1, $2, 'stale', $3, $4)", keys[0],
+                           st.slot_of((at - timedelta(hours=80)).date()), (at - timedelta(hours=80)).date(),
+                           at - timedelta(hours=80))
+        rows = [row(50, "a new story", at), row(51, "a new story, again", at + timedelta(minutes=1))]
+        items = [st.Item(*r[:4], tuple(r[7]), bands=tuple(keys)) for r in rows]
+        async with conn.transaction():
+            await store_scored(conn, rows[:1])
+            first = await st.Stories().assign(conn, items[:1])
+        assert await conn.fetchval("SELECT story_id FROM story_key WHERE band = $1", keys[0]) == "s50"
+        items[1] = st.Item(*rows[1][:4], tuple(rows[1][7]), bands=tuple(keys[:1] + [1, 2, 3] + keys[4:6]))
+        async with conn.transaction():  # 3 equal keys, one of them the key taken over
+            await store_scored(conn, rows[1:])
+            second = await st.Stories().assign(conn, items[1:])
+    finally:
+        await conn.close()
+    assert first[0].novel and (second[0].story_id, second[0].novel) == ("s50", False)
+
+
+def test_migrations_0007_and_0009_down_and_up(postgres):
+    """0009's key table goes back to 0007's day slots and comes again with its keys; 0007 down
+    and up removes and adds the story columns."""
     from tests.conftest import new_database
 
     url = new_database(postgres, "st7")
+    one = lambda sql: asyncio.run(fetch(libpq_dsn(url), sql))  # noqa: E731
+    asyncio.run(fetch(libpq_dsn(url), "INSERT INTO story_key VALUES (5, $1, 'k', $2, $3)",
+                      st.slot_of(T0.date()), T0.date(), T0))
+    downgrade(url, "0008")
+    assert [tuple(r) for r in one("SELECT slot, band, story_id FROM story_band")] == [(st.slot_of(T0.date()), 5, "k")]
+    assert one("SELECT to_regclass('story_key') AS t")[0]["t"] is None
     downgrade(url, "0006")
-
-    async def columns():
-        return {r["column_name"] for r in await fetch(libpq_dsn(url), "SELECT column_name FROM "
-                "information_schema.columns WHERE table_name = 'scored_event'")}
-    assert "story_id" not in asyncio.run(columns())
+    columns = "SELECT column_name FROM information_schema.columns WHERE table_name = 'scored_event'"
+    assert "story_id" not in {r["column_name"] for r in one(columns)}
     migrate(url)
-    assert {"story_id", "novel", "copies"} <= asyncio.run(columns())
+    assert {"story_id", "novel", "copies"} <= {r["column_name"] for r in one(columns)}
+    assert one("SELECT count(*) AS n FROM story_key")[0]["n"] == 0
 
 
 async def test_stories_sharing_a_band_key_in_one_batch(dsn):
@@ -229,7 +263,7 @@ async def test_stories_sharing_a_band_key_in_one_batch(dsn):
         async with conn.transaction():
             await store_scored(conn, rows)
             got = await st.Stories().assign(conn, items)
-        owner = await conn.fetchval("SELECT story_id FROM story_band WHERE band = 9000")
+        owner = await conn.fetchval("SELECT story_id FROM story_key WHERE band = 9000")
     finally:
         await conn.close()
     assert [(g.story_id, g.novel) for g in got] == [("s40", True), ("s41", True), ("s41", False)]
