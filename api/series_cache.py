@@ -136,7 +136,7 @@ class SeriesCache:
 
     async def rollup_rows(self, rollup: Rollup, key_type: str, keys: list[str], start: float, end: float) -> np.ndarray:
         """The rollup rows of `keys` over [start, end) (epoch s, multiples of rollup.seconds) as a
-        dense (len(keys), 5, rows) array: n, negatives, neutrals, positives, score_sum."""
+        dense (5, len(keys), rows) array: n, negatives, neutrals, positives, score_sum."""
         if not self.listening:  # nothing kept: read just the span
             return await self._read(rollup, key_type, keys, start, end)
         self.piece_s[rollup.table] = rollup.piece_s
@@ -146,41 +146,42 @@ class SeriesCache:
         if mixed and self._heard_since(seq, end):  # pieces of different reads around a change: one snapshot
             return await self._read(rollup, key_type, keys, start, end)
         first = int(start - j0 * rollup.piece_s) // rollup.seconds
-        out = out.reshape(len(keys), FIELDS, (j1 - j0) * PIECE_ROWS[rollup.seconds])
+        out = out.reshape(FIELDS, len(keys), (j1 - j0) * PIECE_ROWS[rollup.seconds])
         return out[:, :, first:first + int(end - start) // rollup.seconds]
 
     async def _assemble(self, rollup: Rollup, key_type: str, keys: list[str], j0: int, j1: int):
-        """(array (keys, 5, pieces, rows), whether it came from more than one read)."""
-        rows = PIECE_ROWS[rollup.seconds]
-        out = np.zeros((len(keys), FIELDS, j1 - j0, rows))
-        lacking: list[tuple[int, int, tuple]] = []
-        for ki, key in enumerate(keys):
+        """(array (5, keys, pieces, rows), whether it came from more than one read)."""
+        rows, count = PIECE_ROWS[rollup.seconds], j1 - j0
+        zero = np.zeros((FIELDS, rows))
+        parts: list[np.ndarray] = []  # key by key, piece by piece
+        lacking: list[tuple[int, tuple]] = []
+        for key in keys:
             for j in range(j0, j1):
                 pk = (rollup.table, key_type, key, j)
                 piece = self.pieces.get(pk)
                 if piece is MISSING:
-                    lacking.append((ki, j, pk))
-                elif piece is not None:
-                    out[ki, :, j - j0] = piece
-        SERIES_PIECES.labels("hit").inc(len(keys) * (j1 - j0) - len(lacking))
-        if not lacking:
-            return out, False
-        mine = [pk for _, _, pk in lacking if pk not in self.fills]
-        SERIES_PIECES.labels("miss").inc(len(mine))
-        SERIES_PIECES.labels("shared").inc(len(lacking) - len(mine))
-        if mine:
-            self._start_fill(rollup, key_type, mine)
-        fills = {id(f): f for f in (self.fills.get(pk) for _, _, pk in lacking) if f is not None}
-        got: dict[tuple, np.ndarray | None] = {}
-        for fill in fills.values():
-            got.update(await asyncio.shield(fill.task))
-        for ki, j, pk in lacking:
-            piece = got.get(pk, MISSING)
-            if piece is MISSING:  # not brought by any read (cannot happen): read them all in one
-                return await self._read_pieces(rollup, key_type, keys, j0, j1), False
-            if piece is not None:
-                out[ki, :, j - j0] = piece
-        return out, len(fills) > 1 or len(lacking) < len(keys) * (j1 - j0)
+                    lacking.append((len(parts), pk))
+                parts.append(zero if piece is None or piece is MISSING else piece)
+        SERIES_PIECES.labels("hit").inc(len(parts) - len(lacking))
+        fills: dict[int, Fill] = {}
+        if lacking:
+            mine = [pk for _, pk in lacking if pk not in self.fills]
+            SERIES_PIECES.labels("miss").inc(len(mine))
+            SERIES_PIECES.labels("shared").inc(len(lacking) - len(mine))
+            if mine:
+                self._start_fill(rollup, key_type, mine)
+            fills = {id(f): f for f in (self.fills.get(pk) for _, pk in lacking) if f is not None}
+            got: dict[tuple, np.ndarray | None] = {}
+            for fill in fills.values():
+                got.update(await asyncio.shield(fill.task))
+            for i, pk in lacking:
+                piece = got.get(pk, MISSING)
+                if piece is MISSING:  # not brought by any read (cannot happen): read them all in one
+                    return await self._read_pieces(rollup, key_type, keys, j0, j1), False
+                parts[i] = zero if piece is None else piece
+        # one C call (np.stack checks every part in Python): (5, keys × pieces × rows), no copy after
+        out = np.concatenate(parts, axis=1).reshape(FIELDS, len(keys), count, rows)
+        return out, len(fills) > 1 or (0 < len(lacking) < len(parts))
 
     def _start_fill(self, rollup: Rollup, key_type: str, mine: list[tuple]) -> None:
         keys = sorted({pk[2] for pk in mine})
@@ -192,7 +193,7 @@ class SeriesCache:
 
     async def _fill(self, rollup: Rollup, key_type: str, keys: list[str], j0: int, j1: int) -> dict:
         data = await self._read_pieces(rollup, key_type, keys, j0, j1)
-        return {(rollup.table, key_type, key, j): data[ki, :, j - j0].copy()
+        return {(rollup.table, key_type, key, j): data[:, ki, j - j0].copy()
                 for ki, key in enumerate(keys) for j in range(j0, j1)}
 
     def _filled(self, rollup: Rollup, fill: Fill, mine: list[tuple]) -> None:
@@ -237,18 +238,18 @@ class SeriesCache:
         return False
 
     async def _read_pieces(self, rollup: Rollup, key_type: str, keys: list[str], j0: int, j1: int) -> np.ndarray:
-        """Pieces j0..j1 of `keys`, read in one statement: (keys, 5, pieces, rows)."""
+        """Pieces j0..j1 of `keys`, read in one statement: (5, keys, pieces, rows)."""
         out = await self._read(rollup, key_type, keys, j0 * rollup.piece_s, j1 * rollup.piece_s)
-        return out.reshape(len(keys), FIELDS, j1 - j0, PIECE_ROWS[rollup.seconds])
+        return out.reshape(FIELDS, len(keys), j1 - j0, PIECE_ROWS[rollup.seconds])
 
     async def _read(self, rollup: Rollup, key_type: str, keys: list[str], start: float, end: float) -> np.ndarray:
-        """The rollup rows of `keys` over [start, end) in one statement: (keys, 5, rows)."""
+        """The rollup rows of `keys` over [start, end) in one statement: (5, keys, rows)."""
         sql = PACKED.format(table=rollup.table, col=rollup.col)
         async with self.pool.acquire(timeout=self.acquire_timeout_s) as conn:
             got = await conn.fetch(sql, key_type, keys, float(start), float(rollup.seconds),
                                    EPOCH + timedelta(seconds=start), EPOCH + timedelta(seconds=end))
         packed = {r["key"]: r["rows"] for r in got}
-        return np.stack([dense(packed.get(key), int(end - start) // rollup.seconds) for key in keys])
+        return np.stack([dense(packed.get(key), int(end - start) // rollup.seconds) for key in keys], axis=1)
 
     def _landed(self, key: tuple, flight: Flight) -> None:
         if self.flights.get(key) is flight:

@@ -185,7 +185,7 @@ def test_a_piece_read_while_a_change_is_heard_is_used_not_kept(dsn, seeded):
             assert np.array_equal(rows, again) and len(cache.pieces.entries) == 8
             n = sql(dsn, "SELECT count(*) FROM scored_event WHERE 'PCA' = ANY(tickers) AND published_at >= "
                          "to_timestamp(%s) AND published_at < to_timestamp(%s)", start, end)[0][0]
-            assert rows[0, 0].sum() == n > 0
+            assert rows[0, 0].sum() == n > 0  # n of PCA
         finally:
             await cache.stop()
             await pool.close()
