@@ -220,8 +220,12 @@ class SeriesCache:
                 return float("-inf")
         if self._forgot(fill.seq):
             return float("-inf")
-        since = fill.started - settle
-        return min((oldest for t, s, oldest in self.recent if s > fill.seq or t >= since), default=float("inf"))
+        since, until = fill.started - settle, float("inf")
+        for t, s, oldest in reversed(self.recent):  # newest first; both orders hold along the deque
+            if s <= fill.seq and t < since:
+                break
+            until = min(until, oldest)
+        return until
 
     def _forgot(self, seq: int) -> bool:
         return len(self.recent) == self.recent.maxlen and self.recent[0][1] > seq + 1
