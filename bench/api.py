@@ -17,6 +17,9 @@
    scenario for S seconds: series of several shapes (one ticker or 20 topics or 50 tickers;
    1-minute to 1-day buckets; each read from the coarsest rollup that tiles its bucket), and
    events filtered on one ticker (last 24 h, 100 per page), walking 3 cursor pages. With
+   --sliding H every series request's window ends at a random second of the last H hours and the
+   50-ticker shape draws its tickers at random among 150: no two requests alike, as outside
+   clients send them (the answers cache misses; the rollup pieces under them are reused). With
    --live-rate R a writer commits a batch of R/4 events every 0.25 s into the newest 5 minutes
    of every span read, through the worker's write path (each commit empties the cached answers
    it touches). It prints requests/s, latency p50/p99 and the CPU time per request of the API,
