@@ -183,6 +183,22 @@ def score(off, planted, days: float, nkeys: int) -> dict:
             "delay_by_kind": {k: statistics.median(v) for k, v in by_kind.items()}}
 
 
+def config(overrides: list[str]) -> DetectorConfig:
+    """DetectorConfig with FIELD=VALUE overrides, each parsed as its default's type."""
+    import dataclasses
+
+    cfg = DetectorConfig()
+    changes = {}
+    for item in overrides:
+        name, _, value = item.partition("=")
+        default = getattr(cfg, name)  # AttributeError names an unknown field
+        if isinstance(default, bool):
+            changes[name] = value.lower() in ("1", "true", "yes", "on")
+        else:
+            changes[name] = type(default)(value)
+    return dataclasses.replace(cfg, **changes)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--days", type=float, default=1.0)
@@ -191,6 +207,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--only", choices=("order", "backlog"), help="run one of the two replays")
     ap.add_argument("--show-false", type=int, default=10, help="print this many false alerts")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="override a DetectorConfig field (e.g. topic_member_shares=false); repeatable")
     args = ap.parse_args()
     console = Console(width=200)
     t0 = time.perf_counter()
@@ -198,8 +216,8 @@ def main() -> None:
     nkeys = len({t for e in events for t in e[4]} | {e[3] for e in events})
     console.print(f"{len(events):,} events, {nkeys:,} keys (tickers and topics), {len(planted)} planted surges, "
                   f"{args.days:g} simulated day(s); generated in {time.perf_counter() - t0:.0f} s")
-    cfg = DetectorConfig()
-    table = Table(title=f"alert quality (DetectorConfig defaults: {cfg.slice_s} s slices, {cfg.window_s} s window, "
+    cfg = config(args.set)
+    table = Table(title=f"alert quality (DetectorConfig {' '.join(args.set) or 'defaults'}: {cfg.slice_s} s slices, {cfg.window_s} s window, "
                         f"p ≤ {cfg.p_threshold:g}); seed {args.seed}")
     for col in ("replay", *(k for k in KINDS if k not in MUST_NOT), "syndicated alerted", "alerts/surge",
                 "false/day/1k keys", "false", "median delay", "late", "seconds"):

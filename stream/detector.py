@@ -84,10 +84,19 @@ class DetectorConfig:
     cold_share: float = 0.35  # prior negative share of a key without history (typical tickers: 0.15-0.30)
     cold_min_count: int = 15
     samples: int = 5
-    topic_top_tickers: int = 1  # a topic surge needs breadth: it is still one without its top ticker's negatives
-    # ... and, with this, without the top ticker's items too (see docs/detector.md: fixes misses where a member's
-    # ordinary burst dilutes the share, but lets member bursts at a high mix through: off until that is solved)
-    topic_breadth_items: bool = False
+    topic_top_tickers: int = 1  # a topic surge needs breadth: it is still one without its top ticker ...
+    # ... without its items as well as its negatives (a member's ordinary burst no longer dilutes the rest; the
+    # member bursts at a high mix this let through are what topic_member_shares reads: docs/detector.md)
+    topic_breadth_items: bool = True
+    # a topic's usual share for a window is what its members' own usual shares predict for the window's
+    # mix of members (learned per member ticker within the topic, each shrunk toward the topic's share
+    # by `member_prior` items), not one share for every mix: a member's ordinary burst at its own low
+    # share no longer dilutes a real surge below the margin, nor does one at a high share pass as one
+    topic_member_shares: bool = True
+    member_prior: float = 30.0
+    member_half_life_s: float = 21600.0  # of the members' EWMA (0: the key's half_life_s): a member's share is a
+    # slow property, and a member seen over 30 minutes has too few items in the topic to tell its share
+    max_members: int = 64  # member tickers learned per topic, the busiest
     pause_s: float = 900.0  # (the watermark's pauses: reported, no longer used here; see silence_p)
     silence_p: float = 1e-6  # a key's silence this improbable at its own rate is a pause: not learned as calm
     lateness_s: float = 30.0  # of the watermark (stream.watermark): watermark + lateness = every partition's newest
@@ -130,6 +139,8 @@ class KeyState:
     part: int = -1  # the scored-topic partition of the key (set by the worker)
     last: int = -1  # the key's newest slice with data (its expiry counts from there)
     stories: dict[str, dict] = field(default_factory=dict)  # slice -> {story id: [negative copies, [sources]]}
+    members: dict[str, list] = field(default_factory=dict)  # topic keys: ticker -> [raw n, raw k], EWMA as raw_n/raw_k
+    member_weight: float = 0.0  # ... whose weight (the members' own half-life)
 
     def to_dict(self) -> dict:
         """A deep copy, as plain JSON values (what the table's changelog stores): orjson's round
@@ -230,6 +241,8 @@ class SpikeDetector:
         self.cfg = config or DetectorConfig()
         self.w = self.cfg.w
         self.kmin = min(self.cfg.min_count, self.cfg.cold_min_count)  # below this no window can open an alert
+        half_life = self.cfg.member_half_life_s or self.cfg.half_life_s
+        self.member_alpha = 1.0 - 0.5 ** (self.cfg.slice_s / half_life)
 
     # -- inputs ------------------------------------------------------------------------------
     def add(self, st: KeyState, key: str, cells: list[Cell], batch: int, watermark: float | None,
@@ -341,11 +354,11 @@ class SpikeDetector:
         if unusual or paused:  # every slice of an unusual window stays out of the baseline
             st.held = len(st.recent)
         if len(st.recent) > self.w:
-            old_n, old_k = st.recent.pop(0)[:2]
+            old = st.recent.pop(0)
             if st.held > 0:
                 st.held -= 1
             else:  # (while an alert is open too: its surge's windows are held, what is usual is learned)
-                self._learn(st, old_n, old_k, 1)
+                self._learn(st, old[0], old[1], 1, old[2] if self._members_of(key) else None)
         return decisions
 
     def _forget_stories(self, st: KeyState) -> None:
@@ -397,13 +410,53 @@ class SpikeDetector:
         st.silent += empty
         return allowed
 
-    def _learn(self, st: KeyState, n: int, k: int, times: int) -> None:
+    def _learn(self, st: KeyState, n: int, k: int, times: int, tickers: dict | None = None) -> None:
         if times <= 0:
             return
         keep = (1.0 - self.cfg.alpha) ** times
         st.raw_n = st.raw_n * keep + (1 - keep) * n
         st.raw_k = st.raw_k * keep + (1 - keep) * k
         st.weight = st.weight * keep + (1 - keep)
+        if st.members or tickers:
+            self._learn_members(st, (1.0 - self.member_alpha) ** times, tickers or {})
+
+    def _members_of(self, key: str) -> bool:
+        return self.cfg.topic_member_shares and key.startswith("topic:")
+
+    def _learn_members(self, st: KeyState, keep: float, tickers: dict) -> None:
+        """A topic's member tickers, each an EWMA of its items and negatives within the topic
+        (half-life member_half_life_s): the busiest `max_members` are kept."""
+        st.member_weight = st.member_weight * keep + (1 - keep)
+        for v in st.members.values():
+            v[0], v[1] = v[0] * keep, v[1] * keep
+        for t, c in tickers.items():
+            if isinstance(c, (int, float)):
+                continue  # negatives only (counted before items per ticker were): no share to learn
+            v = st.members.setdefault(t, [0.0, 0.0])
+            v[0], v[1] = v[0] + (1 - keep) * c[0], v[1] + (1 - keep) * c[1]
+        if len(st.members) > self.cfg.max_members:
+            busiest = sorted(st.members.items(), key=lambda kv: (-kv[1][0], kv[0]))[: self.cfg.max_members]
+            st.members = dict(busiest)
+
+    def _mix_share(self, st: KeyState, share: float, n: float, tickers: dict) -> float:
+        """The share a topic's window is expected to have for its mix of members: each member's
+        items at the member's usual share (shrunk toward the topic's `share` by member_prior items),
+        the rest at the topic's."""
+        if not st.members or not tickers or n <= 0 or st.member_weight <= 0:
+            return share
+        seen = 1.0 / (st.member_weight * self.member_alpha)  # raw / weight is per slice; about 1 / alpha slices seen
+        prior, mentions, expected = self.cfg.member_prior, 0.0, 0.0
+        for t, c in tickers.items():
+            nt = _nk(c)[0]
+            if nt <= 0:
+                continue
+            m = st.members.get(t)
+            usual = share if m is None else (m[1] * seen + prior * share) / (m[0] * seen + prior)
+            mentions, expected = mentions + nt, expected + nt * usual
+        if mentions <= 0:
+            return share
+        covered = min(mentions, n)  # an item naming two members counts in both
+        return (covered * expected / mentions + (n - covered) * share) / n
 
     # -- the test ---------------------------------------------------------------------------
     def _window(self, st: KeyState, s: int) -> tuple[int, int, list[str], dict]:
@@ -463,24 +516,34 @@ class SpikeDetector:
     def _stats(self, st: KeyState, key: str, n: int, k: int, tickers: dict) -> tuple[bool, float, float, float]:
         """(surging, p, z, expected negatives). Warm keys: Poisson against their own baseline;
         cold keys: binomial against the prior share of a typical key, k of the window's n."""
-        surging, p, z, b = self._test(st, key, n, k)
+        members = tickers if self._members_of(key) else None
+        surging, p, z, b = self._test(st, key, n, k, members)
         if surging and key.startswith("topic:"):  # breadth: still a surge without its top ticker's negatives
-            top = sorted((_nk(v) for v in tickers.values()), key=lambda nk: -nk[1])[: self.cfg.topic_top_tickers]
+            ranked = sorted(tickers.items(), key=lambda kv: (-_nk(kv[1])[1], kv[0]))
+            top = [_nk(v) for _, v in ranked[: self.cfg.topic_top_tickers]]
             kt = sum(t[1] for t in top)
             nt = sum(t[0] for t in top) if self.cfg.topic_breadth_items else kt
-            surging = self._test(st, key, n - nt, k - kt)[0]
+            rest = dict(ranked[self.cfg.topic_top_tickers:]) if members is not None else None
+            surging = self._test(st, key, n - nt, k - kt, rest)[0]
         return surging, p, z, b
 
-    def _test(self, st: KeyState, key: str, n: int, k: int) -> tuple[bool, float, float, float]:
-        """The surge test of k negatives among n items: (surging, count p, z, expected)."""
+    def _test(self, st: KeyState, key: str, n: int, k: int,
+              members: dict | None = None) -> tuple[bool, float, float, float]:
+        """The surge test of k negatives among n items: (surging, count p, z, expected).
+        `members`: a topic window's {ticker: [items, negatives]}, whose mix sets the share tested."""
         c = self.cfg
         b, _, share, warm = self._baseline(st)
         if warm:
             p = poisson_sf(k, max(b + math.sqrt(b), c.lambda_floor))
+            if members is not None:
+                share = self._mix_share(st, share, n, members)
             need = share + min(c.share_margin, (c.share_ratio - 1) * share)
             if k >= c.min_count and p <= c.p_threshold:
                 # and given the window's volume: k of n at the key's share (as uncertain as it is)
-                share_p = beta_binomial_sf(k, n, *self._share_belief(st, key))
+                a, cc = self._share_belief(st, key)
+                if members is not None:  # centred on the mix's share, as certain as the key's
+                    a, cc = share * (a + cc), (1 - share) * (a + cc)
+                share_p = beta_binomial_sf(k, n, a, cc)
                 if share_p > c.share_p:
                     need = 2.0  # the negatives came with the volume: ordinary news, busier
         else:

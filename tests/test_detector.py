@@ -324,19 +324,64 @@ def test_evidence_lists_stories_with_copies_and_sources():
 
 def test_topic_breadth_with_a_bursting_member():
     """A topic surge on many names while one member is in an ordinary burst of its own (mostly
-    neutral items). By default breadth subtracts only the member's negatives: its neutral items
-    stay and dilute the share, and the surge is missed (the topic misses of seed 13, a known
-    limitation). With topic_breadth_items the member's whole traffic goes and it alerts; a
-    member's burst alone is not a topic surge either way."""
+    neutral items). Breadth takes the top member's items out with its negatives, so its neutral
+    items do not dilute the rest and the surge alerts; subtracting only its negatives (as before,
+    the topic misses of seed 13) misses it. A member's burst alone is not a topic surge either way."""
     members = {f"M{i}": 1 / 60 for i in range(30)}
     evs = [(t, e, neg, "energy", tick) for t, e, neg, _, tick in background(4, 8, members, share=0.2)]
     at = 3 * HOUR
     rng = random.Random(4)
     evs += [(at + rng.uniform(0, 120), f"burst-{i}", rng.random() < 0.25, "energy", ("M0",)) for i in range(400)]
     evs += [(at + rng.uniform(0, 120), f"surge-{i}", True, "energy", (f"M{1 + i % 25}",)) for i in range(60)]
-    items = DetectorConfig(topic_breadth_items=True)
-    assert "topic:energy" in [k for k, _ in opened(replay(evs, items))]
-    assert "topic:energy" not in [k for k, _ in opened(replay(evs, CFG))]
+    negatives_only = DetectorConfig(topic_breadth_items=False, topic_member_shares=False)
+    assert "topic:energy" in [k for k, _ in opened(replay(evs, CFG))]
+    assert "topic:energy" not in [k for k, _ in opened(replay(evs, negatives_only))]
     burst_only = [e for e in evs if not e[1].startswith("surge")]
-    for cfg in (CFG, items):
+    for cfg in (CFG, negatives_only):
         assert "topic:energy" not in [k for k, _ in opened(replay(burst_only, cfg))]
+
+
+def _topic_traffic(usual: dict[str, tuple[float, float]], hours: float = 4, seed: int = 8):
+    """Background of one topic ('energy'): member ticker -> (items/s, its usual negative share)."""
+    evs = []
+    for i, (t, (rate, share)) in enumerate(usual.items()):
+        evs += [(ts, f"{e}-{i}", neg, "energy", tick)
+                for ts, e, neg, _, tick in background(hours, seed + i, {t: rate}, share=share)]
+    return evs
+
+
+def _burst(ticker: str, at: float, n: int, share: float, seed: int):
+    rng = random.Random(seed)
+    return [(at + rng.uniform(0, 120), f"b-{ticker}-{i}", rng.random() < share, "energy", (ticker,)) for i in range(n)]
+
+
+def test_topic_share_is_what_its_members_usual_shares_predict_for_the_window():
+    """A member at a low usual share (0.05) in an ordinary burst while 60 negatives land on 25
+    other members: the window's share is below what the topic usually has, but far above what
+    this mix of members predicts — a surge, missed when the topic is read against one share.
+    Two members at a high usual share (0.6) bursting together at that share: what they always
+    say, not a topic surge — an alert when the topic is read against one share."""
+    one_share = DetectorConfig(topic_member_shares=False, topic_breadth_items=False)
+    members = CFG
+    at = 3 * HOUR
+    low = {"M0": (1 / 10, 0.05), **{f"M{i}": (1 / 60, 0.2) for i in range(1, 30)}}
+    diluted = _topic_traffic(low) + _burst("M0", at, 400, 0.05, 4)
+    diluted += [(at + random.Random(i).uniform(0, 120), f"surge-{i}", True, "energy", (f"M{1 + i % 25}",))
+                for i in range(60)]
+    assert "topic:energy" in [k for k, _ in opened(replay(diluted, members))]
+    assert "topic:energy" not in [k for k, _ in opened(replay(diluted, one_share))]
+    high = {"M0": (1 / 10, 0.6), "M1": (1 / 10, 0.6), **{f"M{i}": (1 / 60, 0.2) for i in range(2, 30)}}
+    usual_burst = _topic_traffic(high) + _burst("M0", at, 150, 0.6, 5) + _burst("M1", at, 150, 0.6, 6)
+    assert "topic:energy" not in [k for k, _ in opened(replay(usual_burst, members))]
+    assert "topic:energy" in [k for k, _ in opened(replay(usual_burst, DetectorConfig(topic_member_shares=False,
+                                                                                       topic_breadth_items=True)))]
+
+
+def test_a_topic_learns_at_most_max_members_and_old_states_read_without_members():
+    st = KeyState.from_dict({k: v for k, v in KeyState().to_dict().items() if k != "members"})
+    assert st.members == {}
+    cfg = DetectorConfig(max_members=8)
+    evs = _topic_traffic({f"M{i}": (1 / 30, 0.2) for i in range(40)}, hours=1)
+    off = replay(evs, cfg)
+    topic = off.states["topic:energy"]
+    assert 0 < len(topic.members) <= 8
