@@ -79,16 +79,25 @@ def count_cells(items: Iterable[Item], slice_s: int, samples: int = 5, copy_weig
             is_topic = key.startswith("topic:")
             negative = neg if is_topic else own.get(key[7:], neg)
             cell = by_key.setdefault(key, {}).setdefault(sl, [sl, 0, 0, [], {}] + ([{}] if stories else []))
-            cell[1] += weight
+            cell[1] = add_counts(cell[1], weight)
             if is_topic:  # per ticker [items, negatives]: a topic's breadth test takes a member's whole traffic out
                 for t in tickers:
                     nk = cell[4].setdefault(t, [0, 0])
-                    nk[0] += weight
-                    nk[1] += weight if negative else 0
+                    nk[0] = add_counts(nk[0], weight)
+                    nk[1] = add_counts(nk[1], weight if negative else 0)
             if negative:
-                cell[2] += weight
+                cell[2] = add_counts(cell[2], weight)
                 _sample(cell, eid, story, samples, shown.setdefault((key, sl), set()), stories)
     return by_key
+
+
+def add_counts(a, b):
+    """a + b for counts: whole numbers stay exact ints; story-weighted ones (multiples of a copy's
+    weight) are rounded to 1e-9, so the worker's batches and an offline replay reach the same value
+    whatever the order of the additions (0.1 + 0.2 != 0.3 in binary floating point). The detector
+    adds with it too."""
+    total = a + b
+    return total if isinstance(total, int) else round(total, 9)
 
 
 def _sample(cell: list, eid: str, story, samples: int, shown: set, stories: bool) -> None:

@@ -59,6 +59,8 @@ from dataclasses import dataclass, field
 import orjson
 from scipy import special
 
+from stream.counting import add_counts
+
 SEVERITIES = ("low", "medium", "high")
 MAX_SOURCES = 8  # sources kept per story in the evidence
 
@@ -268,8 +270,8 @@ class SpikeDetector:
             cell[4].append(batch)
             st.first = c.slice if st.first < 0 else min(st.first, c.slice)
             st.last = max(st.last, c.slice)
-            cell[0] += c.n
-            cell[1] += c.k
+            cell[0] = add_counts(cell[0], c.n)  # (the same sum in any batching)
+            cell[1] = add_counts(cell[1], c.k)
             cell[2] = (cell[2] + list(c.samples))[: self.cfg.samples]
             for t, v in (c.by_ticker or {}).items():
                 cell[3][t] = _add_nk(cell[3].get(t), v)
@@ -471,7 +473,7 @@ class SpikeDetector:
                 cell = st.open.get(str(i))
                 cell = cell and [cell[0], cell[1], cell[3], cell[2]]
             if cell:
-                n, k = n + cell[0], k + cell[1]
+                n, k = add_counts(n, cell[0]), add_counts(k, cell[1])
                 found.append((cell[1], i, cell[3]))
                 for t, c in cell[2].items():
                     tickers[t] = _add_nk(tickers.get(t), c)
@@ -627,7 +629,8 @@ def _add_nk(a, b) -> list:
     if a is None:
         return list(_nk(b))
     (an, ak), (bn, bk) = _nk(a), _nk(b)
-    return [an + bn, ak + bk]
+    return [add_counts(an, bn), add_counts(ak, bk)]
+
 
 
 def _num(x: float) -> int:

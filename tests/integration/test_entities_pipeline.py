@@ -14,24 +14,19 @@ import pytest
 
 from api.queries import ALERT_RELEVANT
 from finsent.services import wait_for
-from stream.simulate import feed
+from stream.simulate import feed, surge_headline
 
 pytestmark = pytest.mark.slow
 T0 = datetime.now(timezone.utc) - timedelta(hours=1)
-CRASH = ["Boeing shares plunge after regulators ground the 737 MAX fleet following a second deadly crash",
-         "Boeing tumbles as airlines cancel 737 MAX orders after second crash",
-         "Boeing slumps {n}% as FAA grounds 737 MAX jets worldwide",
-         "Boeing hit with lawsuits and order cancellations after fatal 737 MAX crash",
-         "Boeing suspends 737 MAX deliveries, shares sink after crash probe widens"]
 TWO = "Apple beats on iPhone sales while Samsung slides on weak chip demand"
 
 
 def test_untagged_wire_headlines_reach_ba_rows_series_and_alert(stack):
     evs = list(feed(3000, 7, start=T0, spacing_s=0.1, prefix="w"))
     planted = set()
-    for j, i in enumerate(range(2000, 2030)):  # 3 s of a wire that tags nothing
+    for j, i in enumerate(range(2000, 2030)):  # 3 s of a wire that tags nothing: 30 different bad stories
         evs[i] = {"id": f"crash-{j}", "source": "wire-x", "published_at": evs[i]["published_at"],
-                  "text": CRASH[j % len(CRASH)].replace("{n}", str(4 + j % 9)) + f" (update {j})"}
+                  "text": surge_headline(j, "BA", 4 + j % 9)}  # (copies of a few would count as a few stories)
         planted.add(evs[i]["id"])
     evs[100] = {"id": "two-1", "source": "wire-x", "published_at": evs[100]["published_at"], "text": TWO}
     stack.start_worker()
