@@ -114,6 +114,14 @@ def surge_index(n: int) -> int:
     return int(n * 0.7)
 
 
+# The simulated feed writes the same surge headlines every run, so on the data of an earlier run
+# (var/demo, 72 h of story index) a rerun's surge would be copies of old stories and, rightly, no
+# alert: each demo run is fresh news, so the demo empties the band-key index (story_key; stored
+# rows and story rows keep their stories, the API still lists them) before it feeds. Only the demo
+# does this.
+STORY_RESET = "TRUNCATE story_key"
+
+
 def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = SURGE_SIZE, seconds: float = 60.0,
                    rate: float = 60.0, read: dict | None = None, legal_share: float = LEGAL_SHARE) -> list:
     """The detector's decisions on the demo's feed, offline: one feed per (seed, start) run, the
@@ -128,8 +136,8 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
     from stream.records import NewsEvent
 
     read = {} if read is None else read
-    events = [e for seed, start in runs
-              for e in demo_feed(int(seconds * rate), seed, start, rate, surge_size, legal_share)]
+    feeds = [demo_feed(int(seconds * rate), seed, start, rate, surge_size, legal_share) for seed, start in runs]
+    events = [e for f in feeds for e in f]
     new = list({e["text"] for e in events} - read.keys())
     for text, p in zip(new, scorer.predict(new)):
         read[text] = (p.sentiment == "negative", p.topic)
@@ -141,9 +149,12 @@ def replay_offline(scorer, runs: list[tuple[int, datetime]], surge_size: int = S
         own = _entity_negatives(scorer, ev.text, ents, read, settings.entity_min_relevance) if len(ents) > 1 else {}
         tuples.append(event_tuple(ev, *read[ev.text], ents, settings.entity_min_relevance, own))
         items.append(StoryItem(ev.source, ev.id, ev.published_at, ev.text, tuple(tuples[-1][4])))
-    # with FINSENT_STORIES on, copies of one story weighted as the worker weights them (its stories
-    # index, here from empty); off, every item counts, as the worker counts them
-    feed = with_stories(tuples, items) if settings.stories else tuples
+    # with FINSENT_STORIES on, copies of one story weighted as the worker weights them: each run from an
+    # empty story index, as `finsent demo` clears it before it feeds (STORY_RESET); off, every item counts
+    feed, at = [], 0
+    for f in feeds:
+        run, run_items, at = tuples[at: at + len(f)], items[at: at + len(f)], at + len(f)
+        feed += with_stories(run, run_items) if settings.stories else run
     return replay(feed, detector_config(settings), partitions=1).decisions
 
 
@@ -520,6 +531,7 @@ def run_demo(data_dir: Path, seconds: float, rate: float, hold: bool = False, we
         if on_ready:
             on_ready(stack)
         conn = psycopg.connect(stack.pg.dsn, autocommit=True)
+        conn.execute(STORY_RESET)
         before = conn.execute("SELECT count(*) FROM scored_event").fetchone()[0]
         seed = int(time.time()) % 1000
         n = int(seconds * rate)
