@@ -86,10 +86,11 @@ class DetectorConfig:
     cold_share: float = 0.35  # prior negative share of a key without history (typical tickers: 0.15-0.30)
     cold_min_count: int = 15
     samples: int = 5
-    topic_top_tickers: int = 1  # a topic surge needs breadth: it is still one without its top ticker ...
-    # ... without its items as well as its negatives (a member's ordinary burst no longer dilutes the rest; the
-    # member bursts at a high mix this let through are what topic_member_shares reads: docs/detector.md)
-    topic_breadth_items: bool = True
+    topic_top_tickers: int = 1  # a topic surge needs breadth: it is still one without its top ticker's negatives
+    # ... and, with this, without its items too: it recovers surges a member's ordinary burst dilutes, but a
+    # surge on one name whose items the topic holds untagged (a company the directory does not know) then
+    # reads as a topic surge too (the demo's $ACME; docs/detector.md): off
+    topic_breadth_items: bool = False
     # a topic's usual share for a window is what its members' own usual shares predict for the window's
     # mix of members (learned per member ticker within the topic, each shrunk toward the topic's share
     # by `member_prior` items), not one share for every mix: a member's ordinary burst at its own low

@@ -324,20 +324,21 @@ def test_evidence_lists_stories_with_copies_and_sources():
 
 def test_topic_breadth_with_a_bursting_member():
     """A topic surge on many names while one member is in an ordinary burst of its own (mostly
-    neutral items). Breadth takes the top member's items out with its negatives, so its neutral
-    items do not dilute the rest and the surge alerts; subtracting only its negatives (as before,
-    the topic misses of seed 13) misses it. A member's burst alone is not a topic surge either way."""
+    neutral items, at the topic's usual share). By default breadth subtracts only the member's
+    negatives: its neutral items stay and dilute the share, and the surge is missed (a known
+    limitation). With topic_breadth_items the member's whole traffic goes and it alerts; a
+    member's burst alone is not a topic surge either way."""
     members = {f"M{i}": 1 / 60 for i in range(30)}
     evs = [(t, e, neg, "energy", tick) for t, e, neg, _, tick in background(4, 8, members, share=0.2)]
     at = 3 * HOUR
     rng = random.Random(4)
     evs += [(at + rng.uniform(0, 120), f"burst-{i}", rng.random() < 0.25, "energy", ("M0",)) for i in range(400)]
     evs += [(at + rng.uniform(0, 120), f"surge-{i}", True, "energy", (f"M{1 + i % 25}",)) for i in range(60)]
-    negatives_only = DetectorConfig(topic_breadth_items=False, topic_member_shares=False)
-    assert "topic:energy" in [k for k, _ in opened(replay(evs, CFG))]
-    assert "topic:energy" not in [k for k, _ in opened(replay(evs, negatives_only))]
+    items = DetectorConfig(topic_breadth_items=True)
+    assert "topic:energy" in [k for k, _ in opened(replay(evs, items))]
+    assert "topic:energy" not in [k for k, _ in opened(replay(evs, CFG))]
     burst_only = [e for e in evs if not e[1].startswith("surge")]
-    for cfg in (CFG, negatives_only):
+    for cfg in (CFG, items):
         assert "topic:energy" not in [k for k, _ in opened(replay(burst_only, cfg))]
 
 
@@ -362,7 +363,7 @@ def test_topic_share_is_what_its_members_usual_shares_predict_for_the_window():
     Two members at a high usual share (0.6) bursting together at that share: what they always
     say, not a topic surge — an alert when the topic is read against one share."""
     one_share = DetectorConfig(topic_member_shares=False, topic_breadth_items=False)
-    members = CFG
+    members = DetectorConfig(topic_breadth_items=True)
     at = 3 * HOUR
     low = {"M0": (1 / 10, 0.05), **{f"M{i}": (1 / 60, 0.2) for i in range(1, 30)}}
     diluted = _topic_traffic(low) + _burst("M0", at, 400, 0.05, 4)
