@@ -93,9 +93,10 @@ class DetectorConfig:
     topic_breadth_items: bool = False
     # a topic's usual share for a window is what its members' own usual shares predict for the window's
     # mix of members (learned per member ticker within the topic, each shrunk toward the topic's share
-    # by `member_prior` items), not one share for every mix: a member's ordinary burst at its own low
-    # share no longer dilutes a real surge below the margin, nor does one at a high share pass as one
-    topic_member_shares: bool = True
+    # by `member_prior` items), not one share for every mix. Opt-in: it raised topic recall on seed 13
+    # (0.85 -> 0.95) but also a topic alert when two names surged together in the short chaos run, one
+    # that cannot resolve while the window holds them (docs/detector.md)
+    topic_member_shares: bool = False
     member_prior: float = 30.0
     member_half_life_s: float = 21600.0  # of the members' EWMA (0: the key's half_life_s): a member's share is a
     # slow property, and a member seen over 30 minutes has too few items in the topic to tell its share

@@ -363,7 +363,7 @@ def test_topic_share_is_what_its_members_usual_shares_predict_for_the_window():
     Two members at a high usual share (0.6) bursting together at that share: what they always
     say, not a topic surge — an alert when the topic is read against one share."""
     one_share = DetectorConfig(topic_member_shares=False, topic_breadth_items=False)
-    members = DetectorConfig(topic_breadth_items=True)
+    members = DetectorConfig(topic_breadth_items=True, topic_member_shares=True)
     at = 3 * HOUR
     low = {"M0": (1 / 10, 0.05), **{f"M{i}": (1 / 60, 0.2) for i in range(1, 30)}}
     diluted = _topic_traffic(low) + _burst("M0", at, 400, 0.05, 4)
@@ -381,7 +381,7 @@ def test_topic_share_is_what_its_members_usual_shares_predict_for_the_window():
 def test_a_topic_learns_at_most_max_members_and_old_states_read_without_members():
     st = KeyState.from_dict({k: v for k, v in KeyState().to_dict().items() if k != "members"})
     assert st.members == {}
-    cfg = DetectorConfig(max_members=8)
+    cfg = DetectorConfig(max_members=8, topic_member_shares=True)
     evs = _topic_traffic({f"M{i}": (1 / 30, 0.2) for i in range(40)}, hours=1)
     off = replay(evs, cfg)
     topic = off.states["topic:energy"]
