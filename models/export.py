@@ -200,7 +200,7 @@ def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=
         out["tensorrt"] = build_engine(out["fp32"], directory)
         _advance(progress, task)
     if entity:
-        out["entity"] = export_entity_onnx(directory)
+        out["entity"] = export_entity_onnx(directory, int8=int8)
         _advance(progress, task)
     return out
 
