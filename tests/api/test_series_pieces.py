@@ -162,16 +162,21 @@ def test_a_long_span_of_coarse_buckets_is_summed_in_sql_and_equal(client, dsn, s
     assert got == raw(dsn, "ticker", keys, floor_time(start, day), ceil_time(end, day), 86400)
 
 
+async def until_listening(cache, tries: int = 200) -> None:
+    """Wait (bounded, 10 s) for the cache's LISTEN connection."""
+    for _ in range(tries):
+        if cache.listening:
+            return
+        await asyncio.sleep(0.05)
+
+
 def test_a_piece_read_while_a_change_is_heard_is_used_not_kept(dsn, seeded):
     async def go():
         pool = await asyncpg.create_pool(dsn, min_size=0, max_size=2, server_settings={"timezone": "UTC"})
         cache = SeriesCache(pool, dsn)
         cache.start()
         try:
-            for _ in range(200):
-                if cache.listening:
-                    break
-                await asyncio.sleep(0.05)
+            await until_listening(cache)
             assert cache.listening
             r = Rollup(300, "event_rollup_5m", "bucket")
             j = int(NOW.timestamp() // r.piece_s)
@@ -203,10 +208,7 @@ def test_on_a_replica_a_piece_read_within_the_settle_time_of_a_change_is_not_kep
         cache = SeriesCache(pool, dsn, settle_s=lambda: settle["s"])
         cache.start()
         try:
-            for _ in range(200):
-                if cache.listening:
-                    break
-                await asyncio.sleep(0.05)
+            await until_listening(cache)
             r = Rollup(3600, "event_rollup_hour", "bucket")
             j = int(NOW.timestamp() // r.piece_s)
             start, end = (j - 1) * r.piece_s, (j + 1) * r.piece_s
