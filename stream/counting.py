@@ -54,8 +54,9 @@ def ticker_keys(entities: Iterable, min_relevance: float) -> list[str]:
 
 def story_weight(story, copy_weight: float = COPY_WEIGHT, copy_cap: float = COPY_CAP) -> float | int:
     """What one item adds to n (and k): 1 without a story or as its first item; a copy (the
-    story's `copies`-th) adds copy_weight while the story's copies together stay within copy_cap."""
-    if not story or story[1] or story[2] <= 1:
+    story's `copies`-th) adds copy_weight while the story's copies together stay within copy_cap.
+    A row stored with stories off reads (None, None, None): no story, so 1."""
+    if not story or story[0] is None or story[1] or not story[2] or story[2] <= 1:
         return 1  # (an int: counts without stories stay whole numbers, as before)
     return copy_weight if (story[2] - 1) * copy_weight <= copy_cap + 1e-9 else 0.0
 

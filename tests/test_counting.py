@@ -75,6 +75,7 @@ def test_copies_of_one_story_add_at_most_the_cap():
     cells = count_cells(story_items(30), slice_s=100, copy_weight=0.05, copy_cap=0.5)
     assert cells["ticker:ACME"][10][2] == pytest.approx(1.5)
     assert story_weight(None) == story_weight(("s", True, 1)) == 1.0
+    assert story_weight((None, None, None)) == 1  # a row stored with stories off
     assert story_weight(("s", False, 2)) == pytest.approx(0.1) and story_weight(("s", False, 12)) == 0.0
 
 
