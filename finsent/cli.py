@@ -2,7 +2,8 @@
 
     finsent train [--data-dir DIR] --output models/artifacts/my-model   (DIR: FINSENT_DATA_DIR, ../shared/data)
     finsent train --from models/artifacts/finsent-minilm-v2 --feedback feedback.jsonl --output DIR
-    finsent teacher fetch | teacher train --output runs/teacher   (then train --teacher runs/teacher/logits.npz)
+    finsent teacher fetch | teacher train --output runs/teacher [--unfreeze 4,8,12] [--max-minutes M] [--resume]
+        (then train --teacher runs/teacher/logits.npz; --data commercial (default) | nc)
     finsent evaluate --model models/artifacts/finsent-minilm-v2
     finsent export --model DIR [--no-int8] [--tensorrt]
     finsent predict --input FILE [--text-column text] --output OUT.jsonl
@@ -57,7 +58,9 @@ def fail(message: str, code: int = 2) -> None:
 def train(
     output: Annotated[Path, typer.Option(help="artifact directory to write")],
     data_dir: DataDirOpt = None,
-    source: Annotated[Optional[list[str]], typer.Option(help="TASK:FORMAT:PATH[:MAP], repeatable; replaces the defaults")] = None,
+    source: Annotated[Optional[list[str]], typer.Option(help="TASK:FORMAT:PATH[:MAP[:LICENCE]], repeatable; replaces --data")] = None,
+    data: Annotated[str, typer.Option(help="which shared files: commercial (the MIT Twitter sets; the default model) | "
+                                      "nc (+ PhraseBank 50Agree, CC BY-NC-SA: non-commercial)")] = "commercial",
     encoder: Annotated[str, typer.Option(help="'minilm' (packaged), a local HF directory, or a hub id")] = "minilm",
     epochs: Annotated[Optional[int], typer.Option(help="default 6 (2 with --feedback)")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="default 32 (16 with --feedback)")] = None,
@@ -78,8 +81,9 @@ def train(
     merge: Annotated[bool, typer.Option("--merge/--no-merge", help="with --feedback: pull the tuned weights back toward "
                                         "the base model as far as the trained corrections allow")] = True,
     export_int8: Annotated[bool, typer.Option("--export/--no-export", help="with --feedback: build the int8 graph")] = True,
-    teacher: Annotated[Optional[Path], typer.Option(help="a teacher's logits.npz (`finsent teacher train`): "
-                                                    "distil its soft labels for both heads on every text")] = None,
+    teacher: Annotated[Optional[list[Path]], typer.Option(help="a teacher's logits.npz (`finsent teacher train`): "
+                                                          "distil its soft labels for both heads on every text; "
+                                                          "repeat for an ensemble (logits averaged)")] = None,
     distill_alpha: Annotated[float, typer.Option(help="with --teacher: weight of the hard labels")] = 0.5,
     distill_temperature: Annotated[float, typer.Option(help="with --teacher: softmax temperature")] = 2.0,
     init: Annotated[Optional[Path], typer.Option(help="start from this artifact's weights")] = None,
@@ -111,10 +115,10 @@ def train(
                 console.print(f"{part} {head} (n={b['n']}): {b['accuracy']:.4f} -> {a['accuracy']:.4f}")
         return
 
-    cfg = TrainConfig(output=str(output), sources=source or [], data_dir=str(_data_dir(data_dir)), encoder=encoder,
+    cfg = TrainConfig(output=str(output), sources=source or [], data_dir=str(_data_dir(data_dir)), data=data, encoder=encoder,
                       epochs=epochs or 6, batch_size=batch_size or 32, lr=lr or 8e-5, max_length=max_length, seed=seed, dev_fraction=dev_fraction,
                       patience=patience, topic_weighting=topic_weighting, label_smoothing=label_smoothing, limit=limit, device=device, resume=resume,
-                      version=version, teacher=str(teacher or ""), distill_alpha=distill_alpha,
+                      version=version, teachers=[str(t) for t in teacher or []], distill_alpha=distill_alpha,
                       distill_temperature=distill_temperature, init=str(init or ""), cpu_bf16=cpu_bf16)
     try:
         report = run(cfg)
@@ -391,24 +395,40 @@ def teacher_train(
     output: Annotated[Path, typer.Option(help="run directory (cache, checkpoints, logits.npz)")],
     encoder: Annotated[Path, typer.Option(help="the fetched MPNet folder")] = Path("var/teacher/all-mpnet-base-v2"),
     data_dir: DataDirOpt = None,
-    frozen_layers: Annotated[int, typer.Option(help="lower layers run once and cached, not trained")] = 8,
+    data: Annotated[str, typer.Option(help="commercial (MIT Twitter sets) | nc (+ PhraseBank 50Agree)")] = "commercial",
+    source: Annotated[Optional[list[str]], typer.Option(help="TASK:FORMAT:PATH[:MAP[:LICENCE]], repeatable; replaces --data")] = None,
+    frozen_layers: Annotated[int, typer.Option(help="without --unfreeze: lower layers run once and cached, not trained")] = 8,
+    unfreeze: Annotated[str, typer.Option(help="top layers trained per epoch, e.g. 4,8,12 (12 = the whole encoder); "
+                                          "the last holds for later epochs")] = "",
     epochs: int = 3, batch_size: int = 32, lr: float = 1e-4, seed: int = 13, device: str = "auto",
-    resume: bool = False, limit: int = 0,
+    resume: Annotated[bool, typer.Option(help="go on from OUTPUT/checkpoint.pt at the exact next batch")] = False,
+    limit: int = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 300,
+    max_steps: Annotated[int, typer.Option(help="end this sitting after N steps (checkpointed; exit 75)")] = 0,
+    max_minutes: Annotated[float, typer.Option(help="end this sitting after M minutes (checkpointed; exit 75)")] = 0.0,
 ) -> None:
-    """Fine-tune the teacher's top layers + both heads over cached lower-layer states; write its dev
-    report and its logits for every text (logits.npz)."""
+    """Fine-tune the teacher (the top layers over cached lower-layer states while those are frozen,
+    the whole encoder once the schedule unfreezes it), in sittings; write its dev report and its
+    logits for every text (logits.npz). Exit 75 when the sitting ended before the run: --resume."""
     from models.data import DataError
     from models.teacher import TeacherConfig, train_teacher
 
     if not (encoder / "config.json").exists():
         fail(f"{encoder} holds no model; run `finsent teacher fetch` first")
-    cfg = TeacherConfig(output=str(output), encoder=str(encoder), data_dir=str(_data_dir(data_dir)), frozen_layers=frozen_layers,
-                        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, resume=resume, limit=limit)
+    cfg = TeacherConfig(output=str(output), encoder=str(encoder), data_dir=str(_data_dir(data_dir)), data=data,
+                        sources=source or [], frozen_layers=frozen_layers, unfreeze=unfreeze, epochs=epochs,
+                        batch_size=batch_size, lr=lr, seed=seed, device=device, resume=resume, limit=limit,
+                        checkpoint_every=checkpoint_every, max_steps=max_steps, max_minutes=max_minutes)
     try:
         with Progress(console=console) as progress:
             report = train_teacher(cfg, progress)
     except (DataError, ValueError) as exc:
         fail(str(exc))
+    if "stopped" in report:
+        console.print(f"teacher sitting ended ({report['stopped']}) at epoch {report['epoch']} step "
+                      f"{report['in_epoch']}/{report['epoch_steps']} ({report['step']}/{report['total_steps']} in all); "
+                      f"checkpoint {output}/checkpoint.pt: run again with --resume")
+        raise typer.Exit(75)
     for head, r in report["heads"].items():
         console.print(f"teacher {head}: accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}")
 

@@ -1,8 +1,15 @@
 """Labelled-text readers: CSV (text,label), JSONL, the PhraseBank `sentence@label` format,
 and (optional, needs internet and `datasets`) the same sets from the Hugging Face hub.
 
-A source is described by a spec string `TASK:FORMAT:PATH[:MAP]`, for example
+A source is described by a spec string `TASK:FORMAT:PATH[:MAP[:LICENCE]]`, for example
 `sentiment:csv:../shared/data/twitter_financial_news_sentiment/sent_train.csv:twitter-sentiment`.
+
+Licences are data: every file of the shared data folder has its licence in `KNOWN_LICENCES`
+(keyed by its folder), a spec may name one (an SPDX-style id such as `MIT` or `CC-BY-NC-SA-3.0`),
+and any other file counts as "unknown licence", which allows no commercial use. `SELECTIONS`
+names the two training sets: `commercial` (the MIT Twitter sets only) and `nc` (adds
+PhraseBank 50Agree). `allowed_use` derives what a model may be used for from the files that
+trained it (its teacher's included); the model card prints that, never a hand-typed line.
 
 Room: shared by serving and training (finsent predict reads its files with it). See models/README.md.
 """
@@ -49,42 +56,143 @@ class Example:
 
 
 @dataclass(frozen=True)
+class Licence:
+    """A data licence and whether it lets a model trained on the data be used commercially."""
+
+    id: str
+    commercial: bool
+    where: str = ""  # where the licence is stated
+
+
+# SPDX-style ids a spec may name; anything else is refused (a typo must not grant commercial use)
+LICENCES: dict[str, Licence] = {
+    "MIT": Licence("MIT", True),
+    "Apache-2.0": Licence("Apache-2.0", True),
+    "BSD-3-Clause": Licence("BSD-3-Clause", True),
+    "CC0-1.0": Licence("CC0-1.0", True),
+    "CC-BY-4.0": Licence("CC-BY-4.0", True),
+    "CC-BY-SA-4.0": Licence("CC-BY-SA-4.0", True),
+    "CC-BY-NC-3.0": Licence("CC-BY-NC-3.0", False),
+    "CC-BY-NC-4.0": Licence("CC-BY-NC-4.0", False),
+    "CC-BY-NC-SA-3.0": Licence("CC-BY-NC-SA-3.0", False),
+    "CC-BY-NC-SA-4.0": Licence("CC-BY-NC-SA-4.0", False),
+    "unknown": Licence("unknown", False, "no licence stated: no permission to use commercially"),
+}
+# the shared data folder (FINSENT_DATA_DIR), per top folder; see its README.md
+KNOWN_LICENCES: dict[str, Licence] = {
+    "twitter_financial_news_sentiment": Licence("MIT", True, "dataset card, zeroshot/twitter-financial-news-sentiment"),
+    "twitter_financial_news_topic": Licence("MIT", True, "dataset card, zeroshot/twitter-financial-news-topic"),
+    "financial_phrasebank": Licence("CC-BY-NC-SA-3.0", False, "Malo et al. 2014, License.txt of the release"),
+    "semeval2017_task5": Licence("CC-BY-NC-SA-4.0", False, "annotations; texts under the platforms' terms"),
+    "fiqa_2018_task1": Licence("unknown", False, "no licence in the original release"),
+}
+
+
+def licence_of(path: Path, declared: str | None = None) -> Licence:
+    """The licence a spec declares, else the shared folder's (by the file's parent folders), else unknown."""
+    if declared:
+        return LICENCES[declared]
+    for folder in Path(path).parents:
+        if folder.name in KNOWN_LICENCES:
+            return KNOWN_LICENCES[folder.name]
+    return LICENCES["unknown"]
+
+
+@dataclass(frozen=True)
 class SourceSpec:
     task: str
     format: str
     path: Path
     label_map: str | None = None
+    licence_id: str | None = None  # None: from KNOWN_LICENCES by folder, else unknown
 
     @classmethod
     def parse(cls, spec: str) -> SourceSpec:
         parts = spec.split(":")
-        if len(parts) not in (3, 4):
-            raise DataError(f"source spec {spec!r} is not TASK:FORMAT:PATH[:MAP]")
+        if len(parts) not in (3, 4, 5):
+            raise DataError(f"source spec {spec!r} is not TASK:FORMAT:PATH[:MAP[:LICENCE]]")
         task, fmt, path = parts[:3]
         if task not in TASKS:
             raise DataError(f"unknown task {task!r} in {spec!r}; use one of {sorted(TASKS)}")
         if fmt not in FORMATS:
             raise DataError(f"unknown format {fmt!r} in {spec!r}; use one of {FORMATS}")
-        label_map = parts[3] if len(parts) == 4 else None
+        label_map = (parts[3] if len(parts) >= 4 else "") or None
         if label_map is not None and label_map not in LABEL_MAPS:
             raise DataError(f"unknown label map {label_map!r}; known: {sorted(LABEL_MAPS)}")
-        return cls(task, fmt, Path(path), label_map)
+        licence = (parts[4] if len(parts) == 5 else "") or None
+        if licence is not None and licence not in LICENCES:
+            raise DataError(f"unknown licence {licence!r} in {spec!r}; known: {', '.join(LICENCES)}")
+        return cls(task, fmt, Path(path), label_map, licence)
 
     @property
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def licence(self) -> Licence:
+        return licence_of(self.path, self.licence_id)
+
+    def record(self) -> dict:
+        """What training.json / teacher.json keep of the file: where, what, its licence and its hash."""
+        lic = self.licence
+        return {"task": self.task, "format": self.format, "path": str(self.path), "label_map": self.label_map,
+                "licence": lic.id, "commercial": lic.commercial, "licence_source": lic.where,
+                "sha256": file_sha256(self.path)}
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(read_bytes(path)).hexdigest()
+
+
+SELECTIONS: dict[str, tuple[str, ...]] = {
+    "commercial": ("twitter-topic", "twitter-sentiment"),  # MIT only: the default model
+    "nc": ("twitter-topic", "twitter-sentiment", "phrasebank-50"),  # + PhraseBank: non-commercial
+}
+
+
+def _shared_spec(d: Path, name: str, phrasebank: str = "Sentences_50Agree.txt") -> SourceSpec:
+    return {
+        "twitter-topic": SourceSpec("topic", "csv", d / "twitter_financial_news_topic/topic_train.csv", "twitter-topic"),
+        "twitter-sentiment": SourceSpec("sentiment", "csv", d / "twitter_financial_news_sentiment/sent_train.csv",
+                                        "twitter-sentiment"),
+        "phrasebank-50": SourceSpec("sentiment", "phrasebank", d / "financial_phrasebank" / phrasebank),
+    }[name]
+
+
+def selection_sources(data_dir: Path, selection: str) -> list[SourceSpec]:
+    """The shared files a named selection trains on (`commercial` or `nc`)."""
+    if selection not in SELECTIONS:
+        raise DataError(f"unknown data selection {selection!r}; use one of {sorted(SELECTIONS)}")
+    return [_shared_spec(Path(data_dir), name) for name in SELECTIONS[selection]]
+
 
 def default_sources(data_dir: Path, phrasebank: str = "Sentences_50Agree.txt") -> list[SourceSpec]:
     """The shared training files: Twitter topic + sentiment (MIT) and PhraseBank (CC BY-NC-SA)."""
     d = Path(data_dir)
-    specs = [
-        SourceSpec("topic", "csv", d / "twitter_financial_news_topic/topic_train.csv", "twitter-topic"),
-        SourceSpec("sentiment", "csv", d / "twitter_financial_news_sentiment/sent_train.csv", "twitter-sentiment"),
-    ]
+    specs = [_shared_spec(d, "twitter-topic"), _shared_spec(d, "twitter-sentiment")]
     if phrasebank:
-        specs.append(SourceSpec("sentiment", "phrasebank", d / "financial_phrasebank" / phrasebank))
+        specs.append(_shared_spec(d, "phrasebank-50", phrasebank))
     return specs
+
+
+def allowed_use(records: list[dict]) -> dict:
+    """What a model trained on these files (records as `SourceSpec.record` writes them, the
+    teacher's included) may be used for: commercial only if every file allows it."""
+    blocking = [r for r in records if not r.get("commercial", False)]
+    if not records:
+        return {"commercial": False, "statement": "non-commercial use only: the training data is not recorded",
+                "blocking": []}
+    if not blocking:
+        ids = sorted({r["licence"] for r in records})
+        return {"commercial": True, "blocking": [],
+                "statement": f"commercial use allowed: every training file is under a licence that allows it "
+                             f"({', '.join(ids)})"}
+    why = "; ".join(f"{Path(r['path']).parent.name}/{Path(r['path']).name} ({r.get('licence', 'unknown')})"
+                    for r in blocking)
+    return {"commercial": False, "blocking": [r["path"] for r in blocking],
+            "statement": f"non-commercial use only: trained on {why}"}
 
 
 def read_bytes(path: Path) -> bytes:

@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from models.distill import distill_loss, soft_labels  # noqa: F401  (re-exported: tests, older callers)
+from models.data import allowed_use
+from models.distill import distill_loss, soft_labels, teacher_sources  # noqa: F401  (re-exported: tests, older callers)
 from models.evaluate import report_from_logits
 from models.metrics import fit_temperature
 from models.network import ModelMeta, build_model, load_artifact, load_tokenizer, save_artifact
 from models.training import (TrainConfig, autocast, batches_by_length, collate, dev_report,  # noqa: F401
                              load_examples, make_optimizer, pick_device, predict_logits, seed_everything,
-                             tokenize, topic_class_weights, train_step)
+                             teacher_paths, tokenize, topic_class_weights, train_step)
 
 
 class Trainer:
@@ -46,7 +47,8 @@ class Trainer:
             self.model.load_state_dict(load_artifact(Path(cfg.init))[0].state_dict())
         self.model.to(self.device)
         self.tokenizer = load_tokenizer(self.encoder_path)
-        self.soft = soft_labels(cfg.teacher, self.train) if cfg.teacher else None
+        self.teachers = teacher_paths(cfg)
+        self.soft = soft_labels(self.teachers, self.train) if self.teachers else None
         self.pad_id = self.tokenizer.pad_token_id
         self.train_ids = tokenize(self.tokenizer, self.train, cfg.max_length)
         self.dev_ids = tokenize(self.tokenizer, self.dev, cfg.max_length)
@@ -128,7 +130,8 @@ class Trainer:
         meta = ModelMeta(version=self.cfg.version or version_id(self.cfg), base_encoder=self.encoder_path,
                          max_length=self.cfg.max_length, temperature_topic=temps[0], temperature_sentiment=temps[1])
         save_artifact(self.model, self.tokenizer, meta, self.out)
-        write_training_record(self.out, self.cfg, self.specs, self.train, self.dev, self.history, report)
+        write_training_record(self.out, self.cfg, self.specs, self.train, self.dev, self.history, report,
+                              teacher_sources(self.teachers))
         return report
 
 
@@ -136,9 +139,13 @@ def version_id(cfg: TrainConfig) -> str:
     return f"finsent-{Path(cfg.encoder).name or 'minilm'}-{time.strftime('%Y%m%d')}-s{cfg.seed}"
 
 
-def write_training_record(out: Path, cfg: TrainConfig, specs, train, dev, history, report) -> None:
-    record = {"config": asdict(cfg), "sources": [{"task": s.task, "format": s.format, "path": str(s.path),
-                                                  "label_map": s.label_map} for s in specs],
+def write_training_record(out: Path, cfg: TrainConfig, specs, train, dev, history, report,
+                          teacher_records: list[dict] = ()) -> None:
+    """training.json: the config, every file with its licence and hash (the teacher's too) and the
+    use those licences allow; dev_metrics.json: the dev report."""
+    sources = [s.record() for s in specs]
+    record = {"config": asdict(cfg), "sources": sources, "teacher_sources": list(teacher_records),
+              "use": allowed_use(sources + list(teacher_records)),
               "n_train": len(train), "n_dev": len(dev), "history": history}
     (out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     (out / "dev_metrics.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.data import Example, SourceSpec, default_data_dir, default_sources, label_counts, load_source, stratified_split
+from models.data import (Example, SourceSpec, default_data_dir, label_counts, load_source, selection_sources,
+                         stratified_split)
 from models.distill import distill_loss
 from models.evaluate import report_from_logits
 from models.labels import SENTIMENTS, TOPICS
@@ -26,8 +27,9 @@ from models.network import masked_loss
 @dataclass
 class TrainConfig:
     output: str
-    sources: list[str] = field(default_factory=list)  # TASK:FORMAT:PATH[:MAP]; empty = data_dir defaults
+    sources: list[str] = field(default_factory=list)  # TASK:FORMAT:PATH[:MAP[:LICENCE]]; empty = `data` under data_dir
     data_dir: str = field(default_factory=default_data_dir)
+    data: str = "commercial"  # models.data.SELECTIONS: commercial (MIT Twitter sets) | nc (+ PhraseBank 50Agree)
     encoder: str = "minilm"
     epochs: int = 6
     batch_size: int = 32
@@ -47,6 +49,7 @@ class TrainConfig:
     version: str = ""
     # distillation (models.teacher): the teacher's logits.npz; every training text needs its row
     teacher: str = ""
+    teachers: list[str] = field(default_factory=list)  # more logits.npz: an ensemble, their logits averaged
     distill_alpha: float = 0.5  # weight of the hard-label loss; 1 - alpha goes to the soft labels
     distill_temperature: float = 2.0
     init: str = ""  # start from this artifact's weights instead of the bare encoder
@@ -61,7 +64,7 @@ def seed_everything(seed: int) -> None:
 
 
 def load_examples(cfg: TrainConfig) -> tuple[list[Example], list[Example], list[SourceSpec]]:
-    specs = [SourceSpec.parse(s) for s in cfg.sources] or default_sources(Path(cfg.data_dir))
+    specs = [SourceSpec.parse(s) for s in cfg.sources] or selection_sources(Path(cfg.data_dir), cfg.data)
     train, dev = [], []
     for spec in specs:
         t, d = stratified_split(load_source(spec), cfg.dev_fraction, cfg.seed)
@@ -155,6 +158,10 @@ def make_optimizer(model, cfg: TrainConfig, steps: int):
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
     return opt, sched
+
+
+def teacher_paths(cfg: TrainConfig) -> list[str]:
+    return ([cfg.teacher] if cfg.teacher else []) + list(cfg.teachers)
 
 
 def pick_device(name: str) -> torch.device:
