@@ -3,7 +3,8 @@
     .venv/bin/python bench/entities.py [--n 10000] [--data-dir ../shared/data] [--names 10000]
     .venv/bin/python bench/entities.py --only sentiment [--pairs 1500]
     .venv/bin/python bench/entities.py --only cost [--cost-n 2000]
-    .venv/bin/python bench/entities.py --only int8 [--cost-n 6000]   # entity.int8.onnx + recheck vs fp32
+    .venv/bin/python bench/entities.py --only int8 [--cost-n 6000]   # int8 token states + recheck vs fp32
+    .venv/bin/python bench/entities.py --only predict [--predict-n 4000] # `finsent predict` entities on vs off
 
 Speed: `Linker.link` over n realistic texts (finance tweets, headlines and PhraseBank sentences
 from the shared files when present, else the project's synthetic feed), one thread, best of 3
@@ -245,13 +246,60 @@ def int8_table(data_dir: Path, n: int, console: Console) -> None:
     console.print(t)
 
 
+def real_csv(data_dir: Path, n: int, out: Path, seed: int = 5) -> Path:
+    """n rows drawn from the shared Twitter Financial News CSVs (sentiment and topic), as one CSV."""
+    rows = []
+    for p in sorted(data_dir.glob("twitter_financial_news_*/*.csv")):
+        with open(p, encoding="utf-8", newline="") as fh:
+            rows += [r["text"] for r in csv.DictReader(fh)]
+    rows = random.Random(seed).sample(rows, min(n, len(rows)))
+    with open(out, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text"])
+        w.writerows([r] for r in rows)
+    return out
+
+
+def predict_table(data_dir: Path, n: int, rounds: int, console: Console) -> None:
+    """`finsent predict` (models.predict_file.predict_file, the shipped scorer: precision auto, ORT
+    default threads) over n real tweets, with entities on and off, alternated `rounds` times on one
+    warm scorer; wall and process CPU time of each run, best of the rounds."""
+    import tempfile
+
+    from models.predict_file import default_linker, predict_file
+    from models.runtime import DEFAULT_ARTIFACT, Scorer
+
+    scorer = Scorer.from_artifact(DEFAULT_ARTIFACT)
+    linker = default_linker()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = real_csv(data_dir, n, Path(tmp) / "texts.csv")
+        predict_file(scorer, src, Path(tmp) / "warm.jsonl", linker=linker)  # warm-up: sessions, caches
+        best = {"off": [float("inf")] * 2, "on": [float("inf")] * 2}
+        for _ in range(rounds):
+            for mode in ("off", "on"):
+                w0, c0 = time.perf_counter(), time.process_time()
+                predict_file(scorer, src, Path(tmp) / f"{mode}.jsonl", linker=linker if mode == "on" else False)
+                w, c = time.perf_counter() - w0, time.process_time() - c0
+                best[mode] = [min(best[mode][0], w), min(best[mode][1], c)]
+    t = Table(title=f"finsent predict over {n:,} real tweets (twitter_financial_news_*), precision "
+                    f"{scorer.precision}, best of {rounds} alternated runs")
+    for col in ("entities", "texts/s (wall)", "texts/s (CPU)", "vs off (wall)", "vs off (CPU)"):
+        t.add_column(col, justify="right")
+    for mode in ("off", "on"):
+        w, c = best[mode]
+        t.add_row(mode, f"{n / w:,.1f}", f"{n / c:,.1f}", f"{best['off'][0] / w:.3f}", f"{best['off'][1] / c:.3f}")
+    console.print(t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--data-dir", type=Path, default=get_settings().data_dir)
     ap.add_argument("--names", type=int, default=10_000)
     ap.add_argument("--pairs", type=int, default=1500, help="two-entity items to build per built set")
-    ap.add_argument("--only", choices=["linking", "sentiment", "cost", "int8"], default=None)
+    ap.add_argument("--only", choices=["linking", "sentiment", "cost", "int8", "predict"], default=None)
+    ap.add_argument("--predict-n", type=int, default=4000, help="real tweets for the predict table")
+    ap.add_argument("--rounds", type=int, default=2, help="alternated on/off runs of the predict table")
     ap.add_argument("--cost-n", type=int, default=2000, help="texts for the CPU cost table")
     a = ap.parse_args()
     console = Console(width=150)
@@ -261,6 +309,8 @@ def main() -> None:
         cost_table(a.data_dir, a.cost_n, console)
     if a.only in (None, "int8"):
         int8_table(a.data_dir, a.cost_n, console)
+    if a.only in (None, "predict"):
+        predict_table(a.data_dir, a.predict_n, a.rounds, console)
     if a.only in (None, "sentiment"):
         if (a.data_dir / "fiqa_2018_task1").exists():
             sentiment_table(a.data_dir, a.pairs, console)

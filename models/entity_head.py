@@ -1,8 +1,10 @@
-"""The per-entity sentiment head in torch (the reference backend and the training module).
+"""The per-entity sentiment head: in torch (the reference backend and the training module) and
+in numpy (what serving runs, NumpyHead: no torch import).
 
 `load_entity_model(artifact)` gives the frozen encoder of the artifact + the head saved beside it
-(entity_head.safetensors, entity_head.json): the graph models.export.export_entity_onnx exports
-to entity.onnx and models.runtime.TorchEntityBackend runs. Trained by models/entity_sentiment.py.
+(entity_head.safetensors, entity_head.json), which models.runtime.TorchEntityBackend runs.
+`NumpyHead.load(artifact)` is the same head on token states the item graph already computed
+(models.runtime.Scorer.entity_sentiment). Trained by models/entity_sentiment.py.
 
 Room: shared by serving and training. See models/README.md.
 """
@@ -13,6 +15,8 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from models.entity_inputs import HEAD_FILE, HEAD_META, MAX_DISTANCE, N_BUCKETS, SCORE_THRESHOLD
 
@@ -109,3 +113,51 @@ def load_entity_model(directory: Path, device: str = "cpu", attention: str = "sd
     model, meta = load_artifact(directory, device=device, attention=attention)
     _, EntityModel = _torch_modules()
     return EntityModel(model.encoder, load_head(directory).to(device)).eval(), meta
+
+
+class NumpyHead:
+    """EntityHead.forward in numpy, for the pairs of ONE text at a time: `logits(hidden, targets,
+    buckets)` with hidden (S, H) float32 (that text's token states, no padding), targets and
+    buckets (P, S) int (models.entity_inputs.target_features, one row per entity) -> (P, labels).
+    The keys (hidden @ Wk) are computed once per text, however many entities it names. Equal to
+    the torch head within float rounding (tests/test_entity_sentiment.py)."""
+
+    def __init__(self, cfg: HeadConfig, weights: dict[str, np.ndarray]):
+        self.cfg = cfg
+        w = {k: np.asarray(v, np.float32) for k, v in weights.items()}
+        self.wq, self.bq, self.wk, self.bk = w["q.weight"].T.copy(), w["q.bias"], w["k.weight"].T.copy(), w["k.bias"]
+        self.bias = w["bias.weight"]  # (buckets, heads)
+        self.wc, self.bc = w["cls.weight"].T.copy(), w["cls.bias"]
+        self.w0, self.b0 = w["mlp.0.weight"].T.copy(), w["mlp.0.bias"]
+        self.w3, self.b3 = w["mlp.3.weight"].T.copy(), w["mlp.3.bias"]
+
+    @classmethod
+    def load(cls, directory: Path) -> NumpyHead:
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        cfg = HeadConfig(**json.loads((directory / HEAD_META).read_text())["config"])
+        return cls(cfg, load_file(str(directory / HEAD_FILE)))
+
+    def logits(self, hidden: np.ndarray, targets: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+        s, _ = hidden.shape
+        h, dh = self.cfg.heads, self.cfg.dim // self.cfg.heads
+        t = targets.astype(np.float32)
+        tvec = (t @ hidden) / np.maximum(t.sum(1, keepdims=True), 1.0)  # (P, H)
+        q = ((tvec + hidden.mean(0)) @ self.wq + self.bq).reshape(-1, h, dh)
+        k = (hidden @ self.wk + self.bk).reshape(s, h, dh)
+        scores = np.einsum("phd,shd->phs", q, k) / math.sqrt(dh) + self.bias[buckets].transpose(0, 2, 1)
+        scores = np.exp(scores - scores.max(-1, keepdims=True))
+        scores /= scores.sum(-1, keepdims=True)
+        pooled = np.einsum("phs,sd->pd", scores, hidden) / h  # the mean over heads of each head's pooling
+        x = np.concatenate([tvec, pooled], 1) @ self.w0 + self.b0
+        return pooled @ self.wc + self.bc + _gelu(x) @ self.w3 + self.b3
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    """torch.nn.GELU() (the exact, erf form); erf by Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)."""
+    z = np.abs(x) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    erf = np.sign(x) * (1.0 - poly * np.exp(-z * z))
+    return 0.5 * x * (1.0 + erf)

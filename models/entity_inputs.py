@@ -2,8 +2,9 @@
 
 `encode_pairs` turns (text, entity character spans) into token ids, a target mask and, per token,
 a bucket of its signed distance to the target x the clause boundaries crossed (target_features);
-`pad_pairs` pads a chunk for entity.onnx. models.runtime.Scorer.entity_sentiment runs them;
-models/entity_head.py (torch) is the head, models/entity_sentiment.py trains it.
+`pad_pairs` pads a chunk for the torch reference. models.runtime.Scorer.entity_sentiment runs
+the head (models.entity_head.NumpyHead) on the item graph's token states; models/entity_head.py
+also holds the torch head, models/entity_sentiment.py trains it.
 
 Room: shared by serving and training. See models/README.md.
 """
@@ -22,14 +23,15 @@ N_BUCKETS = (2 * MAX_DISTANCE + 1) * 3 + 1
 PAD_BUCKET = N_BUCKETS - 1
 HEAD_FILE = "entity_head.safetensors"
 HEAD_META = "entity_head.json"
-ONNX_FILE = "entity.onnx"
-ONNX_INT8_FILE = "entity.int8.onnx"  # int8 dynamic quantisation of entity.onnx (built beside it)
-# near-ties of the int8 graph are read again by the fp32 one (models.runtime.RecheckedEntityBackend).
-# On the 1,286 (text, entity) pairs of the multi-entity items in 6,000 texts of the bench mix
-# (`python bench/entities.py --only int8`) the int8 graph alone agreed with fp32 on 95.96 %;
-# rechecking a top-2 margin under 0.2 (17 % of pairs) agreed on 99.69 % at about 72 % of fp32's
-# time. Dynamic quantisation scales each batch by its own range, so agreement moves with the batch
-# mix (96.7 % / 99.8 % in another run with other batch sizes).
+# The item graph (model.onnx, model.int8.onnx) also outputs the encoder's last hidden states under
+# this name; the head reads them (models.entity_head.NumpyHead), so an item's encoder runs once
+# however many entities it names. entity.onnx / entity.int8.onnx (the encoder again, per pair) are
+# no longer built; `finsent export` removes them (STALE_FILES).
+HIDDEN_OUTPUT = "last_hidden_state"
+STALE_FILES = ("entity.onnx", "entity.int8.onnx")
+# An int8 item graph gives int8-derived states; pairs whose head reading on them has a top-2
+# probability margin under this are read again on fp32 states (models.runtime.Scorer.entity_sentiment).
+# Measured with `python bench/entities.py --only int8` (docs/entities.md).
 INT8_RECHECK_MARGIN = 0.2
 ONNX_ATOL = 1e-3  # max |p_onnx - p_torch|, same tolerance as the item graph (models.export.FP32_ATOL)
 

@@ -1,7 +1,7 @@
 """Per-entity (target-aware) sentiment: a small head over the shipped, frozen encoder.
 
     python -m models.entity_sentiment train [--data DIR] --out var/entity_sentiment
-    python -m models.entity_sentiment export --model DIR       # entity.onnx only
+    python -m models.entity_sentiment export --model DIR       # = finsent export (the head has no graph of its own)
     (DIR: the shared data folder, default FINSENT_DATA_DIR = ../shared/data)
 
 The encoder of the shipped artifact is not touched, so the topic and item-sentiment outputs
@@ -17,8 +17,9 @@ negative / neutral / positive. 0.20 M parameters, stored in fp16 as `entity_head
 Training side: this module builds the data sets, trains and evaluates the head. The head itself is
 models/entity_head.py (torch), its inputs models/entity_inputs.py (torch-free, shared with
 serving). Runtime: `models.runtime.Scorer.entity_sentiment([(text, spans), ...])`; on the ONNX
-path the graph `entity.onnx` (encoder + head, fp32) is built from the committed weights by
-`models.export.export_entity_onnx` (run by `finsent export` / `make setup`), torch is the reference.
+path the head runs in numpy (models.entity_head.NumpyHead) on the token states the item graph
+(model.onnx / model.int8.onnx, built by `finsent export` / `make setup`) outputs beside its
+logits, so an item's encoder runs once; torch is the reference.
 
 Training data (read from the shared data folder, never copied): FiQA 2018 task 1 (headlines and
 posts: sentence, target, score), SemEval-2017 task 5 (headlines: company; microblogs: cashtag,
@@ -46,8 +47,8 @@ from models.artifact import DEFAULT_ARTIFACT, read_meta_file
 from models.data import default_data_dir
 from models.entity_head import HeadConfig, load_entity_model, load_head, new_head, save_head  # noqa: F401
 from models.entity_inputs import (HEAD_FILE, HEAD_META, LABELS, MAX_DISTANCE, N_BUCKETS, ONNX_ATOL,  # noqa: F401
-                                  ONNX_FILE, PAD_BUCKET, SCORE_THRESHOLD, encode_pairs, has_head, is_boundary,
-                                  pad_pairs, target_features)
+                                  PAD_BUCKET, SCORE_THRESHOLD, encode_pairs, has_head, is_boundary, pad_pairs,
+                                  target_features)
 
 JOINERS = (", while ", "; ", ". ", " | ", ", but ", " - ", " as ", ", and ")
 URL = re.compile(r"https?://\S+")
@@ -487,8 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--freeze-cls", action="store_true", help="keep the item sentiment head's weights fixed")
     t.add_argument("--no-resume", action="store_true")
     t.add_argument("--install", action="store_true", help="also write the head into the artifact directory")
-    e = sub.add_parser("export", help="build entity.onnx in an artifact directory from its committed weights")
+    e = sub.add_parser("export", help="rebuild the item graphs (they output the token states the head reads)")
     e.add_argument("--model", default="")
+    e.add_argument("--no-int8", action="store_true")
     b = sub.add_parser("bench", help="ms per item: predict vs entity_sentiment for two entities (ONNX, CPU)")
     b.add_argument("--model", default="")
     b.add_argument("--n", type=int, default=256)
@@ -500,9 +502,9 @@ def main(argv: list[str] | None = None) -> int:
         report = train(cfg, resume=not a.no_resume, install=a.install)
         print(json.dumps(report["test"], indent=2))
     elif a.cmd == "export":
-        from models.export import export_entity_onnx
+        from models.export import export
 
-        print(export_entity_onnx(Path(a.model or DEFAULT_ARTIFACT)))
+        print(export(Path(a.model or DEFAULT_ARTIFACT), int8=not a.no_int8))
     elif a.cmd == "bench":
         print(json.dumps(bench(a.model, a.n, a.threads), indent=2))
     return 0

@@ -1,7 +1,8 @@
 """Export a trained artifact: `finsent export --model DIR [--int8] [--tensorrt]`.
 
-One ONNX graph carries both heads (outputs `topic_logits`, `sentiment_logits`) with dynamic
-batch and sequence axes. Then ONNX Runtime's transformer optimiser fuses attention / layer-norm
+One ONNX graph carries both heads (outputs `topic_logits`, `sentiment_logits`) and the encoder's
+last hidden states (`last_hidden_state`, which the per-entity head reads: models.runtime
+Scorer.entity_sentiment), with dynamic batch and sequence axes. Then ONNX Runtime's transformer optimiser fuses attention / layer-norm
 / GELU (`model.onnx`), optional int8 dynamic quantisation writes `model.int8.onnx`, and
 `validate` checks each graph against PyTorch on real texts within named tolerances.
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from models.artifact import read_meta_file, write_meta_file
-from models.entity_inputs import MAX_DISTANCE, ONNX_FILE, ONNX_INT8_FILE, has_head
+from models.entity_inputs import HIDDEN_OUTPUT, STALE_FILES
 
 FP32_ATOL = 1e-3  # max |p_onnx - p_torch| over all probabilities
 # Share of argmax agreement per head of the int8 graph alone (on the synthetic feed: v1 topic 97.5 %,
@@ -83,19 +84,45 @@ def expected_export_warnings():
 def export_onnx(directory: Path, out: Path, opset: int = 17) -> Path:
     import torch
 
-    from models.network import load_artifact
+    from models.network import load_artifact, mean_pool
 
     model, _ = load_artifact(directory, attention="eager")
+
+    class WithStates(torch.nn.Module):
+        """MultiTaskModel.forward (eval: dropout is the identity) plus the states it pools."""
+
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            hidden = model.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            pooled = mean_pool(hidden, attention_mask)
+            return model.topic_head(pooled), model.sentiment_head(pooled), hidden
+
     ids = torch.ones((2, 16), dtype=torch.long)
     mask = torch.ones((2, 16), dtype=torch.long)
     axes = {0: "batch", 1: "sequence"}
     with expected_export_warnings():
-        torch.onnx.export(model, (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
-                          output_names=["topic_logits", "sentiment_logits"], opset_version=opset,
-                          dynamic_axes={"input_ids": axes, "attention_mask": axes,
+        torch.onnx.export(WithStates().eval(), (ids, mask), str(out), input_names=["input_ids", "attention_mask"],
+                          output_names=["topic_logits", "sentiment_logits", HIDDEN_OUTPUT], opset_version=opset,
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes, HIDDEN_OUTPUT: axes,
                                         "topic_logits": {0: "batch"}, "sentiment_logits": {0: "batch"}},
                           dynamo=False)
     return out
+
+
+def without_states(src: Path, dst: Path) -> Path:
+    """A copy of an item graph with only the two logits outputs (the TensorRT engine's I/O,
+    models.tensorrt.OUTPUTS); the states stay inside as the pooling's input."""
+    import onnx
+
+    m = onnx.load(str(src))
+    keep = [o for o in m.graph.output if o.name != HIDDEN_OUTPUT]
+    del m.graph.output[:]
+    m.graph.output.extend(keep)
+    onnx.save(m, str(dst))
+    return dst
 
 
 def optimize_onnx(src: Path, dst: Path, num_heads: int, hidden_size: int) -> Path:
@@ -170,8 +197,8 @@ def choose_recheck_margin(directory: Path, texts: list[str], target: float = 0.9
 
 def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=None) -> dict[str, Path]:
     """Write model.onnx (fused fp32) and, with int8, model.int8.onnx into the artifact directory;
-    where the artifact has a per-entity sentiment head (entity_head.safetensors), also entity.onnx
-    (export_entity_onnx), checked against PyTorch by validate_entity."""
+    both output the encoder's token states too, which the per-entity head reads (no graph of its
+    own: entity.onnx / entity.int8.onnx from earlier builds are removed)."""
     from transformers import AutoConfig
 
     directory = Path(directory)
@@ -182,9 +209,6 @@ def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=
         steps.append(("int8 dynamic quantisation", None))
     if tensorrt:
         steps.append(("TensorRT engine (fp16)", None))
-    entity = has_head(directory)  # the per-entity sentiment head, when the artifact has one
-    if entity:
-        steps.append(("per-entity sentiment graph (entity.onnx)", None))
     task = progress.add_task("export", total=len(steps)) if progress else None
     with tempfile.TemporaryDirectory() as tmp:
         raw = export_onnx(directory, Path(tmp) / "raw.onnx")
@@ -197,40 +221,11 @@ def export(directory: Path, int8: bool = True, tensorrt: bool = False, progress=
     if tensorrt:
         from models.tensorrt import build_engine
 
-        out["tensorrt"] = build_engine(out["fp32"], directory)
+        with tempfile.TemporaryDirectory() as tmp:
+            out["tensorrt"] = build_engine(without_states(out["fp32"], Path(tmp) / "model.onnx"), directory)
         _advance(progress, task)
-    if entity:
-        out["entity"] = export_entity_onnx(directory, int8=int8)
-        _advance(progress, task)
-    return out
-
-
-def export_entity_onnx(directory: Path, out: Path | None = None, opset: int = 17, int8: bool = True) -> Path:
-    """entity.onnx: encoder + head, fp32, dynamic batch/sequence, fused like model.onnx; with
-    int8, also entity.int8.onnx (quantised like model.int8.onnx; read with an fp32 recheck of
-    near-ties, models.runtime.RecheckedEntityBackend)."""
-    import torch
-    from transformers import AutoConfig
-
-    from models.entity_head import load_entity_model
-
-    directory = Path(directory)
-    out = Path(out or directory / ONNX_FILE)
-    model, _ = load_entity_model(directory, attention="eager")
-    n = 16
-    args = (torch.ones((2, n), dtype=torch.long), torch.ones((2, n), dtype=torch.long),
-            torch.zeros((2, n), dtype=torch.long), torch.full((2, n), MAX_DISTANCE, dtype=torch.long))
-    axes = {0: "batch", 1: "sequence"}
-    names = ["input_ids", "attention_mask", "target_mask", "distance"]
-    cfg = AutoConfig.from_pretrained(str(directory / "encoder"))
-    with tempfile.TemporaryDirectory() as tmp, expected_export_warnings():
-        raw = Path(tmp) / "entity_raw.onnx"
-        torch.onnx.export(model, args, str(raw), input_names=names, output_names=["entity_logits"],
-                          opset_version=opset, dynamic_axes={**{k: axes for k in names}, "entity_logits": {0: "batch"}},
-                          dynamo=False)
-        optimize_onnx(raw, out, cfg.num_attention_heads, cfg.hidden_size)
-    if int8:
-        quantize_int8(out, out.with_name(ONNX_INT8_FILE))
+    for name in STALE_FILES:  # the per-entity graphs of earlier builds: the head reads the states above
+        (directory / name).unlink(missing_ok=True)
     return out
 
 
@@ -250,7 +245,8 @@ def validate(directory: Path, precisions=("fp32", "int8"), texts: list[str] | No
 
 
 def validate_entity(directory: Path, pairs: list[tuple[str, list[list[int]]]] | None = None) -> float:
-    """Max |p_onnx - p_torch| of entity.onnx against the PyTorch head on (text, spans) pairs."""
+    """Max |p_onnx - p_torch| of the head on model.onnx's token states (numpy) against the PyTorch
+    encoder + head on (text, spans) pairs."""
     from models.runtime import Scorer
 
     pairs = pairs or [("Apple beats estimates, Samsung slides on weak phone sales", [[0, 5]]),

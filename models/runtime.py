@@ -30,11 +30,13 @@ import numpy as np
 from models.artifact import (DEFAULT_ARTIFACT, SENTIMENTS, TOPIC_MAX_CHARS, VERSION_MAX_CHARS,  # noqa: F401
                              BackendUnavailable, EntitySentiment, InvalidText, Meta, Prediction, onnx_path,
                              resolve_artifact, storage_problem, validate_texts)
-from models.entity_inputs import LABELS as ENTITY_LABELS
+import threading
+from collections import OrderedDict
+
+from models.entity_inputs import HIDDEN_OUTPUT
 from models.entity_inputs import INT8_RECHECK_MARGIN as ENTITY_RECHECK_MARGIN
-from models.entity_inputs import ONNX_FILE as ENTITY_ONNX_FILE
-from models.entity_inputs import ONNX_INT8_FILE as ENTITY_ONNX_INT8_FILE
-from models.entity_inputs import encode_pairs, has_head, pad_pairs
+from models.entity_inputs import LABELS as ENTITY_LABELS
+from models.entity_inputs import encode_pairs, has_head, pad_pairs, target_features
 from models.metrics import softmax
 
 BACKENDS = ("onnx", "torch", "tensorrt")
@@ -51,6 +53,9 @@ CHECK_TEXTS = ("$AAPL beats on revenue, raises guidance", "Fed holds rates stead
                "Oil slides 4% as OPEC+ output talks stall and energy shares fall across Europe and Asia",
                "Treasury yields jump after a strong payrolls report pushes back bets on rate cuts this year")
 MAX_PAD_WASTE = 0.15  # padded tokens allowed per chunk, as a share of its real tokens
+# Token states of the texts `predict` scored last, kept for the per-entity head (Scorer.entity_sentiment),
+# oldest dropped first past this many bytes (fp32: about 1,000 tweets of 40 tokens per 64 MiB).
+STATE_CACHE_BYTES = 64 << 20
 
 
 class Backend(Protocol):
@@ -62,7 +67,8 @@ class Backend(Protocol):
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, path: Path, threads: int = 0, providers: Sequence[str] | None = None, spin: bool = True):
+    def __init__(self, path: Path, threads: int = 0, providers: Sequence[str] | None = None, spin: bool = True,
+                 exact: bool = True):
         import onnxruntime as ort
 
         if not Path(path).exists():
@@ -79,11 +85,22 @@ class OnnxBackend:
         wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if self.session.get_providers()[0] != wanted:
             raise BackendUnavailable(f"ONNX Runtime could not start {wanted} (got {self.session.get_providers()})")
+        self.states = HIDDEN_OUTPUT in {o.name for o in self.session.get_outputs()}  # graphs since the shared encoder pass
+        self.exact = exact  # fp32 graph (False: int8, whose token states the entity head rechecks)
 
     def infer(self, input_ids, attention_mask):
         topic, sentiment = self.session.run(["topic_logits", "sentiment_logits"],
                                             {"input_ids": input_ids, "attention_mask": attention_mask})
         return topic, sentiment
+
+    def infer_states(self, input_ids, attention_mask):
+        """(topic, sentiment, token states (B, S, H), per row: states from the fp32 graph)."""
+        if not self.states:
+            raise BackendUnavailable(f"{self.path} has no {HIDDEN_OUTPUT} output (built before the per-entity "
+                                     f"head read the item's token states); rebuild it with `finsent export`")
+        topic, sentiment, hidden = self.session.run(["topic_logits", "sentiment_logits", HIDDEN_OUTPUT],
+                                                    {"input_ids": input_ids, "attention_mask": attention_mask})
+        return topic, sentiment, hidden, np.full(len(input_ids), self.exact)
 
 
 def top2_margin(logits: np.ndarray) -> np.ndarray:
@@ -103,19 +120,32 @@ class RecheckedBackend:
     def __init__(self, fast: Backend, exact: Backend, margin: float):
         self.fast, self.exact, self.margin = fast, exact, margin
         self.rows = self.rechecked = 0
+        self.states = getattr(fast, "states", False) and getattr(exact, "states", False)
 
     def infer(self, input_ids, attention_mask):
         topic, sentiment = self.fast.infer(input_ids, attention_mask)
+        return self._recheck(input_ids, attention_mask, topic, sentiment)[:2]
+
+    def infer_states(self, input_ids, attention_mask):
+        """As infer, plus token states: the int8 graph's, the fp32 graph's for the rows it rescored."""
+        topic, sentiment, hidden, exact = self.fast.infer_states(input_ids, attention_mask)
+        return self._recheck(input_ids, attention_mask, topic, sentiment, hidden, exact)
+
+    def _recheck(self, input_ids, attention_mask, topic, sentiment, hidden=None, exact=None):
         redo = np.flatnonzero(np.minimum(top2_margin(topic), top2_margin(sentiment)) < self.margin)
         self.rows += len(input_ids)
         if redo.size:
             self.rechecked += int(redo.size)
             width = int(attention_mask[redo].sum(1).max())  # padding is on the right
-            t, s = self.exact.infer(np.ascontiguousarray(input_ids[redo, :width]),
-                                    np.ascontiguousarray(attention_mask[redo, :width]))
+            cut = (np.ascontiguousarray(input_ids[redo, :width]), np.ascontiguousarray(attention_mask[redo, :width]))
             topic, sentiment = topic.copy(), sentiment.copy()
-            topic[redo], sentiment[redo] = t, s
-        return topic, sentiment
+            if hidden is None:
+                topic[redo], sentiment[redo] = self.exact.infer(*cut)
+            else:
+                hidden, exact = hidden.copy(), exact.copy()
+                topic[redo], sentiment[redo], hidden[redo, :width], _ = self.exact.infer_states(*cut)
+                exact[redo] = True
+        return topic, sentiment, hidden, exact
 
 
 class TorchBackend:
@@ -139,54 +169,9 @@ class TorchBackend:
         return t.float().cpu().numpy(), s.float().cpu().numpy()
 
 
-class OnnxEntityBackend:
-    """entity.onnx (frozen encoder + target-aware head): `infer(input_ids, attention_mask,
-    target_mask, distance) -> entity_logits`, int64 numpy inputs (models.entity_inputs.pad_pairs)."""
-
-    name = "onnx"
-
-    def __init__(self, path: Path, threads: int = 0):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        # it runs between the item graph's batches: idle threads spinning would take their cores
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-
-    def infer(self, input_ids, attention_mask, target_mask, distance):
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask, "target_mask": target_mask,
-                 "distance": distance}
-        return self.session.run(["entity_logits"], {k: feeds[k] for k in self.inputs})[0]
-
-
-class RecheckedEntityBackend:
-    """entity.int8.onnx first; pairs whose top-2 probability margin is under `margin` are read
-    again by entity.onnx (fp32), as RecheckedBackend does for the item graph."""
-
-    name = "onnx"
-
-    def __init__(self, fast: OnnxEntityBackend, exact: OnnxEntityBackend, margin: float):
-        self.fast, self.exact, self.margin = fast, exact, margin
-        self.rows = self.rechecked = 0
-
-    def infer(self, input_ids, attention_mask, target_mask, distance):
-        logits = self.fast.infer(input_ids, attention_mask, target_mask, distance)
-        redo = np.flatnonzero(top2_margin(logits) < self.margin)
-        self.rows += len(input_ids)
-        if redo.size:
-            self.rechecked += int(redo.size)
-            width = int(attention_mask[redo].sum(1).max())  # padding is on the right
-            cut = [np.ascontiguousarray(x[redo, :width]) for x in (input_ids, attention_mask, target_mask, distance)]
-            logits = logits.copy()
-            logits[redo] = self.exact.infer(*cut)
-        return logits
-
-
 class TorchEntityBackend:
-    """The reference for entity.onnx: the same encoder and head in PyTorch (fp32)."""
+    """The reference for the per-entity head: the encoder (once per pair) and the head in PyTorch
+    (fp32); a torch scorer reads entities with it."""
 
     name = "torch"
 
@@ -203,6 +188,30 @@ class TorchEntityBackend:
         with torch.inference_mode():
             args = [torch.from_numpy(x).to(self.device) for x in (input_ids, attention_mask, target_mask, distance)]
             return self.model(*args).float().cpu().numpy()
+
+
+class StateCache:
+    """Token states per text, oldest dropped first past `max_bytes`; thread-safe (the API scores
+    from several threads). What `predict` computed is what the per-entity head then reads."""
+
+    def __init__(self, max_bytes: int = STATE_CACHE_BYTES):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.items: OrderedDict[str, tuple[np.ndarray, bool]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def put(self, text: str, hidden: np.ndarray, exact: bool) -> None:
+        with self.lock:
+            old = self.items.pop(text, None)
+            if old is not None:
+                self.bytes -= old[0].nbytes
+            self.items[text] = (hidden, exact)
+            self.bytes += hidden.nbytes
+            while self.bytes > self.max_bytes and self.items:
+                self.bytes -= self.items.popitem(last=False)[1][0].nbytes
+
+    def get(self, text: str) -> tuple[np.ndarray, bool] | None:
+        with self.lock:
+            return self.items.get(text)
 
 
 class Tokenizer:
@@ -250,10 +259,15 @@ class Scorer:
     def __init__(self, backend: Backend, tokenizer: Tokenizer, meta: Meta, max_batch: int = 64,
                  directory: Path | None = None, precision: str = "fp32", threads: int = 0):
         self.backend, self.tokenizer, self.meta, self.max_batch = backend, tokenizer, meta, max_batch
-        self.threads = threads  # ONNX Runtime intra-op threads of the per-entity graphs too (0: ORT's default)
-        self.precision = precision  # of the item graph; an int8 one reads entities in int8 too
-        self.directory = directory  # the artifact, for the per-entity graph (loaded on first use)
-        self._entity_backend = None
+        self.threads = threads  # ONNX Runtime intra-op threads of an extra fp32 graph too (0: ORT's default)
+        self.precision = precision  # of the item graph; an int8 one gives int8-derived token states
+        self.directory = directory  # the artifact, for the per-entity head (loaded on first use)
+        self._entity_backend = None  # torch scorers: TorchEntityBackend; else the numpy head
+        self._fp32 = None  # model.onnx on the CPU, where the item backend cannot give fp32 token states
+        # the per-entity head reads the token states `predict` computed (None: not kept, e.g. no head)
+        self.states = (StateCache() if directory is not None and has_head(directory)
+                       and getattr(backend, "states", False) else None)
+        self.entity_pairs = self.entity_reencoded = self.entity_rechecked = 0  # counters for benchmarks
 
     @property
     def version(self) -> str:
@@ -281,18 +295,29 @@ class Scorer:
         topic = np.zeros((len(ids), len(self.meta.topics)), np.float32)
         sent = np.zeros((len(ids), len(self.meta.sentiments)), np.float32)
         for chunk in length_buckets([len(x) for x in ids], self.max_batch):
-            topic[chunk], sent[chunk] = self.infer_ids([ids[i] for i in chunk])
+            if self.states is None:
+                topic[chunk], sent[chunk] = self.infer_ids([ids[i] for i in chunk])
+                continue
+            topic[chunk], sent[chunk], hidden, exact = self.infer_ids([ids[i] for i in chunk], states=True)
+            for r, i in enumerate(chunk):  # copied out of the padded chunk: the cache holds real tokens only
+                self.states.put(texts[i], np.ascontiguousarray(hidden[r, :len(ids[i])]), bool(exact[r]))
         return topic, sent, truncated
 
-    def infer_ids(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Raw (topic, sentiment) logits of one chunk of token id lists (padded here), checked for shape."""
-        t, s = self.backend.infer(*pad_chunk(ids, self.tokenizer.pad_id))
+    def infer_ids(self, ids: list[list[int]], states: bool = False, backend=None):
+        """Raw (topic, sentiment) logits of one chunk of token id lists (padded here), checked for
+        shape; with `states`, also the token states (B, S, H) and per row whether they are fp32's."""
+        backend = backend or self.backend
+        out = (backend.infer_states if states else backend.infer)(*pad_chunk(ids, self.tokenizer.pad_id))
+        t, s = out[0], out[1]
         # a (1, k) answer would broadcast silently over the whole chunk
         want = ((len(ids), len(self.meta.topics)), (len(ids), len(self.meta.sentiments)))
         if (np.shape(t), np.shape(s)) != want:
-            raise RuntimeError(f"{self.backend.name} backend returned shapes {np.shape(t)}, {np.shape(s)}; "
+            raise RuntimeError(f"{backend.name} backend returned shapes {np.shape(t)}, {np.shape(s)}; "
                                f"expected {want}")
-        return t, s
+        if states and (np.ndim(out[2]) != 3 or np.shape(out[2])[:2] != (len(ids), max(map(len, ids)))):
+            raise RuntimeError(f"{backend.name} backend returned token states of shape {np.shape(out[2])} "
+                               f"for {len(ids)} texts of at most {max(map(len, ids))} tokens")
+        return out
 
     def probabilities(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         t, s, truncated = self.logits(texts)
@@ -331,8 +356,9 @@ class Scorer:
     # -- per-entity sentiment (inputs: models/entity_inputs.py; head: entity_head.py) -------------
 
     def entity_backend(self):
-        """The target-aware head's backend: the torch reference when this scorer runs torch, else
-        the ONNX graph entity.onnx (CPU; built by `finsent export` beside model.onnx)."""
+        """The target-aware head: the torch reference (encoder + head per pair) when this scorer
+        runs torch, else the head in numpy (models.entity_head.NumpyHead) on the item graph's token
+        states. BackendUnavailable where the artifact has no head."""
         if self._entity_backend is None:
             d = self.directory
             if d is None or not has_head(d):
@@ -340,37 +366,107 @@ class Scorer:
             if self.backend.name == "torch":
                 self._entity_backend = TorchEntityBackend(d, device=getattr(self.backend, "device", "cpu"))
             else:
-                graph, fast = Path(d) / ENTITY_ONNX_FILE, Path(d) / ENTITY_ONNX_INT8_FILE
-                if not graph.exists():
-                    raise BackendUnavailable(f"{graph} does not exist; build it with `finsent export` "
-                                             f"or `python -m models.entity_sentiment export --model {d}`")
-                exact = OnnxEntityBackend(graph, self.threads)
-                # an int8 item graph reads entities in int8 too (near-ties in fp32), where that graph is built
-                self._entity_backend = (RecheckedEntityBackend(OnnxEntityBackend(fast, self.threads), exact,
-                                                               ENTITY_RECHECK_MARGIN)
-                                        if self.precision == "int8" and fast.exists() else exact)
+                from models.entity_head import NumpyHead
+
+                self._entity_backend = NumpyHead.load(d)
         return self._entity_backend
 
     def entity_sentiment(self, texts_and_spans: Sequence[tuple[str, Sequence[Sequence[int]]]]
                          ) -> list[EntitySentiment]:
         """Sentiment toward one entity per (text, spans) pair; spans are the entity's [start, end)
-        character offsets in text (Entity.spans from models.entities). Input order is kept."""
+        character offsets in text (Entity.spans from models.entities). Input order is kept.
+        The head reads each text's token states: those `predict` just computed for it (the item
+        graph outputs them), else one pass of the item graph here. With int8 states, a pair whose
+        top-2 margin is under INT8_RECHECK_MARGIN is read again on fp32 states."""
         if not len(texts_and_spans):
             return []
         texts = [t for t, _ in texts_and_spans]
         errors = validate_texts(texts)
         if errors:
             raise InvalidText(errors)
-        backend = self.entity_backend()
-        rows = encode_pairs(self.tokenizer.tok, texts, [list(s) for _, s in texts_and_spans], self.meta.max_length)
+        head = self.entity_backend()
+        spans = [[tuple(x) for x in s] for _, s in texts_and_spans]
+        if self.backend.name == "torch":
+            return [_entity_result(p) for p in self._torch_entity_probs(head, texts, spans)]
+        by_text: dict[str, list[int]] = {}
+        for k, t in enumerate(texts):
+            by_text.setdefault(t, []).append(k)
+        states = self._token_states(list(by_text))
+        probs = np.zeros((len(texts), len(ENTITY_LABELS)), np.float32)
+        features = self._target_features(list(by_text), by_text, spans)
+        redo = []
+        for t, rows in by_text.items():
+            hidden, exact = states[t]
+            probs[rows] = softmax(head.logits(hidden, *features[t]), 1.0)
+            if not exact:
+                redo += [t] if (top2_margin(np.log(np.maximum(probs[rows], 1e-12))) < ENTITY_RECHECK_MARGIN).any() else []
+        self.entity_pairs += len(texts)
+        if redo:  # near-ties read on int8 states: fp32 states for those texts, the head again
+            fp32 = self._token_states(redo, exact=True)
+            for t in redo:
+                rows = np.array(by_text[t])
+                again = softmax(head.logits(fp32[t][0], *features[t]), 1.0)
+                low = top2_margin(np.log(np.maximum(probs[rows], 1e-12))) < ENTITY_RECHECK_MARGIN
+                probs[rows[low]] = again[low]
+                self.entity_rechecked += int(low.sum())
+        return [_entity_result(p) for p in probs]
+
+    def _target_features(self, texts: list[str], by_text: dict[str, list[int]], spans) -> dict:
+        """Per text: (target masks, distance buckets) of its pairs, on the item pass's tokens."""
+        out = {}
+        for t, enc in zip(texts, self.tokenizer.tok.encode_batch(texts)):
+            n = len(enc.ids)
+            rows = [target_features(enc.offsets, spans[k], n, t) for k in by_text[t]]
+            out[t] = (np.stack([m for m, _ in rows]), np.stack([d for _, d in rows]))
+        return out
+
+    def _token_states(self, texts: list[str], exact: bool = False) -> dict[str, tuple[np.ndarray, bool]]:
+        """Token states per text: kept from `predict` where it has them (exact: fp32 ones only),
+        else one pass of the item graph (exact: the fp32 graph) over the others, length-bucketed."""
+        out, missing = {}, []
+        for t in texts:
+            got = self.states.get(t) if self.states is not None else None
+            if got is not None and (got[1] or not exact):
+                out[t] = got
+            else:
+                missing.append(t)
+        if not missing:
+            return out
+        backend = self._exact_states_backend() if exact else self._states_backend()
+        self.entity_reencoded += len(missing)
+        ids, _ = self.tokenizer.encode(missing)
+        for chunk in length_buckets([len(x) for x in ids], self.max_batch):
+            _, _, hidden, fp32 = self.infer_ids([ids[i] for i in chunk], states=True, backend=backend)
+            for r, i in enumerate(chunk):
+                out[missing[i]] = (np.ascontiguousarray(hidden[r, :len(ids[i])]), bool(fp32[r]))
+                if self.states is not None:
+                    self.states.put(missing[i], *out[missing[i]])
+        return out
+
+    def _states_backend(self):
+        """The item backend where it outputs token states, else model.onnx (fp32) on the CPU."""
+        return self.backend if getattr(self.backend, "states", False) else self._exact_states_backend()
+
+    def _exact_states_backend(self):
+        b = self.backend
+        if getattr(b, "states", False) and isinstance(b, RecheckedBackend):
+            return b.exact
+        if getattr(b, "states", False) and getattr(b, "exact", False):
+            return b
+        if self._fp32 is None:  # an int8 graph alone, TensorRT, ...: the fp32 graph on the CPU, loaded once
+            fp32 = OnnxBackend(onnx_path(self.directory, "fp32"), threads=self.threads, spin=False)
+            if not fp32.states:
+                raise BackendUnavailable(f"{fp32.path} has no {HIDDEN_OUTPUT} output (built before the per-entity "
+                                         f"head read the item's token states); rebuild it with `finsent export`")
+            self._fp32 = fp32
+        return self._fp32
+
+    def _torch_entity_probs(self, backend, texts: list[str], spans) -> np.ndarray:
+        rows = encode_pairs(self.tokenizer.tok, texts, spans, self.meta.max_length)
         probs = np.zeros((len(rows), len(ENTITY_LABELS)), np.float32)
         for chunk in length_buckets([len(r[0]) for r in rows], self.max_batch):
             probs[chunk] = softmax(backend.infer(**pad_pairs([rows[i] for i in chunk], self.tokenizer.pad_id)), 1.0)
-        out = []
-        for p in probs:
-            d = {k: round(float(v), 6) for k, v in zip(ENTITY_LABELS, p)}
-            out.append(EntitySentiment(ENTITY_LABELS[int(p.argmax())], round(d["positive"] - d["negative"], 6), d))
-        return out
+        return probs
 
     def entities_sentiment(self, texts: Sequence[str], entity_spans: Sequence[Sequence[Sequence[Sequence[int]]]],
                            predictions: Sequence[Prediction]) -> list[list[EntitySentiment]]:
@@ -404,6 +500,11 @@ class Scorer:
             sentiment=m.sentiments[int(sp.argmax())], sentiment_probs=s_probs,
             score=round(s_probs.get("positive", 0.0) - s_probs.get("negative", 0.0), 6),
             model_version=m.version, truncated=truncated)
+
+
+def _entity_result(p: np.ndarray) -> EntitySentiment:
+    d = {k: round(float(v), 6) for k, v in zip(ENTITY_LABELS, p)}
+    return EntitySentiment(ENTITY_LABELS[int(p.argmax())], round(d["positive"] - d["negative"], 6), d)
 
 
 def _probability_problem(p: np.ndarray, shape: tuple[int, int]) -> str | None:
@@ -471,7 +572,7 @@ def make_backend(directory: Path, backend: str, precision: str = "auto", device:
     if backend == "onnx":
         recheck = precision == "int8" and recheck_margin > 0
         fast = OnnxBackend(onnx_path(directory, precision), threads=threads, providers=onnx_providers(device),
-                           spin=not recheck)
+                           spin=not recheck, exact=precision != "int8")
         if not recheck:
             return fast
         return RecheckedBackend(fast, OnnxBackend(onnx_path(directory, "fp32"), threads=threads, spin=False),

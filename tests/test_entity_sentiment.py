@@ -1,7 +1,7 @@
 """Per-entity sentiment (models/entity_sentiment.py, Scorer.entity_sentiment): the inputs built from
-character spans, the two-entity builder, ONNX against the PyTorch reference, the design rule (one
-entity keeps the item's sentiment), and that the head reads the target on hand-written
-two-entity sentences."""
+character spans, the two-entity builder, the head on the item graph's token states against the
+PyTorch reference, the int8 states' recheck, the design rule (one entity keeps the item's
+sentiment), and that the head reads the target on hand-written two-entity sentences."""
 
 from __future__ import annotations
 
@@ -126,28 +126,112 @@ def test_onnx_matches_pytorch_within_tolerance(onnx_scorer, torch_scorer):
 
 
 @needs_head
-def test_an_int8_scorer_reads_entities_in_int8_and_rechecks_near_ties_in_fp32(artifact, onnx_scorer):
-    """The int8 item graph brings the int8 entity graph; a pair whose int8 margin is under the
-    shipped margin gets exactly fp32's answer, the others int8's own."""
-    from models.entity_inputs import INT8_RECHECK_MARGIN, ONNX_INT8_FILE
-    from models.runtime import RecheckedEntityBackend, top2_margin
+def test_an_int8_scorer_reads_int8_states_and_rechecks_near_ties_on_fp32_states(artifact, onnx_scorer, monkeypatch):
+    """The int8 item graph's token states are read first; a pair whose top-2 margin on them is under
+    the shipped margin gets exactly the fp32 path's answer, the others the int8 states' own."""
+    import models.runtime as runtime
+    from models.entity_inputs import INT8_RECHECK_MARGIN
+    from models.runtime import top2_margin
 
-    if not (artifact / ONNX_INT8_FILE).exists():
-        pytest.fail(f"{ONNX_INT8_FILE} not built (make setup / finsent export builds it)")
-    fast = Scorer.from_artifact(artifact, backend="onnx", precision="int8")
-    backend = fast.entity_backend()
-    assert isinstance(backend, RecheckedEntityBackend) and backend.margin == INT8_RECHECK_MARGIN
     pairs = _pairs()
-    got, ref = fast.entity_sentiment(pairs), onnx_scorer.entity_sentiment(pairs)
-    alone = Scorer.from_artifact(artifact, backend="onnx", precision="int8")
-    alone._entity_backend = backend.fast
-    raw = alone.entity_sentiment(pairs)
+    ref = onnx_scorer.entity_sentiment(pairs)
+    monkeypatch.setattr(runtime, "ENTITY_RECHECK_MARGIN", 0.0)
+    raw = Scorer.from_artifact(artifact, backend="onnx", precision="int8", recheck_margin=0).entity_sentiment(pairs)
+    monkeypatch.setattr(runtime, "ENTITY_RECHECK_MARGIN", INT8_RECHECK_MARGIN)
+    fast = Scorer.from_artifact(artifact, backend="onnx", precision="int8", recheck_margin=0)
+    got = fast.entity_sentiment(pairs)
     low = top2_margin(np.log(np.array([[r.probs[k] for k in r.probs] for r in raw])))
-    assert backend.rechecked == int((low < INT8_RECHECK_MARGIN).sum())
+    assert fast.entity_rechecked == int((low < INT8_RECHECK_MARGIN).sum()) > 0
     for g, r, q, m in zip(got, ref, raw, low):
         want = r if m < INT8_RECHECK_MARGIN else q
         assert g.sentiment == want.sentiment and abs(g.score - want.score) < 1e-4
     assert sum(g.sentiment == r.sentiment for g, r in zip(got, ref)) >= len(pairs) - 1
+
+
+@needs_head
+def test_the_head_reads_the_states_predict_computed_without_another_encoder_pass(artifact, onnx_scorer):
+    """After predict, the head runs on the item pass's token states (no encoder pass of its own),
+    with the same answers as a scorer that has to encode the texts for the head."""
+    pairs = _pairs()
+    texts = sorted({t for t, _ in pairs})
+    warm = Scorer.from_artifact(artifact, backend="onnx", precision="fp32")
+    warm.predict(texts)
+    got = warm.entity_sentiment(pairs)
+    assert warm.entity_reencoded == 0 and warm.entity_pairs == len(pairs)
+    cold = Scorer.from_artifact(artifact, backend="onnx", precision="fp32")
+    fresh = cold.entity_sentiment(pairs)
+    assert cold.entity_reencoded == len(texts)
+    assert all(abs(a.score - b.score) < 1e-5 and a.sentiment == b.sentiment for a, b in zip(got, fresh))
+    # a text predict never saw (a clause) is encoded once for the head
+    warm.entity_sentiment([("Samsung slides on weak phone sales", [[0, 7]])])
+    assert warm.entity_reencoded == 1
+
+
+@needs_head
+def test_int8_states_of_rows_the_item_recheck_rescored_are_fp32_states(artifact, onnx_scorer, real_texts):
+    """RecheckedBackend swaps in the fp32 graph's states where it swaps in its logits."""
+    texts = real_texts[:120]
+    fp32 = onnx_scorer
+    fp32.predict(texts)
+    shipped = Scorer.from_artifact(artifact, backend="onnx", precision="int8", recheck_margin=0.2)
+    shipped.predict(texts)
+    exact = [t for t in texts if shipped.states.get(t)[1]]
+    assert 0 < len(exact) < len(texts) and len(exact) == shipped.backend.rechecked
+    for t in exact:
+        np.testing.assert_allclose(shipped.states.get(t)[0], fp32.states.get(t)[0], atol=1e-4)
+    t = next(t for t in texts if t not in exact)
+    assert np.abs(shipped.states.get(t)[0] - fp32.states.get(t)[0]).max() > 1e-3  # int8's own
+
+
+def test_numpy_head_equals_the_torch_head():
+    import torch
+
+    from models.entity_head import NumpyHead, load_head
+
+    ref, head = load_head(DEFAULT_ARTIFACT), NumpyHead.load(DEFAULT_ARTIFACT)
+    rng = np.random.default_rng(0)
+    for n in (3, 37, 128):
+        hidden = rng.normal(size=(n, 384)).astype(np.float32)
+        targets = (rng.random((3, n)) < 0.2).astype(np.int64)
+        targets[2] = 0  # a target truncated away
+        buckets = rng.integers(0, PAD_BUCKET, size=(3, n))
+        with torch.inference_mode():
+            want = ref(torch.from_numpy(np.repeat(hidden[None], 3, 0)), torch.ones(3, n, dtype=torch.long),
+                       torch.from_numpy(targets), torch.from_numpy(buckets)).numpy()
+        np.testing.assert_allclose(head.logits(hidden, targets, buckets), want, atol=1e-5)
+
+
+def test_the_head_tokenises_as_the_item_pass_does(committed_tokenizer):
+    """Same ids (special tokens, truncation at max_length) in the item pass and the head's inputs,
+    so the item's token states line up with the target masks."""
+    from models.entity_inputs import encode_pairs
+
+    tok, max_length = committed_tokenizer
+    texts = ["Apple beats estimates, Samsung slides", "$TSLA down 8%", "Shares rise. " * 60 + "Intel warns."]
+    ids, _ = tok.encode(texts)
+    rows = encode_pairs(tok.tok, texts, [[(0, 5)]] * 3, max_length)
+    assert [r[0] for r in rows] == ids and len(ids[2]) == max_length
+    assert all(len(r[1]) == len(r[2]) == len(x) for r, x in zip(rows, ids))
+
+
+@pytest.fixture(scope="module")
+def committed_tokenizer():
+    from models.runtime import Meta, Tokenizer
+
+    meta = Meta.load(DEFAULT_ARTIFACT)
+    return Tokenizer(DEFAULT_ARTIFACT, meta.max_length), meta.max_length
+
+
+def test_state_cache_drops_the_oldest_past_its_bound():
+    from models.runtime import StateCache
+
+    cache = StateCache(max_bytes=3 * 4 * 10 * 384)
+    for i in range(5):
+        cache.put(f"t{i}", np.zeros((10, 384), np.float32), True)
+    assert [cache.get(f"t{i}") is None for i in range(5)] == [True, True, False, False, False]
+    assert cache.bytes == 3 * 4 * 10 * 384
+    cache.put("t2", np.zeros((5, 384), np.float32), False)  # replaced, not counted twice
+    assert cache.bytes == 2 * 4 * 10 * 384 + 4 * 5 * 384 and cache.get("t2")[1] is False
 
 
 @needs_head
@@ -195,9 +279,9 @@ def test_one_entity_keeps_the_item_sentiment_several_use_the_head(onnx_scorer):
 
 
 @needs_head
-def test_item_outputs_are_unchanged_by_the_entity_graph(artifact, onnx_scorer, real_texts):
-    """The entity graph shares the encoder's weights but is a separate graph: scoring entities
-    between two predict calls changes nothing, and predict matches a scorer that never loaded it."""
+def test_item_outputs_are_unchanged_by_the_entity_head(artifact, onnx_scorer, real_texts):
+    """The head reads the item graph's token states: scoring entities between two predict calls
+    changes nothing, and predict matches a scorer that never ran the head."""
     texts = real_texts[:64]
     before = [p.to_dict() for p in onnx_scorer.predict(texts)]
     onnx_scorer.entity_sentiment(_pairs())
@@ -207,11 +291,17 @@ def test_item_outputs_are_unchanged_by_the_entity_graph(artifact, onnx_scorer, r
 
 
 @needs_head
-def test_missing_graph_or_head_is_a_clear_error(artifact, tmp_path):
+def test_graphs_without_token_states_or_no_head_are_a_clear_error(artifact, tmp_path):
+    """An item graph built before it output its token states: the head refuses, saying how to rebuild."""
+    from models.export import without_states
+
     d = tmp_path / "a"
-    shutil.copytree(artifact, d, ignore=shutil.ignore_patterns("entity.onnx", "model.int8.onnx"))
-    with pytest.raises(BackendUnavailable, match="entity.onnx does not exist"):
-        Scorer.from_artifact(d, backend="onnx", precision="fp32").entity_sentiment([("Apple rises", [[0, 5]])])
+    shutil.copytree(artifact, d, ignore=shutil.ignore_patterns("*.onnx"))
+    without_states(artifact / "model.onnx", d / "model.onnx")
+    old = Scorer.from_artifact(d, backend="onnx", precision="fp32")
+    assert old.states is None and old.predict(["Apple rises"])[0].sentiment  # the item path is unchanged
+    with pytest.raises(BackendUnavailable, match="no last_hidden_state output.*finsent export"):
+        old.entity_sentiment([("Apple rises", [[0, 5]])])
     (d / "entity_head.safetensors").unlink()
     with pytest.raises(BackendUnavailable, match="no per-entity sentiment head"):
         Scorer.from_artifact(d, backend="onnx", precision="fp32").entity_sentiment([("Apple rises", [[0, 5]])])

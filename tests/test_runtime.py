@@ -93,7 +93,8 @@ def test_onnx_path_does_not_import_torch(artifact):
     import subprocess
 
     code = ("import sys; from models.runtime import Scorer; "
-            f"Scorer.from_artifact(r'{artifact}').predict(['oil rallies']); "
+            f"s = Scorer.from_artifact(r'{artifact}'); s.predict(['oil rallies']); "
+            "s.entity_sentiment([('Apple beats, Samsung slides', [[0, 5]])]); "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
