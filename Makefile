@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test demo bench export clean lock model-v2 entity-head
+.PHONY: setup test demo bench export clean lock model-v2 model-v3 model-nc entity-head
 
 MODEL := models/artifacts/finsent-minilm-v2
 
@@ -54,6 +54,17 @@ export: $(VENV)/.installed
 # (needs the shared data: FINSENT_DATA_DIR, default ../shared/data; about an hour on a 2-core CPU, resumable). Output: var/v2/finsent-minilm-v2
 model-v2: $(VENV)/.installed
 	PY=$(PY) scripts/train_v2.sh
+
+# model v3, the default a firm may use: teacher and student trained only on the MIT Twitter sets
+# (scripts/train_v3.sh: fetch → teacher in sittings (SITTING_MINUTES=120 ends one; run again to go
+# on) → student → int8 + calibration → evaluations → card). Output: var/v3-commercial/finsent-minilm-v3
+model-v3: $(VENV)/.installed
+	PY=$(PY) SELECTION=commercial scripts/train_v3.sh
+
+# the opt-in variant trained on PhraseBank 50Agree too: its card says non-commercial.
+# Output: var/v3-nc/finsent-minilm-v3-nc
+model-nc: $(VENV)/.installed
+	PY=$(PY) SELECTION=nc scripts/train_v3.sh
 
 # the per-entity sentiment head, retrained from FINSENT_DATA_DIR (default ../shared/data; about 6 minutes; resumable) and installed
 entity-head: $(VENV)/.installed

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import Example, SourceSpec, default_sources, load_source, stratified_split
+from models.data import Example, SourceSpec, default_sources, load_source, selection_sources, stratified_split
 from models.labels import SENTIMENTS, TOPICS
 from models.metrics import head_report, markdown, softmax
 from models.runtime import Scorer
@@ -26,7 +26,8 @@ def dev_examples(model_dir: Path, data_dir: Path, sources: list[str]):
     cfg = record["config"]
     specs = [SourceSpec(s["task"], s["format"], Path(s["path"]), s["label_map"]) for s in record["sources"]]
     if not all(s.path.exists() for s in specs):  # trained elsewhere: same file names under data_dir
-        specs = default_sources(data_dir)
+        specs = selection_sources(data_dir, cfg["data"]) if cfg.get("data") and not cfg.get("sources") \
+            else default_sources(data_dir)
     return [ex for s in specs for ex in stratified_split(load_source(s), cfg["dev_fraction"], cfg["seed"])[1]]
 
 

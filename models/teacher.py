@@ -332,6 +332,7 @@ class TeacherRun:
         self.y_s = torch.tensor([e.sentiment for e in self.train])
         self.epoch, self.in_epoch, self.step, self.loss_sum = 0, 0, 0, 0.0
         self.history, self.best, self.best_depth = [], -1.0, None
+        self.seconds, self.cache_seconds = 0.0, {}  # this epoch's training time; caching time per depth
         self._states: tuple[int, list] | None = None
 
     def make_optimizer(self, steps: int):
@@ -366,9 +367,11 @@ class TeacherRun:
             return None
         if self._states is None or self._states[0] != depth:
             self._states = None  # free the previous depth's cache first
+            started = time.perf_counter()
             got = cache_lower(self.model.encoder, self.ids, depth, self.out / "cache" / f"d{depth}",
                               self.tokenizer.pad_token_id, self.device, self.progress)
             self._states = (depth, got)
+            self.cache_seconds.setdefault(str(depth), round(time.perf_counter() - started, 1))
         return self._states[1]
 
     def forward(self, idx: list[int], depth: int):
@@ -411,6 +414,7 @@ class TeacherRun:
                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
         state = {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                  "epoch": self.epoch, "in_epoch": self.in_epoch, "step": self.step, "loss_sum": self.loss_sum,
+                 "seconds": self.seconds, "cache_seconds": self.cache_seconds,
                  "history": self.history, "best": self.best, "best_depth": self.best_depth, "rng": rng,
                  "config": asdict(self.cfg)}
         tmp = self.out / "checkpoint.pt.tmp"
@@ -427,7 +431,7 @@ class TeacherRun:
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["opt"])
         self.sched.load_state_dict(ck["sched"])
-        for k in ("epoch", "in_epoch", "step", "loss_sum", "history", "best", "best_depth"):
+        for k in ("epoch", "in_epoch", "step", "loss_sum", "seconds", "cache_seconds", "history", "best", "best_depth"):
             setattr(self, k, ck[k])
         random.setstate(ck["rng"]["python"]); np.random.set_state(ck["rng"]["numpy"])
         torch.set_rng_state(ck["rng"]["torch"])
@@ -467,7 +471,9 @@ class TeacherRun:
         while self.in_epoch < len(batches):
             if (reason := stop.reason()) is not None:
                 return reason
+            started = time.perf_counter()
             self.loss_sum += self.train_step(batches[self.in_epoch], depth)
+            self.seconds += time.perf_counter() - started
             self.in_epoch, self.step, stop.steps = self.in_epoch + 1, self.step + 1, stop.steps + 1
             if self.progress:
                 self.progress.update(task, completed=self.in_epoch,
@@ -480,14 +486,15 @@ class TeacherRun:
         depth, n = self.depth(self.epoch), len(self.train)
         rep = report_from_logits(self.dev, *self.logits(list(range(n, n + len(self.dev))), depth))
         self.history.append({"epoch": self.epoch + 1, "trained_layers": self.model.n_layers - depth,
-                             "train_loss": self.loss_sum / max(self.in_epoch, 1),
+                             "train_loss": self.loss_sum / max(self.in_epoch, 1), "steps": self.in_epoch,
+                             "train_seconds": round(self.seconds, 1),
                              "topic_accuracy": rep["heads"]["topic"]["accuracy"],
                              "sentiment_accuracy": rep["heads"]["sentiment"]["accuracy"],
                              "selection": rep["selection"]})
         if rep["selection"] > self.best:
             self.best, self.best_depth = rep["selection"], depth
             torch.save(self.model.state_dict(), self.out / "best.pt")
-        self.epoch, self.in_epoch, self.loss_sum = self.epoch + 1, 0, 0.0
+        self.epoch, self.in_epoch, self.loss_sum, self.seconds = self.epoch + 1, 0, 0.0, 0.0
         self.save_checkpoint()
 
     def finish(self) -> dict:
@@ -499,16 +506,18 @@ class TeacherRun:
         np.savez_compressed(self.out / "logits.npz", keys=np.array([text_key(e.text) for e in self.examples]),
                             topic=t_all, sentiment=s_all, split=np.array([0] * n + [1] * len(self.dev), np.int8))
         (self.out / "dev_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-        write_teacher_record(self.out, self.cfg, self.specs, n, len(self.dev), self.history, report)
+        write_teacher_record(self.out, self.cfg, self.specs, n, len(self.dev), self.history, report,
+                             self.cache_seconds)
         return report
 
 
-def write_teacher_record(out: Path, cfg: TeacherConfig, specs, n_train: int, n_dev: int, history, report) -> None:
+def write_teacher_record(out: Path, cfg: TeacherConfig, specs, n_train: int, n_dev: int, history, report,
+                         cache_seconds: dict | None = None) -> None:
     """teacher.json: config, every training file with its licence and hash, the use they allow."""
     sources = [s.record() for s in specs]
     (out / "teacher.json").write_text(json.dumps({
         "config": asdict(cfg), "encoder": ENCODER_NOTE, "sources": sources, "use": allowed_use(sources),
-        "n_train": n_train, "n_dev": n_dev, "history": history,
+        "n_train": n_train, "n_dev": n_dev, "history": history, "cache_seconds": cache_seconds or {},
         "dev": {h: {"accuracy": report["heads"][h]["accuracy"], "macro_f1": report["heads"][h]["macro_f1"]}
                 for h in ("topic", "sentiment")},
         "dev_by_source": report["by_source"]}, indent=2) + "\n")

@@ -2,6 +2,7 @@
 # Model v2, reproducible from this one command (`make model-v2`): teacher → soft labels → student
 # → int8 graph with its near-tie recheck margin → dev evaluation → model card, v1 beside v2.
 # Every step resumes: the teacher's lower-layer cache and checkpoints live under $RUN.
+# v2 trained on PhraseBank too (--data nc): it is non-commercial. v3: scripts/train_v3.sh.
 #   DATA=../shared/data (default: FINSENT_DATA_DIR, else ../shared/data) RUN=var/v2 OUT=var/v2/finsent-minilm-v2 scripts/train_v2.sh
 # On a 2-core CPU: teacher cache ~6 min, 3 teacher epochs ~6 min each, student ~3 min per epoch.
 set -euo pipefail
@@ -14,12 +15,12 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 finsent() { "$PY" -m finsent.cli "$@"; }
 
 finsent teacher fetch --dest var/teacher/all-mpnet-base-v2
-finsent teacher train --output "$RUN/teacher" --data-dir "$DATA" --seed "$SEED" --resume \
+finsent teacher train --output "$RUN/teacher" --data nc --data-dir "$DATA" --seed "$SEED" --resume \
   --frozen-layers ${TEACHER_FROZEN:-8} --epochs ${TEACHER_EPOCHS:-3}
 
 # the student: the packaged MiniLM, trained on the teacher's soft labels for both heads on every
 # text plus the hard labels where they exist (the v1 recipe otherwise); bf16 autocast on a CPU
-finsent train --output "$OUT" --data-dir "$DATA" --teacher "$RUN/teacher/logits.npz" \
+finsent train --output "$OUT" --data nc --data-dir "$DATA" --teacher "$RUN/teacher/logits.npz" \
   --distill-alpha ${ALPHA:-0.5} --distill-temperature ${TEMPERATURE:-2} \
   --lr 1.2e-4 --batch-size 64 --label-smoothing 0.1 --epochs ${EPOCHS:-6} --patience 3 --seed "$SEED" \
   --cpu-bf16 --resume --version finsent-minilm-v2
