@@ -119,8 +119,7 @@ class NumpyHead:
     """EntityHead.forward in numpy, for the pairs of ONE text at a time: `logits(hidden, targets,
     buckets)` with hidden (S, H) float32 (that text's token states, no padding), targets and
     buckets (P, S) int (models.entity_inputs.target_features, one row per entity) -> (P, labels).
-    The keys (hidden @ Wk) are computed once per text, however many entities it names. Equal to
-    the torch head within float rounding (tests/test_entity_sentiment.py)."""
+    Equal to the torch head within float rounding (tests/test_entity_sentiment.py)."""
 
     def __init__(self, cfg: HeadConfig, weights: dict[str, np.ndarray]):
         self.cfg = cfg
@@ -140,13 +139,16 @@ class NumpyHead:
         return cls(cfg, load_file(str(directory / HEAD_FILE)))
 
     def logits(self, hidden: np.ndarray, targets: np.ndarray, buckets: np.ndarray) -> np.ndarray:
-        s, _ = hidden.shape
         h, dh = self.cfg.heads, self.cfg.dim // self.cfg.heads
         t = targets.astype(np.float32)
         tvec = (t @ hidden) / np.maximum(t.sum(1, keepdims=True), 1.0)  # (P, H)
         q = ((tvec + hidden.mean(0)) @ self.wq + self.bq).reshape(-1, h, dh)
-        k = (hidden @ self.wk + self.bk).reshape(s, h, dh)
-        scores = np.einsum("phd,shd->phs", q, k) / math.sqrt(dh) + self.bias[buckets].transpose(0, 2, 1)
+        # q.k with k = hidden @ Wk + bk, computed as hidden @ (Wk q) + q.bk: the query is taken back
+        # to the states' width (P x heads columns) instead of projecting every token (S x dim), a
+        # product small enough that BLAS runs it on one thread (its threads cost more than the work)
+        qk = np.einsum("dhe,phe->phd", self.wk.reshape(-1, h, dh), q)
+        scores = np.einsum("phd,sd->phs", qk, hidden) + np.einsum("phe,he->ph", q, self.bk.reshape(h, dh))[..., None]
+        scores = scores / math.sqrt(dh) + self.bias[buckets].transpose(0, 2, 1)
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         scores /= scores.sum(-1, keepdims=True)
         pooled = np.einsum("phs,sd->pd", scores, hidden) / h  # the mean over heads of each head's pooling

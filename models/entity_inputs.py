@@ -55,21 +55,27 @@ def is_boundary(piece: str) -> bool:
     return bool(piece) and (all(c in BOUNDARY_CHARS for c in piece) or piece.lower() in BOUNDARY_WORDS)
 
 
+def boundary_flags(offsets: Sequence[tuple[int, int]], length: int, text: str) -> np.ndarray:
+    """1 for each of the first `length` tokens that may end a clause (is_boundary on its text)."""
+    return np.array([1 if b > a and is_boundary(text[a:b]) else 0 for a, b in offsets[:length]], np.int64)
+
+
 def target_features(offsets: Sequence[tuple[int, int]], spans: Sequence[Sequence[int]], length: int,
-                    text: str = "") -> tuple[np.ndarray, np.ndarray]:
+                    text: str = "", boundaries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(target_mask, position bucket) for one tokenised text. A token is a target token when its
     character range overlaps a span; special tokens have offsets (0, 0) and never are. The bucket
     of a token combines its signed distance to the nearest target token (clipped to +-MAX_DISTANCE)
-    and how many clause boundaries (is_boundary, read from `text`) lie between them (0..MAX_CROSSED).
+    and how many clause boundaries (is_boundary, read from `text`, or `boundaries` given:
+    boundary_flags, computed once for several entities of one text) lie between them (0..MAX_CROSSED).
     With no target token (the span was truncated away), every token gets the farthest bucket."""
     width = 2 * MAX_DISTANCE + 1
-    mask = np.zeros(length, np.int64)
-    bound = np.zeros(length, np.int64)
-    for i, (a, b) in enumerate(offsets[:length]):
-        if b > a and any(a < e and s < b for s, e in spans):
-            mask[i] = 1
-        elif b > a and text and is_boundary(text[a:b]):
-            bound[i] = 1
+    offs = np.asarray(offsets[:length], np.int64).reshape(-1, 2)
+    a, b = offs[:, 0], offs[:, 1]
+    sp = np.asarray([tuple(x) for x in spans], np.int64).reshape(-1, 2)
+    mask = ((b > a) & ((a[:, None] < sp[None, :, 1]) & (sp[None, :, 0] < b[:, None])).any(1)).astype(np.int64)
+    if boundaries is None:
+        boundaries = boundary_flags(offsets, length, text) if text else np.zeros(length, np.int64)
+    bound = np.where(mask > 0, 0, boundaries)  # a target token is never a boundary
     pos = np.flatnonzero(mask)
     if not len(pos):
         return mask, np.full(length, width * (MAX_CROSSED + 1) - 1, np.int64)

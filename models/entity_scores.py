@@ -51,8 +51,9 @@ def entity_sentiments(scorer, items: Sequence[tuple[str, object]], entities: Seq
     `entities`: the linker's entities of each item, most relevant first. The head runs once,
     batched, over every (item, entity) pair that needs it: entities at or above `min_relevance`
     (the ones the rollups and the detector count: pass Settings.entity_min_relevance), at most
-    HEAD_MAX_ENTITIES per item; the others keep the item's (`item_shared`). Each head reading
-    costs an encoder pass (fp32): on the bench's real mix the cap and the cut halve the passes."""
+    HEAD_MAX_ENTITIES per item; the others keep the item's (`item_shared`). A whole-text reading
+    reuses the token states the scorer's `predict` computed for the item (a few matrix products);
+    an own-clause reading costs an encoder pass over the clause."""
     out = [[EntityScore(p.sentiment, float(p.score), ITEM if len(ents) <= 1 else ITEM_SHARED) for _ in ents]
            for (_, p), ents in zip(items, entities)]
     pairs, where = [], []

@@ -36,7 +36,7 @@ from collections import OrderedDict
 from models.entity_inputs import HIDDEN_OUTPUT
 from models.entity_inputs import INT8_RECHECK_MARGIN as ENTITY_RECHECK_MARGIN
 from models.entity_inputs import LABELS as ENTITY_LABELS
-from models.entity_inputs import encode_pairs, has_head, pad_pairs, target_features
+from models.entity_inputs import boundary_flags, encode_pairs, has_head, pad_pairs, target_features
 from models.metrics import softmax
 
 BACKENDS = ("onnx", "torch", "tensorrt")
@@ -267,6 +267,7 @@ class Scorer:
         # the per-entity head reads the token states `predict` computed (None: not kept, e.g. no head)
         self.states = (StateCache() if directory is not None and has_head(directory)
                        and getattr(backend, "states", False) else None)
+        self.entity_recheck_margin = ENTITY_RECHECK_MARGIN  # for int8-derived token states
         self.entity_pairs = self.entity_reencoded = self.entity_rechecked = 0  # counters for benchmarks
 
     @property
@@ -380,12 +381,12 @@ class Scorer:
         top-2 margin is under INT8_RECHECK_MARGIN is read again on fp32 states."""
         if not len(texts_and_spans):
             return []
-        texts = [t for t, _ in texts_and_spans]
+        texts = [p[0] for p in texts_and_spans]
         errors = validate_texts(texts)
         if errors:
             raise InvalidText(errors)
         head = self.entity_backend()
-        spans = [[tuple(x) for x in s] for _, s in texts_and_spans]
+        spans = [[tuple(x) for x in p[1]] for p in texts_and_spans]
         if self.backend.name == "torch":
             return [_entity_result(p) for p in self._torch_entity_probs(head, texts, spans)]
         by_text: dict[str, list[int]] = {}
@@ -398,16 +399,15 @@ class Scorer:
         for t, rows in by_text.items():
             hidden, exact = states[t]
             probs[rows] = softmax(head.logits(hidden, *features[t]), 1.0)
-            if not exact:
-                redo += [t] if (top2_margin(np.log(np.maximum(probs[rows], 1e-12))) < ENTITY_RECHECK_MARGIN).any() else []
+            if not exact and (_prob_margin(probs[rows]) < self.entity_recheck_margin).any():
+                redo.append(t)
         self.entity_pairs += len(texts)
         if redo:  # near-ties read on int8 states: fp32 states for those texts, the head again
             fp32 = self._token_states(redo, exact=True)
             for t in redo:
                 rows = np.array(by_text[t])
-                again = softmax(head.logits(fp32[t][0], *features[t]), 1.0)
-                low = top2_margin(np.log(np.maximum(probs[rows], 1e-12))) < ENTITY_RECHECK_MARGIN
-                probs[rows[low]] = again[low]
+                low = _prob_margin(probs[rows]) < self.entity_recheck_margin
+                probs[rows[low]] = softmax(head.logits(fp32[t][0], *features[t]), 1.0)[low]
                 self.entity_rechecked += int(low.sum())
         return [_entity_result(p) for p in probs]
 
@@ -416,7 +416,8 @@ class Scorer:
         out = {}
         for t, enc in zip(texts, self.tokenizer.tok.encode_batch(texts)):
             n = len(enc.ids)
-            rows = [target_features(enc.offsets, spans[k], n, t) for k in by_text[t]]
+            flags = boundary_flags(enc.offsets, n, t)  # once per text, however many entities it names
+            rows = [target_features(enc.offsets, spans[k], n, t, flags) for k in by_text[t]]
             out[t] = (np.stack([m for m, _ in rows]), np.stack([d for _, d in rows]))
         return out
 
@@ -444,8 +445,11 @@ class Scorer:
         return out
 
     def _states_backend(self):
-        """The item backend where it outputs token states, else model.onnx (fp32) on the CPU."""
-        return self.backend if getattr(self.backend, "states", False) else self._exact_states_backend()
+        """The item backend where it outputs token states (int8 + fp32 recheck: the int8 graph alone,
+        the head rechecks its own near-ties), else model.onnx (fp32) on the CPU."""
+        if not getattr(self.backend, "states", False):
+            return self._exact_states_backend()
+        return self.backend.fast if isinstance(self.backend, RecheckedBackend) else self.backend
 
     def _exact_states_backend(self):
         b = self.backend
@@ -500,6 +504,12 @@ class Scorer:
             sentiment=m.sentiments[int(sp.argmax())], sentiment_probs=s_probs,
             score=round(s_probs.get("positive", 0.0) - s_probs.get("negative", 0.0), 6),
             model_version=m.version, truncated=truncated)
+
+
+def _prob_margin(p: np.ndarray) -> np.ndarray:
+    """p(first) - p(second) per row of probabilities (top2_margin for logits)."""
+    p = np.sort(p, axis=1)
+    return p[:, -1] - p[:, -2]
 
 
 def _entity_result(p: np.ndarray) -> EntitySentiment:

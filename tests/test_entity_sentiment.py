@@ -126,19 +126,19 @@ def test_onnx_matches_pytorch_within_tolerance(onnx_scorer, torch_scorer):
 
 
 @needs_head
-def test_an_int8_scorer_reads_int8_states_and_rechecks_near_ties_on_fp32_states(artifact, onnx_scorer, monkeypatch):
+def test_an_int8_scorer_reads_int8_states_and_rechecks_near_ties_on_fp32_states(artifact, onnx_scorer):
     """The int8 item graph's token states are read first; a pair whose top-2 margin on them is under
     the shipped margin gets exactly the fp32 path's answer, the others the int8 states' own."""
-    import models.runtime as runtime
     from models.entity_inputs import INT8_RECHECK_MARGIN
     from models.runtime import top2_margin
 
     pairs = _pairs()
     ref = onnx_scorer.entity_sentiment(pairs)
-    monkeypatch.setattr(runtime, "ENTITY_RECHECK_MARGIN", 0.0)
-    raw = Scorer.from_artifact(artifact, backend="onnx", precision="int8", recheck_margin=0).entity_sentiment(pairs)
-    monkeypatch.setattr(runtime, "ENTITY_RECHECK_MARGIN", INT8_RECHECK_MARGIN)
+    alone = Scorer.from_artifact(artifact, backend="onnx", precision="int8", recheck_margin=0)
+    alone.entity_recheck_margin = 0.0
+    raw = alone.entity_sentiment(pairs)
     fast = Scorer.from_artifact(artifact, backend="onnx", precision="int8", recheck_margin=0)
+    assert fast.entity_recheck_margin == INT8_RECHECK_MARGIN
     got = fast.entity_sentiment(pairs)
     low = top2_margin(np.log(np.array([[r.probs[k] for k in r.probs] for r in raw])))
     assert fast.entity_rechecked == int((low < INT8_RECHECK_MARGIN).sum()) > 0
