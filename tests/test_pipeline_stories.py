@@ -7,15 +7,17 @@ and the finsent.alerts record list the stories; the offline replay of the stored
 the same alerts; a replayed batch keeps its stories and adds nothing."""
 
 import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from core.pg import libpq_dsn
 from core.settings import Settings
-from core.stories import Stories
+from core.stories import LOCK_ID, Stories
 from models.entities import Directory, Linker
 from models.runtime import Prediction
 from stream.app import detector_config
@@ -23,7 +25,7 @@ from stream.detector import KeyState, SpikeDetector
 from stream.offline import STORED_EVENTS_SQL, replay, stored_event
 from stream.pipeline import BatchProcessor, Incoming
 from stream.records import Counts
-from stream.sink import PostgresSink
+from stream.sink import DbTimeouts, PostgresSink
 from stream.watermark import PartitionClock
 from tests.conftest import Recorder
 
@@ -158,3 +160,36 @@ async def test_replayed_batch_keeps_its_stories_and_counts_nothing(proc):
     rows = await fetch(proc.dsn, "SELECT story_id, max(copies) AS c, count(*) AS n FROM scored_event "
                        "WHERE id LIKE 's%' GROUP BY story_id")
     assert [(r["story_id"], r["c"], r["n"]) for r in rows] == [("s0", 30, 30)]
+
+
+async def test_a_session_holding_the_stories_lock_holds_the_batch_loudly_within_its_bound(migrated_db):
+    """The assignment's advisory lock (core.stories.LOCK_ID) held elsewhere (a stuck backfill, a
+    worker's transaction that never ends): the batch waits at most lock_timeout per try, and the
+    sink names the lock in what /health serves, with the halted gauge and the retry counter up,
+    instead of a silent wait; once the holder's session ends the batch is stored with its stories."""
+    dsn = libpq_dsn(migrated_db)
+    sink = PostgresSink(dsn, max_backoff_s=0.2, timeouts=DbTimeouts(lock_s=1.0))
+    p = BatchProcessor(NegativeScorer(), sink, Recorder(), PartitionClock(30, 5),
+                       run_blocking=lambda f, *a: asyncio.to_thread(f, *a), linker=Linker(Directory.default()),
+                       entity_min_relevance=0.5, settings=Settings(), stories=Stories())
+    retries = REGISTRY.get_sample_value("finsent_db_retries_total", {"kind": "transient"}) or 0.0
+    holder = await asyncpg.connect(dsn)
+    await holder.execute("SELECT pg_advisory_lock($1)", LOCK_ID)  # a session lock: held until the session ends
+    try:
+        t0 = time.monotonic()
+        storing = asyncio.ensure_future(p.process(feed()[:5]))
+        while "scored_event" not in sink.errors and time.monotonic() - t0 < 10:
+            await asyncio.sleep(0.05)
+        waited = time.monotonic() - t0
+        assert "LockNotAvailable" in sink.errors.get("scored_event", ""), sink.errors
+        assert waited < 1.0 + 3.0, f"the first lock wait took {waited:.1f} s against a 1 s lock_timeout"
+        assert "scored_event" in sink.last_error and REGISTRY.get_sample_value("finsent_halted") == 1
+        assert REGISTRY.get_sample_value("finsent_db_retries_total", {"kind": "transient"}) > retries
+        assert not storing.done()  # held, not dropped: nothing is acked unstored
+    finally:
+        await holder.close()
+    await asyncio.wait_for(storing, 15)
+    assert sink.errors == {} and REGISTRY.get_sample_value("finsent_halted") == 0
+    rows = await fetch(dsn, "SELECT count(*) AS n, count(story_id) AS s FROM scored_event")
+    assert (rows[0]["n"], rows[0]["s"]) == (5, 5)
+    await sink.close()
