@@ -401,6 +401,8 @@ def teacher_train(
     unfreeze: Annotated[str, typer.Option(help="top layers trained per epoch, e.g. 4,8,12 (12 = the whole encoder); "
                                           "the last holds for later epochs")] = "",
     epochs: int = 3, batch_size: int = 32, lr: float = 1e-4, seed: int = 13, device: str = "auto",
+    split_seed: Annotated[Optional[int], typer.Option(help="seed of the dev split (default: --seed); keep the "
+                                                     "student's when an ensemble varies --seed")] = None,
     resume: Annotated[bool, typer.Option(help="go on from OUTPUT/checkpoint.pt at the exact next batch")] = False,
     limit: int = 0,
     checkpoint_every: Annotated[int, typer.Option(help="steps between checkpoints")] = 300,
@@ -417,7 +419,8 @@ def teacher_train(
         fail(f"{encoder} holds no model; run `finsent teacher fetch` first")
     cfg = TeacherConfig(output=str(output), encoder=str(encoder), data_dir=str(_data_dir(data_dir)), data=data,
                         sources=source or [], frozen_layers=frozen_layers, unfreeze=unfreeze, epochs=epochs,
-                        batch_size=batch_size, lr=lr, seed=seed, device=device, resume=resume, limit=limit,
+                        batch_size=batch_size, lr=lr, seed=seed, split_seed=split_seed, device=device,
+                        resume=resume, limit=limit,
                         checkpoint_every=checkpoint_every, max_steps=max_steps, max_minutes=max_minutes)
     try:
         with Progress(console=console) as progress:

@@ -106,7 +106,9 @@ class TeacherConfig:
     label_smoothing: float = 0.1
     topic_weighting: str = "sqrt_inv"
     dev_fraction: float = 0.1
-    seed: int = 13
+    seed: int = 13  # initialisation, dropout and batch order
+    split_seed: int | None = None  # the dev split (the student's seed); None = seed. An ensemble varies
+    #                                 seed and keeps split_seed, so no teacher sees the student's dev texts
     device: str = "auto"
     resume: bool = False
     limit: int = 0
@@ -316,7 +318,8 @@ class TeacherRun:
         seed_everything(cfg.seed)
         self.device = pick_device(cfg.device)
         self.train, self.dev, self.specs = load_examples(TrainConfig(
-            output=cfg.output, data_dir=cfg.data_dir, data=cfg.data, sources=cfg.sources, seed=cfg.seed,
+            output=cfg.output, data_dir=cfg.data_dir, data=cfg.data, sources=cfg.sources,
+            seed=cfg.seed if cfg.split_seed is None else cfg.split_seed,
             dev_fraction=cfg.dev_fraction, limit=cfg.limit))
         self.examples = self.train + self.dev
         self.tokenizer = load_tokenizer(cfg.encoder)

@@ -41,7 +41,7 @@ for s in $TEACHER_SEEDS; do
   if [ -f "$dir/logits.npz" ]; then step "teacher seed $s: done ($dir/logits.npz)"; continue; fi
   t=$(date +%s); step "teacher seed $s → $dir (unfreeze ${UNFREEZE:-4,8,12}, ${TEACHER_EPOCHS:-4} epochs)"
   rc=0
-  finsent teacher train --output "$dir" --data "$SELECTION" --data-dir "$DATA" --seed "$s" --resume \
+  finsent teacher train --output "$dir" --data "$SELECTION" --data-dir "$DATA" --seed "$s" --split-seed "$SEED" --resume \
     --unfreeze "${UNFREEZE:-4,8,12}" --epochs "${TEACHER_EPOCHS:-4}" --checkpoint-every "${CHECKPOINT_EVERY:-300}" \
     --max-minutes "${SITTING_MINUTES:-0}" --limit "$LIMIT" --device "$DEVICE" || rc=$?
   took "$t"
