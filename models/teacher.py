@@ -216,10 +216,15 @@ def _pad(states: list[torch.Tensor], device) -> tuple[torch.Tensor, torch.Tensor
     return out.to(device), mask.to(device)
 
 
+class SittingOver(Exception):
+    """The sitting ended while the lower layers were being cached (the chunks done are kept)."""
+
+
 def cache_lower(encoder, ids: list[list[int]], depth: int, cache: Path, pad_id: int, device, progress=None,
-                chunk: int = 1024) -> list[torch.Tensor]:
+                chunk: int = 1024, should_stop=None) -> list[torch.Tensor]:
     """States after the lower `depth` (pretrained, frozen) layers, one bf16 [length, hidden] tensor
-    per text, cached in chunks under `cache` (a chunk on disk is not recomputed)."""
+    per text, cached in chunks under `cache` (a chunk on disk is not recomputed). `should_stop()`
+    is asked between chunks: a reason ends the sitting (SittingOver)."""
     cache.mkdir(parents=True, exist_ok=True)
     order = [i for b in batches_by_length(len(ids), [len(x) for x in ids], len(ids)) for i in b]
     full = encoder.encoder.layer
@@ -232,6 +237,8 @@ def cache_lower(encoder, ids: list[list[int]], depth: int, cache: Path, pad_id: 
         for c, start in enumerate(range(0, len(order), chunk)):
             part = order[start : start + chunk]
             path = cache / f"chunk_{c:04d}.pt"
+            if not path.exists() and should_stop is not None and (reason := should_stop()):
+                raise SittingOver(reason)
             if path.exists():
                 saved = torch.load(path)
                 if saved["index"] != part:
@@ -337,6 +344,7 @@ class TeacherRun:
         self.history, self.best, self.best_depth = [], -1.0, None
         self.seconds, self.cache_seconds = 0.0, {}  # this epoch's training time; caching time per depth
         self._states: tuple[int, list] | None = None
+        self.stop: SittingStop | None = None
 
     def make_optimizer(self, steps: int):
         """AdamW over every parameter that any epoch may train (frozen ones get no grad, so
@@ -372,7 +380,8 @@ class TeacherRun:
             self._states = None  # free the previous depth's cache first
             started = time.perf_counter()
             got = cache_lower(self.model.encoder, self.ids, depth, self.out / "cache" / f"d{depth}",
-                              self.tokenizer.pad_token_id, self.device, self.progress)
+                              self.tokenizer.pad_token_id, self.device, self.progress,
+                              should_stop=self.stop.reason if self.stop else None)
             self._states = (depth, got)
             self.cache_seconds.setdefault(str(depth), round(time.perf_counter() - started, 1))
         return self._states[1]
@@ -450,9 +459,12 @@ class TeacherRun:
             raise ValueError(f"{ckpt} exists: pass --resume to go on from it, or use a fresh --output")
         if self.cfg.resume and ckpt.exists():
             self.load_checkpoint()
-        with SittingStop(self.cfg.max_steps, self.cfg.max_minutes) as stop:
+        with SittingStop(self.cfg.max_steps, self.cfg.max_minutes) as self.stop:
             while self.epoch < self.cfg.epochs:
-                reason = self.train_epoch(stop)
+                try:
+                    reason = self.train_epoch(self.stop)
+                except SittingOver as over:
+                    reason = str(over)
                 if reason:
                     self.save_checkpoint()
                     return self.position() | {"stopped": reason}

@@ -174,3 +174,11 @@ def test_an_ensemble_member_with_another_seed_keeps_the_students_dev_split(tmp_p
     assert sorted(e.text for e in other.dev) == dev
     assert sorted(e.text for e in unpinned.dev) != dev  # the split does depend on the seed it is given
     assert other.epoch_batches(0) != base.epoch_batches(0)  # while the order (and init) follow --seed
+
+
+def test_a_sitting_that_ends_while_caching_keeps_its_place(tmp_path, encoder_dir):
+    stopped = train_teacher(config(tmp_path, encoder_dir, "early", epochs=1, max_minutes=1e-9))
+    assert stopped["stopped"] == "max_minutes" and stopped["step"] == 0
+    assert not list((tmp_path / "early" / "cache" / "d3").glob("chunk_*"))
+    done = train_teacher(config(tmp_path, encoder_dir, "early", epochs=1, resume=True))
+    assert "heads" in done and list((tmp_path / "early" / "cache" / "d3").glob("chunk_*"))
