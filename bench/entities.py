@@ -238,7 +238,7 @@ def int8_table(data_dir: Path, n: int, console: Console, model: Path) -> None:
     pairs = [(t, [list(s) for s in e.spans]) for t in multi for e in linker.link(t) if e.spans]
 
     def probs(scorer):
-        scorer.predict(texts)
+        scorer.predict(multi)  # as the worker does: the item pass first (its states kept), then the head
         return np.array([[r.probs[k] for k in ("negative", "neutral", "positive")]
                          for r in scorer.entity_sentiment(pairs)])
 

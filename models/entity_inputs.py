@@ -31,7 +31,11 @@ HIDDEN_OUTPUT = "last_hidden_state"
 STALE_FILES = ("entity.onnx", "entity.int8.onnx")
 # An int8 item graph gives int8-derived states; pairs whose head reading on them has a top-2
 # probability margin under this are read again on fp32 states (models.runtime.Scorer.entity_sentiment).
-# Measured with `python bench/entities.py --only int8` (docs/entities.md).
+# `python bench/entities.py --only int8` (1,286 pairs of the 413 multi-entity items in 6,000 texts of
+# the bench mix): the head on int8 states alone agreed with the head on fp32 states on 95.9 % of
+# pairs; rereading a margin under 0.15 / 0.2 (11.8 % / 14.6 % of pairs) agreed on 99.61 % / 99.84 %.
+# 0.2 keeps room above the 99.5 % target (dynamic quantisation scales each batch by its own range,
+# so agreement moves with the batch mix).
 INT8_RECHECK_MARGIN = 0.2
 ONNX_ATOL = 1e-3  # max |p_onnx - p_torch|, same tolerance as the item graph (models.export.FP32_ATOL)
 
