@@ -432,6 +432,10 @@ class TeacherRun:
         tmp = self.out / "checkpoint.pt.tmp"
         torch.save(state, tmp)
         os.replace(tmp, self.out / "checkpoint.pt")  # a kill during the write leaves the last one whole
+        console = getattr(self.progress, "console", None)
+        if console is not None:  # a line per checkpoint, also where no live bar is drawn (a log file)
+            console.log(f"teacher checkpoint: epoch {self.epoch + 1}, step {self.in_epoch} of the epoch, "
+                        f"{self.step}/{sum(self.batches_per_epoch)} in all, {self.seconds:.0f} s this epoch")
 
     def load_checkpoint(self) -> None:
         ck = torch.load(self.out / "checkpoint.pt", map_location=self.device, weights_only=False)
