@@ -189,7 +189,7 @@ def cost_table(data_dir: Path, n: int, console: Console, model: Path, batch: int
     best = [float("inf")] * 3
     for _ in range(3):
         spent = [0.0] * 3
-        scorer.entity_pairs = scorer.entity_reencoded = scorer.entity_rechecked = 0
+        scorer.entity_pairs = scorer.entity_reencoded = scorer.entity_fp32_texts = scorer.entity_rechecked = 0
         for b in batches:
             c0 = time.process_time()
             preds = scorer.predict(b)
@@ -217,8 +217,8 @@ def cost_table(data_dir: Path, n: int, console: Console, model: Path, batch: int
     console.print(t)
     if counts:
         console.print(f"last pass: {scorer.entity_pairs:,} head readings; {scorer.entity_reencoded:,} texts encoded "
-                      f"for the head (own clauses: predict never saw them); {scorer.entity_rechecked:,} readings "
-                      f"on int8 states reread on fp32 states")
+                      f"for the head (own clauses: predict never saw them); {scorer.entity_rechecked:,} readings on "
+                      f"int8 states reread on fp32 states of {scorer.entity_fp32_texts:,} texts encoded again in fp32")
 
 
 def int8_table(data_dir: Path, n: int, console: Console, model: Path) -> None:

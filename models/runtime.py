@@ -268,7 +268,9 @@ class Scorer:
         self.states = (StateCache() if directory is not None and has_head(directory)
                        and getattr(backend, "states", False) else None)
         self.entity_recheck_margin = ENTITY_RECHECK_MARGIN  # for int8-derived token states
-        self.entity_pairs = self.entity_reencoded = self.entity_rechecked = 0  # counters for benchmarks
+        # counters for benchmarks: head readings; texts encoded for the head (not kept from predict);
+        # texts encoded again in fp32 for near-ties on int8 states; readings replaced by those
+        self.entity_pairs = self.entity_reencoded = self.entity_fp32_texts = self.entity_rechecked = 0
 
     @property
     def version(self) -> str:
@@ -434,7 +436,10 @@ class Scorer:
         if not missing:
             return out
         backend = self._exact_states_backend() if exact else self._states_backend()
-        self.entity_reencoded += len(missing)
+        if exact:
+            self.entity_fp32_texts += len(missing)
+        else:
+            self.entity_reencoded += len(missing)
         ids, _ = self.tokenizer.encode(missing)
         for chunk in length_buckets([len(x) for x in ids], self.max_batch):
             _, _, hidden, fp32 = self.infer_ids([ids[i] for i in chunk], states=True, backend=backend)

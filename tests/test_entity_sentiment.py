@@ -142,6 +142,7 @@ def test_an_int8_scorer_reads_int8_states_and_rechecks_near_ties_on_fp32_states(
     got = fast.entity_sentiment(pairs)
     low = top2_margin(np.log(np.array([[r.probs[k] for k in r.probs] for r in raw])))
     assert fast.entity_rechecked == int((low < INT8_RECHECK_MARGIN).sum()) > 0
+    assert 0 < fast.entity_fp32_texts <= fast.entity_rechecked  # whole texts encoded again, in fp32
     for g, r, q, m in zip(got, ref, raw, low):
         want = r if m < INT8_RECHECK_MARGIN else q
         assert g.sentiment == want.sentiment and abs(g.score - want.score) < 1e-4
