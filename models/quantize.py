@@ -36,7 +36,7 @@ from models.runtime import length_buckets, pad_chunk, top2_margin
 log = logging.getLogger(__name__)
 
 # op types the shipped recipe quantises; EmbedLayerNormalization and Gemm (the heads) stay fp32
-ENCODER_OPS = ("Attention", "MatMul")
+ENCODER_OPS = ("Attention", "MatMul")  # the heads' Gemm still becomes MatMul and is quantised: exclude "_head/"
 ALL_OPS = ("Attention", "MatMul", "Gemm", "EmbedLayerNormalization")
 STATIC_METHODS = ("minmax", "percentile", "entropy")
 
@@ -99,8 +99,10 @@ def excluded(src: Path, recipe: Recipe) -> list[str]:
         return []
     import onnx
 
-    names = [n.name for n in onnx.load(str(src), load_external_data=False).graph.node]
-    return [n for n in names if any(p == n or p in n for p in recipe.exclude)]
+    nodes = onnx.load(str(src), load_external_data=False).graph.node
+    hit = [n for n in nodes if any(p == n.name or p in n.name for p in recipe.exclude)]
+    # the quantiser turns a Gemm into MatMul + Add named `<gemm>_MatMul` before it reads the exclusions
+    return [n.name for n in hit] + [f"{n.name}_MatMul" for n in hit if n.op_type == "Gemm"]
 
 
 def quantize_dynamic_graph(src: Path, dst: Path, recipe: Recipe = SHIPPED) -> Path:

@@ -10,11 +10,11 @@ from models.quantize import (ENCODER_OPS, Recipe, agreement, calibration_batches
 from models.runtime import OnnxBackend, Scorer, Tokenizer
 
 # On the project's own feed texts (real_texts[:1500]): argmax agreement with fp32 per head of the
-# default recipe alone, and after the fp32 recheck at RECHECK_MARGIN (the 99.5 % margin measured on
-# held-out real text, docs/quantize.md), with the share it may send to fp32.
+# default recipe alone, and after the fp32 recheck at RECHECK_MARGIN (the margin docs/quantize.md
+# recommends from held-out real text), with the share it may send to fp32.
 FLOOR_ALONE = 0.96
 FLOOR_RECHECKED = 0.99
-RECHECK_MARGIN = 0.115
+RECHECK_MARGIN = 0.15
 MAX_RECHECKED = 0.25
 
 
@@ -32,7 +32,7 @@ def int8_graph(artifact, tmp_path_factory, real_texts, tok):
 @pytest.mark.slow
 def test_graph_has_int8_weights(int8_graph):
     ops = op_types(int8_graph)
-    assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") >= 18  # every encoder layer
+    assert ops.count("QAttention") == 6 and ops.count("MatMulInteger") >= 18  # every encoder layer, the heads
     assert "QEmbedLayerNormalization" in ops and "Attention" not in ops
     assert int8_weight_count(int8_graph) >= 24
 
@@ -40,10 +40,12 @@ def test_graph_has_int8_weights(int8_graph):
 @pytest.mark.slow
 def test_excluded_nodes_stay_fp32(artifact, tmp_path):
     out = quantize_item_graph(artifact / "model.onnx", tmp_path / "part.onnx",
-                              recipe=Recipe("dynamic", True, ENCODER_OPS, ("layer.0/", "Attention_0")))
-    ops = op_types(out)
+                              recipe=Recipe("dynamic", True, ENCODER_OPS, ("layer.0/", "Attention_0", "_head/")))
+    ops, fp32 = op_types(out), op_types(artifact / "model.onnx")
     assert ops.count("Attention") == 1 and ops.count("QAttention") == 5
-    assert ops.count("MatMulInteger") == 15 and "Gemm" in ops and "EmbedLayerNormalization" in ops
+    # layer 0's three and the two heads (a Gemm the quantiser rewrote as MatMul + Add) stay fp32
+    assert ops.count("MatMul") == 5 and ops.count("MatMulInteger") == fp32.count("MatMul") - 3
+    assert "EmbedLayerNormalization" in ops
 
 
 @pytest.mark.slow
@@ -71,7 +73,6 @@ def test_graph_agrees_with_fp32_on_real_text(artifact, int8_graph, real_texts, t
     assert min(topic, sentiment) >= FLOOR_ALONE, (topic, sentiment)
     topic, sentiment, fired = agreement(ref, got, RECHECK_MARGIN)
     assert min(topic, sentiment) >= FLOOR_RECHECKED and 0 < fired < MAX_RECHECKED, (topic, sentiment, fired)
-    print(f"int8 alone / rechecked at {RECHECK_MARGIN}: agreement and share rechecked", topic, sentiment, fired)
 
 
 @pytest.mark.slow
