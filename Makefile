@@ -9,19 +9,15 @@ export TOKENIZERS_PARALLELISM := false
 
 MODEL := models/artifacts/finsent-minilm-v2
 
-setup: $(VENV)/.installed $(MODEL)/model.int8.onnx $(MODEL)/model.onnx $(MODEL)/entity.onnx $(MODEL)/entity.int8.onnx
+setup: $(VENV)/.installed $(MODEL)/model.int8.onnx $(MODEL)/model.onnx
 
 EXTRAS := train,stream,api,dashboards,dev
 
 # the fp32 and int8 ONNX graphs are built from the committed fp16 weights (about 10 s), not
 # committed: it keeps the repository under 48 MiB. The int8 path rechecks near-ties with the fp32 one.
-$(MODEL)/model.int8.onnx $(MODEL)/model.onnx &: $(VENV)/.installed $(MODEL)/model.safetensors
+# Both graphs also output the encoder's token states, which the per-entity head reads (no second pass).
+$(MODEL)/model.int8.onnx $(MODEL)/model.onnx &: $(VENV)/.installed $(MODEL)/model.safetensors models/export.py
 	$(PY) -m finsent.cli export --model $(MODEL)
-
-# the per-entity sentiment graph (frozen encoder + target-aware head), from committed weights too;
-# `finsent export` builds it on a fresh clone, this rule on a checkout that predates the head
-$(MODEL)/entity.onnx $(MODEL)/entity.int8.onnx &: $(VENV)/.installed $(MODEL)/model.safetensors $(MODEL)/entity_head.safetensors
-	$(PY) -m models.entity_sentiment export --model $(MODEL)
 
 # installs exactly the locked versions (requirements.lock is a pip constraints file)
 $(VENV)/.installed: pyproject.toml requirements.lock

@@ -5,7 +5,7 @@
 
 An artifact is a directory holding `finsent.json` (version, labels, max length, temperatures,
 int8 recheck margin), the fp16 weights, the encoder config and the tokenizer; `finsent export`
-adds model.onnx / model.int8.onnx / entity.onnx beside them. This module is the one reader of
+adds model.onnx / model.int8.onnx (logits and token states) beside them. This module is the one reader of
 finsent.json (`read_meta_file`) and its one writer (`write_meta_file`), and it holds
 what every serving module shares: the default artifact, path lookup, the scored row's limits,
 the Prediction contract and the errors the runtime raises.

@@ -45,6 +45,10 @@ def build_engine(onnx_file: Path, directory: Path, fp16: bool = True) -> Path:
     if not parser.parse(Path(onnx_file).read_bytes()):
         errs = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse {onnx_file}: {errs}")
+    for i in reversed(range(network.num_outputs)):  # model.onnx also outputs last_hidden_state (the
+        t = network.get_output(i)                     # entity head's input): the engine serves the logits only
+        if t.name not in OUTPUTS:
+            network.unmark_output(t)
     config = builder.create_builder_config()
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
