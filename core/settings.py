@@ -73,9 +73,9 @@ class Settings(BaseSettings):
     detector_p: float = Field(1e-6, gt=0, lt=1)  # Poisson tail probability that opens an alert
     detector_warmup_s: float = Field(600.0, ge=0)  # before this much history a key is tested against the prior
     detector_cooldown_s: float = Field(600.0, ge=0)
-    stories: bool = False  # the worker assigns stories (core/stories.py) and the detector counts stories, not copies.
-    # Off by default: with it on, a two-worker rebalance test once left the remaining worker stalled (every input
-    # partition stuck for 145 s, /health degraded); not diagnosed (the assign path's one advisory lock is suspected).
+    stories: bool = True  # the worker assigns stories (core/stories.py) and the detector counts stories, not copies.
+    # (The stall once seen with it on in a two-worker rebalance was Faust's table recovery losing changelog records
+    # a fetch returned while the flow was stopped, not the stories: stream.kafka_compat.put_back; docs/stories.md.)
     # With the model the worker keeps ~0.92 of its rate; `finsent stories backfill` works either way
     detector_story_copy_weight: float = Field(0.1, ge=0, le=1)  # what a copy of a story already counted adds
     detector_story_copy_cap: float = Field(1.0, ge=0)  # all copies of one story together add at most this much

@@ -132,6 +132,23 @@ class FetchGuard:
             return []
 
 
+def put_back(consumer, records: dict) -> None:
+    """Seek each partition back to its first record fetched: they are read again, not lost.
+
+    A fetch waits up to its timeout for records; when a rebalance stops the flow meanwhile, Faust's
+    getmany drops what the fetch returns (it delivers nothing while the flow is stopped). An input
+    partition is sought to its committed offset afterwards, but a changelog partition is not: Recovery
+    seeks it to where it must start reading, and when the waiting fetch returned the records from that
+    very position before Recovery resumed the flow (its seek awaits the consumer thread; a busy event
+    loop widens the window), they were dropped and the partition went on after them. Recovery then
+    waited for ever for records it would never see: every stream paused, the survivor of a two-worker
+    rebalance stalled (issue 20). Records fetched while the flow is stopped are put back instead."""
+    assigned = consumer.assignment()
+    for tp, got in records.items():
+        if got and tp in assigned:  # a partition revoked meanwhile is its new owner's to read
+            consumer.seek(tp, got[0].offset)
+
+
 REFUSED_IN_REBALANCE = (CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError)
 
 
@@ -147,7 +164,11 @@ def guarded_transport(guard: FetchGuard, own_commits: frozenset[str] = frozenset
             if consumer._closed or fetcher._closed:
                 raise faust_kafka.ConsumerStoppedError()
             with fetcher._subscriptions.fetch_context():
-                return await guard.fetch(fetcher, consumer.assignment(), active_partitions, timeout, max_records)
+                records = await guard.fetch(fetcher, consumer.assignment(), active_partitions, timeout, max_records)
+            if records and not self.consumer.flow_active:
+                put_back(consumer, records)
+                return {}
+            return records
 
     class Consumer(faust_kafka.Consumer):
         """Faust's consumer, fetching through `guard`, with seeks that cannot lose records.
@@ -285,4 +306,4 @@ def guarded_transport(guard: FetchGuard, own_commits: frozenset[str] = frozenset
                 self._read_offset.update({tp: o for tp, o in self._seek_offsets.items() if tp in assigned})
                 log.info("records fetched before a seek were not delivered; re-reading from the committed offsets")
 
-    return type("GuardedTransport", (faust_kafka.Transport,), {"Consumer": Consumer})
+    return type("GuardedTransport", (faust_kafka.Transport,), {"Consumer": Consumer, "Thread": Thread})

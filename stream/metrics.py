@@ -61,5 +61,7 @@ def reason_kind(reason: str) -> str:
     if head in REASON_KINDS:
         return head
     return field if field in FIELDS else "other"
+RECOVERY_STUCK = Gauge("finsent_table_recovery_stuck",
+                       "1 while Faust's table recovery (every stream paused) has run longer than FINSENT_STALL_S")
 UNASSIGNED = Gauge("finsent_worker_unassigned",
                    "1 when this worker has had no input partition for longer than FINSENT_STALL_S (/health 503)")

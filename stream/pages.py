@@ -22,7 +22,8 @@ def problems(w: Worker) -> dict[str, str]:
                               ("fetch", w.guard.problem()), ("skipped", skipped(w)),
                               ("stalled", w.stall_watch.problem()),
                               ("watermark", w.detection.problem()), ("history", w.upkeep.problem()),
-                              ("consumer", w.unassigned_problem(time.monotonic()))) if v}
+                              ("consumer", w.unassigned_problem(time.monotonic())),
+                              ("recovery", w.recovery_problem(time.monotonic()))) if v}
 
 
 def register(w: Worker) -> None:

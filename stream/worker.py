@@ -10,6 +10,7 @@ import faust
 
 from core.settings import Settings
 from models.hotswap import ModelSwap
+from stream import metrics
 from stream.detection import Detection
 from stream.kafka_compat import FetchGuard, committed_offset
 from stream.lifecycle import Upkeep
@@ -53,6 +54,17 @@ class Worker:
                        for tp in consumer.assignment() if tp.topic in self.settings.input_topics)
         except Exception:  # noqa: BLE001 - no consumer yet: nothing known to lag
             return False
+
+    def recovery_problem(self, now: float) -> str:
+        """Faust pauses every stream while it recovers its tables from their changelogs: a recovery
+        running longer than the stall limit stops scoring and alerting (one that waited for ever for
+        changelog records a fetch had dropped stalled the survivor of a rebalance: issue 20)."""
+        recovery = getattr(getattr(self.app, "tables", None), "_recovery", None)  # never created here
+        started = getattr(recovery, "_recovery_started_at", None)  # monotonic, set by Faust's Recovery
+        stuck = bool(recovery is not None and recovery.in_recovery and started is not None
+                     and now - started > self.settings.stall_s)
+        metrics.RECOVERY_STUCK.set(1 if stuck else 0)
+        return f"table recovery running for {now - started:.0f} s, every stream paused" if stuck else ""
 
     def unassigned_problem(self, now: float) -> str:
         """A worker given no input partition for longer than the stall limit scores nothing: in a
