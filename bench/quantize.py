@@ -3,7 +3,7 @@ held-out real text, the near-tie recheck margin each needs for 99.5 % / 99.7 % a
 share of items that margin sends to fp32, and texts/s of the int8 graph alone and with the recheck.
 
     python bench/quantize.py [--model DIR] [--threads 2] [--calibration 512] [--speed-n 2048]
-                             [--candidates a,b,...] [--sensitivity] [--work DIR]
+                             [--candidates a,b,...] [--speed a,b] [--margins 0.15] [--sensitivity] [--work DIR]
 
 Texts (FINSENT_DATA_DIR, the shared training files): held out = the artifact's own dev split
 (models.data.stratified_split of the default sources, dev_fraction 0.1, seed 13, as training made
