@@ -97,13 +97,16 @@ def logits(path: Path, texts: list[str], tok, meta, threads: int) -> tuple[np.nd
 
 def build(name: str, recipe: Recipe, fp32: Path, work: Path, feeds) -> Path:
     out = work / f"{name}.onnx"
-    if out.exists():
+    if out.exists() and out.stat().st_mtime > fp32.stat().st_mtime:  # built from this fp32 graph
         return out
     if recipe.method == "dynamic":
         return quantize_dynamic_graph(fp32, out, recipe)
     if recipe.method == "smooth":
         return quantize_dynamic_graph(smooth(fp32, work / f"{name}.fp32.onnx", feeds, recipe.alpha), out, recipe)
-    return quantize_static_graph(fp32, out, feeds, recipe, cache=work / f"ranges-{recipe.method}.json")
+    cache = work / f"ranges-{recipe.method}.json"  # one calibration per method, reused while fp32 is unchanged
+    if cache.exists() and cache.stat().st_mtime < fp32.stat().st_mtime:
+        cache.unlink()
+    return quantize_static_graph(fp32, out, feeds, recipe, cache=cache)
 
 
 def speed(paths: dict[str, tuple[Path, tuple[float, ...]]], fp32: Path, texts, tok, meta, threads: int,
@@ -145,7 +148,7 @@ def sensitivity(fp32: Path, work: Path, ref, held, tok, meta, threads: int, cons
         t.add_column(col, justify="right")
     for g, names in groups.items():
         out = work / f"only-{g.replace(' ', '_').replace('(', '').replace(')', '')}.onnx"
-        if not out.exists():
+        if not out.exists() or out.stat().st_mtime < fp32.stat().st_mtime:
             quantize_dynamic_graph(fp32, out, Recipe("dynamic", True, ALL_OPS, tuple(n for n in quantisable if n not in names)))
         got = logits(out, held, tok, meta, threads)
         flips = [int((r.argmax(1) != q.argmax(1)).sum()) for r, q in zip(ref, got)]

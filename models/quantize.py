@@ -33,11 +33,11 @@ import numpy as np
 
 from models.runtime import length_buckets, pad_chunk, top2_margin
 
-log = logging.getLogger(__name__)
-
-# op types the shipped recipe quantises; EmbedLayerNormalization and Gemm (the heads) stay fp32
-ENCODER_OPS = ("Attention", "MatMul")  # the heads' Gemm still becomes MatMul and is quantised: exclude "_head/"
+# op types quantised: every one with an int8 kernel in this graph (the shipped recipe), or the
+# encoder's only; with ENCODER_OPS the quantiser still rewrites the heads' Gemm as MatMul and
+# quantises it: exclude "_head/" to keep the heads fp32 (Recipe.exclude)
 ALL_OPS = ("Attention", "MatMul", "Gemm", "EmbedLayerNormalization")
+ENCODER_OPS = ("Attention", "MatMul")
 STATIC_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -48,13 +48,12 @@ class Recipe:
 
     method: str = "dynamic"  # dynamic | minmax | percentile | entropy | smooth (smooth, then dynamic)
     per_channel: bool = True
-    op_types: tuple[str, ...] = ENCODER_OPS
+    op_types: tuple[str, ...] = ALL_OPS
     exclude: tuple[str, ...] = ()  # node names, or substrings of node names ("layer.0/", "output/dense")
     alpha: float = 0.5  # method "smooth": SmoothQuant's migration strength
 
 
-ENCODER_ONLY = Recipe()
-SHIPPED = Recipe("dynamic", True, ALL_OPS)  # = models/export.py quantize_int8 as of issue 21
+SHIPPED = Recipe()  # the same graph as models/export.py quantize_int8 (issue 21 found none faster as shipped)
 
 
 def calibration_batches(texts: Sequence[str], tokenizer, max_batch: int = 16) -> list[dict[str, np.ndarray]]:
@@ -243,7 +242,7 @@ def _tmpdir() -> tempfile.TemporaryDirectory:
 
 
 def smooth(src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], alpha: float = 0.5,
-           op_types: tuple[str, ...] = ENCODER_OPS) -> Path:
+           op_types: tuple[str, ...] = ALL_OPS) -> Path:
     """An fp32 graph equal to `src` (up to float rounding) whose matrix products see smoother
     inputs: before each Attention / MatMul with a constant weight W, x → x / s (a Mul node) and
     W → diag(s) W, with s_j = max|x_j|^alpha / max|W_j|^(1 - alpha) from the calibration feeds. A few
