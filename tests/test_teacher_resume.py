@@ -12,12 +12,8 @@ import pytest
 import torch
 
 from models.teacher import TeacherConfig, TeacherRun, trainable_schedule, train_teacher
+from tests.test_train import tiny_sources
 
-NEG = ["{} shares plunge after profit warning", "{} misses estimates and stock tanks", "{} cuts guidance as shares slide"]
-POS = ["{} beats estimates and shares soar", "{} raises dividend after record profit", "{} stock jumps on strong sales"]
-TOPIC = {"dividend": "{} declares quarterly dividend", "ipo": "{} prices IPO above range",
-         "earnings": "{} reports third-quarter earnings"}
-COS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark"]
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +34,7 @@ def encoder_dir(tmp_path_factory):
 
 
 def sources(tmp_path):
-    sent = tmp_path / "sent.csv"
-    sent.write_text("text,label\n" + "".join(f"{t.format(c)},0\n" for t in NEG for c in COS)
-                    + "".join(f"{t.format(c)},1\n" for t in POS for c in COS))
-    topic = tmp_path / "topic.jsonl"
-    topic.write_text("".join(json.dumps({"text": t.format(c), "label": k}) + "\n" for k, t in TOPIC.items() for c in COS))
-    return [f"sentiment:csv:{sent}:twitter-sentiment:MIT", f"topic:jsonl:{topic}::MIT"]
+    return tiny_sources(tmp_path, licence="MIT")
 
 
 def config(tmp_path, encoder_dir, name, **kw):

@@ -14,13 +14,16 @@ TOPIC = {"dividend": "{} declares quarterly dividend", "ipo": "{} prices IPO abo
          "earnings": "{} reports third-quarter earnings"}
 
 
-def tiny_sources(tmp_path):
+def tiny_sources(tmp_path, licence: str = ""):
+    """A tiny sentiment CSV and topic JSONL as --source specs (with `licence` named, if given)."""
     cos = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Stark"]
     sent = tmp_path / "sent.csv"
     sent.write_text("text,label\n" + "".join(f"{t.format(c)},0\n" for t in NEG for c in cos)
                     + "".join(f"{t.format(c)},1\n" for t in POS for c in cos))
     topic = tmp_path / "topic.jsonl"
     topic.write_text("".join(json.dumps({"text": t.format(c), "label": k}) + "\n" for k, t in TOPIC.items() for c in cos))
+    if licence:
+        return [f"sentiment:csv:{sent}:twitter-sentiment:{licence}", f"topic:jsonl:{topic}::{licence}"]
     return [f"sentiment:csv:{sent}:twitter-sentiment", f"topic:jsonl:{topic}"]
 
 
