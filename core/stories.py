@@ -209,13 +209,16 @@ CROSS JOIN LATERAL (SELECT story_id, novel, copies FROM scored_event e
                     WHERE e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
                       AND e.story_id IS NOT NULL OFFSET 0) e"""
 
-# the batch's band keys as one array: one index-only scan of story_key's primary key (PostgreSQL's
-# B-tree takes `= ANY(array)` itself, one descent per key, no executor node per key); then the story
-# row of each hit by its primary key (LATERAL ... OFFSET 0: a probe per hit, never a join over `story`)
-CANDIDATES_SQL = """SELECT b.band, b.story_id, b.first_at, b.day, s.copies, s.keys
-FROM (SELECT band, slot, story_id, first_at, day FROM story_key
-      WHERE band = ANY($1::bigint[]) AND first_at >= $2 AND first_at <= $3 OFFSET 0) b
-CROSS JOIN LATERAL (SELECT copies, keys FROM story WHERE slot = b.slot AND story_id = b.story_id OFFSET 0) s"""
+# the batch's band keys as one array: one index scan of story_key's primary key (PostgreSQL's B-tree
+# takes `= ANY(array)` itself, one descent per key, no executor node per key); then the story row of
+# each story hit, once per story (a copy hits its story with 3-12 keys: one probe per key read the
+# same row up to 12 times), by its primary key (LATERAL ... OFFSET 0: a probe, never a join over `story`)
+CANDIDATES_SQL = """WITH b AS MATERIALIZED (
+    SELECT band, slot, story_id, first_at, day FROM story_key
+    WHERE band = ANY($1::bigint[]) AND first_at >= $2 AND first_at <= $3),
+s AS MATERIALIZED (SELECT d.slot, d.story_id, x.copies, x.keys FROM (SELECT DISTINCT slot, story_id FROM b) d
+      CROSS JOIN LATERAL (SELECT copies, keys FROM story WHERE slot = d.slot AND story_id = d.story_id OFFSET 0) x)
+SELECT b.band, b.story_id, b.first_at, b.day, s.copies, s.keys FROM b JOIN s USING (slot, story_id)"""
 
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
 SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,
@@ -242,6 +245,20 @@ FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[], $
 WHERE e.source = u.source AND e.id = u.id AND e.published_at = u.published_at"""
 
 
+def _shift(sql: str, by: int) -> str:
+    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", sql)
+
+
+# the batch's three writes in one statement (one round trip instead of three; each part touches its
+# own table, so running them under one snapshot changes nothing): story rows, new band keys (empty
+# arrays when none), the scored_event rows' story columns
+WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL}),
+key_up AS ({_shift(BAND_INSERT_SQL, 9)})
+{_shift(EVENT_UPDATE_SQL, 14)}"""
+LOCK_SQL = ("SELECT set_config('max_parallel_workers_per_gather', '0', true), "  # a handful of index probes:
+            "pg_advisory_xact_lock($1)")  # parallel workers for them cost more than the scan
+
+
 class Stories:
     """Assigns stories against the shared index on an asyncpg connection (see the module text)."""
 
@@ -257,9 +274,7 @@ class Stories:
         if not items:
             return []
         bands = self._bands(items)
-        # a handful of index probes: starting parallel workers for them costs more than the scan
-        await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_ID)
+        await conn.execute(LOCK_SQL, LOCK_ID)
         done = {(r["source"], r["id"], r["published_at"]): Assignment(r["source"], r["id"], r["published_at"],
                                                                       r["story_id"], r["novel"], r["copies"])
                 for r in await conn.fetch(REPLAYED_SQL, *_columns(items))}
@@ -326,11 +341,12 @@ class _Plan:
         self.meta[story_id] = (first_at, day)
 
     def add(self, it: Item, bands: list[int]) -> Assignment:
-        t, names = it.published_at, names_of(it.text, it.keys)
+        t, names, own = it.published_at, names_of(it.text, it.keys), set(bands)
+        lo, hi, by_band = t - self.cfg.horizon, t + self.cfg.skew, self.by_band
         hits: dict[str, int] = {}
-        for b in set(bands):
-            for sid, first_at, _ in self.by_band.get(b, ()):
-                if t - self.cfg.horizon <= first_at <= t + self.cfg.skew:
+        for b in own:
+            for sid, first_at, _ in by_band.get(b, ()):
+                if lo <= first_at <= hi:
                     hits[sid] = hits.get(sid, 0) + 1
         best = min((s for s, n in hits.items() if n >= self.cfg.need and compatible(names, self.names[s])),
                    key=lambda s: (-hits[s], self.meta[s][0], s), default=None)
@@ -340,16 +356,15 @@ class _Plan:
             self.copies[best] = 0
             self.names[best] = names
         first_at, day = self.meta[best]
-        slot = slot_of(day)
+        slot, expired, holder = slot_of(day), first_at - self.cfg.horizon, [(best, first_at, day)]
         # its band keys that no live story has yet point to this story too (a key another story
         # holds stays that story's, the first to have it, until that story is past the horizon)
-        for b in sorted(set(bands)):
-            holders = self.by_band.get(b, ())
-            if all(f < first_at - self.cfg.horizon for _, f, _ in holders):
-                self.by_band[b] = [(best, first_at, day)]
+        for b in own:
+            if all(f < expired for _, f, _ in by_band.get(b, ())):
+                by_band[b] = holder
                 self.new_bands[b] = (slot, b, best, day, first_at)
         self.copies[best] += 1
-        st = self.stories.setdefault(best, [slot_of(day), day, first_at, t, it.source, sorted(self.names[best]), 0, []])
+        st = self.stories.setdefault(best, [slot, day, first_at, t, it.source, sorted(self.names[best]), 0, []])
         st[3], st[6] = max(st[3], t), st[6] + 1
         if it.source not in st[7]:
             st[7].append(it.source)
@@ -361,11 +376,9 @@ class _Plan:
         us = "\x1f"
         rows = [(st[0], sid, st[1], st[2], st[3], st[4], us.join(st[5]), st[6], us.join(st[7][:MAX_SOURCES]))
                 for sid, st in self.stories.items()]
-        await conn.execute(STORY_UPSERT_SQL, *map(list, zip(*rows)))
-        if self.new_bands:
-            await conn.execute(BAND_INSERT_SQL, *map(list, zip(*self.new_bands.values())))
+        keys = list(map(list, zip(*self.new_bands.values()))) or [[]] * 5
         ev = self.events
-        await conn.execute(EVENT_UPDATE_SQL, [a.source for a in ev], [a.id for a in ev],
+        await conn.execute(WRITE_SQL, *map(list, zip(*rows)), *keys, [a.source for a in ev], [a.id for a in ev],
                            [a.published_at for a in ev], [a.story_id for a in ev], [a.novel for a in ev],
                            [a.copies for a in ev])
 

@@ -1,0 +1,88 @@
+"""Stories (core/stories.py) on the real Postgres: the batch's writes (story rows, new band keys,
+the scored_event story columns) go in one statement, and the candidate read fetches each story
+row once, however many of the batch's keys hit it. These check that nothing of a batch's
+decisions is lost or mixed up by either: a batch that brings no new key, and one batch hitting
+two stories with many keys each."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import asyncpg
+import pytest
+
+from core import stories as st
+from core.events import store_scored
+from core.pg import libpq_dsn
+
+T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
+
+
+def row(i: int, at: datetime, source: str = "wire") -> tuple:
+    return (source, f"w{i}", at, f"headline {i}", None, None, "en", [], at, at, "M&A", 0.9, "negative",
+            0.8, 0.1, 0.1, -0.7, "v-test", False)
+
+
+@pytest.fixture(scope="module")
+def dsn(postgres):
+    from tests.conftest import new_database
+
+    return libpq_dsn(new_database(postgres, "stw"))
+
+
+async def assign(dsn: str, batch: list[tuple[tuple, list[int]]]) -> dict[str, st.Assignment]:
+    """Store and assign (row, its band keys) pairs in one transaction, as the worker does."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await store_scored(conn, [r for r, _ in batch])
+            got = await st.Stories().assign(conn, [st.Item(r[0], r[1], r[2], r[3], (), tuple(b)) for r, b in batch])
+        return {a.id: a for a in got}
+    finally:
+        await conn.close()
+
+
+async def fetch(dsn: str, query: str, *args) -> list[tuple]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [tuple(r) for r in await conn.fetch(query, *args)]
+    finally:
+        await conn.close()
+
+
+def keys(base: int) -> list[int]:
+    return [base + k for k in range(st.BANDS)]
+
+
+async def test_a_batch_of_copies_that_bring_no_new_key_is_still_written(dsn):
+    a = keys(70_000)
+    await assign(dsn, [(row(1, T0), a)])
+    got = await assign(dsn, [(row(2, T0 + timedelta(minutes=1), "social"), a),
+                             (row(3, T0 + timedelta(minutes=2), "reuters"), a[::-1])])
+    assert [(got[i].story_id, got[i].novel, got[i].copies) for i in ("w2", "w3")] == [("w1", False, 2),
+                                                                                        ("w1", False, 3)]
+    assert await fetch(dsn, "SELECT id, story_id, novel, copies FROM scored_event WHERE id = ANY($1) ORDER BY id",
+                       ["w1", "w2", "w3"]) == [("w1", "w1", True, 1), ("w2", "w1", False, 2), ("w3", "w1", False, 3)]
+    story = await fetch(dsn, "SELECT copies, sources FROM story WHERE story_id = 'w1'")
+    assert story[0][0] == 3 and sorted(story[0][1]) == ["reuters", "social", "wire"]
+    assert await fetch(dsn, "SELECT count(*), min(story_id), max(story_id) FROM story_key WHERE band = ANY($1)",
+                       a) == [(st.BANDS, "w1", "w1")]
+
+
+async def test_one_batch_hitting_two_stories_with_many_keys_keeps_each_storys_counts(dsn):
+    p, q = keys(80_000), keys(81_000)
+    await assign(dsn, [(row(10, T0), p), (row(11, T0 + timedelta(seconds=1)), q)])
+    q_rewrite = q[: st.BANDS // 2] + keys(82_000)[: st.BANDS - st.BANDS // 2]  # half its keys new
+    p_short = p[: st.MIN_BANDS] + keys(83_000)[: st.BANDS - st.MIN_BANDS]  # just enough keys equal
+    got = await assign(dsn, [(row(12, T0 + timedelta(minutes=1)), p), (row(13, T0 + timedelta(minutes=2)), q_rewrite),
+                             (row(14, T0 + timedelta(minutes=3)), p_short),
+                             (row(15, T0 + timedelta(minutes=4)), keys(84_000))])
+    assert [(got[i].story_id, got[i].copies) for i in ("w12", "w13", "w14", "w15")] == [
+        ("w10", 2), ("w11", 2), ("w10", 3), ("w15", 1)]
+    assert await fetch(dsn, "SELECT story_id, copies FROM story WHERE story_id = ANY($1) ORDER BY 1",
+                       ["w10", "w11", "w15"]) == [("w10", 3), ("w11", 2), ("w15", 1)]
+    # the rewrite's new keys point to its story, the keys it shared stay with it; a copy's new keys join its story
+    held = dict(await fetch(dsn, "SELECT band, story_id FROM story_key WHERE band = ANY($1)",
+                            q_rewrite + p_short + keys(84_000)))
+    assert {held[b] for b in q_rewrite} == {"w11"} and {held[b] for b in p_short} == {"w10"}
+    assert {held[b] for b in keys(84_000)} == {"w15"}
