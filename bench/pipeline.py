@@ -9,7 +9,9 @@
 
 Phases (each on fresh topics and a fresh database, so one cannot help the next):
 1. bare runtime: the worker's Scorer in this process on the same texts (texts/s, batch 64,
-   the worker's thread count) — the model alone, the number the pipeline is compared with;
+   the worker's threads: stream.app.scorer_threads) — the model alone; and bare `finsent predict`
+   on the same texts as shipped (the number the target compares with; `--quick`: that one only;
+   `--predict-as-worker`: also predict with the worker's thread scheme);
 2. full-rate replay of N messages: msgs/s from the first send to the last row stored
    (`stored_at`, set by Postgres at insert), with the worker(s) already warm;
 3. paced replay at half that rate with planted surges: produce→row latency p50/p99
@@ -53,7 +55,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from core.pg import migrate  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from finsent.services import Kafka, Postgres, WorkerProcess, free_port, wait_for, worker_env  # noqa: E402
-from stream.app import usable_cpus  # noqa: E402
+from stream.app import scorer_threads, usable_cpus  # noqa: E402
 from stream.feed import produce  # noqa: E402
 from stream.simulate import Surge, feed  # noqa: E402
 from stream.topics import ensure_topics  # noqa: E402
@@ -146,10 +148,10 @@ class Run:
             w.stop()
 
 
-def bare_rate(texts: list[str], threads: int) -> float:
+def bare_rate(texts: list[str], threads: int, workers: int = 1) -> float:
     from models.runtime import Scorer
 
-    scorer = Scorer.from_artifact(max_batch=64, threads=threads)
+    scorer = Scorer.from_artifact(max_batch=64, threads=threads, workers=workers)
     scorer.predict(texts[:64])
     t0 = time.perf_counter()
     for i in range(0, len(texts), 64):
@@ -157,17 +159,18 @@ def bare_rate(texts: list[str], threads: int) -> float:
     return len(texts) / (time.perf_counter() - t0)
 
 
-def predict_rate(texts: list[str], entities: bool = True) -> float:
+def predict_rate(texts: list[str], entities: bool = True, **scorer_args) -> float:
     """`finsent predict` on a file, as the CLI runs it (models.predict_file: the CLI's Scorer with
     ONNX Runtime's own thread count, 1,024-row chunks, and by default the entities: linking and
-    the per-entity head, as the worker does); `entities=False`: `finsent predict --no-entities`."""
+    the per-entity head, as the worker does); `entities=False`: `finsent predict --no-entities`;
+    `scorer_args` (threads, workers): another thread scheme than the CLI's."""
     import orjson
 
     from models.entities import Directory, Linker
     from models.predict_file import predict_file
     from models.runtime import Scorer
 
-    scorer = Scorer.from_artifact()
+    scorer = Scorer.from_artifact(**scorer_args)
     linker = Linker(Directory.configured(Settings().symbols_file)) if entities else False
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in.jsonl", Path(tmp) / "out.jsonl"
@@ -175,9 +178,14 @@ def predict_rate(texts: list[str], entities: bool = True) -> float:
         warm = Path(tmp) / "warm.jsonl"
         warm.write_bytes(b"".join(orjson.dumps({"text": t}) + b"\n" for t in texts[:64]))
         predict_file(scorer, warm, dst, linker=linker, min_relevance=Settings().entity_min_relevance)
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         predict_file(scorer, src, dst, linker=linker, min_relevance=Settings().entity_min_relevance)
-        return len(texts) / (time.perf_counter() - t0)
+        rate = len(texts) / (time.perf_counter() - t0)
+        PREDICT_CPU_MS.append((time.process_time() - c0) / len(texts) * 1e3)
+        return rate
+
+
+PREDICT_CPU_MS: list[float] = []  # CPU ms per text of each predict_rate run, in order
 
 
 def cpu_of(kafka: Kafka, pg: Postgres, workers: list) -> dict[str, float]:
@@ -286,6 +294,9 @@ def main() -> None:
     ap.add_argument("--paced-s", type=float, default=40.0, help="seconds of paced traffic")
     ap.add_argument("--texts-from", type=Path, help="real texts from these training files (bench/texts.py)")
     ap.add_argument("--full-only", action="store_true", help="stop after the full-rate replay")
+    ap.add_argument("--quick", action="store_true", help="of the bare runs, only `finsent predict` as shipped")
+    ap.add_argument("--predict-as-worker", action="store_true",
+                    help="also time `finsent predict` with the worker's thread scheme (stream.app.scorer_threads)")
     args = ap.parse_args()
     null = args.scorer == "null"
     tmp = Path(tempfile.mkdtemp(prefix="finsent-bench-"))
@@ -294,7 +305,7 @@ def main() -> None:
     try:
         kafka.start()
         pg.start()
-        threads = Settings().ort_threads or usable_cpus()  # as the worker chooses them
+        threads, workers = scorer_threads(Settings())  # as the worker chooses them
         full = list(feed(args.n + 500, 1, start=datetime.now(timezone.utc), spacing_s=0.001, prefix="full"))
         if args.texts_from:
             from bench.texts import realistic_mix
@@ -305,15 +316,23 @@ def main() -> None:
                 e.pop("tickers", None)  # the worker finds the cashtags in the text
             rows.append(("texts", f"real: {len(set(real)):,} distinct tweets/PhraseBank sentences, "
                                   f"{np.mean([len(t) for t in real]):.0f} chars on average"))
+        scheme = f"{threads} ONNX thread(s) per run, {workers} run(s) at once"
+        bare = cli_model = cli_worker = None
         if not null:
-            bare = bare_rate([e["text"] for e in full[:3000]], threads)
-            rows.append(("bare runtime (in-process Scorer, batch 64, "
-                         f"{threads} ONNX thread(s))", f"{bare:,.0f} texts/s"))
-            cli = predict_rate([e["text"] for e in full[:3000]])
+            sample = [e["text"] for e in full[:3000]]
+            if not args.quick:
+                bare = bare_rate(sample, threads, workers)
+                rows.append((f"bare runtime (in-process Scorer, batch 64, {scheme})", f"{bare:,.0f} texts/s"))
+            cli = predict_rate(sample)
             rows.append(("bare `finsent predict` as shipped (model + entities, 1,024-row chunks, ORT's default "
-                         "threads)", f"{cli:,.0f} texts/s"))
-            cli_model = predict_rate([e["text"] for e in full[:3000]], entities=False)
-            rows.append(("bare `finsent predict --no-entities` (the model alone)", f"{cli_model:,.0f} texts/s"))
+                         "threads)", f"{cli:,.0f} texts/s, {PREDICT_CPU_MS[-1]:.2f} ms CPU per text"))
+            if args.predict_as_worker:
+                cli_worker = predict_rate(sample, threads=threads, workers=workers)
+                rows.append((f"bare `finsent predict`, the worker's threads ({scheme})",
+                             f"{cli_worker:,.0f} texts/s, {PREDICT_CPU_MS[-1]:.2f} ms CPU per text"))
+            if not args.quick:
+                cli_model = predict_rate(sample, entities=False)
+                rows.append(("bare `finsent predict --no-entities` (the model alone)", f"{cli_model:,.0f} texts/s"))
 
         # 2. full rate
         run = Run(kafka, pg, tmp, null, **fast)
@@ -336,9 +355,16 @@ def main() -> None:
             rows.append((f"CPU during the replay: {part}", f"{used:,.1f} s ({used / budget:.0%} of the machine)"))
         rows.append((f"end-to-end, full-rate replay of {args.n:,} msgs, {args.workers} worker(s)", f"{e2e:,.0f} msgs/s"))
         if not null:
-            rows.append(("ratio end-to-end / bare runtime (model alone, the worker's threads)", f"{e2e / bare:.2f}"))
+            rows.append((f"worker CPU per message (ms), {scheme}",
+                         f"{(cpu1['worker'] - cpu0['worker']) / args.n * 1e3:.2f}"))
+            if bare:
+                rows.append(("ratio end-to-end / bare runtime (model alone, the worker's threads)", f"{e2e / bare:.2f}"))
             rows.append(("ratio end-to-end / bare `finsent predict` (target ≥ 0.8 on real text)", f"{e2e / cli:.2f}"))
-            rows.append(("ratio end-to-end / bare `finsent predict --no-entities`", f"{e2e / cli_model:.2f}"))
+            if cli_worker:
+                rows.append(("ratio end-to-end / bare `finsent predict` with the worker's threads", f"{e2e / cli_worker:.2f}"))
+            if cli_model:
+                rows.append(("ratio end-to-end / bare `finsent predict --no-entities`", f"{e2e / cli_model:.2f}"))
+        rows.append(("load average (1 min) at the end of the replay", f"{os.getloadavg()[0]:.1f}"))
         if spy:
             spy.join(60)
         run.stop()

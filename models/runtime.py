@@ -14,6 +14,13 @@ Batching: tokenise the whole call once with the fast tokenizer, sort by length, 
 chunks of at most `max_batch` texts whose padding stays under `MAX_PAD_WASTE` of the real
 tokens, pad each chunk only to its own longest text (a tweet is never padded to 512).
 
+Threads: `threads` is ONNX Runtime's intra-op threads per graph (0: ORT's default); `workers`
+runs that many chunks of one call at once, each in its own thread (ONNX Runtime's `run` is
+thread-safe and releases the GIL), longest chunk first. On a machine whose cores are shared
+with other processes (the worker's broker and Postgres), `threads=1, workers=<cores>` wastes
+less than `threads=<cores>`: one ORT run never waits at an intra-op barrier for a thread that
+another process holds off the core (measured in docs/stream.md, "Threads").
+
 Room: serving (loads a built artifact and scores; torch only for the reference backend).
 See models/README.md. The artifact's metadata, errors and Prediction live in models/artifact.py
 (torch-free) and are re-exported here.
@@ -32,6 +39,7 @@ from models.artifact import (DEFAULT_ARTIFACT, SENTIMENTS, TOPIC_MAX_CHARS, VERS
                              resolve_artifact, storage_problem, validate_texts)
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 from models.entity_inputs import HIDDEN_OUTPUT
 from models.entity_inputs import INT8_RECHECK_MARGIN as ENTITY_RECHECK_MARGIN
@@ -120,6 +128,7 @@ class RecheckedBackend:
     def __init__(self, fast: Backend, exact: Backend, margin: float):
         self.fast, self.exact, self.margin = fast, exact, margin
         self.rows = self.rechecked = 0
+        self._count = threading.Lock()  # chunks may run in parallel (Scorer.workers)
         self.states = getattr(fast, "states", False) and getattr(exact, "states", False)
 
     def infer(self, input_ids, attention_mask):
@@ -133,9 +142,10 @@ class RecheckedBackend:
 
     def _recheck(self, input_ids, attention_mask, topic, sentiment, hidden=None, exact=None):
         redo = np.flatnonzero(np.minimum(top2_margin(topic), top2_margin(sentiment)) < self.margin)
-        self.rows += len(input_ids)
-        if redo.size:
+        with self._count:
+            self.rows += len(input_ids)
             self.rechecked += int(redo.size)
+        if redo.size:
             width = int(attention_mask[redo].sum(1).max())  # padding is on the right
             cut = (np.ascontiguousarray(input_ids[redo, :width]), np.ascontiguousarray(attention_mask[redo, :width]))
             topic, sentiment = topic.copy(), sentiment.copy()
@@ -257,9 +267,12 @@ class Scorer:
     """Tokenise once, length-bucket, one backend call per chunk, predictions in input order."""
 
     def __init__(self, backend: Backend, tokenizer: Tokenizer, meta: Meta, max_batch: int = 64,
-                 directory: Path | None = None, precision: str = "fp32", threads: int = 0):
+                 directory: Path | None = None, precision: str = "fp32", threads: int = 0, workers: int = 1):
         self.backend, self.tokenizer, self.meta, self.max_batch = backend, tokenizer, meta, max_batch
         self.threads = threads  # ONNX Runtime intra-op threads of an extra fp32 graph too (0: ORT's default)
+        self.workers = max(1, int(workers))  # chunks of one call run at once (module docstring, "Threads")
+        self._pool: ThreadPoolExecutor | None = None  # started on the first call with several chunks
+        self._pool_lock = threading.Lock()
         self.precision = precision  # of the item graph; an int8 one gives int8-derived token states
         self.directory = directory  # the artifact, for the per-entity head (loaded on first use)
         self._entity_backend = None  # torch scorers: TorchEntityBackend; else the numpy head
@@ -279,16 +292,18 @@ class Scorer:
     @classmethod
     def from_artifact(cls, directory: Path | str = DEFAULT_ARTIFACT, backend: str = "onnx", precision: str = "auto",
                       device: str = "cpu", max_batch: int = 64, threads: int = 0,
-                      recheck_margin: float | None = None) -> Scorer:
+                      recheck_margin: float | None = None, workers: int = 1) -> Scorer:
         """recheck_margin (int8 only): rescore near-ties with the fp32 graph (RecheckedBackend);
-        None takes the artifact's own `int8_recheck_margin`, 0 runs the int8 graph alone."""
+        None takes the artifact's own `int8_recheck_margin`, 0 runs the int8 graph alone.
+        workers: chunks of one call run at once (ONNX Runtime on the CPU only; else 1)."""
         directory = resolve_artifact(directory)
         meta = Meta.load(directory)
         margin = meta.int8_recheck_margin if recheck_margin is None else recheck_margin
         precision = resolve_precision(directory, backend, precision, device)
+        workers = workers if backend == "onnx" and device == "cpu" else 1
         return cls(make_backend(directory, backend, precision, device, threads, margin),
                    Tokenizer(directory, meta.max_length), meta, max_batch, directory=directory, precision=precision,
-                   threads=threads)
+                   threads=threads, workers=workers)
 
     def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         errors = validate_texts(texts)
@@ -297,14 +312,32 @@ class Scorer:
         ids, truncated = self.tokenizer.encode(list(texts))
         topic = np.zeros((len(ids), len(self.meta.topics)), np.float32)
         sent = np.zeros((len(ids), len(self.meta.sentiments)), np.float32)
-        for chunk in length_buckets([len(x) for x in ids], self.max_batch):
-            if self.states is None:
-                topic[chunk], sent[chunk] = self.infer_ids([ids[i] for i in chunk])
-                continue
-            topic[chunk], sent[chunk], hidden, exact = self.infer_ids([ids[i] for i in chunk], states=True)
-            for r, i in enumerate(chunk):  # copied out of the padded chunk: the cache holds real tokens only
-                self.states.put(texts[i], np.ascontiguousarray(hidden[r, :len(ids[i])]), bool(exact[r]))
+        chunks = length_buckets([len(x) for x in ids], self.max_batch)
+        states = self.states is not None
+        for chunk, out in zip(chunks, self._run_chunks(lambda c: self.infer_ids([ids[i] for i in c], states=states),
+                                                       chunks)):
+            topic[chunk], sent[chunk] = out[0], out[1]
+            if states:
+                hidden, exact = out[2], out[3]
+                for r, i in enumerate(chunk):  # copied out of the padded chunk: the cache holds real tokens only
+                    self.states.put(texts[i], np.ascontiguousarray(hidden[r, :len(ids[i])]), bool(exact[r]))
         return topic, sent, truncated
+
+    def _run_chunks(self, run, chunks: list[list[int]]) -> list:
+        """run(chunk) for every chunk, results in chunk order: one after another, or with `workers`
+        > 1, that many at once, the longest (last, as length_buckets sorts) submitted first so that
+        no long chunk is left to run alone at the end. An exception from any chunk is raised here."""
+        if self.workers == 1 or len(chunks) == 1:
+            return [run(c) for c in chunks]
+        pool = self._executor()
+        futures = {k: pool.submit(run, chunks[k]) for k in reversed(range(len(chunks)))}
+        return [futures[k].result() for k in range(len(chunks))]
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="finsent-scorer")
+            return self._pool
 
     def infer_ids(self, ids: list[list[int]], states: bool = False, backend=None):
         """Raw (topic, sentiment) logits of one chunk of token id lists (padded here), checked for
@@ -441,8 +474,9 @@ class Scorer:
         else:
             self.entity_reencoded += len(missing)
         ids, _ = self.tokenizer.encode(missing)
-        for chunk in length_buckets([len(x) for x in ids], self.max_batch):
-            _, _, hidden, fp32 = self.infer_ids([ids[i] for i in chunk], states=True, backend=backend)
+        chunks = length_buckets([len(x) for x in ids], self.max_batch)
+        runs = self._run_chunks(lambda c: self.infer_ids([ids[i] for i in c], states=True, backend=backend), chunks)
+        for chunk, (_, _, hidden, fp32) in zip(chunks, runs):
             for r, i in enumerate(chunk):
                 out[missing[i]] = (np.ascontiguousarray(hidden[r, :len(ids[i])]), bool(fp32[r]))
                 if self.states is not None:

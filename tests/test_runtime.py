@@ -1,6 +1,7 @@
 """Backend parity and runtime behaviour on the committed model (tolerances from models.export)."""
 
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -245,3 +246,64 @@ def test_check_raises_on_a_broken_backend(committed, backend, message):
 def test_check_accepts_a_well_formed_fake(committed):
     tokenizer, meta = committed
     Scorer(FakeBackend(), tokenizer, meta, max_batch=1).check()  # uniform but valid distributions
+
+
+# --- chunks run at once (Scorer.workers: the worker's default, stream.app.scorer_threads) ---
+
+def test_parallel_chunks_give_the_serial_answers_in_input_order(artifact, real_texts):
+    """Same chunks, same graph calls: the logits, the token states kept for the entity head and
+    the recheck counters are those of one chunk after another."""
+    texts = real_texts[:300]
+    serial = Scorer.from_artifact(artifact, max_batch=16, threads=1)
+    parallel = Scorer.from_artifact(artifact, max_batch=16, threads=1, workers=2)
+    want, got = serial.logits(texts), parallel.logits(texts)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert got[2] == want[2]
+    assert parallel.backend.rows == serial.backend.rows == len(texts)
+    assert parallel.backend.rechecked == serial.backend.rechecked > 0
+    for t in texts[::37]:
+        np.testing.assert_array_equal(parallel.states.get(t)[0], serial.states.get(t)[0])
+
+
+class MeetingBackend(FakeBackend):
+    """Every call waits until `parties` calls are inside at once (a barrier with a timeout), so a
+    scorer that runs its chunks one after another fails here; `bad_width` raises in that chunk."""
+
+    def __init__(self, parties=2, bad_width=None, error=None, timeout=10.0):
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=timeout)
+        self.bad_width, self.error_to_raise = bad_width, error
+
+    def infer(self, input_ids, attention_mask):
+        self.barrier.wait()
+        if input_ids.shape[1] == self.bad_width:
+            raise self.error_to_raise
+        return super().infer(input_ids, attention_mask)
+
+
+def test_workers_run_chunks_at_once_and_keep_input_order(committed):
+    tokenizer, meta = committed
+    texts = ["Fed holds", "Oil slides 4% as OPEC+ output talks stall and energy shares fall everywhere"] * 8
+    scorer = Scorer(MeetingBackend(parties=2), tokenizer, meta, max_batch=8, workers=2)
+    assert len(scorer.predict(texts)) == len(texts)  # two chunks (short, long), inside at the same time
+    one = Scorer(MeetingBackend(parties=2, timeout=0.5), tokenizer, meta, max_batch=8, workers=1)
+    with pytest.raises(threading.BrokenBarrierError):
+        one.predict(texts)  # one chunk at a time never meets the barrier
+
+
+class Panic(BaseException):
+    """Like pyo3's PanicException: not an Exception."""
+
+
+def test_a_failing_chunk_is_raised_from_a_parallel_call(committed):
+    """The worker isolates model errors by bisection and stops on a panic: an error in a chunk
+    run on the scorer's pool must reach the caller as itself, never a partial answer."""
+    tokenizer, meta = committed
+    texts = ["Fed holds", "Oil slides 4% as OPEC+ output talks stall and energy shares fall everywhere"] * 8
+    long_width = max(len(x) for x in tokenizer.encode(texts)[0])
+    for error in (ValueError("bad chunk"), Panic("tokenizer panic")):
+        scorer = Scorer(MeetingBackend(parties=2, bad_width=long_width, error=error), tokenizer, meta,
+                        max_batch=8, workers=2)
+        with pytest.raises(type(error), match=str(error)):
+            scorer.predict(texts)
