@@ -147,8 +147,9 @@ def scorer_threads(settings: Settings) -> tuple[int, int]:
     FINSENT_ORT_THREADS=0 (default): one single-threaded run per usable CPU, each on its own
     chunk of the batch. The worker shares its cores with Postgres and the broker, and a
     two-thread run waits at every operator for the thread another process holds off its core:
-    on real text it cost 13-20 % more CPU per text than two one-thread runs (docs/stream.md,
-    "Threads"). N > 0: N intra-op threads and one chunk at a time (the earlier behaviour)."""
+    on real text under shared-core load it cost 12-22 % more CPU per text in the model alone and
+    9 % more per message in the worker than two one-thread runs (docs/stream.md, "Threads").
+    N > 0: N intra-op threads and one chunk at a time (the earlier behaviour)."""
     if settings.ort_threads:
         return settings.ort_threads, 1
     return 1, usable_cpus()
