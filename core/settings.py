@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     precision: Literal["auto", "fp32", "fp16", "int8"] = "auto"
     device: str = "cpu"  # cpu | cuda | cuda:N (torch and tensorrt backends; onnx uses CUDA EP when given)
     model_poll_s: float = Field(5.0, gt=0)  # how often the worker (and the API) look at MODEL_DIR/current
-    ort_threads: int = Field(0, ge=0)  # ONNX Runtime intra-op threads in the worker; 0 = one per CPU it may use
+    ort_threads: int = Field(0, ge=0)  # ONNX Runtime in the worker: N intra-op threads; 0 = one single-threaded run per CPU
     # (CPU affinity and the cgroup quota: stream.app.usable_cpus)
     max_batch: int = Field(128, ge=1, le=4096)
     max_wait_s: float = Field(0.25, gt=0, le=10)
