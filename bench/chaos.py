@@ -72,6 +72,7 @@ class Config:
     live_s: float = 240.0  # live traffic, faults injected in it
     live_rate: float = 20.0  # msgs/s
     calm_s: float = 75.0  # calm traffic after the live phase, so that every alert can resolve
+    calm_grace_s: float = 30.0  # at most this much more calm traffic while an alert is still open
     surges: int = 3  # in the live phase (one more is planted in the backlog)
     faults: tuple[str, ...] = FAULTS
     cluster: bool = False
@@ -98,6 +99,7 @@ class Report:
     offline_late: int = 0
     planted: list[str] = field(default_factory=list)
     open_at_end: list[str] = field(default_factory=list)
+    calm_extra_s: float = 0.0  # calm traffic past calm_s because an alert was still open
     faults: list[tuple[float, str, str]] = field(default_factory=list)  # (t, fault, detail)
     health_lies: list[tuple[float, float]] = field(default_factory=list)  # (t, stalled for) while /health 200
     longest_stall_s: float = 0.0
@@ -522,8 +524,18 @@ def run(cfg: Config, log=print) -> Report:
             report.faults.append((t, name, detail))
             log(f"  {t:6.1f} s  {name}: {detail}")
 
+        def alerts_open() -> bool:
+            try:
+                with psycopg.connect(dsn, connect_timeout=2) as c:
+                    return c.execute("SELECT count(*) FROM alert WHERE resolved_at IS NULL").fetchone()[0] > 0
+            except psycopg.Error:
+                return True  # not known: keep the calm traffic going (bounded by calm_grace_s)
+
         threads: list[threading.Thread] = []
-        while (elapsed := time.monotonic() - t_live) < cfg.live_s + cfg.calm_s:
+        # the calm phase lasts calm_s, and up to calm_grace_s more while an alert is still open: a
+        # resolve needs a final window back to normal, which the faults' stalls can push back
+        while (elapsed := time.monotonic() - t_live) < cfg.live_s + cfg.calm_s + cfg.calm_grace_s and (
+                elapsed < cfg.live_s + cfg.calm_s or alerts_open()):
             ts = datetime.now(timezone.utc)
             batch = [background(rng, ts, f"lv{tag}", n + i, texts) for i in range(int(cfg.live_rate))]
             n += len(batch)
@@ -548,6 +560,7 @@ def run(cfg: Config, log=print) -> Report:
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t_live - elapsed)))
         for th in threads:
             th.join(120)
+        report.calm_extra_s = max(0.0, time.monotonic() - t_live - cfg.live_s - cfg.calm_s)
         log(f"live phase done: {sent[0]} good messages produced")
 
         try:
@@ -617,6 +630,7 @@ def table(r: Report):
         ("planted surges alerted", f"{sum(f'ticker:{p}' in {k for k, _ in r.alerts} for p in r.planted)} / {len(r.planted)}",
          all(f"ticker:{p}" in {k for k, _ in r.alerts} for p in r.planted)),
         ("alerts open at the end", len(r.open_at_end), not r.open_at_end),
+        ("calm traffic past calm_s while an alert was open (s)", f"{r.calm_extra_s:.0f}", True),
         ("longest outside stall (s)", f"{r.longest_stall_s:.0f}", True),
         ("/health 200 while stalled > limit", len(r.health_lies), not r.health_lies),
         ("faults injected", len(r.faults), True),
