@@ -6,6 +6,11 @@ caller's transaction. A replayed batch therefore adds neither rows nor counts.
     async with conn.transaction():
         new = await store_scored(conn, rows, entities)   # tuples in COLUMNS / ENTITY_COLUMNS order
 
+With `stories` ({(source, id, published_at): (story id, novel, copies)}, from core.stories'
+assign run just before under its lock) the rows are inserted with their story columns set: one
+write per row. A row stored earlier without a story (stories were off) gets its columns by an
+UPDATE of just those rows; a row stored with one keeps it.
+
 Entity rows (event_entity, revision 0005: who each item is about) go in with the rows of the
 events really inserted, in the same statement. The ticker keys of an event are its `tickers`
 column (the worker writes there the entities at or above the relevance cut plus its cashtags
@@ -22,9 +27,11 @@ _cols = ", ".join(COLUMNS)
 ENTITY_COLUMNS = ("source", "event_id", "published_at", "ticker", "name", "relevance", "sentiment", "score",
                   "sentiment_from", "spans", "sources", "counted", "directory_version")
 _ecols = ", ".join(ENTITY_COLUMNS)
+STORY_COLUMNS = ("story_id", "novel", "copies")
+_scols = ", ".join(STORY_COLUMNS)
 
 CREATE_STAGE = f"""CREATE TEMP TABLE IF NOT EXISTS finsent_stage AS
-SELECT {_cols} FROM scored_event WITH NO DATA"""
+SELECT {_cols}, {_scols} FROM scored_event WITH NO DATA"""
 CREATE_ENTITY_STAGE = f"""CREATE TEMP TABLE IF NOT EXISTS finsent_entity_stage AS
 SELECT {_ecols} FROM event_entity WITH NO DATA"""
 
@@ -43,7 +50,7 @@ def _coarser(table: str, bucket: str) -> str:
 # The rollup rows are upserted in key order, so two writers lock them in the same order.
 INSERT_FROM_STAGE = f"""
 WITH ins AS (
-    INSERT INTO scored_event ({_cols}) SELECT {_cols} FROM finsent_stage
+    INSERT INTO scored_event ({_cols}, {_scols}) SELECT {_cols}, {_scols} FROM finsent_stage
     ON CONFLICT DO NOTHING
     RETURNING source, id, published_at, topic, tickers, sentiment, score
 ), staged AS (
@@ -81,18 +88,36 @@ SELECT source, id FROM ins
 """
 
 
-async def store_scored(conn, rows: list[tuple], entities: list[tuple] = ()) -> set[tuple[str, str]]:
+# rows that were stored before without a story (ON CONFLICT DO NOTHING left them as they were)
+STORY_FILL_SQL = """UPDATE scored_event e SET story_id = u.story_id, novel = u.novel, copies = u.copies
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[], $6::int[])
+  AS u(source, id, published_at, story_id, novel, copies)
+WHERE e.source = u.source AND e.id = u.id AND e.published_at = u.published_at AND e.story_id IS NULL"""
+_NO_STORY = (None, None, None)
+
+
+async def store_scored(conn, rows: list[tuple], entities: list[tuple] = (),
+                       stories: dict[tuple, tuple] | None = None) -> set[tuple[str, str]]:
     """Insert `rows` and their `entities` (asyncpg connection, inside the caller's transaction);
     returns the (source, id) pairs that were new. Rows already stored are absorbed, not counted
-    again, and their entity rows are not written again. `spans` in an entity tuple is JSON text."""
+    again, and their entity rows are not written again. `spans` in an entity tuple is JSON text.
+    `stories`: the rows' story columns by (source, id, published_at) (see the module text)."""
     if not rows:
         return set()
     await conn.execute(CREATE_STAGE)
     await conn.execute(CREATE_ENTITY_STAGE)
     await conn.execute("TRUNCATE finsent_stage, finsent_entity_stage")
-    await conn.copy_records_to_table("finsent_stage", records=rows, columns=COLUMNS)
+    if stories:
+        await conn.copy_records_to_table("finsent_stage", columns=COLUMNS + STORY_COLUMNS,
+                                         records=[(*r, *stories.get((r[0], r[1], r[2]), _NO_STORY)) for r in rows])
+    else:
+        await conn.copy_records_to_table("finsent_stage", records=rows, columns=COLUMNS)
     if entities:
         await conn.copy_records_to_table("finsent_entity_stage", records=entities, columns=ENTITY_COLUMNS)
-    new = await conn.fetch(INSERT_FROM_STAGE)
+    new = {(r["source"], r["id"]) for r in await conn.fetch(INSERT_FROM_STAGE)}
     await conn.execute("TRUNCATE finsent_stage, finsent_entity_stage")
-    return {(r["source"], r["id"]) for r in new}
+    if stories:
+        old = [(k, v) for k, v in stories.items() if (k[0], k[1]) not in new and v[0] is not None]
+        if old:
+            await conn.execute(STORY_FILL_SQL, *map(list, zip(*(k + v for k, v in old))))
+    return new

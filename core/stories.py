@@ -255,6 +255,10 @@ def _shift(sql: str, by: int) -> str:
 WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL}),
 key_up AS ({_shift(BAND_INSERT_SQL, 9)})
 {_shift(EVENT_UPDATE_SQL, 14)}"""
+# the index's two writes alone: the worker assigns before it inserts the batch, and the INSERT
+# carries story_id / novel / copies (core.events.store_scored), so no row is written twice
+INDEX_WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL})
+{_shift(BAND_INSERT_SQL, 9)}"""
 LOCK_SQL = ("SELECT set_config('max_parallel_workers_per_gather', '0', true), "  # a handful of index probes:
             "pg_advisory_xact_lock($1)")  # parallel workers for them cost more than the scan
 
@@ -267,10 +271,13 @@ class Stories:
         self.signer = signer or Signer()
         self.need, self.horizon, self.skew = need, timedelta(seconds=horizon_s), timedelta(seconds=skew_s)
 
-    async def assign(self, conn, items: Sequence[Item]) -> list[Assignment]:
-        """Call inside the store transaction, after the batch's scored_event rows are inserted;
-        returns one Assignment per item, in the items' order (a duplicate item gets the same).
-        Band keys the items do not carry are computed before the lock is taken."""
+    async def assign(self, conn, items: Sequence[Item], write_events: bool = True) -> list[Assignment]:
+        """Call inside the store transaction; returns one Assignment per item, in the items' order
+        (a duplicate item gets the same). With `write_events` the items' scored_event rows, inserted
+        before, get their story columns here (backfill, tests); without, the caller inserts the rows
+        after this call with the columns set (`store_scored(..., stories=...)`: the worker's path,
+        one write per row instead of an insert and an update). Band keys the items do not carry
+        are computed before the lock is taken."""
         if not items:
             return []
         bands = self._bands(items)
@@ -282,7 +289,7 @@ class Stories:
                        if (i.source, i.id, i.published_at) not in done}.values(),
                       key=lambda i: (i.published_at, i.source, i.id))
         if todo:
-            done.update(await self._assign_new(conn, todo, bands))
+            done.update(await self._assign_new(conn, todo, bands, write_events))
         return [done[(i.source, i.id, i.published_at)] for i in items]
 
     def _bands(self, items: Sequence[Item]) -> dict[int, list[int]]:
@@ -307,7 +314,7 @@ class Stories:
                 by_key[key] = plan.add(it, list(it.bands) if it.bands is not None else b)
         return [by_key[(i.source, i.id, i.published_at)] for i in items]
 
-    async def _assign_new(self, conn, todo: list[Item], bands: dict[int, list[int]]) -> dict:
+    async def _assign_new(self, conn, todo: list[Item], bands: dict[int, list[int]], write_events: bool) -> dict:
         lo = min(i.published_at for i in todo) - self.horizon
         hi = max(i.published_at for i in todo) + self.skew
         rows = await conn.fetch(CANDIDATES_SQL, sorted({b for i in todo for b in bands[id(i)]}), lo, hi)
@@ -315,7 +322,7 @@ class Stories:
         out = {}
         for it in todo:
             out[(it.source, it.id, it.published_at)] = plan.add(it, bands[id(it)])
-        await plan.write(conn)
+        await plan.write(conn, write_events)
         return out
 
 
@@ -372,11 +379,14 @@ class _Plan:
         self.events.append(a)
         return a
 
-    async def write(self, conn) -> None:
+    async def write(self, conn, events: bool = True) -> None:
         us = "\x1f"
         rows = [(st[0], sid, st[1], st[2], st[3], st[4], us.join(st[5]), st[6], us.join(st[7][:MAX_SOURCES]))
                 for sid, st in self.stories.items()]
         keys = list(map(list, zip(*self.new_bands.values()))) or [[]] * 5
+        if not events:
+            await conn.execute(INDEX_WRITE_SQL, *map(list, zip(*rows)), *keys)
+            return
         ev = self.events
         await conn.execute(WRITE_SQL, *map(list, zip(*rows)), *keys, [a.source for a in ev], [a.id for a in ev],
                            [a.published_at for a in ev], [a.story_id for a in ev], [a.novel for a in ev],

@@ -179,11 +179,14 @@ class PostgresSink:
         detector's count records of the rows really inserted (`outbox(new ids[, {(source, id):
         (story id, novel, copies)}]) -> payload`), in one transaction. Returns (new ids, outbox id)."""
         async def op(conn):
-            new = await store_scored(conn, rows, entities)
             if stories is not None and items:
-                assigned = await stories.assign(conn, items)
+                # stories first (under their lock), so that each row is inserted once with its story
+                assigned = await stories.assign(conn, items, write_events=False)
+                new = await store_scored(conn, rows, entities, {(a.source, a.id, a.published_at):
+                                                                (a.story_id, a.novel, a.copies) for a in assigned})
                 payload = outbox(new, {(a.source, a.id): (a.story_id, a.novel, a.copies) for a in assigned})
             else:
+                new = await store_scored(conn, rows, entities)
                 payload = outbox(new)
             oid = await conn.fetchval(INSERT_OUTBOX, payload) if payload else None
             return new, oid

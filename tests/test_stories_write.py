@@ -2,7 +2,9 @@
 the scored_event story columns) go in one statement, and the candidate read fetches each story
 row once, however many of the batch's keys hit it. These check that nothing of a batch's
 decisions is lost or mixed up by either: a batch that brings no new key, and one batch hitting
-two stories with many keys each."""
+two stories with many keys each. Both write paths are checked: assign after the insert (it
+updates the rows: backfill) and assign before it, the rows inserted with their story columns
+(the worker's path, stream/sink.py)."""
 
 from __future__ import annotations
 
@@ -30,13 +32,29 @@ def dsn(postgres):
     return libpq_dsn(new_database(postgres, "stw"))
 
 
-async def assign(dsn: str, batch: list[tuple[tuple, list[int]]]) -> dict[str, st.Assignment]:
-    """Store and assign (row, its band keys) pairs in one transaction, as the worker does."""
+@pytest.fixture(params=["insert", "update"])
+def assign(request, dsn):
+    """Store and assign (row, its band keys) pairs in one transaction by one of the two paths."""
+    async def run(batch: list[tuple[tuple, list[int]]]) -> dict[str, st.Assignment]:
+        return await store_and_assign(dsn, batch, request.param)
+    return run
+
+
+async def store_and_assign(dsn: str, batch: list[tuple[tuple, list[int]]], path: str,
+                           new: set | None = None) -> dict[str, st.Assignment]:
     conn = await asyncpg.connect(dsn)
+    items = [st.Item(r[0], r[1], r[2], r[3], (), tuple(b)) for r, b in batch]
     try:
         async with conn.transaction():
-            await store_scored(conn, [r for r, _ in batch])
-            got = await st.Stories().assign(conn, [st.Item(r[0], r[1], r[2], r[3], (), tuple(b)) for r, b in batch])
+            if path == "update":
+                inserted = await store_scored(conn, [r for r, _ in batch])
+                got = await st.Stories().assign(conn, items)
+            else:
+                got = await st.Stories().assign(conn, items, write_events=False)
+                inserted = await store_scored(conn, [r for r, _ in batch], stories={
+                    (a.source, a.id, a.published_at): (a.story_id, a.novel, a.copies) for a in got})
+        if new is not None:
+            new.update(inserted)
         return {a.id: a for a in got}
     finally:
         await conn.close()
@@ -54,11 +72,12 @@ def keys(base: int) -> list[int]:
     return [base + k for k in range(st.BANDS)]
 
 
-async def test_a_batch_of_copies_that_bring_no_new_key_is_still_written(dsn):
+async def test_a_batch_of_copies_that_bring_no_new_key_is_still_written(dsn, assign):
+    await fetch(dsn, "TRUNCATE story, story_key, scored_event CASCADE")
     a = keys(70_000)
-    await assign(dsn, [(row(1, T0), a)])
-    got = await assign(dsn, [(row(2, T0 + timedelta(minutes=1), "social"), a),
-                             (row(3, T0 + timedelta(minutes=2), "reuters"), a[::-1])])
+    await assign([(row(1, T0), a)])
+    got = await assign([(row(2, T0 + timedelta(minutes=1), "social"), a),
+                        (row(3, T0 + timedelta(minutes=2), "reuters"), a[::-1])])
     assert [(got[i].story_id, got[i].novel, got[i].copies) for i in ("w2", "w3")] == [("w1", False, 2),
                                                                                         ("w1", False, 3)]
     assert await fetch(dsn, "SELECT id, story_id, novel, copies FROM scored_event WHERE id = ANY($1) ORDER BY id",
@@ -69,12 +88,13 @@ async def test_a_batch_of_copies_that_bring_no_new_key_is_still_written(dsn):
                        a) == [(st.BANDS, "w1", "w1")]
 
 
-async def test_one_batch_hitting_two_stories_with_many_keys_keeps_each_storys_counts(dsn):
+async def test_one_batch_hitting_two_stories_with_many_keys_keeps_each_storys_counts(dsn, assign):
+    await fetch(dsn, "TRUNCATE story, story_key, scored_event CASCADE")
     p, q = keys(80_000), keys(81_000)
-    await assign(dsn, [(row(10, T0), p), (row(11, T0 + timedelta(seconds=1)), q)])
+    await assign([(row(10, T0), p), (row(11, T0 + timedelta(seconds=1)), q)])
     q_rewrite = q[: st.BANDS // 2] + keys(82_000)[: st.BANDS - st.BANDS // 2]  # half its keys new
     p_short = p[: st.MIN_BANDS] + keys(83_000)[: st.BANDS - st.MIN_BANDS]  # just enough keys equal
-    got = await assign(dsn, [(row(12, T0 + timedelta(minutes=1)), p), (row(13, T0 + timedelta(minutes=2)), q_rewrite),
+    got = await assign([(row(12, T0 + timedelta(minutes=1)), p), (row(13, T0 + timedelta(minutes=2)), q_rewrite),
                              (row(14, T0 + timedelta(minutes=3)), p_short),
                              (row(15, T0 + timedelta(minutes=4)), keys(84_000))])
     assert [(got[i].story_id, got[i].copies) for i in ("w12", "w13", "w14", "w15")] == [
@@ -86,3 +106,26 @@ async def test_one_batch_hitting_two_stories_with_many_keys_keeps_each_storys_co
                             q_rewrite + p_short + keys(84_000)))
     assert {held[b] for b in q_rewrite} == {"w11"} and {held[b] for b in p_short} == {"w10"}
     assert {held[b] for b in keys(84_000)} == {"w15"}
+
+
+async def test_insert_path_fills_a_row_stored_without_a_story_and_keeps_a_row_stored_with_one(dsn):
+    """A row stored while stories were off gets its story (not counted as new again); a replayed
+    row keeps the story it has; a row sent twice in one batch is stored once, with its story."""
+    await fetch(dsn, "TRUNCATE story, story_key, scored_event CASCADE")
+    a, b = keys(90_000), keys(91_000)
+    await store_and_assign(dsn, [(row(20, T0), a)], "insert")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await store_scored(conn, [row(21, T0 + timedelta(minutes=1))])  # stories off: no story columns
+    finally:
+        await conn.close()
+    new: set = set()
+    got = await store_and_assign(dsn, [(row(20, T0), a), (row(21, T0 + timedelta(minutes=1)), a),
+                                       (row(22, T0 + timedelta(minutes=2)), b), (row(22, T0 + timedelta(minutes=2)), b)],
+                                 "insert", new)
+    assert new == {("wire", "w22")}
+    assert [(got[i].story_id, got[i].novel, got[i].copies) for i in ("w20", "w21", "w22")] == [
+        ("w20", True, 1), ("w20", False, 2), ("w22", True, 1)]
+    assert await fetch(dsn, "SELECT id, story_id, novel, copies FROM scored_event ORDER BY id") == [
+        ("w20", "w20", True, 1), ("w21", "w20", False, 2), ("w22", "w22", True, 1)]
+    assert await fetch(dsn, "SELECT story_id, copies FROM story ORDER BY 1") == [("w20", 2), ("w22", 1)]
