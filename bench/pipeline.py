@@ -137,6 +137,23 @@ class Run:
     def count(self) -> int:
         return self.sql("SELECT count(*) FROM scored_event")[0][0]
 
+    def batches(self) -> tuple[float, float]:
+        """(scoring batches, events in them) so far, summed over the workers' /metrics."""
+        import httpx
+
+        n = total = 0.0
+        for port in self.ports:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            except httpx.HTTPError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("finsent_batch_size_count"):
+                    n += float(line.split()[-1])
+                elif line.startswith("finsent_batch_size_sum"):
+                    total += float(line.split()[-1])
+        return n, total
+
     def wait_rows(self, n: int, timeout: float = 900) -> None:
         for w in self.workers:
             if not w.alive():
@@ -342,11 +359,11 @@ def main() -> None:
         run.wait_rows(500, 180)
         run.wait_balanced()
         spy = profile(run.workers[0].proc.pid, 25, tmp / "spy.txt") if args.profile else None
-        cpu0 = cpu_of(kafka, pg, run.workers)
+        cpu0, b0 = cpu_of(kafka, pg, run.workers), run.batches()
         t0 = time.time()
         run.produce(full[500:])
         run.wait_rows(len(full))
-        cpu1, t1 = cpu_of(kafka, pg, run.workers), time.time()
+        cpu1, t1, b1 = cpu_of(kafka, pg, run.workers), time.time(), run.batches()
         last = run.sql("SELECT max(stored_at) FROM scored_event")[0][0].timestamp()
         e2e = args.n / (last - t0)
         budget = usable_cpus() * (t1 - t0)
@@ -354,6 +371,11 @@ def main() -> None:
             used = cpu1[part] - cpu0[part]
             rows.append((f"CPU during the replay: {part}", f"{used:,.1f} s ({used / budget:.0%} of the machine)"))
         rows.append((f"end-to-end, full-rate replay of {args.n:,} msgs, {args.workers} worker(s)", f"{e2e:,.0f} msgs/s"))
+        if b1[0] > b0[0]:
+            nb = b1[0] - b0[0]
+            rows.append(("scoring batches in the replay, mean size; PostgreSQL CPU per batch",
+                         f"{nb:,.0f}, {(b1[1] - b0[1]) / nb:,.1f} events; "
+                         f"{(cpu1['PostgreSQL'] - cpu0['PostgreSQL']) / nb * 1e3:,.1f} ms"))
         if not null:
             rows.append((f"worker CPU per message (ms), {scheme}",
                          f"{(cpu1['worker'] - cpu0['worker']) / args.n * 1e3:.2f}"))
