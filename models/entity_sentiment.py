@@ -25,6 +25,8 @@ Training data (read from the shared data folder, never copied): FiQA 2018 task 1
 posts: sentence, target, score), SemEval-2017 task 5 (headlines: company; microblogs: cashtag,
 rehydrated text), single-entity tweets of twitter_financial_news_sentiment (their own label), and
 two-entity sentences built from pairs of those tweets. Scores map to labels by SCORE_THRESHOLD.
+`--selection commercial` trains on the MIT tweets alone (single-entity tweets and the pairs built
+from them; no FiQA, no SemEval): the head a commercially usable model (v3) may carry.
 
 Room: training (builds, checks and exports artifacts). See models/README.md.
 """
@@ -194,8 +196,15 @@ def split_groups(items: list[Item], fraction: float, seed: int) -> tuple[list[It
     return [i for i in items if i.group not in held], [i for i in items if i.group in held]
 
 
+# the licence of each source the head can be trained on (written into entity_head.json)
+LICENCES = {"fiqa": "FiQA 2018 task 1: no licence in the release (research use)",
+            "semeval": "SemEval-2017 task 5: annotations CC BY-NC-SA 4.0, texts under the platforms' terms",
+            "tweets": "twitter_financial_news_sentiment: MIT"}
+SELECTIONS = {"all": ("fiqa", "semeval", "tweets"), "commercial": ("tweets",)}
+
+
 def build_dataset(data: Path, seed: int = 13, n_pairs: int = 6000, n_pairs_test: int = 1500,
-                  max_singles: int = 4000) -> tuple[dict[str, list[Item]], dict]:
+                  max_singles: int = 4000, selection: str = "all") -> tuple[dict[str, list[Item]], dict]:
     """{'train', 'dev', 'test'}. test is held out: FiQA 20 % of sentences, SemEval's official test
     sets (gold from DeepFSA), half of the tweets the shipped model held out (its dev split) and
     pairs built only from those. dev picks the epoch: 10 % of the FiQA/SemEval training sentences,
@@ -203,10 +212,15 @@ def build_dataset(data: Path, seed: int = 13, n_pairs: int = 6000, n_pairs_test:
     from the tweets the shipped encoder trained on."""
     from models.entities import Directory, Linker
 
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {sorted(SELECTIONS)}, not {selection!r}")
     linker = Linker(Directory.configured())
-    fiqa, s1 = load_fiqa(data)
+    if "fiqa" in SELECTIONS[selection]:
+        fiqa, s1 = load_fiqa(data)
+        sem_train, sem_test, s2 = load_semeval(data)
+    else:  # the MIT tweets alone: FiQA and SemEval are not read
+        fiqa, s1, sem_train, sem_test, s2 = [], {}, [], [], {}
     fiqa_train, fiqa_test = split_groups(fiqa, 0.2, seed)
-    sem_train, sem_test, s2 = load_semeval(data)
     tw_train, tw_dev, s3 = load_tweets(data, linker)
     rng = random.Random(seed)
     rng.shuffle(tw_train)
@@ -217,7 +231,8 @@ def build_dataset(data: Path, seed: int = 13, n_pairs: int = 6000, n_pairs_test:
     train = labelled_train + singles + pairs
     dev = labelled_dev + tw_select + build_pairs(tw_select, n_pairs_test // 3, seed + 50)
     test = fiqa_test + sem_test + tw_test + build_pairs(tw_test, n_pairs_test, seed + 100)
-    stats = {**s1, **s2, **s3, "sizes": {k: _count(v) for k, v in (("train", train), ("dev", dev), ("test", test))}}
+    stats = {**s1, **s2, **s3, "selection": selection, "licences": [LICENCES[k] for k in SELECTIONS[selection]],
+             "sizes": {k: _count(v) for k, v in (("train", train), ("dev", dev), ("test", test))}}
     return {"train": train, "dev": dev, "test": test}, stats
 
 
@@ -389,6 +404,7 @@ class TrainConfig:
     max_singles: int = 4000
     dropout: float = 0.1
     freeze_cls: bool = False
+    selection: str = "all"  # all | commercial (the MIT tweets alone)
 
 
 def train(cfg: TrainConfig, resume: bool = True, install: bool = False) -> dict:
@@ -402,7 +418,8 @@ def train(cfg: TrainConfig, resume: bool = True, install: bool = False) -> dict:
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     meta = read_meta_file(artifact)
-    sets, stats = build_dataset(Path(cfg.data), cfg.seed, cfg.n_pairs, cfg.n_pairs_test, cfg.max_singles)
+    sets, stats = build_dataset(Path(cfg.data), cfg.seed, cfg.n_pairs, cfg.n_pairs_test, cfg.max_singles,
+                                cfg.selection)
     (out / "data_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
     cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*cols) as progress:
@@ -465,9 +482,11 @@ def train(cfg: TrainConfig, resume: bool = True, install: bool = False) -> dict:
     test = metrics(sets["test"], predict_head(head, feats, sets["test"]), feats)
     report = {"config": asdict(cfg), "data": stats, "history": history, "best_dev_accuracy": best[0], "test": test,
               "artifact": str(artifact), "version": meta["version"]}
-    card = {"trained_on": "see MODEL_CARD.md (Per-entity sentiment)", "history": history, "test": test,
+    card = {"trained_on": "see MODEL_CARD.md (Per-entity sentiment)", "selection": cfg.selection,
+            "licences": stats["licences"], "history": history, "test": test,
             "label_thresholds": f"score < -{SCORE_THRESHOLD} negative, > {SCORE_THRESHOLD} positive, else neutral",
-            "command": f"python -m models.entity_sentiment train --data {cfg.data} --out {cfg.out}"}
+            "command": f"python -m models.entity_sentiment train --data {cfg.data} --out {cfg.out}"
+                       + (f" --selection {cfg.selection}" if cfg.selection != "all" else "")}
     save_head(head, out, card)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     if install:
@@ -486,6 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=TrainConfig.seed)
     t.add_argument("--dropout", type=float, default=TrainConfig.dropout)
     t.add_argument("--freeze-cls", action="store_true", help="keep the item sentiment head's weights fixed")
+    t.add_argument("--selection", choices=sorted(SELECTIONS), default="all",
+                   help="commercial: the MIT tweets alone (for a commercially usable model)")
     t.add_argument("--no-resume", action="store_true")
     t.add_argument("--install", action="store_true", help="also write the head into the artifact directory")
     e = sub.add_parser("export", help="rebuild the item graphs (they output the token states the head reads)")
@@ -498,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.cmd == "train":
         cfg = TrainConfig(data=a.data or default_data_dir(), out=a.out, artifact=a.artifact, epochs=a.epochs, seed=a.seed,
-                          dropout=a.dropout, freeze_cls=a.freeze_cls)
+                          dropout=a.dropout, freeze_cls=a.freeze_cls, selection=a.selection)
         report = train(cfg, resume=not a.no_resume, install=a.install)
         print(json.dumps(report["test"], indent=2))
     elif a.cmd == "export":

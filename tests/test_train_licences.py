@@ -108,3 +108,26 @@ def test_commercial_runs_record_no_nc_file_and_the_card_says_nc_exactly_when_one
     commercial = json.loads((runs["commercial"] / "training.json").read_text())
     assert {f["licence"] for f in commercial["sources"]} == {"MIT"} and commercial["use"]["commercial"]
     assert "Sentences_50Agree.txt (CC-BY-NC-SA-3.0)" in render(runs["nc teacher"])
+
+
+def test_the_commercial_entity_head_reads_the_mit_tweets_alone(tmp_path):
+    """`models.entity_sentiment train --selection commercial` builds its sets from the MIT tweets
+    (single-entity tweets and pairs of them) and reads neither FiQA nor SemEval: here they are
+    absent, so reading them would fail; the default selection does read them."""
+    from models.entity_sentiment import build_dataset
+
+    d = tmp_path / "data" / "twitter_financial_news_sentiment"
+    d.mkdir(parents=True)
+    names = ["Apple", "Microsoft", "Tesla", "Boeing", "Netflix", "Amazon", "Nvidia", "Intel", "Walmart", "Disney"]
+    rows = [f"{n} shares plunge after the results,0\n{n} shares soar on strong guidance,1\n"
+            f"{n} to hold its annual meeting in May,2\n" for n in names for _ in range(3)]
+    (d / "sent_train.csv").write_text("text,label\n" + "".join(f"{r.split(',')[0]} ({i}),{r.split(',')[1]}"
+                                                               for i, r in enumerate("".join(rows).splitlines(True))))
+    sets, stats = build_dataset(tmp_path / "data", n_pairs=40, n_pairs_test=12, selection="commercial")
+    sources = {i.source for part in sets.values() for i in part}
+    assert sources == {"tweet_single", "tweet_pair"}, sources
+    assert stats["licences"] == ["twitter_financial_news_sentiment: MIT"]
+    with pytest.raises(FileNotFoundError):
+        build_dataset(tmp_path / "data", n_pairs=40, n_pairs_test=12)
+    with pytest.raises(ValueError):
+        build_dataset(tmp_path / "data", selection="nc")
