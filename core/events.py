@@ -32,8 +32,11 @@ _scols = ", ".join(STORY_COLUMNS)
 
 # emptied by every commit or rollback (in place: cheaper than a TRUNCATE statement, which gives a
 # table created in an earlier transaction new files, and two round trips fewer per batch)
+# (the story columns typed here, not read from scored_event: the write path works on a schema
+# from before revision 0007 too, as long as no story columns are given)
 CREATE_STAGE = f"""CREATE TEMP TABLE IF NOT EXISTS finsent_stage ON COMMIT DELETE ROWS AS
-SELECT {_cols}, {_scols} FROM scored_event WITH NO DATA"""
+SELECT {_cols}, NULL::varchar(256) AS story_id, NULL::boolean AS novel, NULL::integer AS copies
+FROM scored_event WITH NO DATA"""
 CREATE_ENTITY_STAGE = f"""CREATE TEMP TABLE IF NOT EXISTS finsent_entity_stage ON COMMIT DELETE ROWS AS
 SELECT {_ecols} FROM event_entity WITH NO DATA"""
 
@@ -50,9 +53,10 @@ def _coarser(table: str, bucket: str) -> str:
 
 
 # The rollup rows are upserted in key order, so two writers lock them in the same order.
+_STORY_INSERT = f"INSERT INTO scored_event ({_cols}, {_scols}) SELECT {_cols}, {_scols} FROM finsent_stage"
 INSERT_FROM_STAGE = f"""
 WITH ins AS (
-    INSERT INTO scored_event ({_cols}, {_scols}) SELECT {_cols}, {_scols} FROM finsent_stage
+    INSERT INTO scored_event ({_cols}) SELECT {_cols} FROM finsent_stage
     ON CONFLICT DO NOTHING
     RETURNING source, id, published_at, topic, tickers, sentiment, score
 ), staged AS (
@@ -92,6 +96,10 @@ WITH ins AS (
 )
 SELECT source, id FROM ins
 """
+# the same with the story columns (the worker's path with stories on)
+INSERT_FROM_STAGE_STORIES = INSERT_FROM_STAGE.replace(
+    f"INSERT INTO scored_event ({_cols}) SELECT {_cols} FROM finsent_stage", _STORY_INSERT, 1)
+assert INSERT_FROM_STAGE_STORIES != INSERT_FROM_STAGE
 
 
 # rows that were stored before without a story (ON CONFLICT DO NOTHING left them as they were)
@@ -122,7 +130,8 @@ async def store_scored(conn, rows: list[tuple], entities: list[tuple] = (),
         await conn.copy_records_to_table("finsent_stage", records=rows, columns=COLUMNS)
     if entities:
         await conn.copy_records_to_table("finsent_entity_stage", records=entities, columns=ENTITY_COLUMNS)
-    new = {(r["source"], r["id"]) for r in await conn.fetch(INSERT_FROM_STAGE)}
+    insert = INSERT_FROM_STAGE_STORIES if stories else INSERT_FROM_STAGE
+    new = {(r["source"], r["id"]) for r in await conn.fetch(insert)}
     if stories:
         old = [(k, v) for k, v in stories.items() if (k[0], k[1]) not in new and v[0] is not None]
         if old:
