@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 from datetime import timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -32,12 +30,13 @@ async def _conn(dsn):
 
 
 # --- 410 for archived days ------------------------------------------------------------------
-def test_events_of_a_dropped_day_are_410_until_restored(client, dsn):
+def test_events_of_a_dropped_day_are_410_until_restored(client, dsn, tmp_path):
     day = (NOW - timedelta(days=3)).date()
     at = NOW - timedelta(days=3)
     sql(dsn, "SELECT finsent_ensure_day_partition(%s)", day)  # as the worker's upkeep makes them ahead
     seed(dsn, [event(7000 + i, tickers=("ARCH",), at=at.replace(hour=12, minute=i)) for i in range(5)])
-    root = Path(tempfile.mkdtemp(prefix="finsent-arch-"))
+    root = tmp_path / "archive"  # (a mkdtemp here was left behind by every run)
+    root.mkdir()
 
     async def go(fn):
         conn = await _conn(dsn)
