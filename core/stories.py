@@ -49,6 +49,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 
+from core.events import STORY_FILL_SQL
+
 HORIZON_S = 72 * 3600  # a story takes copies for this long after its first event
 NUM_PERM = 24
 BANDS = 12
@@ -245,10 +247,8 @@ WHERE b.first_at < EXCLUDED.first_at - make_interval(secs => {horizon})""".forma
 
 # (the planner probes the key per row here once scored_event has real sizes: 2 M rows, 5-7 ms a
 # batch of 256 with the writes; on a near-empty table it hashes it, which is cheap there)
-EVENT_UPDATE_SQL = """UPDATE scored_event e SET story_id = u.story_id, novel = u.novel, copies = u.copies
-FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::bool[], $6::int[])
-  AS u(source, id, published_at, story_id, novel, copies)
-WHERE e.source = u.source AND e.id = u.id AND e.published_at = u.published_at"""
+# (the rows planned here have no story yet: a row with one is read back by REPLAYED_SQL instead)
+EVENT_UPDATE_SQL = STORY_FILL_SQL
 
 
 def _shift(sql: str, by: int) -> str:
