@@ -302,8 +302,31 @@ def guarded_transport(guard: FetchGuard, own_commits: frozenset[str] = frozenset
                               topic=tp.topic, partition=tp.partition, offset=missing,
                               error=f"{type(exc).__name__}: {exc}"[:300])
             if self._seek_epoch != epoch:
-                assigned = self.assignment()
-                self._read_offset.update({tp: o for tp, o in self._seek_offsets.items() if tp in assigned})
-                log.info("records fetched before a seek were not delivered; re-reading from the committed offsets")
+                await self._read_again_from_the_seek()
+
+        async def _read_again_from_the_seek(self) -> None:
+            """A seek ran while this fetch was out: records the fetch returned were dropped, not
+            delivered. They may have been fetched after the seek, the fetcher's position past
+            them (seen: every input partition stalled at its committed offset, its position at
+            the end of the log, 330 messages never read); nothing has been delivered since the
+            seek, so each partition is sought again to where the seek put it."""
+            if self._seek_done is not None:
+                await self._seek_done.wait()  # the seek may still be running: its offsets first
+            epoch, assigned, offsets = self._seek_epoch, self.assignment(), self._offsets()
+            for tp, o in self._seek_offsets.items():
+                if tp not in assigned or self._seek_epoch != epoch:
+                    continue  # revoked, or a newer seek put it where it must be
+                if self._own(tp) or self.app.topics.acks_enabled_for(tp.topic):
+                    try:
+                        await self.seek(tp, o or 0)
+                    except Exception as exc:  # noqa: BLE001 - then never committed past it, /health names it
+                        if self._own(tp):
+                            offsets.held(tp, o or 0)
+                        log.error("could not read a partition again after a seek", topic=tp.topic,
+                                  partition=tp.partition, offset=o or 0, error=f"{type(exc).__name__}: {exc}"[:300])
+                else:
+                    self._read_offset[tp] = o
+            metrics.SEEK_REREADS.inc()
+            log.info("records fetched while a seek ran were not delivered; read again from where the seek put them")
 
     return type("GuardedTransport", (faust_kafka.Transport,), {"Consumer": Consumer, "Thread": Thread})

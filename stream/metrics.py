@@ -38,6 +38,8 @@ COMMIT_FAILURES = Counter("finsent_commit_failures_total", "Input offset commits
                           "rebalance, re-read and absorbed; any other: retried)", ["kind"])
 OFFSET_GAPS = Counter("finsent_offset_gaps_total", "Jumps in the input offsets delivered: records read again from the "
                       "first missing one, or offsets found not in the log", ["topic", "outcome"])
+SEEK_REREADS = Counter("finsent_seek_rereads_total", "Fetches whose records were dropped because a seek (a rebalance) "
+                       "ran while they were out; the partitions were sought again to where the seek put them")
 PARTITIONS_HELD = Gauge("finsent_partitions_held", "Input partitions held at a record batch the worker cannot read")
 
 

@@ -184,3 +184,49 @@ def test_faust_commits_past_offsets_never_acked_which_is_why_the_worker_commits_
     o.delivered("tp", 172)
     o.done("tp", 172)
     assert o.committable() == {}
+
+
+def test_a_fetch_that_was_out_while_a_seek_ran_is_read_again_from_where_the_seek_put_it():
+    """The suite's broker_paused rebalance case, stalled in CI: a rebalance's seek ran while a
+    fetch was out, the fetch returned records from after the seek (the fetcher's position past
+    them), and the consumer dropped them as fetched before the seek. With no new traffic the
+    partitions never delivered again: 900 messages unread, /health 503 'stalled' for good. The
+    records are still dropped (nothing delivered across a seek), and the partition is sought
+    again to where the seek put it."""
+    import asyncio
+
+    import faust
+    from aiokafka.structs import ConsumerRecord
+    from faust.types import TP
+
+    from stream.kafka_compat import FetchGuard, guarded_transport
+
+    async def go():
+        app = faust.App("t-seek-race", broker="kafka://localhost:1")
+        transport = guarded_transport(FetchGuard(), frozenset({"in"}))(app.conf.broker, app)
+
+        async def nothing(*_):
+            return None
+        c = transport.create_consumer(callback=nothing, on_partitions_revoked=nothing, on_partitions_assigned=nothing)
+        tp = TP("in", 0)
+        c.assignment = lambda: {tp}
+        c.highwater = lambda _: 200
+        c.resume_flow()
+        seeks = []
+
+        async def seek(p, o):
+            seeks.append((p, o))
+        c._seek = seek
+        records = [ConsumerRecord("in", 0, o, 0, 0, b"k", b"v", None, 1, 1, []) for o in range(95, 100)]
+
+        async def fetch_spanning_a_seek(timeout):
+            c._seek_epoch += 1  # as perform_seek: the partition sought to its committed offset, 95
+            c._seek_offsets = {tp: 95}
+            return {tp: records}, {tp}
+        c._wait_next_records = fetch_spanning_a_seek
+        delivered = [m async for m in c.getmany(1.0)]
+        return delivered, seeks, c._read_offset[tp]
+
+    delivered, seeks, read_offset = asyncio.run(go())
+    assert delivered == []
+    assert seeks == [(TP("in", 0), 95)] and read_offset == 95

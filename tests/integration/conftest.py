@@ -92,6 +92,18 @@ class Stack:
             w.stop()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test shows what its workers last said (CI keeps no files)."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.when == "call" and report.failed and isinstance(stack, Stack):
+        for w in stack.workers:
+            log = w.log_path.read_text(errors="replace") if w.log_path.exists() else "(no log)"
+            report.sections.append((f"worker log {w.log_path.name}, last 12,000 characters", log[-12000:]))
+    return report
+
+
 @pytest.fixture
 def stack(kafka, postgres, tmp_path):
     s = Stack(kafka, postgres, tmp_path, **FAST_DETECTOR)

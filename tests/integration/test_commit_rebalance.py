@@ -171,7 +171,13 @@ def test_a_rebalance_while_the_store_is_blocked_commits_nothing_unstored(stack, 
     def settled() -> bool:  # all stored, or the group committed to the end (a loss: no point waiting)
         last = {(t, p): c for _, t, p, c in watch.readings}
         return stack.rows() >= len(where) or all(last.get(tp) == end for tp, end in ends.items())
-    wait_for(settled, 240, what="every message stored or committed")
+    try:
+        wait_for(settled, 240, what="every message stored or committed")
+    except TimeoutError as exc:
+        last = {(t, p): c for _, t, p, c in watch.readings}
+        behind = {f"{t}/{p}": (last.get((t, p)), end) for (t, p), end in sorted(ends.items()) if last.get((t, p)) != end}
+        pytest.fail(f"{exc}: {stack.rows()} of {len(where)} rows stored; (committed, end) where behind: {behind}; "
+                    f"workers alive: {[w.alive() for w in stack.workers]}")
     time.sleep(8)  # the last commits
     watch.stop.set()
     watch.join(10)
