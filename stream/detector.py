@@ -42,7 +42,10 @@ no alert) starts anew when it comes back — a cold key — and the worker delet
 the table meanwhile (the same thing, so the offline replay agrees): state stays bounded.
 
 While it is open the alert escalates when its severity band rises; it resolves at the first
-final window back to normal (z < resolve_z), then a cool-down. Windows are tested when their
+final window back to normal — its count (z < resolve_z) or its share: the negatives no more than
+resolve_z standard deviations above what the window's items predict at the key's usual share, as
+the share test reads it (a key that stays busier than its count baseline after a surge is over
+is not still surging) — then a cool-down. Windows are tested when their
 slices become final and, before that, as counts arrive, up to the slice that every input
 partition has reached (watermark + lateness): an alert goes out within a second of the item
 that makes a live surge significant, and a backlog caught up from several partitions makes the
@@ -559,6 +562,27 @@ class SpikeDetector:
                    and k / n >= need)
         return surging, p, z, b
 
+    def _share_z(self, st: KeyState, key: str, n: float, k: float, tickers: dict) -> float:
+        """How far the window's negatives stand above what its items predict at the key's usual
+        share, in standard deviations of the beta-binomial the share test uses. An alert opens
+        only on a share well above the usual one (share_p), so it is over when the share is back,
+        even while the key stays busier than its count baseline (a feed's volume stepped up: the
+        count z would hold the alert open until the baseline learns the new level, 30 minutes
+        on). Cold keys: +inf (their z is already k against the prior share of n)."""
+        _, _, share, warm = self._baseline(st)
+        if not warm or n <= 0:
+            return math.inf
+        a, c = self._share_belief(st, key)
+        if self._members_of(key):
+            share = self._mix_share(st, share, n, tickers)
+            a, c = share * (a + c), (1 - share) * (a + c)
+        m = a + c
+        if m <= 0:
+            return math.inf
+        mean = n * a / m
+        var = n * a * c * (m + n) / (m * m * (m + 1))
+        return (k - mean) / math.sqrt(var) if var > 0 else (math.inf if k > mean else -math.inf)
+
     def _severity(self, p: float, k: int, expected: float) -> str:
         ratio = k / max(expected, self.cfg.lambda_floor)
         for name, (p_max, k_min, r_min) in (("high", self.cfg.high), ("medium", self.cfg.medium)):
@@ -604,7 +628,8 @@ class SpikeDetector:
             if st.stories:
                 st.alert["stories"] = self._window_stories(st, s)
             return [self._decision("escalate", st, key, s, n, k, p, z, b, samples)]
-        if final and s > st.alert["slice"] and z < self.cfg.resolve_z:
+        if final and s > st.alert["slice"] and (z < self.cfg.resolve_z
+                                                 or self._share_z(st, key, n, k, tickers) < self.cfg.resolve_z):
             d = self._decision("resolve", st, key, s, n, k, p, z, b, samples)
             st.alert, st.cooldown_until = None, s + 1 + int(self.cfg.cooldown_s // self.cfg.slice_s)
             return [d]

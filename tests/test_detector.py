@@ -386,3 +386,25 @@ def test_a_topic_learns_at_most_max_members_and_old_states_read_without_members(
     off = replay(evs, cfg)
     topic = off.states["topic:energy"]
     assert 0 < len(topic.members) <= 8
+
+
+def test_a_topic_alert_resolves_when_its_share_is_back_though_the_feed_stays_busier():
+    """The chaos run's open topic alert: a feed an order of magnitude busier than the hours the
+    topic learned from (the ordinary share of negatives: no alert on volume alone), two quiet names
+    surging together (a topic surge by the breadth rule), then more of the busy ordinary feed. The
+    count z stays far above 2 until the baseline learns the new volume (held out for 30 minutes
+    as unusual), yet the surge is over once its items leave the window: the share is the usual one."""
+    keys = {f"T{i}": 1 / 60 for i in range(6)}
+    evs = background(2, 5, keys)
+    evs += background(0.25, 6, {t: 20 * r for t, r in keys.items()}, start=2 * HOUR)  # 20x, the same share
+    at = 2 * HOUR + 300
+    evs += surge("QA", at, 30, 10, seed=1) + surge("QB", at + 5, 30, 10, seed=2)
+    off = replay(evs, CFG)
+    topic = [d for d in off.decisions if d.key == "topic:earnings"]
+    assert topic and topic[0].action == "open", [(d.key, d.action) for d in off.decisions]
+    resolved = [d for d in topic if d.action == "resolve"]
+    # resolved once the surge's items left the window, with the busy feed still going
+    assert resolved and resolved[0].window_start >= at and resolved[0].window_end <= at + 15 + CFG.window_s + 6 * CFG.slice_s, \
+        [(d.action, d.window_end - at, d.z) for d in topic]
+    assert resolved[0].z > CFG.resolve_z  # by its share: its count alone still reads as unusual
+    assert [k for k, _ in opened(off)] == sorted(["topic:earnings", "ticker:QA", "ticker:QB"])
