@@ -3,6 +3,7 @@ rebuilt there once per session (the graph is a build output, not a commit)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from models.runtime import DEFAULT_ARTIFACT  # noqa: E402
+
+SHIPPED_VERSION = json.loads((DEFAULT_ARTIFACT / "finsent.json").read_text())["version"]  # the default model's
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from finsent.cli import app
 from models.runtime import DEFAULT_ARTIFACT, Scorer
+from tests.conftest import SHIPPED_VERSION
 from tests.test_train import tiny_sources
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def test_planted_error_is_learned_from_feedback_without_forgetting(tmp_path):
     assert r.exit_code == 0, r.output
 
     lineage = json.loads((out / "training.json").read_text())["lineage"]
-    assert lineage["parent"] == "finsent-minilm-v2" and lineage["version"] == "finsent-test-fb"
+    assert lineage["parent"] == SHIPPED_VERSION and lineage["version"] == "finsent-test-fb"
     fb = lineage["feedback"]
     assert fb["corrections"] == 40 and fb["held_out"] == 8 and fb["trained_on"] == 32
     held_before = lineage["before"]["held_out_corrections"]["sentiment"]["accuracy"]

@@ -8,6 +8,7 @@ import pytest
 
 from models.export import FP32_ATOL, INT8_MIN_AGREEMENT, INT8_RECHECKED_MIN_AGREEMENT, compare
 from models.runtime import InvalidText, Scorer, pad_chunk, top2_margin
+from tests.conftest import SHIPPED_VERSION
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ def test_predictions_are_well_formed_and_in_input_order(artifact):
         assert sum(p.topic_probs.values()) == pytest.approx(1, abs=1e-4)
         assert sum(p.sentiment_probs.values()) == pytest.approx(1, abs=1e-4)
         assert p.score == pytest.approx(p.sentiment_probs["positive"] - p.sentiment_probs["negative"], abs=1e-5)
-        assert p.model_version == s.version == "finsent-minilm-v2"
+        assert p.model_version == s.version == SHIPPED_VERSION
 
 
 def test_long_text_is_truncated_not_padded_to_512(artifact):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from core.settings import Settings
 from stream.app import load_scorer
 from stream.hotswap import worker_swap
-from tests.conftest import swap_models_dir
+from tests.conftest import SHIPPED_VERSION, swap_models_dir
 
 LONG = "finsent-minilm-v2+fb20260101-0a1b2c3d+fb20260102-4e5f6a7b+fb20260103-8c9d0e1f"
 
@@ -21,6 +21,6 @@ def test_a_77_character_version_is_refused_at_swap_and_the_old_model_stays(tmp_p
     swap = worker_swap(models, holder, lambda d: load_scorer(settings, d))
     (models / "current").write_text("v2")
     assert not asyncio.run(swap.poll())  # swapped in before, and every row then refused by Postgres
-    assert holder.scorer.version == "finsent-minilm-v2"
+    assert holder.scorer.version == SHIPPED_VERSION
     assert "version is 77 characters" in swap.state()["swap_error"]
-    assert holder.scorer.predict(["Acme shares fall"])[0].model_version == "finsent-minilm-v2"
+    assert holder.scorer.predict(["Acme shares fall"])[0].model_version == SHIPPED_VERSION

@@ -10,6 +10,7 @@ import pytest
 
 from finsent.services import wait_for
 from stream.simulate import Surge, feed
+from tests.conftest import SHIPPED_VERSION
 
 pytestmark = pytest.mark.slow
 T0 = datetime.now(timezone.utc) - timedelta(hours=1)
@@ -30,7 +31,7 @@ def test_10k_messages_10k_rows_none_twice(stack):
     ids = {r[0] for r in stack.sql("SELECT id FROM scored_event")}
     assert ids == {e["id"] for e in evs}
     (versions,), = stack.sql("SELECT array_agg(DISTINCT model_version) FROM scored_event")
-    assert versions == ["finsent-minilm-v2"]
+    assert versions == [SHIPPED_VERSION]
 
 
 def test_malformed_messages_go_to_dead_letter_with_reasons(stack):
