@@ -138,9 +138,27 @@ def read_entities(scorer, rows: list) -> dict[str, list[list[int]]]:
     pairs = [(t, sp) for t, _, spans in rows for sp in spans]
     head = iter(scorer.entity_sentiment(pairs))
     shipped = entity_sentiments(scorer, list(zip(texts, preds)), ents)
+    # as served: the linker's own entities and relevance (what `finsent predict`, the API and the
+    # worker read); a gold entity takes the reading of the linked entity whose spans overlap its
+    # own, and is wrong (-1) where none was linked
+    linker = Linker(Directory.default())
+    linked = [linker.link(t) for t in texts]
+    served = entity_sentiments(scorer, list(zip(texts, preds)), linked)
+
+    def overlap(a, b) -> bool:
+        return any(s < e2 and s2 < e for s, e in a for s2, e2 in b)
+
+    as_served = []
+    for (_, g, spans), ents_k, scores in zip(rows, linked, served):
+        row = []
+        for sp in spans:
+            hit = [x for e, x in zip(ents_k, scores) if e.spans and overlap(e.spans, sp)]
+            row.append(LABELS.index(hit[0].sentiment) if hit else -1)
+        as_served.append(row)
     return {"item's sentiment": [[LABELS.index(p.sentiment)] * len(g) for p, (_, g, _) in zip(preds, rows)],
             "head, whole text": [[LABELS.index(next(head).sentiment) for _ in g] for _, g, _ in rows],
-            "shipped (head, whole text + own clause)": [[LABELS.index(x.sentiment) for x in r] for r in shipped]}
+            "shipped (head, whole text + own clause)": [[LABELS.index(x.sentiment) for x in r] for r in shipped],
+            "as served (the linker's entities and relevance)": as_served}
 
 
 def sentiment_table(data_dir: Path, n_pairs: int, console: Console, model: Path) -> None:

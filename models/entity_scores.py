@@ -15,8 +15,12 @@ comma ...), and the two distributions are averaged. Held out, on two-entity item
 built from held-out tweets, both entities right 0.591 against 0.546 for the whole text alone
 (same tone 0.638 against 0.667; docs/entities.md). An entity that shares its clause with another
 ("Apple and Samsung slide") is read in the whole text only. An entity
-with no span (a feed tag the text never names), or a scorer without the head (an artifact
-without entity_head.safetensors, a benchmark's null scorer), keeps the item's: `item_shared`.
+with no span (a feed tag the text never names), one past HEAD_MAX_ENTITIES, or a scorer without
+the head (an artifact without entity_head.safetensors, a benchmark's null scorer), keeps the
+item's: `item_shared`. Entities below the relevance cut are read too (after the counted ones): the
+cut decides what the rollups and the detector count, not whose sentiment is right — a company
+named after '; ' or ' - ' links below it, and the item's sentiment read it wrong in every
+opposite-tone pair (served, opposite-tone tweet pairs both right 0.251 → 0.601).
 
 Room: serving (loads a built artifact and scores; torch only for the reference backend). See models/README.md.
 """
@@ -49,9 +53,10 @@ def entity_sentiments(scorer, items: Sequence[tuple[str, object]], entities: Seq
                       min_relevance: float = DEFAULT_MIN_RELEVANCE) -> list[list[EntityScore]]:
     """Per item, per entity (same order): its sentiment. `items`: (text, the item's Prediction);
     `entities`: the linker's entities of each item, most relevant first. The head runs once,
-    batched, over every (item, entity) pair that needs it: entities at or above `min_relevance`
-    (the ones the rollups and the detector count: pass Settings.entity_min_relevance), at most
-    HEAD_MAX_ENTITIES per item; the others keep the item's (`item_shared`). A whole-text reading
+    batched, over every (item, entity) pair that needs it: the entities the text names, those at
+    or above `min_relevance` first (the ones the rollups and the detector count: pass
+    Settings.entity_min_relevance), at most HEAD_MAX_ENTITIES per item; the others keep the
+    item's (`item_shared`). A whole-text reading
     reuses the token states the scorer's `predict` computed for the item (a few matrix products);
     an own-clause reading costs an encoder pass over the clause."""
     out = [[EntityScore(p.sentiment, float(p.score), ITEM if len(ents) <= 1 else ITEM_SHARED) for _ in ents]
@@ -60,7 +65,11 @@ def entity_sentiments(scorer, items: Sequence[tuple[str, object]], entities: Seq
     for i, ((text, _), ents) in enumerate(zip(items, entities)):
         if len(ents) > 1:
             clauses = scopes(text, [e.spans for e in ents])
-            chosen = [j for j, e in enumerate(ents) if e.spans and e.relevance >= min_relevance][:HEAD_MAX_ENTITIES]
+            # the counted entities first (at or above min_relevance), then the others the text names:
+            # a company after '; ' or ' - ' sits outside the lead sentence and links below the cut,
+            # and sharing the item's sentiment read it wrong in every opposite-tone pair
+            with_spans = [j for j, e in enumerate(ents) if e.spans]
+            chosen = sorted(with_spans, key=lambda j: ents[j].relevance < min_relevance)[:HEAD_MAX_ENTITIES]
             for j in chosen:
                 e = ents[j]
                 pairs.append((text, [list(s) for s in e.spans]))

@@ -377,10 +377,29 @@ def test_entity_sentiments_average_the_whole_text_and_the_own_clause():
     # whole text reads negative for both (it holds 'slides'); Apple's own clause pulls it to neutral-ish
     assert [o.source for o in out] == [HEAD, HEAD]
     assert out[1].sentiment == "negative" and out[0].score == pytest.approx(0.0, abs=1e-6)
-    # below the relevance cut: no head reading, the item's sentiment shared
+    # below the relevance cut (not counted, e.g. a name after '; '): still its own reading, not the item's
     ents[1] = _entity("SSNLF", text, "Samsung", relevance=0.2)
     (out,) = entity_sentiments(_Head(), [(text, SimpleNamespace(sentiment="neutral", score=0.0))], [ents])
+    assert [o.source for o in out] == [HEAD, HEAD] and out[1].sentiment == "negative"
+    # a feed tag the text never names has no span to read: the item's sentiment, shared
+    from models.entities import Entity
+
+    ents[1] = Entity("SSNLF", "Samsung", 1.0, (), ("tag",))
+    (out,) = entity_sentiments(_Head(), [(text, SimpleNamespace(sentiment="neutral", score=0.0))], [ents])
     assert out[1].source == ITEM_SHARED and out[0].source == HEAD
+
+
+def test_counted_entities_go_through_the_head_before_uncounted_ones():
+    from types import SimpleNamespace
+
+    from models.entity_scores import HEAD, HEAD_MAX_ENTITIES, ITEM_SHARED, entity_sentiments
+
+    text = "$AAA $BBB $CCC $DDD slides"
+    ents = [_entity(t[1:], text, t, relevance=r) for t, r in zip(text.split()[:4], (0.3, 0.9, 0.2, 0.8))]
+    (out,) = entity_sentiments(_Head(), [(text, SimpleNamespace(sentiment="neutral", score=0.0))], [ents],
+                               min_relevance=0.5)
+    assert HEAD_MAX_ENTITIES == 3
+    assert [o.source for o in out] == [HEAD, HEAD, ITEM_SHARED, HEAD]  # BBB, DDD (counted), then AAA
 
 
 def test_at_most_three_entities_per_item_go_through_the_head():
