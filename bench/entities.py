@@ -18,9 +18,11 @@ same tone, built from held-out text only (models.entity_sentiment.build_pairs: '
 <joiner> clause about B', each entity keeping its own text's label), from (a) the tweets the
 shipped model and the head never trained on (the head's test half) and (b) the held-out FiQA
 (20 % of sentences) and SemEval-2017 test single-target items; plus (c) the real multi-company
-items of those test sets. Each entity is read three ways: the item's sentiment (what every entity
-got before the head), the head on the whole text, and the shipped path (models.entity_scores:
-the head on the whole text and on the entity's own clause, averaged).
+items of those test sets. Each entity is read four ways: the item's sentiment (what every entity
+got before the head), the head on the whole text, the shipped path (models.entity_scores: the
+head on the whole text and on the entity's own clause, averaged) given the gold entity, and as
+served: the linker's own entities and relevance through the shipped path, each gold entity taking
+the reading of the linked entity its span overlaps (wrong where none was linked).
 """
 from __future__ import annotations
 
