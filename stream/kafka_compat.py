@@ -308,7 +308,7 @@ def guarded_transport(guard: FetchGuard, own_commits: frozenset[str] = frozenset
             """A seek ran while this fetch was out: records the fetch returned were dropped, not
             delivered. They may have been fetched after the seek, the fetcher's position past
             them (seen: every input partition stalled at its committed offset, its position at
-            the end of the log, 330 messages never read); nothing has been delivered since the
+            the end of the log, 900 messages never read); nothing has been delivered since the
             seek, so each partition is sought again to where the seek put it."""
             if self._seek_done is not None:
                 await self._seek_done.wait()  # the seek may still be running: its offsets first
