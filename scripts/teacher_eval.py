@@ -27,29 +27,25 @@ def main() -> int:
     a = ap.parse_args()
 
     import torch
-    from rich.progress import Progress
+    from rich.console import Console
     from transformers import AutoModel
 
     from models.network import load_tokenizer
     from models.teacher import Teacher
+    from models.training import predict_logits
 
     tok = load_tokenizer(a.encoder)
     model = Teacher(AutoModel.from_pretrained(a.encoder, dtype=torch.float32, add_pooling_layer=False))
     model.load_state_dict(torch.load(a.teacher / "best.pt", map_location="cpu"))
-    model.eval()
+    console = Console()
     for name in a.files.split(","):
         ex = load_source(SourceSpec("sentiment", "phrasebank", a.data_dir / "financial_phrasebank" / name))
-        pred: list[int] = []
-        with Progress() as progress, torch.inference_mode():
-            task = progress.add_task(name, total=len(ex))
-            for i in range(0, len(ex), 64):
-                b = tok([e.text for e in ex[i:i + 64]], truncation=True, max_length=128, padding=True,
-                        return_tensors="pt")
-                pred += model(b["input_ids"], b["attention_mask"])[1].argmax(-1).tolist()
-                progress.advance(task, len(ex[i:i + 64]))
-        y, p = np.array([e.sentiment for e in ex]), np.array(pred)
+        ids = tok([e.text for e in ex], truncation=True, max_length=128)["input_ids"]
+        with console.status(f"{name}: {len(ex):,} sentences through the teacher (fp32, CPU)"):
+            p = predict_logits(model, ids, tok.pad_token_id, torch.device("cpu"), batch_size=64)[1].argmax(-1)
+        y = np.array([e.sentiment for e in ex])
         recall = ", ".join(f"{c} {float((p[y == i] == i).mean()):.3f}" for i, c in enumerate(SENTIMENTS))
-        print(f"{name}: n={len(ex)} accuracy={float((y == p).mean()):.4f} (recall: {recall})")
+        console.print(f"{name}: n={len(ex)} accuracy={float((y == p).mean()):.4f} (recall: {recall})")
     return 0
 
 

@@ -534,6 +534,17 @@ class SpikeDetector:
             surging = self._test(st, key, n - nt, k - kt, rest)[0]
         return surging, p, z, b
 
+    def _window_share(self, st: KeyState, key: str, share: float, n: float,
+                      members: dict | None) -> tuple[float, float, float]:
+        """(usual share, Beta a, Beta b) for a window of n items: the key's share belief, or for a
+        topic read against its members' mix (`members`), centred on the mix's share, as certain as
+        the key's."""
+        a, c = self._share_belief(st, key)
+        if members is not None:
+            share = self._mix_share(st, share, n, members)
+            a, c = share * (a + c), (1 - share) * (a + c)
+        return share, a, c
+
     def _test(self, st: KeyState, key: str, n: int, k: int,
               members: dict | None = None) -> tuple[bool, float, float, float]:
         """The surge test of k negatives among n items: (surging, count p, z, expected).
@@ -542,14 +553,10 @@ class SpikeDetector:
         b, _, share, warm = self._baseline(st)
         if warm:
             p = poisson_sf(k, max(b + math.sqrt(b), c.lambda_floor))
-            if members is not None:
-                share = self._mix_share(st, share, n, members)
+            share, a, cc = self._window_share(st, key, share, n, members)
             need = share + min(c.share_margin, (c.share_ratio - 1) * share)
             if k >= c.min_count and p <= c.p_threshold:
                 # and given the window's volume: k of n at the key's share (as uncertain as it is)
-                a, cc = self._share_belief(st, key)
-                if members is not None:  # centred on the mix's share, as certain as the key's
-                    a, cc = share * (a + cc), (1 - share) * (a + cc)
                 share_p = beta_binomial_sf(k, n, a, cc)
                 if share_p > c.share_p:
                     need = 2.0  # the negatives came with the volume: ordinary news, busier
@@ -572,10 +579,7 @@ class SpikeDetector:
         _, _, share, warm = self._baseline(st)
         if not warm or n <= 0:
             return math.inf
-        a, c = self._share_belief(st, key)
-        if self._members_of(key):
-            share = self._mix_share(st, share, n, tickers)
-            a, c = share * (a + c), (1 - share) * (a + c)
+        _, a, c = self._window_share(st, key, share, n, tickers if self._members_of(key) else None)
         m = a + c
         if m <= 0:
             return math.inf

@@ -293,16 +293,22 @@ def guarded_transport(guard: FetchGuard, own_commits: frozenset[str] = frozenset
                     reread[tp] = missing
                     continue
                 yield tp, message
-            for tp, missing in reread.items():
-                try:
-                    await self.seek(tp, missing)
-                except Exception as exc:  # noqa: BLE001 - then never committed past it, /health names it
-                    offsets.held(tp, missing)
-                    log.error("could not read a partition again; not committed past the records not delivered",
-                              topic=tp.topic, partition=tp.partition, offset=missing,
-                              error=f"{type(exc).__name__}: {exc}"[:300])
             if self._seek_epoch != epoch:
-                await self._read_again_from_the_seek()
+                await self._read_again_from_the_seek()  # which also covers the partitions in `reread`
+                return
+            for tp, missing in reread.items():
+                await self._seek_or_hold(tp, missing, "past records not delivered")
+
+        async def _seek_or_hold(self, tp, offset: int, why: str) -> None:
+            """Read `tp` again from `offset`; where the seek fails, an own input partition is never
+            committed past it (`InputOffsets.held`; /health names it until the next seek)."""
+            try:
+                await self.seek(tp, offset)
+            except Exception as exc:  # noqa: BLE001 - held, logged; /health names it
+                if self._own(tp):
+                    self._offsets().held(tp, offset)
+                log.error(f"could not read a partition again ({why}); not committed past it", topic=tp.topic,
+                          partition=tp.partition, offset=offset, error=f"{type(exc).__name__}: {exc}"[:300])
 
         async def _read_again_from_the_seek(self) -> None:
             """A seek ran while this fetch was out: records the fetch returned were dropped, not
@@ -312,18 +318,12 @@ def guarded_transport(guard: FetchGuard, own_commits: frozenset[str] = frozenset
             seek, so each partition is sought again to where the seek put it."""
             if self._seek_done is not None:
                 await self._seek_done.wait()  # the seek may still be running: its offsets first
-            epoch, assigned, offsets = self._seek_epoch, self.assignment(), self._offsets()
+            epoch, assigned = self._seek_epoch, self.assignment()
             for tp, o in self._seek_offsets.items():
                 if tp not in assigned or self._seek_epoch != epoch:
                     continue  # revoked, or a newer seek put it where it must be
                 if self._own(tp) or self.app.topics.acks_enabled_for(tp.topic):
-                    try:
-                        await self.seek(tp, o or 0)
-                    except Exception as exc:  # noqa: BLE001 - then never committed past it, /health names it
-                        if self._own(tp):
-                            offsets.held(tp, o or 0)
-                        log.error("could not read a partition again after a seek", topic=tp.topic,
-                                  partition=tp.partition, offset=o or 0, error=f"{type(exc).__name__}: {exc}"[:300])
+                    await self._seek_or_hold(tp, o or 0, "after a seek")
                 else:
                     self._read_offset[tp] = o
             metrics.SEEK_REREADS.inc()

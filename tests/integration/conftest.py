@@ -108,8 +108,4 @@ def pytest_runtest_makereport(item, call):
 def stack(kafka, postgres, tmp_path):
     s = Stack(kafka, postgres, tmp_path, **FAST_DETECTOR)
     yield s
-    s.close()
-    for w in s.workers:
-        log = w.log_path.read_text(errors="replace")
-        if "Traceback" in log:
-            print(f"--- {w.log_path}\n{log[-4000:]}")
+    s.close()  # a failed test's report carries its workers' logs (pytest_runtest_makereport above)
