@@ -114,6 +114,28 @@ def test_length_buckets_bound_padding_and_batch():
         assert len(c) * max(lengths[i] for i in c) <= real * (1 + MAX_PAD_WASTE)
 
 
+def test_the_cpu_scorer_buckets_tighter_than_a_gpu_one_and_scores_the_same():
+    """ONNX Runtime on the CPU cuts chunks at CPU_PAD_WASTE (padding costs there what real tokens
+    do); the answers do not depend on how a call was cut."""
+    import numpy as np
+
+    from models.runtime import CPU_PAD_WASTE, MAX_PAD_WASTE, Scorer, length_buckets
+
+    lengths = [20, 21, 22, 23, 24, 25, 30, 31, 40, 44] * 4
+    tight, loose = length_buckets(lengths, 64, CPU_PAD_WASTE), length_buckets(lengths, 64)
+    assert len(tight) > len(loose)
+    for c in tight:
+        assert len(c) * max(lengths[i] for i in c) <= sum(lengths[i] for i in c) * (1 + CPU_PAD_WASTE)
+    assert [lengths[i] for i in length_buckets(lengths, 64, 0.0)[0]] == [20] * 4  # no padding at all
+    scorer = Scorer.from_artifact(precision="fp32")
+    assert scorer.pad_waste == CPU_PAD_WASTE < MAX_PAD_WASTE
+    texts = ["Apple beats on revenue", "Fed holds rates steady as inflation cools further this quarter",
+             "$TSLA down 5%", "Oil prices jump after OPEC cuts output, lifting energy shares across Europe"]
+    tight_p = scorer.probabilities(texts)[1]
+    scorer.pad_waste = 10.0  # one chunk, padded to the longest
+    assert np.allclose(tight_p, scorer.probabilities(texts)[1], atol=1e-4)
+
+
 # --- backend/precision/device validation (fails before anything is loaded; no GPU needed) ---
 
 @pytest.mark.parametrize("backend, precision, device, message", [
