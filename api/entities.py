@@ -12,6 +12,7 @@ import asyncpg
 from fastapi import HTTPException
 
 from api import queries as q
+from api.heap import freeze_long_lived
 from core.logs import get
 from core.settings import Settings
 
@@ -31,6 +32,7 @@ class Entities:
                 if self._linker is None:
                     try:
                         self._linker = await asyncio.wait_for(asyncio.to_thread(self._build), 30)
+                        freeze_long_lived()  # the directory lives as long as the process (api/heap.py)
                     except Exception as exc:  # noqa: BLE001 - DirectoryError, OSError, bad JSON: not the client's
                         log.error("entities.directory_unavailable", error=repr(exc)[:300])
                         raise HTTPException(503, "symbol directory unavailable") from None

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from api.delivery import Deliverer
 from api.deps import Cursors
 from api.entities import Entities
+from api.heap import freeze_long_lived, unfreeze
 from api.limits import BodyLimit, RateLimitMiddleware, StreamSlots
 from api.live import AlertHub
 from api.metrics import MetricsMiddleware
@@ -125,9 +126,11 @@ async def lifespan(app: FastAPI):
     hub.start()
     deliverer.start()
     log.info("api.started", host=s.api_host, port=s.api_port)
+    freeze_long_lived()  # start-up's objects out of the collector's full passes (api/heap.py)
     try:
         yield
     finally:
+        unfreeze()
         await scorer.stop()
         await deliverer.stop()
         await hub.stop()

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from api import metrics
+from api.heap import freeze_long_lived
 from core.logs import get
 from core.settings import Settings
 
@@ -86,6 +87,7 @@ class ScoringBatcher:
 
             self.scorer = await asyncio.to_thread(self._load)
             self.swap = ModelSwap(self.settings.model_dir, self, self._load, on_change=metrics.count_model_swap)
+            freeze_long_lived()  # the model lives as long as the process (api/heap.py; a swap's does not)
             metrics.MODEL_VERSION.labels(self.scorer.version).set(1)
             self._next_poll = time.monotonic() + self.settings.model_poll_s
         elif time.monotonic() >= self._next_poll and (self._poll is None or self._poll.done()):
