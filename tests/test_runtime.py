@@ -156,14 +156,32 @@ def test_unsupported_combinations_are_refused(backend, precision, device, messag
         make_backend(DEFAULT_ARTIFACT, backend, precision, device)
 
 
-@pytest.mark.parametrize("backend, device, precision", [
-    ("onnx", "cpu", "int8"), ("onnx", "cuda", "fp32"), ("torch", "cpu", "fp32"),
-    ("torch", "cuda:1", "fp16"), ("tensorrt", "cuda", "fp16"),
+@pytest.mark.parametrize("backend, device, fast_int8, precision", [
+    ("onnx", "cpu", True, "int8"), ("onnx", "cpu", False, "fp32"), ("onnx", "cuda", True, "fp32"),
+    ("torch", "cpu", True, "fp32"), ("torch", "cuda:1", True, "fp16"), ("tensorrt", "cuda", True, "fp16"),
 ])
-def test_auto_precision_per_backend_and_device(backend, device, precision):
-    from models.runtime import DEFAULT_ARTIFACT, resolve_precision
+def test_auto_precision_per_backend_device_and_cpu(monkeypatch, backend, device, fast_int8, precision):
+    import models.runtime as rt
 
-    assert resolve_precision(DEFAULT_ARTIFACT, backend, "auto", device) == precision
+    monkeypatch.setattr(rt, "cpu_has_fast_int8", lambda: fast_int8)
+    assert rt.resolve_precision(rt.DEFAULT_ARTIFACT, backend, "auto", device) == precision
+    assert rt.resolve_precision(rt.DEFAULT_ARTIFACT, "onnx", "int8", "cpu") == "int8"  # asked for: given
+
+
+@pytest.mark.parametrize("cpuinfo, fast", [
+    ("processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n", False),  # AMD Zen 2: AVX2 only
+    ("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512_vnni\n", True),  # Ice Lake, Zen 4
+    ("processor\t: 0\nflags\t\t: fpu avx2 avx_vnni\n", True),  # Alder Lake
+    ("processor\t: 0\nFeatures\t: fp asimd crc32 asimddp\n", True),  # Arm with dot product
+    (None, True),  # not Linux: int8, as before
+])
+def test_int8_is_chosen_by_the_cpus_int8_dot_product_instructions(tmp_path, cpuinfo, fast):
+    from models.runtime import cpu_has_fast_int8
+
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    assert cpu_has_fast_int8(str(path)) is fast
 
 
 def test_auto_precision_without_an_int8_graph_is_fp32(tmp_path):
@@ -277,8 +295,8 @@ def test_parallel_chunks_give_the_serial_answers_in_input_order(artifact, real_t
     """Same chunks, same graph calls: the logits, the token states kept for the entity head and
     the recheck counters are those of one chunk after another."""
     texts = real_texts[:300]
-    serial = Scorer.from_artifact(artifact, max_batch=16, threads=1)
-    parallel = Scorer.from_artifact(artifact, max_batch=16, threads=1, workers=2)
+    serial = Scorer.from_artifact(artifact, max_batch=16, threads=1, precision="int8")
+    parallel = Scorer.from_artifact(artifact, max_batch=16, threads=1, workers=2, precision="int8")
     want, got = serial.logits(texts), parallel.logits(texts)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
