@@ -11,8 +11,9 @@ backend and by the pipelines) and the Rust tokenizers' pool (RAYON_NUM_THREADS) 
 The last column is each cell's speed over the pipelines' at the same batch. Two headline ratios
 follow, for the graph `auto` runs on this CPU (int8 where it has int8 dot-product instructions,
 else fp32: models.runtime.cpu_has_fast_int8): it over the pipelines at one batch size
-(`--same-batch`, 32), and each at its own best batch. The README quotes both; the old figure (int8 at its best batch over the pipelines at 32)
-is printed last, labelled as mixed, for comparison with earlier runs.
+(`--same-batch`, 32), and each at its own best batch. The README quotes both; the old figure
+(that graph at its best batch over the pipelines at 32) is printed last, labelled as mixed, for
+comparison with earlier runs.
 
 Texts: a realistic mix of finance tweets and headlines (bench/texts.py). Each cell scores the
 same N texts after a warm-up, `--repeats` times, cells interleaved by batch; the fastest pass is

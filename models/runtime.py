@@ -14,10 +14,11 @@ Batching: tokenise the whole call once with the fast tokenizer, sort by length, 
 chunks of at most `max_batch` texts whose padding stays under `pad_waste` of the real tokens,
 pad each chunk only to its own longest text (a tweet is never padded to 512). On the CPU a
 padded token costs about what a real one does and one more ONNX Runtime run almost nothing, so
-ONNX Runtime on the CPU allows CPU_PAD_WASTE (2 %, chunks of nearly equal length); a GPU,
-where each launch costs and padding is nearly free, and torch keep MAX_PAD_WASTE (15 %). Measured on real text (2 cores,
-AMD EPYC, int8 + fp32 recheck, the worker's 128-text calls): 15 % → 2 % took 13.5 → 12.1 ms of
-CPU per text (144 → 164 texts/s) with the same recheck rate (12 %) and fp32 agreement.
+ONNX Runtime on the CPU allows CPU_PAD_WASTE (2 %, chunks of nearly equal length); GPUs, where
+a launch costs and padding is nearly free, and torch keep MAX_PAD_WASTE (15 %). Measured on
+real text (2 cores, AMD EPYC, int8 + fp32 recheck, the worker's 128-text calls): 15 % → 2 %
+took 13.5 → 12.1 ms of CPU per text (144 → 164 texts/s), the same recheck rate (12 %) and
+agreement with fp32.
 
 Threads: `threads` is ONNX Runtime's intra-op threads per graph (0: ORT's default); `workers`
 runs that many chunks of one call at once, each in its own thread (ONNX Runtime's `run` is
@@ -312,7 +313,8 @@ class Scorer:
         workers = workers if backend == "onnx" and device == "cpu" else 1
         return cls(make_backend(directory, backend, precision, device, threads, margin),
                    Tokenizer(directory, meta.max_length), meta, max_batch, directory=directory, precision=precision,
-                   threads=threads, workers=workers, pad_waste=CPU_PAD_WASTE if (backend, device) == ("onnx", "cpu") else MAX_PAD_WASTE)
+                   threads=threads, workers=workers,
+                   pad_waste=CPU_PAD_WASTE if (backend, device) == ("onnx", "cpu") else MAX_PAD_WASTE)
 
     def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         errors = validate_texts(texts)
