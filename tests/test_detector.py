@@ -71,6 +71,19 @@ def test_brand_new_ticker_with_100_negatives_in_50_s_alerts_busy_new_ticker_does
     assert [k for k, _ in opened(replay(evs, CFG))] == ["ticker:NEWCO"]
 
 
+def test_a_fresh_start_does_not_test_a_topic_against_a_tickers_prior_share():
+    """Every key is cold when the detector starts. A topic whose own negative share is 0.6 (items
+    that name no company: market wrap-ups) is not a surge against the cold prior (a typical
+    ticker's 0.35): a topic is never new, only unknown, and is tested once warm — when 0.6 is its
+    normal. A name that is new and in bad news still alerts cold."""
+    rng, evs, ts = random.Random(5), [], 0.0
+    while (ts := ts + rng.expovariate(6.0)) < 1.5 * HOUR:
+        evs.append((ts, f"m-{len(evs)}", rng.random() < 0.6, "stock_movement", ()))
+    assert opened(replay(evs, CFG)) == []
+    keys = [k for k, _ in opened(replay(evs + surge("NEWCO", 300, 100, 50), CFG))]
+    assert keys == ["ticker:NEWCO"]
+
+
 def test_replayed_batch_is_not_counted_twice():
     det, st = SpikeDetector(CFG), KeyState()
     cells = [Cell(100, 10, 10, ("a",))]
