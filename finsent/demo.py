@@ -76,6 +76,7 @@ SURGE_SIZE = 120
 # share (0.35): on a cold start at 60 items/s that topic had 17-23 negatives of as many within
 # seconds and alerted in every seed tried, before the planted surge. In the demo's feed a tenth
 # of the ordinary items are these, which puts the topic's negative share near a typical key's.
+# (The detector no longer tests a cold topic against that prior at all; the mix stays for realism.)
 LEGAL_NOT_BAD = ["Court sets hearing date in {co} patent case", "{co} says it will comply with new SEC disclosure rules",
                  "SEC proposes new rules on climate disclosures", "Judge approves {co} settlement with investors",
                  "FTC clears {co} deal without conditions", "Supreme Court to hear {co} copyright appeal next term"]
