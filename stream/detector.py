@@ -27,9 +27,10 @@ that is less. A key with less than `warmup_s` of history is tested against a pri
 typical key's negative share `cold_share` — with a binomial tail P(X ≥ K), X ~ Binomial(N,
 cold_share), and K ≥ cold_min_count: a brand-new ticker in a burst of bad news alerts, a busy
 one is not mistaken for a surge. A topic is not tested until it is warm: it is never new, only
-unknown to a detector that has just started, and its own share may be far from a ticker's prior. A topic alert also needs breadth: the window must still be a
-surge without its most negative ticker's negatives; a surge carried by one name is that name's
-alert (one incident, one alert), and so is one name's ordinary burst of news.
+unknown to a detector that has just started, and its own share may be far from a ticker's prior.
+A topic alert also needs breadth: the window must still be a surge without its most negative
+ticker's negatives; a surge carried by one name is that name's alert (one incident, one alert),
+and so is one name's ordinary burst of news.
 
 The baseline is robust to what it should not learn: every slice of a window whose count is
 unusual (p ≤ learn_p, 1e-3) stays out of it, so a slow build-up is not learned as the key's
@@ -564,11 +565,9 @@ class SpikeDetector:
         else:
             b = c.cold_share * n
             p = binomial_sf(k, n, c.cold_share)
-            # a cold topic is not tested: the prior is a typical ticker's share, the cold test is for
-            # a name that is new *and* in bad news, and a topic is never new — it is cold only
-            # because the detector has just started, with the topic's own share (stock_movement:
-            # 0.4-0.6 in the demo's feed) unknown. Tested, a fresh start alerted on such a topic in
-            # its first window (`make demo`: 2 seeds of 40); it is tested once warm.
+            # a cold topic is not tested (module docstring): the cold test is for a name that is new
+            # and in bad news; a topic is only unknown, its own share may be far above the prior
+            # (the demo's stock_movement: 0.4-0.6, which alerted in its first window in 2 seeds of 40)
             need = 2.0 if key.startswith("topic:") else 0.0
         z = (k - max(b, c.lambda_floor)) / math.sqrt(max(b, c.lambda_floor))
         surging = (k >= (c.min_count if warm else c.cold_min_count) and p <= c.p_threshold and n > 0
