@@ -79,6 +79,7 @@ def serve(settings: Settings) -> None:
     from core.logs import configure
 
     configure()
+    # HTTP parsing: uvicorn's `auto` is httptools (a dependency; h11 where it is missing)
     # on SIGTERM open requests and live streams get api_shutdown_grace_s, then they are cut
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning",
                 proxy_headers=False, timeout_graceful_shutdown=settings.api_shutdown_grace_s)

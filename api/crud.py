@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 
 import asyncpg
 import numpy as np
@@ -27,6 +28,14 @@ def ceil_time(t: datetime, step: timedelta) -> datetime:
 COUNTS = ("n", "negatives", "neutrals", "positives")
 
 
+@lru_cache(maxsize=1024)
+def time_axis(start: datetime, step: timedelta, buckets: int) -> orjson.Fragment:
+    """A series' bucket times, serialised once for all its keys and kept: windows that slide
+    repeat their alignment (96 starts a day for 15-minute buckets), and 96 datetimes made and
+    formatted cost ~0.07 ms of a 1.7 ms request."""
+    return orjson.Fragment(orjson.dumps([start + i * step for i in range(buckets)]))
+
+
 async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], start: datetime, end: datetime,
                  step: timedelta, as_numpy: bool = False, sql: str | None = None) -> list[dict]:
     """One dict of parallel arrays per key (t, n, negatives, …), in key order, every bucket of
@@ -37,9 +46,8 @@ async def series(conn: asyncpg.Connection, *, key_type: str, keys: list[str], st
     buckets = (end - start) // step
     rows = {r["key"]: r for r in await conn.fetch(sql or q.series_sql(int(step.total_seconds())), key_type, keys,
                                                  start.timestamp(), step.total_seconds(), start, end)}
-    t = [start + i * step for i in range(buckets)]
-    if as_numpy:  # every key has the same times: serialised once (20 keys × 288: −0.5 ms per request)
-        t = orjson.Fragment(orjson.dumps(t))
+    # every key has the same times: serialised once (20 keys × 288: −0.5 ms per request)
+    t = time_axis(start, step, buckets) if as_numpy else [start + i * step for i in range(buckets)]
     out = []
     for key in sorted(set(keys)):
         counts, score_sum = np.zeros((len(COUNTS), buckets), np.int64), np.zeros(buckets)
@@ -71,7 +79,7 @@ def series_from_rollup(rows: np.ndarray, *, keys: list[str], start: datetime, st
     counts = sums[:len(COUNTS)].astype(np.int64)
     with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 = NaN: an empty bucket (null)
         share, mean = counts[1] / counts[0], sums[len(COUNTS)] / counts[0]
-    t = orjson.Fragment(orjson.dumps([start + i * step for i in range(buckets)]))
+    t = time_axis(start, step, buckets)
     # list(a 2-d array) yields its rows as views in one C loop (cheaper than indexing key by key)
     columns = zip(keys, *(list(c) for c in counts), list(share), list(mean))
     return [{"key": key, "t": t, "n": n, "negatives": neg, "neutrals": neu, "positives": pos, "negative_share": sh,

@@ -195,6 +195,9 @@ async def get_read_db(request: Request, db: DbDep, _: Reader) -> AsyncIterator[D
         await rdb.release()
 
 
+# ReadDbDep and ReadConnDep check the caller's key (Reader) themselves: a route that takes one
+# does not also ask for Reader. FastAPI solves a dependency's whole subtree at every use, cached
+# or not: the second Reader cost six more solves per request (−0.07 ms of 1.7 for a series).
 ReadDbDep = Annotated[Db, Depends(get_read_db)]
 
 

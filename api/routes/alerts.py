@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from api import crud, history
 from api import queries as q
-from api.deps import (Cursor, CursorsDep, Limit, ReadConnDep, Reader, SettingsDep, StrictJSONRoute, TimeRange,
+from api.deps import (Cursor, CursorsDep, Limit, ReadConnDep, SettingsDep, StrictJSONRoute, TimeRange,
                       time_range)
 from api.entities import attach
 from api.schemas import AlertDetail, AlertPage, KeyType, Message, Severity
@@ -21,7 +21,7 @@ AROUND = timedelta(minutes=60)  # series context each side of the alert window
 
 @router.get("", response_model=AlertPage, summary="Alerts, filtered, cursor-paged (newest first)")
 async def list_alerts(
-    conn: ReadConnDep, _: Reader, cursors: CursorsDep,
+    conn: ReadConnDep, cursors: CursorsDep,
     window: Annotated[TimeRange, Depends(time_range(timedelta(days=7), timedelta(days=366)))],
     state: Literal["open", "resolved"] | None = None,
     key_type: KeyType | None = None,
@@ -56,7 +56,7 @@ def _page(w: q.Where, limit: int) -> tuple:
 
 @router.get("/{alert_id}", response_model=AlertDetail, responses={404: {"model": Message}},
             summary="One alert with its sample events, the key's series around it and its history")
-async def get_alert(conn: ReadConnDep, _: Reader, settings: SettingsDep, alert_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> AlertDetail:
+async def get_alert(conn: ReadConnDep, settings: SettingsDep, alert_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> AlertDetail:
     alert = await conn.fetchrow(q.ALERT_BY_ID, alert_id)
     if alert is None:
         raise HTTPException(404, f"alert {alert_id} not found")

@@ -32,7 +32,7 @@ async def search(request: Request, _: Reader,
 
 @router.get("/{ticker}", response_model=EntityDetail, responses={404: {"model": Message}},
             summary="A ticker's directory entry and its recent counts and tone from stored items")
-async def detail(ticker: TickerPath, request: Request, conn: ReadConnDep, _: Reader, settings: SettingsDep,
+async def detail(ticker: TickerPath, request: Request, conn: ReadConnDep, settings: SettingsDep,
                  window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), timedelta(days=31)))],
                  min_relevance: Annotated[Relevance | None, Query(description="default: "
                                                                   "FINSENT_ENTITY_MIN_RELEVANCE")] = None):

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 
 from api import history
 from api import queries as q
-from api.deps import (ReadConnDep, Cursor, CursorsDep, Limit, Reader, SettingsDep, StrictJSONRoute, TimeRange, fast_json,
+from api.deps import (ReadConnDep, Cursor, CursorsDep, Limit, SettingsDep, StrictJSONRoute, TimeRange, fast_json,
                       time_range)
 from api.entities import attach
 from api.schemas import EventPage, Message, Relevance, Sentiment, Ticker, Topic
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/events", tags=["events"], route_class=StrictJSONR
 @router.get("", response_model=EventPage, responses={410: {"model": Message}},
             summary="Scored events, filtered, cursor-paged (newest first)")
 async def list_events(
-    conn: ReadConnDep, _: Reader, cursors: CursorsDep, settings: SettingsDep,
+    conn: ReadConnDep, cursors: CursorsDep, settings: SettingsDep,
     window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), timedelta(days=31)))],
     topic: Annotated[list[Topic], Query(max_length=20)] = [],
     ticker: Annotated[list[Ticker], Query(max_length=50)] = [],

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from api import crud
-from api.deps import EARLIEST, ReadConnDep, Reader, StrictJSONRoute, bad_request, utc
+from api.deps import EARLIEST, ReadConnDep, StrictJSONRoute, bad_request, utc
 from api.schemas import KeyType, MoversResponse
 
 router = APIRouter(prefix="/v1/movers", tags=["movers"], route_class=StrictJSONRoute)
@@ -17,7 +17,7 @@ MINUTE = timedelta(minutes=1)
 
 @router.get("", response_model=MoversResponse, summary="Largest moves of negative share against the baseline")
 async def get_movers(
-    conn: ReadConnDep, _: Reader,
+    conn: ReadConnDep,
     key_type: KeyType = "topic",
     window_minutes: Annotated[int, Query(ge=1, le=1440, description="the recent window")] = 60,
     baseline_hours: Annotated[int, Query(ge=1, le=168, description="trailing span before the window")] = 24,

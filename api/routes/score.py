@@ -45,7 +45,7 @@ async def score(body: ScoreRequest, request: Request, db: DbDep, _: Reader) -> S
             summary="Per-word attributions for a stored event's sentiment and topic (occlusion)")
 async def explain_event(source: Annotated[str, Path(min_length=1, max_length=64)],
                         event_id: Annotated[str, Path(min_length=1, max_length=256)],
-                        request: Request, db: ReadDbDep, _: Reader) -> ExplanationPublic:
+                        request: Request, db: ReadDbDep) -> ExplanationPublic:
     conn = await db.conn()
     event = await conn.fetchrow(q.EVENT_BY_KEY, source, event_id)
     if event is None:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from api import crud
 from api import history
 from api import queries as q
-from api.deps import (ReadDbDep, Reader, SettingsDep, StrictJSONRoute, TimeRange, bad_request,
+from api.deps import (ReadDbDep, SettingsDep, StrictJSONRoute, TimeRange, bad_request,
                       replica_unavailable, time_range)
 from api.schemas import SeriesResponse
 from api.series_cache import Rollup
@@ -37,7 +37,7 @@ PIECES_UP_TO = 200_000
 
 @router.get("", response_model=SeriesResponse, summary="Time-bucketed counts, negative share and mean score")
 async def get_series(
-    request: Request, db: ReadDbDep, _: Reader, settings: SettingsDep,
+    request: Request, db: ReadDbDep, settings: SettingsDep,
     window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), LONGEST))],
     key: Annotated[list[Annotated[str, Query(min_length=1, max_length=64)]],
                    Query(min_length=1, max_length=50, description="topic slugs, tickers or sources")],

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from api import queries as q
-from api.deps import (EARLIEST, Cursor, CursorsDep, ReadConnDep, Reader, StrictJSONRoute, TimeRange, fast_json,
+from api.deps import (EARLIEST, Cursor, CursorsDep, ReadConnDep, StrictJSONRoute, TimeRange, fast_json,
                       time_range)
 from api.entities import attach
 from api.schemas import Message, StoryDetail, StoryPage, Ticker, Topic
@@ -23,7 +23,7 @@ StoryId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00]+$
 
 @router.get("", response_model=StoryPage, summary="Recent stories with their copy counts and sources")
 async def list_stories(
-    conn: ReadConnDep, _: Reader, cursors: CursorsDep,
+    conn: ReadConnDep, cursors: CursorsDep,
     window: Annotated[TimeRange, Depends(time_range(timedelta(hours=24), timedelta(days=31)))],
     ticker: Annotated[list[Ticker], Query(max_length=50, description="stories whose first event names one of "
                                                                     "these companies")] = [],
@@ -46,7 +46,7 @@ async def list_stories(
 
 @router.get("/{story_id}", response_model=StoryDetail, responses={404: {"model": Message}},
             summary="One story and its events (oldest first, cursor pages)")
-async def get_story(story_id: StoryId, conn: ReadConnDep, _: Reader, cursors: CursorsDep,
+async def get_story(story_id: StoryId, conn: ReadConnDep, cursors: CursorsDep,
                     limit: Annotated[int, Query(ge=1, le=1000, description="events per page")] = 100,
                     cursor: Cursor = None):
     story = await conn.fetchrow(q.STORY_BY_ID, story_id)
