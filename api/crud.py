@@ -28,11 +28,16 @@ def ceil_time(t: datetime, step: timedelta) -> datetime:
 COUNTS = ("n", "negatives", "neutrals", "positives")
 
 
-@lru_cache(maxsize=1024)
 def time_axis(start: datetime, step: timedelta, buckets: int) -> orjson.Fragment:
     """A series' bucket times, serialised once for all its keys and kept: windows that slide
     repeat their alignment (96 starts a day for 15-minute buckets), and 96 datetimes made and
-    formatted cost ~0.07 ms of a 1.7 ms request."""
+    formatted cost ~0.07 ms of a 1.7 ms request. Keyed by the offset too: equal instants in two
+    time zones are equal datetimes but are written differently."""
+    return _time_axis(start, start.utcoffset(), step, buckets)
+
+
+@lru_cache(maxsize=1024)
+def _time_axis(start: datetime, _offset: timedelta | None, step: timedelta, buckets: int) -> orjson.Fragment:
     return orjson.Fragment(orjson.dumps([start + i * step for i in range(buckets)]))
 
 

@@ -10,13 +10,14 @@ import asyncio
 import random
 import re
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import numpy as np
+import orjson
 import pytest
 
-from api.crud import ceil_time, floor_time
+from api.crud import ceil_time, floor_time, time_axis
 from api.routes.series import BUCKETS
 from api.series_cache import Rollup, SeriesCache
 from api.series_pieces import MISSING, Pieces
@@ -244,3 +245,14 @@ def test_pieces_store_drops_what_a_change_reaches_and_keeps_its_budget():
     assert p.size <= 10_000 and ("t", "ticker", "C", 59) in p.entries and ("t", "ticker", "A", 1) not in p.entries
     p.changed(float("-inf"), spans)
     assert not p.entries and p.size == 0 and not p.index
+
+
+def test_the_kept_bucket_times_are_those_of_the_start_given():
+    step = timedelta(minutes=15)
+    utc = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
+    paris = utc.astimezone(timezone(timedelta(hours=1)))  # the same instant: an equal datetime
+    assert orjson.loads(orjson.dumps(time_axis(utc, step, 2))) == ["2026-01-05T10:00:00+00:00",
+                                                                    "2026-01-05T10:15:00+00:00"]
+    assert orjson.loads(orjson.dumps(time_axis(paris, step, 2))) == ["2026-01-05T11:00:00+01:00",
+                                                                      "2026-01-05T11:15:00+01:00"]
+    assert orjson.loads(orjson.dumps(time_axis(utc + step, step, 2)))[0] == "2026-01-05T10:15:00+00:00"
