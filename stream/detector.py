@@ -110,6 +110,12 @@ class DetectorConfig:
     silence_p: float = 1e-6  # a key's silence this improbable at its own rate is a pause: not learned as calm
     lateness_s: float = 30.0  # of the watermark (stream.watermark): watermark + lateness = every partition's newest
     key_ttl_s: float = 86400.0  # a key quiet (no data, nothing open) this long in event time starts anew (0: never)
+    # a topic's count test expects at most the negatives its window's other items (not negative)
+    # imply at its usual share: after a step down in volume (the market's close) the 30-minute
+    # baseline still expects the day's count for a while, and a surge that doubles the evening's
+    # negatives stays within it (docs/detector.md). A busier window keeps the baseline. Not for
+    # tickers: a quiet ticker's window of 10 items, all negative, is noise the count test must stop
+    topic_count_follows_volume: bool = True
     # stories (core.stories): a copy of a story already counted adds this much (the first of a story adds 1) ...
     story_copy_weight: float = 0.1
     story_copy_cap: float = 1.0  # ... and all copies of one story together at most this much
@@ -554,8 +560,11 @@ class SpikeDetector:
         c = self.cfg
         b, _, share, warm = self._baseline(st)
         if warm:
-            p = poisson_sf(k, max(b + math.sqrt(b), c.lambda_floor))
             share, a, cc = self._window_share(st, key, share, n, members)
+            lam = b
+            if c.topic_count_follows_volume and share < 1.0 and key.startswith("topic:"):
+                lam = min(b, (n - k) * share / (1.0 - share))  # the volume its other items imply
+            p = poisson_sf(k, max(lam + math.sqrt(lam), c.lambda_floor))
             need = share + min(c.share_margin, (c.share_ratio - 1) * share)
             if k >= c.min_count and p <= c.p_threshold:
                 # and given the window's volume: k of n at the key's share (as uncertain as it is)

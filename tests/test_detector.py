@@ -421,3 +421,31 @@ def test_a_topic_alert_resolves_when_its_share_is_back_though_the_feed_stays_bus
         [(d.action, d.window_end - at, d.z) for d in topic]
     assert resolved[0].z > CFG.resolve_z  # by its share: its count alone still reads as unusual
     assert [k for k, _ in opened(off)] == sorted(["topic:earnings", "ticker:QA", "ticker:QB"])
+
+
+
+def one_topic(hours: float, seed: int, rates: dict[str, float], start: float = 0.0, share: float = 0.2):
+    """Poisson traffic per ticker, every item in the topic `earnings`."""
+    rng, out = random.Random(seed), []
+    for t, rate in rates.items():
+        ts = start
+        while (ts := ts + rng.expovariate(rate)) < start + hours * HOUR:
+            out.append((ts, f"{t}-{seed}-{len(out)}", rng.random() < share, "earnings", (t,)))
+    return out
+
+
+def test_a_topic_surge_after_a_step_down_in_volume_alerts():
+    """The market's close: a topic of 20 names at one item a second for 3 hours (24 negatives a
+    window), then a third of that. Ten minutes on, 30 negatives in 2 minutes over all 20 names:
+    the 30-minute baseline still expects about 20 negatives a window, so the count test alone
+    does not see it; read against what the window's other items imply (32 not negative at the
+    usual 0.2: 8 negatives), it is a surge. The step down alone alerts on nothing either way."""
+    rates = {f"T{i}": 1 / 20 for i in range(20)}
+    day = one_topic(3, 31, rates)
+    evening = one_topic(1, 32, {t: r / 3 for t, r in rates.items()}, start=3 * HOUR)
+    rng = random.Random(4)
+    burst = [(3 * HOUR + 600 + rng.uniform(0, 110), f"s-{i}", True, "earnings", (f"T{i % 20}",)) for i in range(30)]
+    before = DetectorConfig(topic_count_follows_volume=False)
+    assert opened(replay(day + evening + burst, before)) == []
+    assert [k for k, _ in opened(replay(day + evening + burst, CFG))] == ["topic:earnings"]
+    assert opened(replay(day + evening, CFG)) == []
