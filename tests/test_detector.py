@@ -434,7 +434,7 @@ def one_topic(hours: float, seed: int, rates: dict[str, float], start: float = 0
     return out
 
 
-def test_a_topic_surge_after_a_step_down_in_volume_alerts():
+def test_a_topic_surge_after_a_step_down_in_volume_alerts_when_its_count_follows_its_volume():
     """The market's close: a topic of 20 names at one item a second for 3 hours (24 negatives a
     window), then a third of that. Ten minutes on, 30 negatives in 2 minutes over all 20 names:
     the 30-minute baseline still expects about 20 negatives a window, so the count test alone
@@ -445,7 +445,7 @@ def test_a_topic_surge_after_a_step_down_in_volume_alerts():
     evening = one_topic(1, 32, {t: r / 3 for t, r in rates.items()}, start=3 * HOUR)
     rng = random.Random(4)
     burst = [(3 * HOUR + 600 + rng.uniform(0, 110), f"s-{i}", True, "earnings", (f"T{i % 20}",)) for i in range(30)]
-    before = DetectorConfig(topic_count_follows_volume=False)
-    assert opened(replay(day + evening + burst, before)) == []
-    assert [k for k, _ in opened(replay(day + evening + burst, CFG))] == ["topic:earnings"]
-    assert opened(replay(day + evening, CFG)) == []
+    follows = DetectorConfig(topic_count_follows_volume=True)
+    assert opened(replay(day + evening + burst, CFG)) == []
+    assert [k for k, _ in opened(replay(day + evening + burst, follows))] == ["topic:earnings"]
+    assert opened(replay(day + evening, follows)) == []
