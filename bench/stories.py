@@ -330,6 +330,14 @@ async def throughput(args, console: Console) -> None:
     base.mkdir(parents=True, exist_ok=True)
     base.chmod(0o755)
     pg = Postgres(base / "data", database="bench_stories").start()
+    # the server as one would run it for this index (pgserver's defaults are 128 MB of shared buffers, a
+    # quarter of the key index, and a checkpoint every 1 GB of WAL); a change restarts it
+    want = {"shared_buffers": args.shared_buffers, "max_wal_size": args.max_wal_size, "checkpoint_timeout": "30min"}
+    if any(pg.server.psql(f"SHOW {k};").split("\n")[2].strip() != v for k, v in want.items()):
+        for k, v in want.items():
+            pg.server.psql(f"ALTER SYSTEM SET {k} = '{v}';")
+        pg.stop()
+        pg = Postgres(base / "data", database="bench_stories").start()
     migrate(pg.url)
     conn = await asyncpg.connect(libpq_dsn(pg.url))
     now = datetime.now(timezone.utc)
@@ -365,8 +373,10 @@ async def throughput(args, console: Console) -> None:
     stories = st.Stories()
     sign_s = assign_s = store_s = commit_s = 0.0
     novel = 0
+    if args.after_checkpoint:  # the worst case: every index page the run touches first is a full-page image
+        await conn.execute("CHECKPOINT")
     backend = await conn.fetchval("SELECT pg_backend_pid()")  # its CPU time: a figure that load shifts less
-    cpu0, load0 = backend_cpu_s(backend), os.getloadavg()[0]
+    cpu0, load0, wal0 = backend_cpu_s(backend), os.getloadavg()[0], await conn.fetchrow(WAL_SQL)
     for lo in range(0, len(items), args.batch):
         chunk = items[lo:lo + args.batch]
         rows = [("bench", i, at, text, None, None, "en", [], at, at, "M&A", 0.9, "negative", 0.8, 0.1, 0.1, -0.7,
@@ -386,9 +396,11 @@ async def throughput(args, console: Console) -> None:
         sign_s, assign_s, store_s = sign_s + (t1 - t0), assign_s + (t2 - t1), store_s + (t3 - t2)
         novel += sum(a.novel for a in got)
     cpu = backend_cpu_s(backend) - cpu0
+    wal = {k: v - wal0[k] for k, v in (await conn.fetchrow(WAL_SQL)).items()}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = Table(title=f"assign path: {args.items:,} items in batches of {args.batch} against a 72 h index of "
-                        f"{args.index:,} stories (one connection, pgserver PostgreSQL 16 on this machine)")
+                        f"{args.index:,} stories (one connection, pgserver PostgreSQL 16 on this machine, "
+                        f"shared_buffers {args.shared_buffers}, max_wal_size {args.max_wal_size}, checkpoint_timeout 30min)")
     for col in ("step", "seconds", "items/s"):
         table.add_column(col, justify="right")
     n = len(items)
@@ -406,12 +418,19 @@ async def throughput(args, console: Console) -> None:
     console.print(f"PostgreSQL backend CPU {cpu * 1000 / batches:.1f} ms per batch of {args.batch} (store, assign, "
                   f"commit); load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
                   f"on {os.cpu_count()} CPUs")
+    console.print(f"WAL a batch: {float(wal['wal_bytes']) / batches / 2**20:.2f} MiB, {wal['wal_fpi'] / batches:.0f} "
+                  f"full-page images; checkpoints during the run: {wal['checkpoints']}"
+                  f"{' (a CHECKPOINT just before it: the worst case)' if args.after_checkpoint else ''}")
     console.print(f"{novel:,} of {len(items):,} items novel (about {args.copy_share:.0%} were built as copies; "
                   f"real tweets also repeat and share templates); "
                   f"bench process max RSS {rss:,.0f} MiB")
     await conn.close()
     if not args.pgdir:
         pg.stop()
+
+
+WAL_SQL = """SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req AS checkpoints
+FROM pg_stat_wal w, pg_stat_bgwriter b"""
 
 
 def backend_cpu_s(pid: int) -> float:
@@ -443,6 +462,10 @@ def main() -> None:
     t.add_argument("--texts", type=int, default=20000, help="distinct tweets to draw new items from")
     t.add_argument("--seed", type=int, default=5)
     t.add_argument("--pgdir", help="keep the server and its index here (reused by the next run)")
+    t.add_argument("--shared-buffers", default="1GB", help="the server's shared_buffers (the key index is ~520 MB)")
+    t.add_argument("--max-wal-size", default="8GB", help="WAL between checkpoints (a write-heavy server's setting)")
+    t.add_argument("--after-checkpoint", action="store_true",
+                   help="CHECKPOINT right before the timed part (every page then written first is a full-page image)")
     args = ap.parse_args()
     console = Console(width=160)
     if args.cmd == "pairs":

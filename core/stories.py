@@ -98,7 +98,10 @@ def shingles(text: str, keys: Iterable[str] = ()) -> set[bytes]:
 
 def names_of(text: str, keys: Iterable[str] = ()) -> frozenset[str]:
     """The companies an item names: its ticker keys and its cashtags."""
-    return frozenset({k.split(":", 1)[-1].upper() for k in keys} | set(cashtags(text)))
+    names = {k.split(":", 1)[-1].upper() for k in keys}
+    if "$" in text:  # (no cashtag without one: most texts skip the regex)
+        names.update(cashtags(text))
+    return frozenset(names)
 
 
 def compatible(a: frozenset, b: frozenset) -> bool:
@@ -211,16 +214,18 @@ CROSS JOIN LATERAL (SELECT story_id, novel, copies FROM scored_event e
                     WHERE e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
                       AND e.story_id IS NOT NULL OFFSET 0) e"""
 
-# the batch's band keys as one array: one index scan of story_key's primary key (PostgreSQL's B-tree
-# takes `= ANY(array)` itself, one descent per key, no executor node per key), or on a small table a
-# sequential scan with the array hashed. The time window is applied to the rows found, behind a
-# MATERIALIZED fence: with `first_at` in the same WHERE, an index (or statistics) saying the window
-# is narrow made PostgreSQL scan every key of the window through `ix_story_key_first_at` and test
-# each against the whole array, one comparison per element (every key is inside a 72 h window):
+# the batch's band keys as one array (a text literal): one index scan of story_key's primary key
+# (PostgreSQL's B-tree takes `= ANY(array)` itself, one descent per key, no executor node per key), or
+# on a small table a sequential scan with the array hashed. The time window is applied to the rows
+# found, behind a MATERIALIZED fence: with `first_at` in the same WHERE, an index (or statistics) saying
+# the window is narrow made PostgreSQL scan every key of the window through `ix_story_key_first_at` and
+# test each against the whole array, one comparison per element (every key is inside a 72 h window):
 # 257-408 ms of backend CPU for 2,400 probe keys on a 35,000-key table against 5 ms now, 9 → 6.5-8.5 ms
-# on 24 M keys (docs/stories.md). Then the story row of
-# each story hit, once per story (a copy hits its story with 3-12 keys: one probe per key read the
-# same row up to 12 times), by its primary key (LATERAL ... OFFSET 0: a probe, never a join over `story`)
+# on 24 M keys (docs/stories.md). One row per story holding probed keys, its keys in an array (about
+# 330 rows a batch of 256 instead of ~1,500 key rows to decode), `live` when it is inside the window;
+# then the story row of each live story, once (a copy hits its story with 3-12 keys), by its primary
+# key (LATERAL ... OFFSET 0: a probe, never a join over `story`). Keys of stories not live come back
+# too: they are present, so the batch takes them over (or leaves them) instead of inserting them.
 CANDIDATES_SQL = """WITH k AS MATERIALIZED (
     SELECT band, slot, story_id, first_at, day FROM story_key WHERE band = ANY($1::text::bigint[])),
 s AS MATERIALIZED (SELECT slot, story_id, first_at, day, array_agg(band) AS bands,
@@ -243,16 +248,26 @@ ON CONFLICT (slot, story_id) DO UPDATE SET copies = s.copies + EXCLUDED.copies,
 
 # the new band keys: each key with the ordinal of its story in the story upsert's arrays ($1 slot, $2
 # story_id, $3 day, $4 first_at), as two text literals ('{...}': asyncpg checks every element of a
-# Python list it encodes, about 5 µs per key a batch of ~900 keys)
-BAND_INSERT_SQL = """INSERT INTO story_key AS b (slot, band, story_id, day, first_at)
-SELECT s.slot, k.band, s.story_id, s.day, s.first_at
-FROM unnest($10::text::bigint[], $11::text::int[]) AS k(band, i)
+# Python list it encodes). The probe (CANDIDATES_SQL) returns every probed key the index has, live or
+# not, and it ran under the advisory lock, so a key it did not return is absent: a plain INSERT (no
+# speculative insertion: 2 ms of backend CPU and ~1,400 WAL records less a batch of 256 on the 2 M-story
+# bench); a key it returned whose story is past the horizon is taken over (the upsert of before). A
+# unique violation here is raised as KeyRace (retried), never as bad data.
+_KEY_ROWS = """SELECT s.slot, k.band, s.story_id, s.day, s.first_at
+FROM unnest(${b}::text::bigint[], ${i}::text::int[]) AS k(band, i)
 JOIN unnest($1::smallint[], $2::text[], $3::date[], $4::timestamptz[]) WITH ORDINALITY AS s(slot, story_id, day, first_at, i)
-  USING (i)
+  USING (i)"""
+BAND_INSERT_SQL = ("INSERT INTO story_key (slot, band, story_id, day, first_at)\n"
+                   + _KEY_ROWS.format(b=10, i=11) + "\nORDER BY k.band")
+# (an upsert, as all new keys were before: the hourly upkeep may be deleting that very key; these are
+# a handful a batch)
+BAND_TAKEOVER_SQL = """INSERT INTO story_key AS b (slot, band, story_id, day, first_at)
+{rows}
 ORDER BY k.band
 ON CONFLICT (band) DO UPDATE SET slot = EXCLUDED.slot, story_id = EXCLUDED.story_id, day = EXCLUDED.day,
     first_at = EXCLUDED.first_at
-WHERE b.first_at < EXCLUDED.first_at - make_interval(secs => {horizon})""".format(horizon=HORIZON_S)
+WHERE b.first_at < EXCLUDED.first_at - make_interval(secs => {horizon})""".format(
+    rows=_KEY_ROWS.format(b=12, i=13), horizon=HORIZON_S)
 
 # (the planner probes the key per row here once scored_event has real sizes: 2 M rows, 5-7 ms a
 # batch of 256 with the writes; on a near-empty table it hashes it, which is cheap there)
@@ -268,17 +283,26 @@ def _shift(sql: str, by: int) -> str:
 # own table, so running them under one snapshot changes nothing): story rows, new band keys (empty
 # arrays when none), the scored_event rows' story columns
 WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL}),
-key_up AS ({BAND_INSERT_SQL})
-{_shift(EVENT_UPDATE_SQL, 11)}"""
+key_new AS ({BAND_INSERT_SQL}),
+key_up AS ({BAND_TAKEOVER_SQL})
+{_shift(EVENT_UPDATE_SQL, 13)}"""
 # the index's two writes alone: the worker assigns before it inserts the batch, and the INSERT
 # carries story_id / novel / copies (core.events.store_scored), so no row is written twice
-INDEX_WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL})
-{BAND_INSERT_SQL}"""
+INDEX_WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL}),
+key_new AS ({BAND_INSERT_SQL})
+{BAND_TAKEOVER_SQL}"""
 LOCK_SQL = ("SELECT set_config('max_parallel_workers_per_gather', '0', true), "  # a handful of index probes:
             # parallel workers for them cost more than the scan; and plans made for the batch's own
             # arrays (a generic plan cannot hash an `= ANY($1)` array: one comparison per element per row)
             "set_config('plan_cache_mode', 'force_custom_plan', true), "
             "pg_advisory_xact_lock($1)")
+
+
+class KeyRace(RuntimeError):
+    """A key the probe found absent was there at the insert. Only a writer that bypassed the advisory
+    lock can cause it; it is not a fault of the data, so it is raised as this (the worker's sink
+    retries the whole store transaction, which probes again) and never as the unique violation
+    (which the sink would take for bad rows)."""
 
 
 class Stories:
@@ -354,7 +378,9 @@ class _Plan:
         self.meta: dict[str, tuple] = {}  # story_id -> (first_at, day)
         self.names: dict[str, frozenset] = {}  # story_id -> the companies its first event names
         by_band = self.by_band
+        present = self.present = set()  # every probed key the index has, live or not
         for r in rows:  # one row per story holding probed keys; only live ones with a story row are candidates
+            present.update(r["bands"])
             if not r["live"] or r["copies"] is None:
                 continue
             sid, first_at, day = r["story_id"], r["first_at"], r["day"]
@@ -419,18 +445,29 @@ class _Plan:
         return a
 
     async def write(self, conn, events: bool = True) -> None:
+        import asyncpg
+
         us = "\x1f"
         order = {sid: i for i, sid in enumerate(self.stories, 1)}  # a key's story by its ordinal
         rows = [(st[0], sid, st[1], st[2], st[3], st[4], us.join(st[5]), st[6], us.join(st[7][:MAX_SOURCES]))
                 for sid, st in self.stories.items()]
-        keys = (_literal(self.new_bands), _literal(order[s] for s in self.new_bands.values()))
-        if not events:
-            await conn.execute(INDEX_WRITE_SQL, *map(list, zip(*rows)), *keys)
-            return
-        ev = self.events
-        await conn.execute(WRITE_SQL, *map(list, zip(*rows)), *keys, [a.source for a in ev], [a.id for a in ev],
-                           [a.published_at for a in ev], [a.story_id for a in ev], [a.novel for a in ev],
-                           [a.copies for a in ev])
+        new, held = [], []  # keys absent from the index (inserted), keys of a story past the horizon (taken over)
+        for band, sid in self.new_bands.items():
+            (held if band in self.present else new).append((band, order[sid]))
+        keys = (_literal(b for b, _ in new), _literal(i for _, i in new),
+                _literal(b for b, _ in held), _literal(i for _, i in held))
+        args = [*map(list, zip(*rows)), *keys]
+        if events:
+            ev = self.events
+            args += [[a.source for a in ev], [a.id for a in ev], [a.published_at for a in ev],
+                     [a.story_id for a in ev], [a.novel for a in ev], [a.copies for a in ev]]
+        try:
+            await conn.execute(WRITE_SQL if events else INDEX_WRITE_SQL, *args)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "pk_story_key":
+                raise
+            raise KeyRace("a band key appeared in story_key between the probe and the insert: a writer "
+                          "without the stories' advisory lock; the batch is assigned again") from exc
 
 
 def _literal(ints: Iterable[int]) -> str:

@@ -228,8 +228,8 @@ async def test_a_key_of_a_story_past_the_horizon_is_taken_over(dsn):
     assert first[0].novel and (second[0].story_id, second[0].novel) == ("s50", False)
 
 
-def test_migrations_0007_and_0009_down_and_up(postgres):
-    """0009's key table goes back to 0007's day slots and comes again with its keys; 0007 down
+def test_migrations_0007_0009_and_0010_down_and_up(postgres):
+    """0010's BRIN time index goes back to a B-tree; 0009's key table goes back to 0007's day slots and comes again with its keys; 0007 down
     and up removes and adds the story columns."""
     from tests.conftest import new_database
 
@@ -237,6 +237,10 @@ def test_migrations_0007_and_0009_down_and_up(postgres):
     one = lambda sql: asyncio.run(fetch(libpq_dsn(url), sql))  # noqa: E731
     asyncio.run(fetch(libpq_dsn(url), "INSERT INTO story_key VALUES (5, $1, 'k', $2, $3)",
                       st.slot_of(T0.date()), T0.date(), T0))
+    kind = "SELECT am.amname FROM pg_class c JOIN pg_am am ON am.oid = c.relam WHERE c.relname = 'ix_story_key_first_at'"
+    assert one(kind)[0]["amname"] == "brin"  # 0010: the purge's time index costs next to nothing per key
+    downgrade(url, "0009")
+    assert one(kind)[0]["amname"] == "btree"
     downgrade(url, "0008")
     assert [tuple(r) for r in one("SELECT slot, band, story_id FROM story_band")] == [(st.slot_of(T0.date()), 5, "k")]
     assert one("SELECT to_regclass('story_key') AS t")[0]["t"] is None
@@ -246,6 +250,7 @@ def test_migrations_0007_and_0009_down_and_up(postgres):
     migrate(url)
     assert {"story_id", "novel", "copies"} <= {r["column_name"] for r in one(columns)}
     assert one("SELECT count(*) AS n FROM story_key")[0]["n"] == 0
+    assert one(kind)[0]["amname"] == "brin"
 
 
 async def test_stories_sharing_a_band_key_in_one_batch(dsn):

@@ -164,3 +164,31 @@ async def test_the_candidate_probe_reads_keys_by_band_not_the_whole_window(dsn):
         assert "ix_story_key_first_at" not in plan, plan
     finally:
         await conn.close()
+
+
+async def test_a_key_that_appears_between_the_probe_and_the_insert_is_retried_not_rejected(dsn):
+    """New keys are a plain INSERT (the probe, under the advisory lock, found them absent). A key that
+    is there all the same (a writer that bypassed the lock) must fail the batch as KeyRace — which the
+    sink retries — and never as the unique violation, which the sink takes for bad rows."""
+    from stream.sink import DATA
+
+    await fetch(dsn, "TRUNCATE story, story_key, scored_event CASCADE")
+    stories = st.Stories()
+    it = st.Item("wire", "r1", T0, "Acme shares plunge 12% after a fraud probe", ("ACME",))
+    bands = stories._bands([it])[id(it)]
+    conn, other = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        with pytest.raises(st.KeyRace):
+            async with conn.transaction():
+                await conn.execute(st.LOCK_SQL, st.LOCK_ID)
+                plan = st._Plan(stories, await conn.fetch(st.CANDIDATES_SQL, st._literal(sorted(bands)),
+                                                          T0 - timedelta(hours=72), T0 + timedelta(hours=1)))
+                plan.add(it, bands)
+                await other.execute("INSERT INTO story_key (band, slot, story_id, day, first_at) "
+                                    "VALUES ($1, 0, 'x', current_date, now())", bands[3])
+                await plan.write(conn, events=False)
+    finally:
+        await conn.close()
+        await other.close()
+    assert not isinstance(st.KeyRace("x"), DATA)
+    assert await fetch(dsn, "SELECT story_id FROM story_key") == [("x",)]  # the batch wrote nothing
