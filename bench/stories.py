@@ -400,7 +400,7 @@ async def throughput(args, console: Console) -> None:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = Table(title=f"assign path: {args.items:,} items in batches of {args.batch} against a 72 h index of "
                         f"{args.index:,} stories (one connection, pgserver PostgreSQL 16 on this machine, "
-                        f"shared_buffers {args.shared_buffers}, max_wal_size {args.max_wal_size}, checkpoint_timeout 30min)")
+                        + ", ".join(f"{k} {v}" for k, v in want.items()) + ")")
     for col in ("step", "seconds", "items/s"):
         table.add_column(col, justify="right")
     n = len(items)

@@ -402,14 +402,8 @@ class _Plan:
             for sid, first_at, _ in by_band.get(b, ()):
                 if lo <= first_at <= hi:
                     hits[sid] = hits.get(sid, 0) + 1
-        best = None
-        if len(hits) == 1:  # the common case: one candidate
-            (sid, n), = hits.items()
-            if n >= self.cfg.need and compatible(names, self.names[sid]):
-                best = sid
-        elif hits:
-            best = min((s for s, n in hits.items() if n >= self.cfg.need and compatible(names, self.names[s])),
-                       key=lambda s: (-hits[s], self.meta[s][0], s), default=None)
+        best = min((s for s, n in hits.items() if n >= self.cfg.need and compatible(names, self.names[s])),
+                   key=lambda s: (-hits[s], self.meta[s][0], s), default=None) if hits else None
         if best is None:  # a new story, founded by this event
             best, day = it.id, _day(t)
             self.meta[best] = (t, day)
