@@ -340,6 +340,7 @@ async def throughput(args, console: Console) -> None:
         pg = Postgres(base / "data", database="bench_stories").start()
     migrate(pg.url)
     conn = await asyncpg.connect(libpq_dsn(pg.url))
+    others = [await asyncpg.connect(libpq_dsn(pg.url)) for _ in range(args.workers - 1)]
     now = datetime.now(timezone.utc)
     have = await conn.fetchval("SELECT count(*) FROM story WHERE story_id LIKE 'pre/%'")
     t0 = time.perf_counter()
@@ -370,15 +371,17 @@ async def throughput(args, console: Console) -> None:
 
     texts = load_texts(args.texts, args.seed)
     items = stream_items(texts, args.items, args.copy_share, now, args.seed)
-    stories = st.Stories()
+    workers = [(c, st.Stories(cache_keys=args.cache_keys)) for c in [conn, *others]]
+    stories = workers[0][1]
     sign_s = assign_s = store_s = commit_s = 0.0
     novel = 0
     if args.after_checkpoint:  # the worst case: every index page the run touches first is a full-page image
         await conn.execute("CHECKPOINT")
-    backend = await conn.fetchval("SELECT pg_backend_pid()")  # its CPU time: a figure that load shifts less
-    cpu0, load0, wal0 = backend_cpu_s(backend), os.getloadavg()[0], await conn.fetchrow(WAL_SQL)
+    backends = [await c.fetchval("SELECT pg_backend_pid()") for c, _ in workers]  # CPU time: load shifts it less
+    cpu0, load0, wal0 = sum(map(backend_cpu_s, backends)), os.getloadavg()[0], await conn.fetchrow(WAL_SQL)
     for lo in range(0, len(items), args.batch):
         chunk = items[lo:lo + args.batch]
+        wconn, stories = workers[(lo // args.batch) % len(workers)]
         rows = [("bench", i, at, text, None, None, "en", [], at, at, "M&A", 0.9, "negative", 0.8, 0.1, 0.1, -0.7,
                  "v-bench", False) for i, text, at, _ in chunk]
         t0 = time.perf_counter()
@@ -386,20 +389,22 @@ async def throughput(args, console: Console) -> None:
         bands = stories.signer.bands([text for _, text, _, _ in chunk], [k for *_, k in chunk])
         t1 = time.perf_counter()
         batch = [st.Item("bench", i, at, text, k, tuple(b)) for (i, text, at, k), b in zip(chunk, bands)]
-        async with conn.transaction():  # as stream/sink.py: assign first, then one insert with the story columns
-            got = await stories.assign(conn, batch, write_events=False)
+        async with wconn.transaction():  # as stream/sink.py: assign first, then one insert with the story columns
+            got = await stories.assign(wconn, batch, write_events=False)
             t2 = time.perf_counter()
-            await store_scored(conn, rows, stories={(a.source, a.id, a.published_at): (a.story_id, a.novel, a.copies)
+            await store_scored(wconn, rows, stories={(a.source, a.id, a.published_at): (a.story_id, a.novel, a.copies)
                                                     for a in got})
             t3 = time.perf_counter()
         commit_s += time.perf_counter() - t3
         sign_s, assign_s, store_s = sign_s + (t1 - t0), assign_s + (t2 - t1), store_s + (t3 - t2)
         novel += sum(a.novel for a in got)
-    cpu = backend_cpu_s(backend) - cpu0
+    cpu = sum(map(backend_cpu_s, backends)) - cpu0
+    served = sum(w.cache.served for _, w in workers)
+    probed = sum(w.cache.probed for _, w in workers)
     wal = {k: v - wal0[k] for k, v in (await conn.fetchrow(WAL_SQL)).items()}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     table = Table(title=f"assign path: {args.items:,} items in batches of {args.batch} against a 72 h index of "
-                        f"{args.index:,} stories (one connection, pgserver PostgreSQL 16 on this machine, "
+                        f"{args.index:,} stories ({_who(args)}, pgserver PostgreSQL 16 on this machine, "
                         + ", ".join(f"{k} {v}" for k, v in want.items()) + ")")
     for col in ("step", "seconds", "items/s"):
         table.add_column(col, justify="right")
@@ -418,15 +423,24 @@ async def throughput(args, console: Console) -> None:
     console.print(f"PostgreSQL backend CPU {cpu * 1000 / batches:.1f} ms per batch of {args.batch} (store, assign, "
                   f"commit); load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end "
                   f"on {os.cpu_count()} CPUs")
+    console.print(f"band keys of the batches: {served + probed:,}, {served / max(1, served + probed):.0%} of them served "
+                  f"by the workers' key caches (held by a live story: not probed)")
     console.print(f"WAL a batch: {float(wal['wal_bytes']) / batches / 2**20:.2f} MiB, {wal['wal_fpi'] / batches:.0f} "
                   f"full-page images; checkpoints during the run: {wal['checkpoints']}"
                   f"{' (a CHECKPOINT just before it: the worst case)' if args.after_checkpoint else ''}")
     console.print(f"{novel:,} of {len(items):,} items novel (about {args.copy_share:.0%} were built as copies; "
                   f"real tweets also repeat and share templates); "
                   f"bench process max RSS {rss:,.0f} MiB")
-    await conn.close()
+    for c, _ in workers:
+        await c.close()
     if not args.pgdir:
         pg.stop()
+
+
+def _who(args) -> str:
+    cache = f"a key cache of {args.cache_keys:,} each" if args.cache_keys else "no key cache"
+    return (f"{args.workers} workers taking batches in turn, {cache}" if args.workers > 1
+            else f"one worker, {cache}")
 
 
 WAL_SQL = """SELECT w.wal_bytes, w.wal_fpi, b.checkpoints_timed + b.checkpoints_req AS checkpoints
@@ -464,6 +478,10 @@ def main() -> None:
     t.add_argument("--pgdir", help="keep the server and its index here (reused by the next run)")
     t.add_argument("--shared-buffers", default="1GB", help="the server's shared_buffers (the key index is ~520 MB)")
     t.add_argument("--max-wal-size", default="8GB", help="WAL between checkpoints (a write-heavy server's setting)")
+    t.add_argument("--workers", type=int, default=1,
+                   help="workers taking the batches in turn, each with its own connection and key cache (a worker "
+                        "then sees 1/N of the copies: the cache's worst case)")
+    t.add_argument("--cache-keys", type=int, default=st.CACHE_KEYS, help="each worker's KeyCache (0: off)")
     t.add_argument("--after-checkpoint", action="store_true",
                    help="CHECKPOINT right before the timed part (every page then written first is a full-page image)")
     args = ap.parse_args()

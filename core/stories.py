@@ -40,8 +40,9 @@ would take thousands of locks: docs/stories.md.)
 from __future__ import annotations
 
 import html
-import zlib
+import itertools
 import re
+import zlib
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ NAME_WEIGHT = 1  # each company key counts as this many tokens (docs/stories.md:
 SLOTS = 6  # day slots: the 4 days a 72 h horizon spans, one day ahead (clock skew) and the expired one
 MAX_SOURCES = 16  # sources listed on a story row
 LOCK_ID = 0x5354_4F52_5953  # 'STORYS': the advisory lock that serialises assignment
+CACHE_KEYS = 300_000  # band keys a worker remembers as held by a live story (KeyCache; ~25 MB)
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
 _MENTION = re.compile(r"(?<!\w)@\w+")
@@ -216,7 +218,8 @@ CROSS JOIN LATERAL (SELECT story_id, novel, copies FROM scored_event e
 
 # the batch's band keys as one array (a text literal): one index scan of story_key's primary key
 # (PostgreSQL's B-tree takes `= ANY(array)` itself, one descent per key, no executor node per key), or
-# on a small table a sequential scan with the array hashed. The time window is applied to the rows
+# on a small table a sequential scan with the array hashed. (The keys a worker's KeyCache knows held by a
+# live story are not probed: their stories' rows are read by primary key, $4 / $5.) The time window is applied to the rows
 # found, behind a MATERIALIZED fence: with `first_at` in the same WHERE, an index (or statistics) saying
 # the window is narrow made PostgreSQL scan every key of the window through `ix_story_key_first_at` and
 # test each against the whole array, one comparison per element (every key is inside a 72 h window):
@@ -233,7 +236,12 @@ s AS MATERIALIZED (SELECT slot, story_id, first_at, day, array_agg(band) AS band
                    FROM k GROUP BY slot, story_id, first_at, day)
 SELECT s.story_id, s.first_at, s.day, s.live, s.bands, x.copies, x.keys FROM s
 LEFT JOIN LATERAL (SELECT copies, keys FROM story WHERE s.live AND slot = s.slot AND story_id = s.story_id OFFSET 0) x
-  ON true"""
+  ON true
+UNION ALL
+SELECT c.story_id, NULL, NULL, NULL, NULL, x.copies, x.keys FROM unnest($4::smallint[], $5::text[]) AS c(slot, story_id)
+JOIN LATERAL (SELECT copies, keys FROM story WHERE slot = c.slot AND story_id = c.story_id OFFSET 0) x ON true"""
+# (the last part: the story rows of the live stories the worker's KeyCache holds keys of, which the probe
+# skipped; `bands` null marks them)
 
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
 SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,
@@ -295,7 +303,12 @@ LOCK_SQL = ("SELECT set_config('max_parallel_workers_per_gather', '0', true), " 
             # parallel workers for them cost more than the scan; and plans made for the batch's own
             # arrays (a generic plan cannot hash an `= ANY($1)` array: one comparison per element per row)
             "set_config('plan_cache_mode', 'force_custom_plan', true), "
-            "pg_advisory_xact_lock($1)")
+            "pg_advisory_xact_lock($1), "
+            # this transaction's id, and what became of those in which the KeyCache learned keys
+            # ('committed', 'aborted', 'in progress'; null when too old to tell)
+            "pg_current_xact_id()::text::bigint AS xid, "
+            "ARRAY(SELECT pg_xact_status(x::text::xid8) FROM unnest($2::bigint[]) WITH ORDINALITY AS t(x, i) "
+            "ORDER BY i) AS status")
 
 
 class KeyRace(RuntimeError):
@@ -305,13 +318,78 @@ class KeyRace(RuntimeError):
     (which the sink would take for bad rows)."""
 
 
+class KeyCache:
+    """A worker's memory of band keys held by a live story, so that the candidate probe skips them.
+
+    While its story is live a key's holder never changes (a key is taken over only from a story past
+    the horizon, and upkeep deletes only those), so a key once seen held by a live story (in a probe)
+    or written by this worker stays valid until its story's first event is `horizon - skew` old: a
+    later item of any worker, within the skew of the clock, cannot take it over or see it purged
+    before that. Such a key is served from here (its story's row is still read, by primary key, for
+    its current copy count) and only the others are probed: the probe's B-tree descents and heap
+    fetches for keys already held are the part of a batch that repeats (docs/stories.md).
+
+    What a transaction taught is kept apart by its transaction id until a later assignment sees it
+    committed (`pg_xact_status`, read with the advisory lock): keys written by a transaction that
+    rolled back (a fault, a retried batch) are never used. At most `limit` keys: past it, the keys of
+    stories too old to use go first, then the oldest learned. `limit` 0 turns it off."""
+
+    def __init__(self, limit: int, horizon: timedelta, skew: timedelta):
+        self.limit, self.ttl = limit, horizon - skew
+        self.keys: dict[int, tuple[tuple]] = {}  # band -> ((story_id, first_at, day),): by_band's form
+        self.pending: dict[int, dict[int, tuple]] = {}  # transaction id -> what it taught, until seen committed
+        self.served = self.probed = 0  # keys served from here, keys probed (counters, for the metric)
+
+    def xids(self) -> list[int]:
+        return list(self.pending)
+
+    def settle(self, status: Sequence[str | None]) -> None:
+        """Take in what committed transactions taught, forget what aborted ones did (`status`: one per
+        `xids()` as they were passed, in order)."""
+        for xid, state in zip(list(self.pending), status):
+            if state == "committed":
+                self.keys.update(self.pending.pop(xid))
+            elif state != "in progress":
+                del self.pending[xid]
+        if len(self.keys) > self.limit:
+            self._trim()
+
+    def learn(self, xid: int, keys: dict[int, tuple]) -> None:
+        if self.limit > 0 and keys:
+            floor = datetime.now(timezone.utc) - self.ttl
+            self.pending.setdefault(xid, {}).update((b, e) for b, e in keys.items() if e[0][1] >= floor)
+
+    def split(self, bands: Iterable[int], lo: datetime, hi: datetime) -> tuple[dict[int, tuple], list[int]]:
+        """The batch's keys held by a story live for it and for any writer now ({band: (holder,)}), and
+        the keys to probe."""
+        lo = max(lo, datetime.now(timezone.utc) - self.ttl)
+        cached, probe, keys = {}, [], self.keys
+        for b in bands:
+            e = keys.get(b)
+            if e is not None and lo <= e[0][1] <= hi:
+                cached[b] = e
+            else:
+                probe.append(b)
+        self.served += len(cached)
+        self.probed += len(probe)
+        return cached, probe
+
+    def _trim(self) -> None:
+        floor = datetime.now(timezone.utc) - self.ttl
+        self.keys = {b: e for b, e in self.keys.items() if e[0][1] >= floor}
+        if len(self.keys) > self.limit * 3 // 4:  # still full: the oldest learned go (a dict keeps that order)
+            drop = len(self.keys) - self.limit * 3 // 4
+            self.keys = dict(itertools.islice(self.keys.items(), drop, None))
+
+
 class Stories:
     """Assigns stories against the shared index on an asyncpg connection (see the module text)."""
 
     def __init__(self, signer: Signer | None = None, need: int = MIN_BANDS, horizon_s: float = HORIZON_S,
-                 skew_s: float = 3600.0):
+                 skew_s: float = 3600.0, cache_keys: int = CACHE_KEYS):
         self.signer = signer or Signer()
         self.need, self.horizon, self.skew = need, timedelta(seconds=horizon_s), timedelta(seconds=skew_s)
+        self.cache = KeyCache(cache_keys, self.horizon, self.skew)
 
     async def assign(self, conn, items: Sequence[Item], write_events: bool = True) -> list[Assignment]:
         """Call inside the store transaction; returns one Assignment per item, in the items' order
@@ -323,7 +401,8 @@ class Stories:
         if not items:
             return []
         bands = self._bands(items)
-        await conn.execute(LOCK_SQL, LOCK_ID)
+        lock = await conn.fetchrow(LOCK_SQL, LOCK_ID, self.cache.xids())
+        self.cache.settle(lock["status"])
         done = {(r["source"], r["id"], r["published_at"]): Assignment(r["source"], r["id"], r["published_at"],
                                                                       r["story_id"], r["novel"], r["copies"])
                 for r in await conn.fetch(REPLAYED_SQL, *_columns(items))}
@@ -331,7 +410,7 @@ class Stories:
                        if (i.source, i.id, i.published_at) not in done}.values(),
                       key=lambda i: (i.published_at, i.source, i.id))
         if todo:
-            done.update(await self._assign_new(conn, todo, bands, write_events))
+            done.update(await self._assign_new(conn, todo, bands, write_events, lock["xid"]))
         return [done[(i.source, i.id, i.published_at)] for i in items]
 
     def _bands(self, items: Sequence[Item]) -> dict[int, list[int]]:
@@ -356,52 +435,74 @@ class Stories:
                 by_key[key] = plan.add(it, list(it.bands) if it.bands is not None else b)
         return [by_key[(i.source, i.id, i.published_at)] for i in items]
 
-    async def _assign_new(self, conn, todo: list[Item], bands: dict[int, list[int]], write_events: bool) -> dict:
+    async def _assign_new(self, conn, todo: list[Item], bands: dict[int, list[int]], write_events: bool,
+                          xid: int) -> dict:
         lo = min(i.published_at for i in todo) - self.horizon
         hi = max(i.published_at for i in todo) + self.skew
-        rows = await conn.fetch(CANDIDATES_SQL, _literal(sorted({b for i in todo for b in bands[id(i)]})), lo, hi)
-        plan = _Plan(self, rows)
+        # (the probe's array unsorted: the B-tree scan sorts it itself)
+        cached, probe = self.cache.split({b for i in todo for b in bands[id(i)]}, lo, hi)
+        held = {e[0][0]: e[0] for e in cached.values()}  # the cached keys' stories: their rows are read
+        rows = await conn.fetch(CANDIDATES_SQL, _literal(probe), lo, hi, [slot_of(h[2]) for h in held.values()],
+                                list(held))
+        plan = _Plan(self, rows, cached)
         out = {}
         for it in todo:
             out[(it.source, it.id, it.published_at)] = plan.add(it, bands[id(it)])
         await plan.write(conn, write_events)
+        self.cache.learn(xid, plan.learned())
         return out
 
 
 class _Plan:
     """The batch's decisions, in event-time order, against the index as read plus the batch itself."""
 
-    def __init__(self, stories: Stories, rows):
+    def __init__(self, stories: Stories, rows, cached: dict[int, tuple[tuple]] | None = None):
         self.cfg = stories
-        self.by_band: dict[int, list[tuple]] = {}  # band -> [(story_id, first_at, day)]
+        self.by_band: dict[int, Sequence[tuple]] = {}  # band -> [(story_id, first_at, day)]
         self.copies: dict[str, int] = {}
         self.meta: dict[str, tuple] = {}  # story_id -> (first_at, day)
         self.names: dict[str, frozenset] = {}  # story_id -> the companies its first event names
         by_band = self.by_band
         present = self.present = set()  # every probed key the index has, live or not
+        self.seen: dict[int, tuple] = {}  # probed keys held by a live story, (holder,) (the KeyCache learns them)
         for r in rows:  # one row per story holding probed keys; only live ones with a story row are candidates
+            if r["bands"] is None:  # the row of a story the cached keys hold
+                if r["copies"] is not None:
+                    self.copies.setdefault(r["story_id"], r["copies"])
+                    self.names.setdefault(r["story_id"], frozenset(r["keys"]))
+                continue
             present.update(r["bands"])
             if not r["live"] or r["copies"] is None:
                 continue
             sid, first_at, day = r["story_id"], r["first_at"], r["day"]
-            holder = (sid, first_at, day)
+            entry = ((sid, first_at, day),)
             for b in r["bands"]:
-                by_band.setdefault(b, []).append(holder)
+                by_band[b] = entry  # (one row per key: the band is story_key's primary key)
+                self.seen[b] = entry
             self.meta[sid] = (first_at, day)
             self.copies.setdefault(sid, r["copies"])
             self.names.setdefault(sid, frozenset(r["keys"]))
+        if cached:  # keys the KeyCache knows held by a live story: (holder,) each, as by_band holds them
+            present.update(cached)
+            held = {e[0][0]: e[0] for e in cached.values()}
+            gone = [sid for sid in held if sid not in self.copies]  # (no story row: present, not a candidate)
+            by_band.update(cached if not gone else {b: e for b, e in cached.items() if e[0][0] not in gone})
+            self.meta.update((sid, h[1:]) for sid, h in held.items())
         self.stories: dict[str, list] = {}  # story_id -> [slot, day, first_at, last_at, source, keys, n, sources]
         self.new_bands: dict[int, str] = {}  # band -> the story its new story_key row points to
         self.events: list[Assignment] = []
 
     def add(self, it: Item, bands: list[int]) -> Assignment:
         t, names, own = it.published_at, names_of(it.text, it.keys), set(bands)
-        lo, hi, by_band = t - self.cfg.horizon, t + self.cfg.skew, self.by_band
+        by_band = self.by_band
+        known = by_band.keys() & own  # (set and dict operations in C, over the 12 keys: this runs for every item)
         hits: dict[str, int] = {}
-        for b in own:
-            for sid, first_at, _ in by_band.get(b, ()):
-                if lo <= first_at <= hi:
-                    hits[sid] = hits.get(sid, 0) + 1
+        if known:
+            lo, hi = t - self.cfg.horizon, t + self.cfg.skew
+            for b in known:
+                for sid, first_at, _ in by_band[b]:
+                    if lo <= first_at <= hi:
+                        hits[sid] = hits.get(sid, 0) + 1
         best = min((s for s, n in hits.items() if n >= self.cfg.need and compatible(names, self.names[s])),
                    key=lambda s: (-hits[s], self.meta[s][0], s), default=None) if hits else None
         if best is None:  # a new story, founded by this event
@@ -410,21 +511,20 @@ class _Plan:
             self.copies[best] = 0
             self.names[best] = names
         first_at, day = self.meta[best]
-        expired, holder = first_at - self.cfg.horizon, [(best, first_at, day)]
         # its band keys that no live story has yet point to this story too (a key another story
         # holds stays that story's, the first to have it, until that story is past the horizon)
-        new_bands = self.new_bands
-        for b in own:
-            held = by_band.get(b)
-            if held is not None:  # (a loop, not all(<generator>): this runs 12 times an item)
-                for h in held:
-                    if h[1] >= expired:
-                        break
-                else:
-                    held = None
-            if held is None:
-                by_band[b] = holder
-                new_bands[b] = best
+        holder = ((best, first_at, day),)
+        free = own.difference(known) if known else own
+        expired = first_at - self.cfg.horizon
+        for b in known:
+            for h in by_band[b]:
+                if h[1] >= expired:
+                    break
+            else:
+                free.add(b)
+        if free:
+            by_band.update(dict.fromkeys(free, holder))
+            self.new_bands.update(dict.fromkeys(free, best))
         n = self.copies[best] = self.copies[best] + 1
         st = self.stories.get(best)
         if st is None:
@@ -437,6 +537,18 @@ class _Plan:
         a = Assignment(it.source, it.id, t, best, n == 1, n)
         self.events.append(a)
         return a
+
+    def learned(self) -> dict[int, tuple]:
+        """Keys this batch saw or made held by a live story, {band: (holder,)}: the probe's, and the absent
+        keys it inserts (not those it takes over: the upsert may leave them to their holder)."""
+        out, present, made = self.seen, self.present, {}
+        for band, sid in self.new_bands.items():
+            if band not in present:
+                entry = made.get(sid)
+                if entry is None:
+                    entry = made[sid] = ((sid, *self.meta[sid]),)
+                out[band] = entry
+        return out
 
     async def write(self, conn, events: bool = True) -> None:
         import asyncpg
