@@ -216,21 +216,25 @@ CROSS JOIN LATERAL (SELECT story_id, novel, copies FROM scored_event e
                     WHERE e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
                       AND e.story_id IS NOT NULL OFFSET 0) e"""
 
-# the batch's band keys as one array (a text literal): one index scan of story_key's primary key
-# (PostgreSQL's B-tree takes `= ANY(array)` itself, one descent per key, no executor node per key), or
-# on a small table a sequential scan with the array hashed. (The keys a worker's KeyCache knows held by a
-# live story are not probed: their stories' rows are read by primary key, $4 / $5.) The time window is applied to the rows
-# found, behind a MATERIALIZED fence: with `first_at` in the same WHERE, an index (or statistics) saying
-# the window is narrow made PostgreSQL scan every key of the window through `ix_story_key_first_at` and
-# test each against the whole array, one comparison per element (every key is inside a 72 h window):
-# 257-408 ms of backend CPU for 2,400 probe keys on a 35,000-key table against 5 ms now, 9 → 6.5-8.5 ms
-# on 24 M keys (docs/stories.md). One row per story holding probed keys, its keys in an array (about
-# 330 rows a batch of 256 instead of ~1,500 key rows to decode), `live` when it is inside the window;
-# then the story row of each live story, once (a copy hits its story with 3-12 keys), by its primary
-# key (LATERAL ... OFFSET 0: a probe, never a join over `story`). Keys of stories not live come back
-# too: they are present, so the batch takes them over (or leaves them) instead of inserting them.
+# the batch's band keys as one array (a text literal) read through a subquery: one index scan of
+# story_key's primary key (PostgreSQL's B-tree takes `= ANY(array)` itself, one descent per key, no
+# executor node per key). Through the subquery no plan depends on the array's contents, so the statement
+# is planned once per connection (a plan for the literal itself cost 1.1 ms a batch: a selectivity
+# estimate per element), and the planner still takes the index from a table of about a thousand keys
+# up (below that a sequential scan, ~3 ms at worst). (The keys a worker's KeyCache knows held by a live
+# story are not probed: their stories' rows are read by primary key, $4 / $5.) The time window is
+# applied to the rows found, behind a MATERIALIZED fence: with `first_at` in the same WHERE, an index
+# (or statistics) saying the window is narrow made PostgreSQL scan every key of the window through
+# `ix_story_key_first_at` and test each against the whole array, one comparison per element (every key
+# is inside a 72 h window): 257-408 ms of backend CPU for 2,400 probe keys on a 35,000-key table against
+# 5 ms now, 9 → 6.5-8.5 ms on 24 M keys (docs/stories.md). One row per story holding probed keys, its
+# keys in an array (about 330 rows a batch of 256 instead of ~1,500 key rows to decode), `live` when it
+# is inside the window; then the story row of each live story, once (a copy hits its story with 3-12
+# keys), by its primary key (LATERAL ... OFFSET 0: a probe, never a join over `story`). Keys of stories
+# not live come back too: they are present, so the batch takes them over (or leaves them) instead of
+# inserting them.
 CANDIDATES_SQL = """WITH k AS MATERIALIZED (
-    SELECT band, slot, story_id, first_at, day FROM story_key WHERE band = ANY($1::text::bigint[])),
+    SELECT band, slot, story_id, first_at, day FROM story_key WHERE band = ANY((SELECT $1::text::bigint[])::bigint[])),
 s AS MATERIALIZED (SELECT slot, story_id, first_at, day, array_agg(band) AS bands,
                           first_at >= $2 AND first_at <= $3 AS live
                    FROM k GROUP BY slot, story_id, first_at, day)
@@ -300,9 +304,10 @@ INDEX_WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL}),
 key_new AS ({BAND_INSERT_SQL})
 {BAND_TAKEOVER_SQL}"""
 LOCK_SQL = ("SELECT set_config('max_parallel_workers_per_gather', '0', true), "  # a handful of index probes:
-            # parallel workers for them cost more than the scan; and plans made for the batch's own
-            # arrays (a generic plan cannot hash an `= ANY($1)` array: one comparison per element per row)
-            "set_config('plan_cache_mode', 'force_custom_plan', true), "
+            # parallel workers for them cost more than the scan; and the connection's cached plans reused
+            # whatever its session says (no statement here needs a plan made for its parameters: planning
+            # them all for every batch cost ~2 ms of 50 on the 2 M-story bench)
+            "set_config('plan_cache_mode', 'auto', true), "
             "pg_advisory_xact_lock($1), "
             # this transaction's id, and what became of those in which the KeyCache learned keys
             # ('committed', 'aborted', 'in progress'; null when too old to tell)
