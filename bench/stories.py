@@ -386,9 +386,11 @@ async def throughput(args, console: Console) -> None:
                  "v-bench", False) for i, text, at, _ in chunk]
         t0 = time.perf_counter()
         # the worker computes band keys in its scoring thread, outside the store transaction
+        # (and the companies each names: stream/pipeline.py's _bands)
         bands = stories.signer.bands([text for _, text, _, _ in chunk], [k for *_, k in chunk])
+        names = [st.names_of(text, k) for _, text, _, k in chunk]
         t1 = time.perf_counter()
-        batch = [st.Item("bench", i, at, text, k, tuple(b)) for (i, text, at, k), b in zip(chunk, bands)]
+        batch = [st.Item("bench", i, at, text, k, tuple(b), n) for (i, text, at, k), b, n in zip(chunk, bands, names)]
         async with wconn.transaction():  # as stream/sink.py: assign first, then one insert with the story columns
             got = await stories.assign(wconn, batch, write_events=False)
             t2 = time.perf_counter()
@@ -409,7 +411,7 @@ async def throughput(args, console: Console) -> None:
     for col in ("step", "seconds", "items/s"):
         table.add_column(col, justify="right")
     n = len(items)
-    table.add_row("band keys (Signer.bands: shingles, MinHash, bands; the worker's scoring thread)", f"{sign_s:.2f}",
+    table.add_row("band keys and names (Signer.bands, names_of; the worker's scoring thread)", f"{sign_s:.2f}",
                   f"{n / sign_s:,.0f}")
     table.add_row("assign with the keys given (lock, replay check, candidates, story + band upserts)", f"{assign_s:.2f}", f"{n / assign_s:,.0f}")
     table.add_row("both, one after the other (one core's worth of the worker path)", f"{sign_s + assign_s:.2f}",

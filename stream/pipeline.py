@@ -36,7 +36,7 @@ from models.entity_scores import ITEM, ITEM_SHARED, EntityScore, entity_sentimen
 from core.masking import Masker
 from models.runtime import Prediction, Scorer
 from stream import metrics
-from core.stories import Item as StoryItem, Stories
+from core.stories import Item as StoryItem, Stories, names_of
 from stream.counting import COPY_CAP, COPY_WEIGHT, count_cells, counted, ticker_keys
 from stream.records import Counts, Invalid, NewsEvent, decode
 from stream.sink import PostgresSink, Rejected
@@ -161,7 +161,7 @@ class Scored:
     items_of: dict
     dead: list[Dead]
     entities_of: dict = field(default_factory=dict)  # (source, id) -> event_entity rows
-    bands_of: dict = field(default_factory=dict)  # (source, id) -> its story band keys (core.stories)
+    bands_of: dict = field(default_factory=dict)  # (source, id) -> (story band keys, companies named) (core.stories)
 
 
 class BatchProcessor:
@@ -255,10 +255,11 @@ class BatchProcessor:
         return Scored(items, good, rows, items_of, dead + model_dead, entities_of, bands_of)
 
     def _bands(self, rows: list[tuple]) -> dict:
-        """Story band keys of the rows (core.stories.Signer), off the event loop and outside the
-        store transaction, so that the stories' advisory lock is held only for the SQL."""
+        """Story band keys of the rows (core.stories.Signer) and the companies each names, off the
+        event loop and outside the store transaction, so that the stories' advisory lock is held only
+        for the SQL and the batch's decisions."""
         bands = self.stories.signer.bands([r[3] for r in rows], [r[7] for r in rows])
-        return {(r[0], r[1]): tuple(b) for r, b in zip(rows, bands)}
+        return {(r[0], r[1]): (tuple(b), names_of(r[3], r[7])) for r, b in zip(rows, bands)}
 
     def _entities(self, scored: list) -> tuple[dict, dict]:
         """Link every scored item: (ticker keys per event, event_entity rows per event). A linker
@@ -386,7 +387,8 @@ class BatchProcessor:
         """Every row of the batch, new or replayed (a replayed row keeps the story it has)."""
         if self.stories is None:
             return []
-        return [StoryItem(r[0], r[1], r[2], r[3], tuple(r[7]), bands_of.get((r[0], r[1]))) for r in rows]
+        return [StoryItem(r[0], r[1], r[2], r[3], tuple(r[7]), *bands_of.get((r[0], r[1]), (None, None)))
+                for r in rows]
 
     def _outbox(self, rows: list[tuple], new: set, own: dict | None = None, stories: dict | None = None) -> bytes | None:
         weight = (self._setting("detector_story_copy_weight"), self._setting("detector_story_copy_cap")) \
