@@ -208,11 +208,11 @@ def _day(t: datetime) -> date:
     return t.astimezone(timezone.utc).date()
 
 
-# a replayed row by its primary key: one probe per row (LATERAL ... OFFSET 0, pruned to the row's
-# day partition), whatever the planner thinks of the sizes (a join on the unnest hashed whole
+# a replayed row (one already stored with its story) by its primary key, read with the candidates (one
+# round trip): one probe per row (LATERAL ... OFFSET 0, pruned to the row's day partition), whatever the
+# planner thinks of the sizes (a join on the unnest hashed whole
 # partitions on a small table; redundant `= ANY` conditions made it hash 2 M rows: 21 ms vs 0.5 ms)
-REPLAYED_SQL = """SELECT b.source, b.id, b.published_at, e.story_id, e.novel, e.copies
-FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(source, id, published_at)
+_REPLAYED = """FROM unnest($6::text[], $7::text[], $8::timestamptz[]) AS b(source, id, published_at)
 CROSS JOIN LATERAL (SELECT story_id, novel, copies FROM scored_event e
                     WHERE e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
                       AND e.story_id IS NOT NULL OFFSET 0) e"""
@@ -234,19 +234,24 @@ CROSS JOIN LATERAL (SELECT story_id, novel, copies FROM scored_event e
 # keys), by its primary key (LATERAL ... OFFSET 0: a probe, never a join over `story`). Keys of stories
 # not live come back too: they are present, so the batch takes them over (or leaves them) instead of
 # inserting them.
-CANDIDATES_SQL = """WITH k AS MATERIALIZED (
+CANDIDATES_SQL = f"""WITH k AS MATERIALIZED (
     SELECT band, slot, story_id, first_at, day FROM story_key WHERE band = ANY((SELECT $1::text::bigint[])::bigint[])),
 s AS MATERIALIZED (SELECT slot, story_id, first_at, day, array_agg(band) AS bands,
                           first_at >= $2 AND first_at <= $3 AS live
                    FROM k GROUP BY slot, story_id, first_at, day)
-SELECT s.story_id, s.first_at, s.day, s.live, s.bands, x.copies, x.keys FROM s
+SELECT 's' AS kind, s.story_id, s.first_at, s.day, s.live, s.bands, x.copies, x.keys,
+       NULL::text AS source, NULL::text AS id, NULL::boolean AS novel FROM s
 LEFT JOIN LATERAL (SELECT copies, keys FROM story WHERE s.live AND slot = s.slot AND story_id = s.story_id OFFSET 0) x
   ON true
 UNION ALL
-SELECT c.story_id, NULL, NULL, NULL, NULL, x.copies, x.keys FROM unnest($4::smallint[], $5::text[]) AS c(slot, story_id)
-JOIN LATERAL (SELECT copies, keys FROM story WHERE slot = c.slot AND story_id = c.story_id OFFSET 0) x ON true"""
-# (the last part: the story rows of the live stories the worker's KeyCache holds keys of, which the probe
-# skipped; `bands` null marks them)
+SELECT 'c', c.story_id, NULL, NULL, NULL, NULL, x.copies, x.keys, NULL, NULL, NULL
+FROM unnest($4::smallint[], $5::text[]) AS c(slot, story_id)
+JOIN LATERAL (SELECT copies, keys FROM story WHERE slot = c.slot AND story_id = c.story_id OFFSET 0) x ON true
+UNION ALL
+SELECT 'r', e.story_id, b.published_at, NULL, NULL, NULL, e.copies, NULL, b.source, b.id, e.novel
+{_REPLAYED}"""
+# (kind 's': a story holding probed keys; 'c': the row of a story the worker's KeyCache holds keys of,
+# which the probe skipped; 'r': a batch item already stored with its story, a replay, which keeps it)
 
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
 SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,
@@ -284,7 +289,7 @@ WHERE b.first_at < EXCLUDED.first_at - make_interval(secs => {horizon})""".forma
 
 # (the planner probes the key per row here once scored_event has real sizes: 2 M rows, 5-7 ms a
 # batch of 256 with the writes; on a near-empty table it hashes it, which is cheap there)
-# (the rows planned here have no story yet: a row with one is read back by REPLAYED_SQL instead)
+# (the rows planned here have no story yet: a row with one is read back with the candidates instead (kind r))
 EVENT_UPDATE_SQL = STORY_FILL_SQL
 
 
@@ -409,14 +414,25 @@ class Stories:
         bands = self._bands(items)
         lock = await conn.fetchrow(LOCK_SQL, LOCK_ID, self.cache.xids())
         self.cache.settle(lock["status"])
-        done = {(r["source"], r["id"], r["published_at"]): Assignment(r["source"], r["id"], r["published_at"],
-                                                                      r["story_id"], r["novel"], r["copies"])
-                for r in await conn.fetch(REPLAYED_SQL, *_columns(items))}
-        todo = sorted({(i.source, i.id, i.published_at): i for i in items
-                       if (i.source, i.id, i.published_at) not in done}.values(),
-                      key=lambda i: (i.published_at, i.source, i.id))
+        unique = {(i.source, i.id, i.published_at): i for i in items}
+        lo = min(i.published_at for i in items) - self.horizon
+        hi = max(i.published_at for i in items) + self.skew
+        # (the probe's array unsorted: the B-tree scan sorts it itself; a replayed item's keys are probed
+        # too, which saves the round trip that would tell the replays first)
+        cached, probe = self.cache.split({b for i in unique.values() for b in bands[id(i)]}, lo, hi)
+        held = {e[0][0]: e[0] for e in cached.values()}  # the cached keys' stories: their rows are read
+        rows = await conn.fetch(CANDIDATES_SQL, _literal(probe), lo, hi, [slot_of(h[2]) for h in held.values()],
+                                list(held), *_columns(unique.values()))
+        done = {(r["source"], r["id"], r["first_at"]): Assignment(r["source"], r["id"], r["first_at"], r["story_id"],
+                                                                  r["novel"], r["copies"])
+                for r in rows if r["kind"] == "r"}
+        todo = sorted((i for k, i in unique.items() if k not in done), key=lambda i: (i.published_at, i.source, i.id))
         if todo:
-            done.update(await self._assign_new(conn, todo, bands, write_events, lock["xid"]))
+            plan = _Plan(self, rows, cached)
+            for it in todo:
+                done[(it.source, it.id, it.published_at)] = plan.add(it, bands[id(it)])
+            await plan.write(conn, write_events)
+            self.cache.learn(lock["xid"], plan.learned())
         return [done[(i.source, i.id, i.published_at)] for i in items]
 
     def _bands(self, items: Sequence[Item]) -> dict[int, list[int]]:
@@ -441,23 +457,6 @@ class Stories:
                 by_key[key] = plan.add(it, list(it.bands) if it.bands is not None else b)
         return [by_key[(i.source, i.id, i.published_at)] for i in items]
 
-    async def _assign_new(self, conn, todo: list[Item], bands: dict[int, list[int]], write_events: bool,
-                          xid: int) -> dict:
-        lo = min(i.published_at for i in todo) - self.horizon
-        hi = max(i.published_at for i in todo) + self.skew
-        # (the probe's array unsorted: the B-tree scan sorts it itself)
-        cached, probe = self.cache.split({b for i in todo for b in bands[id(i)]}, lo, hi)
-        held = {e[0][0]: e[0] for e in cached.values()}  # the cached keys' stories: their rows are read
-        rows = await conn.fetch(CANDIDATES_SQL, _literal(probe), lo, hi, [slot_of(h[2]) for h in held.values()],
-                                list(held))
-        plan = _Plan(self, rows, cached)
-        out = {}
-        for it in todo:
-            out[(it.source, it.id, it.published_at)] = plan.add(it, bands[id(it)])
-        await plan.write(conn, write_events)
-        self.cache.learn(xid, plan.learned())
-        return out
-
 
 class _Plan:
     """The batch's decisions, in event-time order, against the index as read plus the batch itself."""
@@ -472,7 +471,9 @@ class _Plan:
         present = self.present = set()  # every probed key the index has, live or not
         self.seen: dict[int, tuple] = {}  # probed keys held by a live story, (holder,) (the KeyCache learns them)
         for r in rows:  # one row per story holding probed keys; only live ones with a story row are candidates
-            if r["bands"] is None:  # the row of a story the cached keys hold
+            if r["kind"] == "r":
+                continue
+            if r["kind"] == "c":  # the row of a story the cached keys hold
                 if r["copies"] is not None:
                     self.copies.setdefault(r["story_id"], r["copies"])
                     self.names.setdefault(r["story_id"], frozenset(r["keys"]))
@@ -588,7 +589,8 @@ def _literal(ints: Iterable[int]) -> str:
     return "{" + ",".join(map(str, ints)) + "}"
 
 
-def _columns(items: Sequence[Item]) -> tuple[list, list, list]:
+def _columns(items: Iterable[Item]) -> tuple[list, list, list]:
+    items = list(items)
     return [i.source for i in items], [i.id for i in items], [i.published_at for i in items]
 
 
