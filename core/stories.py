@@ -212,7 +212,7 @@ def _day(t: datetime) -> date:
 # round trip): one probe per row (LATERAL ... OFFSET 0, pruned to the row's day partition), whatever the
 # planner thinks of the sizes (a join on the unnest hashed whole
 # partitions on a small table; redundant `= ANY` conditions made it hash 2 M rows: 21 ms vs 0.5 ms)
-_REPLAYED = """FROM unnest($6::text[], $7::text[], $8::timestamptz[]) AS b(source, id, published_at)
+_REPLAYED = """FROM unnest($6::text[], $7::text[], $8::text::timestamptz[]) AS b(source, id, published_at)
 CROSS JOIN LATERAL (SELECT story_id, novel, copies FROM scored_event e
                     WHERE e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
                       AND e.story_id IS NOT NULL OFFSET 0) e"""
@@ -245,7 +245,7 @@ LEFT JOIN LATERAL (SELECT copies, keys FROM story WHERE s.live AND slot = s.slot
   ON true
 UNION ALL
 SELECT 'c', c.story_id, NULL, NULL, NULL, NULL, x.copies, x.keys, NULL, NULL, NULL
-FROM unnest($4::smallint[], $5::text[]) AS c(slot, story_id)
+FROM unnest($4::text::smallint[], $5::text[]) AS c(slot, story_id)
 JOIN LATERAL (SELECT copies, keys FROM story WHERE slot = c.slot AND story_id = c.story_id OFFSET 0) x ON true
 UNION ALL
 SELECT 'r', e.story_id, b.published_at, NULL, NULL, NULL, e.copies, NULL, b.source, b.id, e.novel
@@ -256,8 +256,9 @@ SELECT 'r', e.story_id, b.published_at, NULL, NULL, NULL, e.copies, NULL, b.sour
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
 SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,
        string_to_array(u.sources, chr(31))
-FROM unnest($1::smallint[], $2::text[], $3::date[], $4::timestamptz[], $5::timestamptz[], $6::text[], $7::text[],
-            $8::int[], $9::text[]) AS u(slot, story_id, day, first_at, last_at, source, keys, copies, sources)
+FROM unnest($1::text::smallint[], $2::text[], $3::text::date[], $4::text::timestamptz[], $5::text::timestamptz[],
+            $6::text[], $7::text[], $8::text::int[], $9::text[]) AS u(slot, story_id, day, first_at, last_at, source,
+                                                                      keys, copies, sources)
 ON CONFLICT (slot, story_id) DO UPDATE SET copies = s.copies + EXCLUDED.copies,
     last_at = greatest(s.last_at, EXCLUDED.last_at),
     sources = CASE WHEN cardinality(s.sources) >= {max_sources} THEN s.sources
@@ -273,7 +274,8 @@ ON CONFLICT (slot, story_id) DO UPDATE SET copies = s.copies + EXCLUDED.copies,
 # unique violation here is raised as KeyRace (retried), never as bad data.
 _KEY_ROWS = """SELECT s.slot, k.band, s.story_id, s.day, s.first_at
 FROM unnest(${b}::text::bigint[], ${i}::text::int[]) AS k(band, i)
-JOIN unnest($1::smallint[], $2::text[], $3::date[], $4::timestamptz[]) WITH ORDINALITY AS s(slot, story_id, day, first_at, i)
+JOIN unnest($1::text::smallint[], $2::text[], $3::text::date[], $4::text::timestamptz[]) WITH ORDINALITY
+  AS s(slot, story_id, day, first_at, i)
   USING (i)"""
 BAND_INSERT_SQL = ("INSERT INTO story_key (slot, band, story_id, day, first_at)\n"
                    + _KEY_ROWS.format(b=10, i=11) + "\nORDER BY k.band")
@@ -421,8 +423,9 @@ class Stories:
         # too, which saves the round trip that would tell the replays first)
         cached, probe = self.cache.split({b for i in unique.values() for b in bands[id(i)]}, lo, hi)
         held = {e[0][0]: e[0] for e in cached.values()}  # the cached keys' stories: their rows are read
-        rows = await conn.fetch(CANDIDATES_SQL, _literal(probe), lo, hi, [slot_of(h[2]) for h in held.values()],
-                                list(held), *_columns(unique.values()))
+        sources, ids, times = _columns(unique.values())
+        rows = await conn.fetch(CANDIDATES_SQL, _literal(probe), lo, hi, _literal(slot_of(h[2]) for h in held.values()),
+                                list(held), sources, ids, _times(times))
         done = {(r["source"], r["id"], r["first_at"]): Assignment(r["source"], r["id"], r["first_at"], r["story_id"],
                                                                   r["novel"], r["copies"])
                 for r in rows if r["kind"] == "r"}
@@ -563,14 +566,17 @@ class _Plan:
 
         us = "\x1f"
         order = {sid: i for i, sid in enumerate(self.stories, 1)}  # a key's story by its ordinal
-        rows = [(st[0], sid, st[1], st[2], st[3], st[4], us.join(st[5]), st[6], us.join(st[7][:MAX_SOURCES]))
-                for sid, st in self.stories.items()]
+        stories = self.stories.values()
+        columns = [_literal(st[0] for st in stories), list(self.stories), _literal(st[1] for st in stories),
+                   _times(st[2] for st in stories), _times(st[3] for st in stories), [st[4] for st in stories],
+                   [us.join(st[5]) for st in stories], _literal(st[6] for st in stories),
+                   [us.join(st[7][:MAX_SOURCES]) for st in stories]]
         new, held = [], []  # keys absent from the index (inserted), keys of a story past the horizon (taken over)
         for band, sid in self.new_bands.items():
             (held if band in self.present else new).append((band, order[sid]))
         keys = (_literal(b for b, _ in new), _literal(i for _, i in new),
                 _literal(b for b, _ in held), _literal(i for _, i in held))
-        args = [*map(list, zip(*rows)), *keys]
+        args = [*columns, *keys]
         if events:
             ev = self.events
             args += [[a.source for a in ev], [a.id for a in ev], [a.published_at for a in ev],
@@ -584,9 +590,17 @@ class _Plan:
                           "without the stories' advisory lock; the batch is assigned again") from exc
 
 
-def _literal(ints: Iterable[int]) -> str:
-    """An integer array as PostgreSQL's text form ('{1,2,3}'), for `$n::text::bigint[]`."""
-    return "{" + ",".join(map(str, ints)) + "}"
+def _literal(values: Iterable[int | date]) -> str:
+    """An array of integers (or dates) in PostgreSQL's text form ('{1,2,3}'), for `$n::text::bigint[]`:
+    asyncpg checks every element of a list it encodes against the iterable ABCs (~0.4 µs an integer,
+    ~1.7 µs a datetime), a literal is one string."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _times(values: Iterable[datetime]) -> str:
+    """Timestamps as a `$n::text::timestamptz[]` literal (ISO 8601, no character that needs quoting; a
+    naive one is UTC)."""
+    return "{" + ",".join((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).isoformat() for t in values) + "}"
 
 
 def _columns(items: Iterable[Item]) -> tuple[list, list, list]:
