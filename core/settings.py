@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     # (The stall once seen with it on in a two-worker rebalance was Faust's table recovery losing changelog records
     # a fetch returned while the flow was stopped, not the stories: stream.kafka_compat.put_back; docs/stories.md.)
     # With the model the worker keeps ~0.92 of its rate; `finsent stories backfill` works either way
+    story_cache_keys: int = Field(300_000, ge=0)  # band keys a worker remembers as held by a live story (~93 B each;
+    # the candidate probe skips them: core.stories.KeyCache); 0 turns the cache off
     detector_story_copy_weight: float = Field(0.1, ge=0, le=1)  # what a copy of a story already counted adds
     detector_story_copy_cap: float = Field(1.0, ge=0)  # all copies of one story together add at most this much
     detector_key_ttl_s: float = Field(86400.0, ge=0)  # a key quiet this long (event time) is forgotten; 0 = never

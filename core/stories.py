@@ -62,7 +62,7 @@ NAME_WEIGHT = 1  # each company key counts as this many tokens (docs/stories.md:
 SLOTS = 6  # day slots: the 4 days a 72 h horizon spans, one day ahead (clock skew) and the expired one
 MAX_SOURCES = 16  # sources listed on a story row
 LOCK_ID = 0x5354_4F52_5953  # 'STORYS': the advisory lock that serialises assignment
-CACHE_KEYS = 300_000  # band keys a worker remembers as held by a live story (KeyCache; ~25 MB)
+CACHE_KEYS = 300_000  # band keys a worker remembers as held by a live story (KeyCache; ~27 MiB)
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.I)
 _MENTION = re.compile(r"(?<!\w)@\w+")

@@ -179,6 +179,7 @@ class BatchProcessor:
         self._linker, self._settings = linker, settings
         self.entity_min_relevance = entity_min_relevance
         self.stories = stories  # None: no story assignment (counts unweighted, as before stories)
+        self._story_keys = (0, 0)  # the key cache's counters at the last store (for the metric)
 
     @property
     def linker(self) -> Linker:
@@ -379,6 +380,11 @@ class BatchProcessor:
                     + await self._store(rows[mid:], items_of, entities_of, bands_of))
         metrics.SCORED.inc(len(new))
         metrics.DUPLICATES.inc(len(rows) - len(new))
+        if self.stories is not None:
+            cache, (served, probed) = self.stories.cache, self._story_keys
+            metrics.STORY_KEYS.labels("cache").inc(cache.served - served)
+            metrics.STORY_KEYS.labels("probe").inc(cache.probed - probed)
+            self._story_keys = (cache.served, cache.probed)
         if oid is not None:
             await self.publish_outbox(oid, self._last_payload)
         return []
