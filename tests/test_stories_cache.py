@@ -137,10 +137,12 @@ def test_the_cache_stays_within_its_limit_dropping_stories_too_old_to_use_first(
     cache.learn(1, {b: (("new", now - timedelta(minutes=b), now.date()),) for b in range(100, 190)})
     assert cache.keys.keys().isdisjoint(range(100, 190))  # pending until seen committed
     cache.settle(["committed"])
-    assert len(cache.keys) <= 100 and set(cache.keys) <= set(range(100, 190))  # the stale ones went first
-    cache.learn(2, {b: (("newer", now, now.date()),) for b in range(200, 260)})
+    assert set(cache.keys) == set(range(140, 190))  # the stale ones went first, then the oldest learned, to half
+    cache.learn(2, {b: (("newer", now, now.date()),) for b in range(200, 240)})
     cache.settle(["committed"])
-    assert len(cache.keys) <= 100 and set(range(200, 260)) <= set(cache.keys)  # then the oldest learned
-    assert 100 not in cache.keys
-    cached, probe = cache.split([200, 5, 100], now - timedelta(hours=72), now + timedelta(hours=1))
-    assert list(cached) == [200] and probe == [5, 100]
+    assert set(cache.keys) == set(range(140, 190)) | set(range(200, 240))  # within the limit: nothing goes
+    cache.learn(3, {b: (("newest", now, now.date()),) for b in range(300, 320)})
+    cache.settle(["committed"])
+    assert set(cache.keys) == set(range(210, 240)) | set(range(300, 320))
+    cached, probe = cache.split([200, 5, 140], now - timedelta(hours=72), now + timedelta(hours=1))
+    assert list(cached) == [200] and probe == [5, 140]
