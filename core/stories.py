@@ -34,7 +34,9 @@ founds the story and every later one joins it, whichever worker stores it; an it
 scored_event row already carries a story (a replayed batch) gets what it has. (Finer locks, per
 band-key bucket, were weighed and not taken: a batch of 256 items has about 3,000 keys, so any
 two batches share a bucket unless there are millions of buckets, and then each transaction
-would take thousands of locks: docs/stories.md.)
+would take thousands of locks: docs/stories.md.) Each worker's `Stories` keeps a `KeyCache` of keys
+it knows held by a live story (learned only from transactions it has seen committed): the probe
+skips them.
 """
 
 from __future__ import annotations
@@ -356,14 +358,16 @@ class KeyCache:
     def xids(self) -> list[int]:
         return list(self.pending)
 
-    def settle(self, status: Sequence[str | None]) -> None:
+    def settle(self, xids: Sequence[int], status: Sequence[str | None]) -> None:
         """Take in what committed transactions taught, forget what aborted ones did (`status`: one per
-        `xids()` as they were passed, in order)."""
-        for xid, state in zip(list(self.pending), status):
+        transaction of `xids`, as read). (An assignment on another connection of the same worker may
+        have settled some meanwhile.)"""
+        for xid, state in zip(xids, status):
+            if state == "in progress" or xid not in self.pending:
+                continue
+            taught = self.pending.pop(xid)
             if state == "committed":
-                self.keys.update(self.pending.pop(xid))
-            elif state != "in progress":
-                del self.pending[xid]
+                self.keys.update(taught)
         if len(self.keys) > self.limit:
             self._trim()
 
@@ -415,8 +419,9 @@ class Stories:
         if not items:
             return []
         bands = self._bands(items)
-        lock = await conn.fetchrow(LOCK_SQL, LOCK_ID, self.cache.xids())
-        self.cache.settle(lock["status"])
+        xids = self.cache.xids()
+        lock = await conn.fetchrow(LOCK_SQL, LOCK_ID, xids)
+        self.cache.settle(xids, lock["status"])
         unique = {(i.source, i.id, i.published_at): i for i in items}
         lo = min(i.published_at for i in items) - self.horizon
         hi = max(i.published_at for i in items) + self.skew

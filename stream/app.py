@@ -82,7 +82,11 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
                                max_deadletter_bytes=app.conf.producer_max_request_size - 16_384,
                                linker=linker, entity_min_relevance=settings.entity_min_relevance, settings=settings,
                                # one per worker (the index itself is in Postgres); off unless FINSENT_STORIES
-                               stories=Stories(cache_keys=settings.story_cache_keys) if settings.stories else None)
+                               stories=Stories(cache_keys=settings.story_cache_keys,
+                                               # (an item's time is at most this far ahead: the key cache
+                                               # relies on no item past it, core.stories.KeyCache)
+                                               skew_s=max(3600.0, settings.max_future_skew_s))
+                               if settings.stories else None)
 
     async def send_alert(key: str, record: AlertRecord) -> None:
         # confirmed before the detector's state moves on; a failure stops the worker (agent_failed)

@@ -136,13 +136,28 @@ def test_the_cache_stays_within_its_limit_dropping_stories_too_old_to_use_first(
     cache.keys = {b: old for b in range(50)}
     cache.learn(1, {b: (("new", now - timedelta(minutes=b), now.date()),) for b in range(100, 190)})
     assert cache.keys.keys().isdisjoint(range(100, 190))  # pending until seen committed
-    cache.settle(["committed"])
+    cache.settle([1], ["committed"])
     assert set(cache.keys) == set(range(140, 190))  # the stale ones went first, then the oldest learned, to half
     cache.learn(2, {b: (("newer", now, now.date()),) for b in range(200, 240)})
-    cache.settle(["committed"])
+    cache.settle([2], ["committed"])
     assert set(cache.keys) == set(range(140, 190)) | set(range(200, 240))  # within the limit: nothing goes
     cache.learn(3, {b: (("newest", now, now.date()),) for b in range(300, 320)})
-    cache.settle(["committed"])
+    cache.settle([3], ["committed"])
     assert set(cache.keys) == set(range(210, 240)) | set(range(300, 320))
     cached, probe = cache.split([210, 5, 140], now - timedelta(hours=72), now + timedelta(hours=1))
     assert list(cached) == [210] and probe == [5, 140]
+
+
+def test_settling_reads_each_status_against_the_transaction_it_was_asked_for():
+    """Two assignments of one worker on two connections: the second reads the statuses of the
+    transactions pending when it started; the first may have settled some meanwhile and learned in
+    a new one. Each status must go to its own transaction, never by position in what is pending now."""
+    now = datetime.now(timezone.utc)
+    cache = st.KeyCache(100, timedelta(hours=72), timedelta(hours=1))
+    for xid, band in ((5, 50), (6, 60)):
+        cache.learn(xid, {band: ((f"s{xid}", now, now.date()),)})
+    asked = cache.xids()  # [5, 6], read by the second assignment
+    cache.settle([5], ["committed"])  # the first assignment settled 5 meanwhile
+    cache.learn(7, {70: (("s7", now, now.date()),)})  # and learned in its own transaction
+    cache.settle(asked, ["committed", "aborted"])
+    assert set(cache.keys) == {50} and list(cache.pending) == [7]
