@@ -163,7 +163,9 @@ def test_live_page_on_the_demo_stack(demo, browser):
     why = browser.find_element("id", "key-why").text
     assert why == "most mentioned in the latest items" or (
         why == "newest alert" and browser.find_elements("css selector", "#alerts li[data-key]")), why
-    assert len(browser.find_elements("css selector", "#items tr")) == 50
+    # the latest 50 items (the table is redrawn every 10 s: on a loaded machine the charts can have data
+    # while fewer than 50 items were stored at the last redraw; 36 of 50 seen in a full-suite run)
+    wait_until(lambda: len(browser.find_elements("css selector", "#items tr")) == 50, 30, "the latest 50 items")
     # who each item is about: a chip per entity in its own tone; the demo's untagged wires found by name
     chips = browser.execute_script("""return [...document.querySelectorAll('#items tr')].map(tr =>
         [...tr.querySelectorAll('button.chip')].map(b => [b.dataset.ticker, b.className, b.title]))""")
