@@ -372,21 +372,21 @@ class KeyCache:
             self._trim()
 
     def learn(self, xid: int, keys: dict[int, tuple]) -> None:
+        """Keys a transaction saw or wrote held by a live story ({band: (holder,)}; `_Plan.learned`
+        leaves out stories too old to be served), kept apart until it is seen committed."""
         if self.limit > 0 and keys:
-            floor = datetime.now(timezone.utc) - self.ttl
-            self.pending.setdefault(xid, {}).update((b, e) for b, e in keys.items() if e[0][1] >= floor)
+            self.pending.setdefault(xid, {}).update(keys)
 
-    def split(self, bands: Iterable[int], lo: datetime, hi: datetime) -> tuple[dict[int, tuple], list[int]]:
+    def split(self, bands: set[int], lo: datetime, hi: datetime) -> tuple[dict[int, tuple], set[int]]:
         """The batch's keys held by a story live for it and for any writer now ({band: (holder,)}), and
         the keys to probe."""
         lo = max(lo, datetime.now(timezone.utc) - self.ttl)
-        cached, probe, keys = {}, [], self.keys
-        for b in bands:
-            e = keys.get(b)
-            if e is not None and lo <= e[0][1] <= hi:
+        cached, keys = {}, self.keys
+        for b in keys.keys() & bands:  # (the intersection in C: only the keys known are looked at)
+            e = keys[b]
+            if lo <= e[0][1] <= hi:
                 cached[b] = e
-            else:
-                probe.append(b)
+        probe = bands.difference(cached) if cached else bands
         self.served += len(cached)
         self.probed += len(probe)
         return cached, probe
@@ -557,14 +557,19 @@ class _Plan:
 
     def learned(self) -> dict[int, tuple]:
         """Keys this batch saw or made held by a live story, {band: (holder,)}: the probe's, and the absent
-        keys it inserts (not those it takes over: the upsert may leave them to their holder)."""
-        out, present, made = self.seen, self.present, {}
+        keys it inserts (not those it takes over: the upsert may leave them to their holder); none of a
+        story too old for the KeyCache to serve."""
+        floor = datetime.now(timezone.utc) - self.cfg.cache.ttl
+        out = {b: e for b, e in self.seen.items() if e[0][1] >= floor}
+        present, made = self.present, {}
         for band, sid in self.new_bands.items():
             if band not in present:
                 entry = made.get(sid)
                 if entry is None:
-                    entry = made[sid] = ((sid, *self.meta[sid]),)
-                out[band] = entry
+                    holder = (sid, *self.meta[sid])
+                    entry = made[sid] = (holder,) if holder[1] >= floor else ()
+                if entry:
+                    out[band] = entry
         return out
 
     async def write(self, conn, events: bool = True) -> None:

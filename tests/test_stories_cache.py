@@ -144,8 +144,8 @@ def test_the_cache_stays_within_its_limit_dropping_stories_too_old_to_use_first(
     cache.learn(3, {b: (("newest", now, now.date()),) for b in range(300, 320)})
     cache.settle([3], ["committed"])
     assert set(cache.keys) == set(range(210, 240)) | set(range(300, 320))
-    cached, probe = cache.split([210, 5, 140], now - timedelta(hours=72), now + timedelta(hours=1))
-    assert list(cached) == [210] and probe == [5, 140]
+    cached, probe = cache.split({210, 5, 140}, now - timedelta(hours=72), now + timedelta(hours=1))
+    assert list(cached) == [210] and probe == {5, 140}
 
 
 def test_settling_reads_each_status_against_the_transaction_it_was_asked_for():
