@@ -15,13 +15,9 @@ import pytest
 from core import stories as st
 from core.events import store_scored
 from core.pg import libpq_dsn
+from tests.test_stories_write import fetch, keys, row
 
 T0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=2)
-
-
-def row(i: int, at: datetime, source: str = "wire") -> tuple:
-    return (source, f"c{i}", at, f"headline {i}", None, None, "en", [], at, at, "M&A", 0.9, "negative",
-            0.8, 0.1, 0.1, -0.7, "v-test", False)
 
 
 @pytest.fixture(scope="module")
@@ -49,18 +45,6 @@ async def run(dsn: str, stories: st.Stories, batch: list[tuple[tuple, list[int]]
         await conn.close()
 
 
-async def fetch(dsn: str, query: str, *args) -> list[tuple]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return [tuple(r) for r in await conn.fetch(query, *args)]
-    finally:
-        await conn.close()
-
-
-def keys(base: int) -> list[int]:
-    return [base + k for k in range(st.BANDS)]
-
-
 async def test_committed_keys_are_served_from_the_cache_and_counts_come_from_the_database(dsns):
     dsn = dsns[0]
     await fetch(dsn, "TRUNCATE story, story_key, scored_event CASCADE")
@@ -70,9 +54,9 @@ async def test_committed_keys_are_served_from_the_cache_and_counts_come_from_the
     await run(dsn, other, [(row(2, T0 + timedelta(minutes=1)), a)])  # another worker adds a copy
     before = mine.cache.served
     got = await run(dsn, mine, [(row(3, T0 + timedelta(minutes=2)), a)])
-    assert mine.cache.served - before == st.BANDS  # every key held by c1's story: none probed
-    assert (got["c3"].story_id, got["c3"].novel, got["c3"].copies) == ("c1", False, 3)
-    assert await fetch(dsn, "SELECT copies FROM story WHERE story_id = 'c1'") == [(3,)]
+    assert mine.cache.served - before == st.BANDS  # every key held by w1's story: none probed
+    assert (got["w3"].story_id, got["w3"].novel, got["w3"].copies) == ("w1", False, 3)
+    assert await fetch(dsn, "SELECT copies FROM story WHERE story_id = 'w1'") == [(3,)]
 
 
 async def test_keys_of_a_rolled_back_batch_are_never_served(dsns):
@@ -87,8 +71,8 @@ async def test_keys_of_a_rolled_back_batch_are_never_served(dsns):
     before = stories.cache.served
     got = await run(dsn, stories, [(row(11, T0 + timedelta(minutes=1)), a)])
     assert stories.cache.served == before
-    assert (got["c11"].story_id, got["c11"].novel) == ("c11", True)
-    assert await fetch(dsn, "SELECT DISTINCT story_id FROM story_key WHERE band = ANY($1)", a) == [("c11",)]
+    assert (got["w11"].story_id, got["w11"].novel) == ("w11", True)
+    assert await fetch(dsn, "SELECT DISTINCT story_id FROM story_key WHERE band = ANY($1)", a) == [("w11",)]
     # the aborted transaction's lesson is gone; the committed one waits for the next batch to see it committed
     assert [set(p) for p in stories.cache.pending.values()] == [set(a)] and not stories.cache.keys
     await run(dsn, stories, [(row(12, T0 + timedelta(minutes=2)), keys(21_000))])
