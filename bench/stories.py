@@ -375,7 +375,6 @@ async def throughput(args, console: Console) -> None:
     texts = load_texts(args.texts, args.seed)
     items = stream_items(texts, args.items, args.copy_share, now, args.seed)
     workers = [(c, st.Stories(cache_keys=args.cache_keys)) for c in [conn, *others]]
-    stories = workers[0][1]
     sign_s = assign_s = store_s = commit_s = 0.0
     novel = 0
     if args.after_checkpoint:  # the worst case: every index page the run touches first is a full-page image
