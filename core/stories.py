@@ -214,7 +214,8 @@ def _day(t: datetime) -> date:
 # round trip): one probe per row (LATERAL ... OFFSET 0, pruned to the row's day partition), whatever the
 # planner thinks of the sizes (a join on the unnest hashed whole
 # partitions on a small table; redundant `= ANY` conditions made it hash 2 M rows: 21 ms vs 0.5 ms)
-_REPLAYED = """FROM unnest($6::text[], $7::text[], $8::text::timestamptz[]) AS b(source, id, published_at)
+_REPLAYED = """FROM (SELECT source, id, timestamptz 'epoch' + us * interval '1 microsecond' AS published_at
+      FROM unnest($4::text[], $5::text[], $6::text::bigint[]) AS u(source, id, us)) b
 CROSS JOIN LATERAL (SELECT story_id, novel, copies FROM scored_event e
                     WHERE e.source = b.source AND e.id = b.id AND e.published_at = b.published_at
                       AND e.story_id IS NOT NULL OFFSET 0) e"""
@@ -225,7 +226,7 @@ CROSS JOIN LATERAL (SELECT story_id, novel, copies FROM scored_event e
 # is planned once per connection (a plan for the literal itself cost 1.1 ms a batch: a selectivity
 # estimate per element), and the planner still takes the index from a table of about a thousand keys
 # up (below that a sequential scan, ~3 ms at worst). (The keys a worker's KeyCache knows held by a live
-# story are not probed: their stories' rows are read by primary key, $4 / $5.) The time window is
+# story are not probed.) The time window is
 # applied to the rows found, behind a MATERIALIZED fence: with `first_at` in the same WHERE, an index
 # (or statistics) saying the window is narrow made PostgreSQL scan every key of the window through
 # `ix_story_key_first_at` and test each against the whole array, one comparison per element (every key
@@ -246,19 +247,17 @@ SELECT 's' AS kind, s.story_id, s.first_at, s.day, s.live, s.bands, x.copies, x.
 LEFT JOIN LATERAL (SELECT copies, keys FROM story WHERE s.live AND slot = s.slot AND story_id = s.story_id OFFSET 0) x
   ON true
 UNION ALL
-SELECT 'c', c.story_id, NULL, NULL, NULL, NULL, x.copies, x.keys, NULL, NULL, NULL
-FROM unnest($4::text::smallint[], $5::text[]) AS c(slot, story_id)
-JOIN LATERAL (SELECT copies, keys FROM story WHERE slot = c.slot AND story_id = c.story_id OFFSET 0) x ON true
-UNION ALL
 SELECT 'r', e.story_id, b.published_at, NULL, NULL, NULL, e.copies, NULL, b.source, b.id, e.novel
 {_REPLAYED}"""
-# (kind 's': a story holding probed keys; 'c': the row of a story the worker's KeyCache holds keys of,
-# which the probe skipped; 'r': a batch item already stored with its story, a replay, which keeps it)
+# (kind 's': a story holding probed keys; 'r': a batch item already stored with its story, a replay, which
+# keeps it. The stories of keys the worker's KeyCache holds are not read here at all: their first events'
+# companies are cached with the keys, and every story's copy count comes back from the write, INDEX_WRITE_SQL)
 
 STORY_UPSERT_SQL = """INSERT INTO story AS s (slot, story_id, day, first_at, last_at, source, keys, copies, sources)
-SELECT u.slot, u.story_id, u.day, u.first_at, u.last_at, u.source, string_to_array(u.keys, chr(31)), u.copies,
+SELECT u.slot, u.story_id, u.day, timestamptz 'epoch' + u.first_at * interval '1 microsecond',
+       timestamptz 'epoch' + u.last_at * interval '1 microsecond', u.source, string_to_array(u.keys, chr(31)), u.copies,
        string_to_array(u.sources, chr(31))
-FROM unnest($1::text::smallint[], $2::text[], $3::text::date[], $4::text::timestamptz[], $5::text::timestamptz[],
+FROM unnest($1::text::smallint[], $2::text[], $3::text::date[], $4::text::bigint[], $5::text::bigint[],
             $6::text[], $7::text[], $8::text::int[], $9::text[]) AS u(slot, story_id, day, first_at, last_at, source,
                                                                       keys, copies, sources)
 ON CONFLICT (slot, story_id) DO UPDATE SET copies = s.copies + EXCLUDED.copies,
@@ -274,9 +273,9 @@ ON CONFLICT (slot, story_id) DO UPDATE SET copies = s.copies + EXCLUDED.copies,
 # speculative insertion: 2 ms of backend CPU and ~1,400 WAL records less a batch of 256 on the 2 M-story
 # bench); a key it returned whose story is past the horizon is taken over (the upsert of before). A
 # unique violation here is raised as KeyRace (retried), never as bad data.
-_KEY_ROWS = """SELECT s.slot, k.band, s.story_id, s.day, s.first_at
+_KEY_ROWS = """SELECT s.slot, k.band, s.story_id, s.day, timestamptz 'epoch' + s.first_at * interval '1 microsecond'
 FROM unnest(${b}::text::bigint[], ${i}::text::int[]) AS k(band, i)
-JOIN unnest($1::text::smallint[], $2::text[], $3::text::date[], $4::text::timestamptz[]) WITH ORDINALITY
+JOIN unnest($1::text::smallint[], $2::text[], $3::text::date[], $4::text::bigint[]) WITH ORDINALITY
   AS s(slot, story_id, day, first_at, i)
   USING (i)"""
 BAND_INSERT_SQL = ("INSERT INTO story_key (slot, band, story_id, day, first_at)\n"
@@ -297,22 +296,17 @@ WHERE b.first_at < EXCLUDED.first_at - make_interval(secs => {horizon})""".forma
 EVENT_UPDATE_SQL = STORY_FILL_SQL
 
 
-def _shift(sql: str, by: int) -> str:
-    return re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + by}", sql)
-
-
-# the batch's three writes in one statement (one round trip instead of three; each part touches its
-# own table, so running them under one snapshot changes nothing): story rows, new band keys (empty
-# arrays when none), the scored_event rows' story columns
-WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL}),
+# the batch's index writes in one statement (one round trip instead of three; each part touches its own
+# table, so running them under one snapshot changes nothing): story rows, new band keys (empty arrays when
+# none), keys taken over; it returns each written story's copy count after the batch (as two arrays: one row
+# to decode), from which every item's count is known without reading a story row first. The worker assigns
+# before it inserts the batch, and the INSERT carries story_id / novel / copies (core.events.store_scored),
+# so no row is written twice; `assign(write_events=True)` (backfill, tests) updates the stored rows after.
+INDEX_WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL}
+RETURNING story_id, copies),
 key_new AS ({BAND_INSERT_SQL}),
 key_up AS ({BAND_TAKEOVER_SQL})
-{_shift(EVENT_UPDATE_SQL, 13)}"""
-# the index's two writes alone: the worker assigns before it inserts the batch, and the INSERT
-# carries story_id / novel / copies (core.events.store_scored), so no row is written twice
-INDEX_WRITE_SQL = f"""WITH story_up AS ({STORY_UPSERT_SQL}),
-key_new AS ({BAND_INSERT_SQL})
-{BAND_TAKEOVER_SQL}"""
+SELECT array_agg(story_id) AS story_ids, array_agg(copies) AS copies FROM story_up"""
 LOCK_SQL = ("SELECT set_config('max_parallel_workers_per_gather', '0', true), "  # a handful of index probes:
             # parallel workers for them cost more than the scan; and the connection's cached plans reused
             # whatever its session says (no statement here needs a plan made for its parameters: planning
@@ -428,10 +422,8 @@ class Stories:
         # (the probe's array unsorted: the B-tree scan sorts it itself; a replayed item's keys are probed
         # too, which saves the round trip that would tell the replays first)
         cached, probe = self.cache.split({b for i in unique.values() for b in bands[id(i)]}, lo, hi)
-        held = {e[0][0]: e[0] for e in cached.values()}  # the cached keys' stories: their rows are read
         sources, ids, times = _columns(unique.values())
-        rows = await conn.fetch(CANDIDATES_SQL, _literal(probe), lo, hi, _literal(slot_of(h[2]) for h in held.values()),
-                                list(held), sources, ids, _times(times))
+        rows = await conn.fetch(CANDIDATES_SQL, _literal(probe), lo, hi, sources, ids, _times(times))
         done = {(r["source"], r["id"], r["first_at"]): Assignment(r["source"], r["id"], r["first_at"], r["story_id"],
                                                                   r["novel"], r["copies"])
                 for r in rows if r["kind"] == "r"}
@@ -439,8 +431,9 @@ class Stories:
         if todo:
             plan = _Plan(self, rows, cached)
             for it in todo:
-                done[(it.source, it.id, it.published_at)] = plan.add(it, bands[id(it)])
-            await plan.write(conn, write_events)
+                plan.add(it, bands[id(it)])
+            for a in await plan.write(conn, write_events):
+                done[(a.source, a.id, a.published_at)] = a
             self.cache.learn(lock["xid"], plan.learned())
         return [done[(i.source, i.id, i.published_at)] for i in items]
 
@@ -459,56 +452,56 @@ class Stories:
         read story_id / novel / copies from the rows instead."""
         plan = _Plan(self, [])
         bands = self.signer.bands([i.text for i in items], [i.keys for i in items])
-        by_key = {}
+        seen = set()
         for it, b in sorted(zip(items, bands), key=lambda p: (p[0].published_at, p[0].source, p[0].id)):
             key = (it.source, it.id, it.published_at)
-            if key not in by_key:
-                by_key[key] = plan.add(it, list(it.bands) if it.bands is not None else b)
+            if key not in seen:
+                seen.add(key)
+                plan.add(it, list(it.bands) if it.bands is not None else b)
+        by_key = {(a.source, a.id, a.published_at): a for a in plan.assignments()}
         return [by_key[(i.source, i.id, i.published_at)] for i in items]
 
 
 class _Plan:
-    """The batch's decisions, in event-time order, against the index as read plus the batch itself."""
+    """The batch's decisions, in event-time order, against the index as read plus the batch itself.
+    A story's holder is (story_id, first_at, day, names): names, the companies its first event names,
+    never change, so the KeyCache keeps them with its keys and a cached story's row is never read."""
 
     def __init__(self, stories: Stories, rows, cached: dict[int, tuple[tuple]] | None = None):
         self.cfg = stories
-        self.by_band: dict[int, Sequence[tuple]] = {}  # band -> [(story_id, first_at, day)]
-        self.copies: dict[str, int] = {}
+        self.by_band: dict[int, Sequence[tuple]] = {}  # band -> (holder,)
         self.meta: dict[str, tuple] = {}  # story_id -> (first_at, day)
         self.names: dict[str, frozenset] = {}  # story_id -> the companies its first event names
         by_band = self.by_band
         present = self.present = set()  # every probed key the index has, live or not
         self.seen: dict[int, tuple] = {}  # probed keys held by a live story, (holder,) (the KeyCache learns them)
         for r in rows:  # one row per story holding probed keys; only live ones with a story row are candidates
-            if r["kind"] == "r":
-                continue
-            if r["kind"] == "c":  # the row of a story the cached keys hold
-                if r["copies"] is not None:
-                    self.copies.setdefault(r["story_id"], r["copies"])
-                    self.names.setdefault(r["story_id"], frozenset(r["keys"]))
+            if r["kind"] != "s":
                 continue
             present.update(r["bands"])
             if not r["live"] or r["copies"] is None:
                 continue
-            sid, first_at, day = r["story_id"], r["first_at"], r["day"]
-            entry = ((sid, first_at, day),)
+            sid, first_at, day, names = r["story_id"], r["first_at"], r["day"], frozenset(r["keys"])
+            entry = ((sid, first_at, day, names),)
             for b in r["bands"]:
                 by_band[b] = entry  # (one row per key: the band is story_key's primary key)
                 self.seen[b] = entry
             self.meta[sid] = (first_at, day)
-            self.copies.setdefault(sid, r["copies"])
-            self.names.setdefault(sid, frozenset(r["keys"]))
-        if cached:  # keys the KeyCache knows held by a live story: (holder,) each, as by_band holds them
+            self.names.setdefault(sid, names)
+        if cached:  # keys the KeyCache knows held by a live story (whose row a live story keeps: upkeep
+            # truncates only slots past the horizon), (holder,) each, as by_band holds them
             present.update(cached)
-            held = {e[0][0]: e[0] for e in cached.values()}
-            gone = [sid for sid in held if sid not in self.copies]  # (no story row: present, not a candidate)
-            by_band.update(cached if not gone else {b: e for b, e in cached.items() if e[0][0] not in gone})
-            self.meta.update((sid, h[1:]) for sid, h in held.items())
+            by_band.update(cached)
+            for e in cached.values():
+                h = e[0]
+                if h[0] not in self.meta:
+                    self.meta[h[0]] = (h[1], h[2])
+                    self.names[h[0]] = h[3]
         self.stories: dict[str, list] = {}  # story_id -> [slot, day, first_at, last_at, source, keys, n, sources]
         self.new_bands: dict[int, str] = {}  # band -> the story its new story_key row points to
-        self.events: list[Assignment] = []
+        self.events: list[tuple[Item, str, int]] = []  # (item, its story, its rank among the batch's copies)
 
-    def add(self, it: Item, bands: list[int]) -> Assignment:
+    def add(self, it: Item, bands: list[int]) -> None:
         names = it.names if it.names is not None else names_of(it.text, it.keys)
         t, own = it.published_at, set(bands)
         by_band = self.by_band
@@ -517,20 +510,19 @@ class _Plan:
         if known:
             lo, hi = t - self.cfg.horizon, t + self.cfg.skew
             for b in known:
-                for sid, first_at, _ in by_band[b]:
-                    if lo <= first_at <= hi:
-                        hits[sid] = hits.get(sid, 0) + 1
+                for h in by_band[b]:
+                    if lo <= h[1] <= hi:
+                        hits[h[0]] = hits.get(h[0], 0) + 1
         best = min((s for s, n in hits.items() if n >= self.cfg.need and compatible(names, self.names[s])),
                    key=lambda s: (-hits[s], self.meta[s][0], s), default=None) if hits else None
         if best is None:  # a new story, founded by this event
             best, day = it.id, _day(t)
             self.meta[best] = (t, day)
-            self.copies[best] = 0
             self.names[best] = names
         first_at, day = self.meta[best]
         # its band keys that no live story has yet point to this story too (a key another story
         # holds stays that story's, the first to have it, until that story is past the horizon)
-        holder = ((best, first_at, day),)
+        holder = ((best, first_at, day, self.names[best]),)
         free = own.difference(known) if known else own
         expired = first_at - self.cfg.horizon
         for b in known:
@@ -542,7 +534,6 @@ class _Plan:
         if free:
             by_band.update(dict.fromkeys(free, holder))
             self.new_bands.update(dict.fromkeys(free, best))
-        n = self.copies[best] = self.copies[best] + 1
         st = self.stories.get(best)
         if st is None:
             st = self.stories[best] = [slot_of(day), day, first_at, t, it.source, sorted(self.names[best]), 0, []]
@@ -551,9 +542,17 @@ class _Plan:
         st[6] += 1
         if it.source not in st[7]:
             st[7].append(it.source)
-        a = Assignment(it.source, it.id, t, best, n == 1, n)
-        self.events.append(a)
-        return a
+        self.events.append((it, best, st[6]))
+
+    def assignments(self, totals: dict[str, int] | None = None) -> list[Assignment]:
+        """One Assignment per item added: its story's copies so far are the story's count after the batch
+        (`totals`, from the write; None: the batch's own, as for stories founded in it) less the batch's
+        copies after this one."""
+        stories, out = self.stories, []
+        for it, sid, rank in self.events:
+            n = rank if totals is None else max(rank, totals.get(sid, 0) - stories[sid][6] + rank)
+            out.append(Assignment(it.source, it.id, it.published_at, sid, n == 1, n))
+        return out
 
     def learned(self) -> dict[int, tuple]:
         """Keys this batch saw or made held by a live story, {band: (holder,)}: the probe's, and the absent
@@ -566,13 +565,15 @@ class _Plan:
             if band not in present:
                 entry = made.get(sid)
                 if entry is None:
-                    holder = (sid, *self.meta[sid])
+                    holder = (sid, *self.meta[sid], self.names[sid])
                     entry = made[sid] = (holder,) if holder[1] >= floor else ()
                 if entry:
                     out[band] = entry
         return out
 
-    async def write(self, conn, events: bool = True) -> None:
+    async def write(self, conn, events: bool = True) -> list[Assignment]:
+        """The batch's index writes (and with `events`, its stored rows' story columns); returns the
+        Assignments."""
         import asyncpg
 
         us = "\x1f"
@@ -587,18 +588,19 @@ class _Plan:
             (held if band in self.present else new).append((band, order[sid]))
         keys = (_literal(b for b, _ in new), _literal(i for _, i in new),
                 _literal(b for b, _ in held), _literal(i for _, i in held))
-        args = [*columns, *keys]
-        if events:
-            ev = self.events
-            args += [[a.source for a in ev], [a.id for a in ev], [a.published_at for a in ev],
-                     [a.story_id for a in ev], [a.novel for a in ev], [a.copies for a in ev]]
         try:
-            await conn.execute(WRITE_SQL if events else INDEX_WRITE_SQL, *args)
+            got = await conn.fetchrow(INDEX_WRITE_SQL, *columns, *keys)
         except asyncpg.UniqueViolationError as exc:
             if exc.constraint_name != "pk_story_key":
                 raise
             raise KeyRace("a band key appeared in story_key between the probe and the insert: a writer "
                           "without the stories' advisory lock; the batch is assigned again") from exc
+        out = self.assignments(dict(zip(got["story_ids"] or (), got["copies"] or ())))
+        if events:
+            await conn.execute(EVENT_UPDATE_SQL, [a.source for a in out], [a.id for a in out],
+                               [a.published_at for a in out], [a.story_id for a in out], [a.novel for a in out],
+                               [a.copies for a in out])
+        return out
 
 
 def _literal(values: Iterable[int | date]) -> str:
@@ -608,10 +610,15 @@ def _literal(values: Iterable[int | date]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
+_EPOCH, _NAIVE_EPOCH, _US = datetime(1970, 1, 1, tzinfo=timezone.utc), datetime(1970, 1, 1), timedelta(microseconds=1)
+
+
 def _times(values: Iterable[datetime]) -> str:
-    """Timestamps as a `$n::text::timestamptz[]` literal (ISO 8601, no character that needs quoting; a
-    naive one is UTC)."""
-    return "{" + ",".join((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).isoformat() for t in values) + "}"
+    """Timestamps as integer microseconds since the epoch in a `$n::text::bigint[]` literal, which the SQL
+    turns back into timestamptz (`timestamptz 'epoch' + us * interval '1 microsecond'`, exact to the
+    microsecond; a naive one is UTC): an integer costs a third of an ISO 8601 string to write (0.5 µs
+    against 1.75; about 760 a batch of 256)."""
+    return "{" + ",".join(str((t - (_EPOCH if t.tzinfo else _NAIVE_EPOCH)) // _US) for t in values) + "}"
 
 
 def _columns(items: Iterable[Item]) -> tuple[list, list, list]:

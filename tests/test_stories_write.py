@@ -154,14 +154,14 @@ async def test_the_candidate_probe_reads_keys_by_band_not_the_whole_window(dsn):
         async with conn.transaction():
             await conn.execute(st.LOCK_SQL, st.LOCK_ID, [])
             for _ in range(6):  # past the prepared statement's fifth run, where a generic plan may be chosen
-                rows = await conn.fetch(st.CANDIDATES_SQL, st._literal(probe), lo, hi, "{}", [], [], [], "{}")
+                rows = await conn.fetch(st.CANDIDATES_SQL, st._literal(probe), lo, hi, [], [], "{}")
             # 'old' is outside the window: its key comes back (it is present) but not as a candidate,
             # and its story row is not read
             got = {(r["story_id"], r["live"], tuple(r["bands"]), r["copies"]) for r in rows
                    if r["copies"] is not None or not r["live"]}
             assert got == {("k7", True, (7,), 1), ("old", False, (-1,), None)}
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + st.CANDIDATES_SQL, st._literal(probe), lo, hi,
-                                                            "{}", [], [], [], "{}"))
+                                                            [], [], "{}"))
         assert "ix_story_key_first_at" not in plan, plan
     finally:
         await conn.close()
@@ -184,7 +184,7 @@ async def test_a_key_that_appears_between_the_probe_and_the_insert_is_retried_no
                 await conn.execute(st.LOCK_SQL, st.LOCK_ID, [])
                 plan = st._Plan(stories, await conn.fetch(st.CANDIDATES_SQL, st._literal(sorted(bands)),
                                                           T0 - timedelta(hours=72), T0 + timedelta(hours=1),
-                                                          "{}", [], [], [], "{}"))
+                                                          [], [], "{}"))
                 plan.add(it, bands)
                 await other.execute("INSERT INTO story_key (band, slot, story_id, day, first_at) "
                                     "VALUES ($1, 0, 'x', current_date, now())", bands[3])
