@@ -25,10 +25,10 @@ first day and time) and `story` (migration 0007: one row per story: first event,
 copies, sources, keys; LIST-partitioned into SLOTS slots by its first UTC day). `upkeep`
 truncates a story slot once all its days are older than the horizon and deletes the keys of
 stories first seen before the oldest live day; a new story takes over a key whose story is past
-the horizon. `assign` takes a batch inside the worker's store transaction (after its
-scored_event rows are inserted) and returns, per item, the story id (the first event's id),
-whether the item is novel (the first of its story) and the story's copy count so far, and writes
-them on the scored_event rows. It holds one transaction-level advisory lock from its first
+the horizon. `assign` takes a batch inside the worker's store transaction (before its
+scored_event rows are inserted, which then carry the story columns) and returns, per item, the
+story id (the first event's id), whether the item is novel (the first of its story) and the
+story's copy count so far (from the count the story upsert returns). It holds one transaction-level advisory lock from its first
 statement to the commit: two workers never assign at the same time, so the first stored copy
 founds the story and every later one joins it, whichever worker stores it; an item whose
 scored_event row already carries a story (a replayed batch) gets what it has. (Finer locks, per
@@ -334,9 +334,10 @@ class KeyCache:
     the horizon, and upkeep deletes only those), so a key once seen held by a live story (in a probe)
     or written by this worker stays valid until its story's first event is `horizon - skew` old: a
     later item of any worker, within the skew of the clock, cannot take it over or see it purged
-    before that. Such a key is served from here (its story's row is still read, by primary key, for
-    its current copy count) and only the others are probed: the probe's B-tree descents and heap
-    fetches for keys already held are the part of a batch that repeats (docs/stories.md).
+    before that. Such a key is served from here with its holder, (story_id, first_at, day, names): the
+    story's row is not read (names, its first event's companies, never change; its copy count comes
+    back from the batch's write) and only the other keys are probed: the probe's B-tree descents and
+    heap fetches for keys already held are the part of a batch that repeats (docs/stories.md).
 
     What a transaction taught is kept apart by its transaction id until a later assignment sees it
     committed (`pg_xact_status`, read with the advisory lock): keys written by a transaction that
@@ -345,7 +346,7 @@ class KeyCache:
 
     def __init__(self, limit: int, horizon: timedelta, skew: timedelta):
         self.limit, self.ttl = limit, horizon - skew
-        self.keys: dict[int, tuple[tuple]] = {}  # band -> ((story_id, first_at, day),): by_band's form
+        self.keys: dict[int, tuple[tuple]] = {}  # band -> ((story_id, first_at, day, names),): by_band's form
         self.pending: dict[int, dict[int, tuple]] = {}  # transaction id -> what it taught, until seen committed
         self.served = self.probed = 0  # keys served from here, keys probed (counters, for the metric)
 
