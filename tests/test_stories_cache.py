@@ -27,12 +27,12 @@ def dsns(postgres):
     return libpq_dsn(new_database(postgres, "stc")), libpq_dsn(new_database(postgres, "stc"))
 
 
-async def run(dsn: str, stories: st.Stories, batch: list[tuple[tuple, list[int]]], commit: bool = True
-              ) -> dict[str, st.Assignment]:
+async def run(dsn: str, stories: st.Stories, batch: list[tuple[tuple, list[int]]], commit: bool = True,
+              tickers: dict[str, tuple[str, ...]] | None = None) -> dict[str, st.Assignment]:
     """The worker's path: assign, then insert the rows with their story columns, in one transaction
-    (rolled back instead of committed when `commit` is false)."""
+    (rolled back instead of committed when `commit` is false). `tickers`: an item's ticker keys by id."""
     conn = await asyncpg.connect(dsn)
-    items = [st.Item(r[0], r[1], r[2], r[3], (), tuple(b)) for r, b in batch]
+    items = [st.Item(r[0], r[1], r[2], r[3], (tickers or {}).get(r[1], ()), tuple(b)) for r, b in batch]
     try:
         tx = conn.transaction()
         await tx.start()
@@ -57,6 +57,27 @@ async def test_committed_keys_are_served_from_the_cache_and_counts_come_from_the
     assert mine.cache.served - before == st.BANDS  # every key held by w1's story: none probed
     assert (got["w3"].story_id, got["w3"].novel, got["w3"].copies) == ("w1", False, 3)
     assert await fetch(dsn, "SELECT copies FROM story WHERE story_id = 'w1'") == [(3,)]
+
+
+async def test_a_cached_story_keeps_its_companies_so_a_template_about_another_is_not_merged(dsns):
+    """The cache serves a story's keys without reading its row, so the companies its first event named
+    come from the cache: an item with the very same keys that names another company is another story
+    (a template), one that names none or the same joins it."""
+    dsn = dsns[0]
+    await fetch(dsn, "TRUNCATE story, story_key, scored_event CASCADE")
+    a = keys(15_000)
+    names = {"w1": ("ACME",), "w2": ("ACME",), "w3": ("BETA",)}
+    mine = st.Stories()
+    await run(dsn, mine, [(row(1, T0), a)], tickers=names)
+    got = await run(dsn, mine, [(row(2, T0 + timedelta(minutes=1)), a)], tickers=names)
+    before = mine.cache.served
+    got.update(await run(dsn, mine, [(row(3, T0 + timedelta(minutes=2)), a)], tickers=names))
+    got.update(await run(dsn, mine, [(row(4, T0 + timedelta(minutes=3)), a)], tickers=names))
+    assert mine.cache.served - before == 2 * st.BANDS  # both batches from the cache: no story row read
+    assert [(got[i].story_id, got[i].novel, got[i].copies) for i in ("w2", "w3", "w4")] == [
+        ("w1", False, 2), ("w3", True, 1), ("w1", False, 3)]
+    assert await fetch(dsn, "SELECT story_id, copies, keys FROM story ORDER BY 1") == [
+        ("w1", 3, ["ACME"]), ("w3", 1, ["BETA"])]
 
 
 async def test_keys_of_a_rolled_back_batch_are_never_served(dsns):
