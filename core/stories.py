@@ -28,9 +28,10 @@ stories first seen before the oldest live day; a new story takes over a key whos
 the horizon. `assign` takes a batch inside the worker's store transaction (before its
 scored_event rows are inserted, which then carry the story columns) and returns, per item, the
 story id (the first event's id), whether the item is novel (the first of its story) and the
-story's copy count so far (from the count the story upsert returns). It holds one transaction-level advisory lock from its first
-statement to the commit: two workers never assign at the same time, so the first stored copy
-founds the story and every later one joins it, whichever worker stores it; an item whose
+story's copy count so far (from the count the story upsert returns). It holds one
+transaction-level advisory lock from its first statement to the commit: two workers never assign
+at the same time, so the first stored copy founds the story and every later one joins it,
+whichever worker stores it; an item whose
 scored_event row already carries a story (a replayed batch) gets what it has. (Finer locks, per
 band-key bucket, were weighed and not taken: a batch of 256 items has about 3,000 keys, so any
 two batches share a bucket unless there are millions of buckets, and then each transaction
