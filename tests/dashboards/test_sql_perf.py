@@ -8,8 +8,8 @@ tickers, ≈ 2.4M rows) ≈ 20–40 s, ANALYZE ≈ 2 s. With each event's story 
 rows COPY'd too it took 127 s (COPY 99 s) on the 2 cores shared with other test runs (load 3–5). On
 the quiet 2 cores 162 s (COPY 121 s, bound by the client making the rows); with the COPY lines
 formatted by the seed (`seed.copy_line`) and `choices`' cumulative weights summed once, 134 s
-(COPY 96 s). With `-s` the seed steps and every query's time print; the slowest (a ticker's mentions by source, read from the raw events) took
-≈ 80–90 ms, the rollup series ≤ 25 ms.
+(COPY 96 s). With `-s` the seed steps and every query's time print; the slowest (a ticker's
+mentions by source, read from the raw events) took ≈ 80–90 ms, the rollup series ≤ 25 ms.
 
     .venv/bin/python -m pytest tests/dashboards/test_sql_perf.py -q -s
 """
