@@ -4,6 +4,7 @@ the rollups built by one INSERT … SELECT … GROUP BY, as the worker would hav
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from datetime import date, datetime, timedelta, timezone
@@ -239,8 +240,8 @@ def copy_events(dsn: str, end: datetime, n: int, span: timedelta) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for d in range(span.days + 2):
             conn.execute("SELECT finsent_ensure_day_partition(%s)", ((end - timedelta(days=d)).date(),))
-        with conn.cursor().copy(f"COPY scored_event ({', '.join(COLUMNS)}, story_id, novel, copies) FROM STDIN") as copy:
-            lines = []  # (COPY text lines made here, 500 a write: psycopg's write_row took a third of the seed)
+
+        def event_lines():
             for i in range(n):
                 row = list(event(rng, i, end - step * (n - i), prefix="b"))
                 row[7] = zipf_tickers(rng)
@@ -252,19 +253,19 @@ def copy_events(dsn: str, end: datetime, n: int, span: timedelta) -> None:
                 st[4], st[7] = row[2], st[7] + 1
                 if row[0] not in st[8] and len(st[8]) < 16:
                     st[8].append(row[0])
-                lines.append(copy_line(row + [f"b{f}", f == i, st[7]]))
-                if len(lines) == 500:
-                    copy.write("".join(lines))
-                    lines.clear()
-            copy.write("".join(lines))
+                yield copy_line(row + [f"b{f}", f == i, st[7]])
+
+        # (COPY text lines made here, not psycopg's write_row, which took a third of the seed)
+        with conn.cursor().copy(f"COPY scored_event ({', '.join(COLUMNS)}, story_id, novel, copies) FROM STDIN") as copy:
+            _write_lines(copy, event_lines())
         with conn.cursor().copy(STORY_COPY) as copy:
-            lines = []
-            for st in stories.values():
-                lines.append(copy_line(st))
-                if len(lines) == 500:
-                    copy.write("".join(lines))
-                    lines.clear()
-            copy.write("".join(lines))
+            _write_lines(copy, map(copy_line, stories.values()))
+
+
+def _write_lines(copy, lines, per: int = 500) -> None:
+    """COPY text lines, `per` a write."""
+    for chunk in iter(lambda: list(itertools.islice(lines, per)), []):
+        copy.write("".join(chunk))
 
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
