@@ -120,6 +120,20 @@ def two_servers():
     shutil.rmtree(base, ignore_errors=True)
 
 
+async def read_only_on(dsn, timeout=10.0):
+    """Until a new session on the server starts read-only (pg_reload_conf only signals the reload)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        c = await asyncpg.connect(dsn, timeout=5)
+        try:
+            if await c.fetchval("SELECT current_setting('default_transaction_read_only')") == "on":
+                return
+        finally:
+            await c.close()
+        assert asyncio.get_running_loop().time() < deadline, "the server did not turn read-only"
+        await asyncio.sleep(0.05)
+
+
 async def test_failover_to_the_server_that_accepts_writes(two_servers):
     a, b = two_servers
     dsn = f"postgresql://postgres@/fo?host={a.server.pgdata},{b.server.pgdata}&target_session_attrs=read-write"
@@ -130,6 +144,7 @@ async def test_failover_to_the_server_that_accepts_writes(two_servers):
         # A is demoted: every transaction on it is read-only now (SQLSTATE 25006), B takes writes
         a.server.psql("ALTER SYSTEM SET default_transaction_read_only = on;")
         a.server.psql("SELECT pg_reload_conf();")
+        await read_only_on(a.dsn)  # the reload reaches the server's sessions a moment later
         await asyncio.wait_for(sink.store(rows(4, 3), lambda new: b"counts"), 30)  # retried on A forever before
         assert (await count(a.dsn), await count(b.dsn)) == (3, 4)
         assert await count(b.dsn, "detector_outbox") == 1 and sink.up
