@@ -41,7 +41,8 @@ def main() -> None:
     import torch
 
     texts = realistic_mix(args.texts_from or Path(default_data_dir()), args.n)
-    meta, tok = Meta.load(args.model), Tokenizer(args.model, Meta.load(args.model).max_length)
+    meta = Meta.load(args.model)
+    tok = Tokenizer(args.model, meta.max_length, meta.mask_urls)
     eager = TorchBackend(args.model, device="cuda", fp16=True)
     compiled = TorchBackend(args.model, device="cuda", fp16=True)
     compiled.model = torch.compile(compiled.model, dynamic=True)

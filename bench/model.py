@@ -15,6 +15,10 @@ else fp32: models.runtime.cpu_has_fast_int8): it over the pipelines at one batch
 (that graph at its best batch over the pipelines at 32) is printed last, labelled as mixed, for
 comparison with earlier runs.
 
+`--kept` adds each ONNX backend reading web addresses whole (finsent's tokenizer reads each as its
+scheme word, models.artifact.encoder_text) and the pipelines given the texts so cut: the gain of
+the cut, and the engines compared on the very same tokens.
+
 Texts: a realistic mix of finance tweets and headlines (bench/texts.py). Each cell scores the
 same N texts after a warm-up, `--repeats` times, cells interleaved by batch; the fastest pass is
 reported (the least disturbed by other load), its latency percentiles over that pass's batches.
@@ -37,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.texts import realistic_mix  # noqa: E402
+from models.artifact import encoder_text  # noqa: E402
 from models.data import default_data_dir  # noqa: E402
-from models.runtime import DEFAULT_ARTIFACT, Scorer, onnx_path, resolve_precision  # noqa: E402
+from models.runtime import DEFAULT_ARTIFACT, Scorer, Tokenizer, onnx_path, resolve_precision  # noqa: E402
 
 BASELINE = "2× HF pipeline"
 
@@ -55,9 +60,11 @@ def run_cell(score_batch, texts: list[str], batch: int) -> tuple[float, float, f
     return len(texts) / total, float(np.percentile(lat, 50)) * 1e3, float(np.percentile(lat, 99)) * 1e3
 
 
-def pipelines_baseline():
+def pipelines_baseline(masked: bool = False):
     """Two pipelines on the same-size encoder (untrained heads: speed is what is compared).
-    Returns score(texts, batch): the pipelines batch internally at `batch`, like the Scorer."""
+    Returns score(texts, batch): the pipelines batch internally at `batch`, like the Scorer. With
+    `masked`, they are given the texts with web addresses cut as finsent's tokenizer cuts them
+    (models.artifact.encoder_text), for the like-with-like engine comparison."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, logging, pipeline
 
     from models.network import default_encoder_dir
@@ -67,7 +74,8 @@ def pipelines_baseline():
     tok = AutoTokenizer.from_pretrained(enc)
     pipes = [pipeline("text-classification", model=AutoModelForSequenceClassification.from_pretrained(enc, num_labels=n),
                       tokenizer=tok, device=-1, top_k=None) for n in (20, 3)]
-    return lambda texts, batch: [p(texts, batch_size=batch, truncation=True) for p in pipes]
+    prep = (lambda texts: [encoder_text(t) for t in texts]) if masked else list
+    return lambda texts, batch: [p(prep(texts), batch_size=batch, truncation=True) for p in pipes]
 
 
 def set_threads(n: int) -> None:
@@ -97,7 +105,13 @@ def engines(args, console: Console) -> dict:
         s = Scorer.from_artifact(args.model, backend=backend, precision=precision.removesuffix("raw"),
                                  threads=args.threads, recheck_margin=margin)
         out[spec] = lambda texts, b, s=s: Scorer(s.backend, s.tokenizer, s.meta, max_batch=b).predict(texts)
+        if args.kept and backend == "onnx":  # the same graph reading web addresses whole, as before
+            kept = Tokenizer(args.model, s.meta.max_length, mask_urls=False)
+            out[f"{spec}, addresses kept"] = lambda texts, b, s=s, k=kept: Scorer(
+                s.backend, k, s.meta, max_batch=b).predict(texts)
     out[BASELINE] = pipelines_baseline()
+    if args.kept:
+        out[BASELINE + ", addresses masked"] = pipelines_baseline(masked=True)
     return out
 
 
@@ -157,6 +171,9 @@ def main() -> None:
                     help="ORT intra-op = torch intra-op = tokenizer threads (default: all cores)")
     ap.add_argument("--repeats", type=int, default=3, help="passes per cell; the fastest is reported")
     ap.add_argument("--model", type=Path, default=DEFAULT_ARTIFACT)
+    ap.add_argument("--kept", action="store_true",
+                    help="also each ONNX backend reading web addresses whole (as before they were masked), and the "
+                         "pipelines given the masked texts")
     ap.add_argument("--backends", default="onnx-int8,onnx-int8raw,onnx-fp32,torch-fp32",
                     help="onnx-int8 = the int8 graph with near-ties rechecked in fp32 (shipped where the CPU has int8 "
                          "dot-product instructions, else onnx-fp32 is), onnx-int8raw = the int8 graph alone")

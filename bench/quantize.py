@@ -174,7 +174,8 @@ def main() -> None:
     args = ap.parse_args()
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)  # before the tokenizer starts its pool
     console = Console(width=160)
-    meta, tok = Meta.load(args.model), Tokenizer(args.model, Meta.load(args.model).max_length)
+    meta = Meta.load(args.model)
+    tok = Tokenizer(args.model, meta.max_length, meta.mask_urls)
     fp32 = args.model / "model.onnx"
     held, cal = held_out_and_calibration(args.data_dir or Path(default_data_dir()), args.calibration)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -95,8 +95,10 @@ def target_features(offsets: Sequence[tuple[int, int]], spans: Sequence[Sequence
 
 
 def encode_pairs(tokenizer, texts: Sequence[str], spans: Sequence[Sequence[Sequence[int]]], max_length: int):
-    """Token ids, target masks and distance buckets per (text, spans), unpadded lists."""
-    encs = tokenizer.encode_batch(list(texts))
+    """Token ids, target masks and distance buckets per (text, spans), unpadded lists. `tokenizer`
+    gives `encodings(texts)` as models.runtime.Tokenizer does (web addresses masked as the item
+    pass masks them), so the ids are the item pass's."""
+    encs = tokenizer.encodings(list(texts))
     out = []
     for enc, sp, text in zip(encs, spans, texts):
         ids = enc.ids[:max_length]

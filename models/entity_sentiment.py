@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifact import DEFAULT_ARTIFACT, read_meta_file
+from models.artifact import DEFAULT_ARTIFACT, encoder_text, read_meta_file
 from models.data import default_data_dir
 from models.entity_head import HeadConfig, load_entity_model, load_head, new_head, save_head  # noqa: F401
 from models.entity_inputs import (HEAD_FILE, HEAD_META, LABELS, MAX_DISTANCE, N_BUCKETS, ONNX_ATOL,  # noqa: F401
@@ -261,8 +261,10 @@ def cache_features(items: list[Item], artifact: Path, path: Path, progress=None,
     path = Path(path)
     hidden = [None] * len(texts)
     item_logits = np.zeros((len(texts), 3), np.float32)
-    if path.exists():  # reuse what an earlier run encoded (same artifact: the cache sits in its --out)
-        z = np.load(path, allow_pickle=False)
+    mask_urls = bool(read_meta_file(artifact).get("mask_urls", True))  # read as the item pass reads them
+    z = np.load(path, allow_pickle=False) if path.exists() else None
+    if z is not None and ("mask_urls" in z.files and bool(z["mask_urls"])) == mask_urls:
+        # reuse what an earlier run encoded the same way (same artifact: the cache sits in its --out)
         if list(z["texts"]) == texts:
             return {k: z[k] for k in z.files}
         old = {t: i for i, t in enumerate(z["texts"].tolist())}
@@ -276,7 +278,7 @@ def cache_features(items: list[Item], artifact: Path, path: Path, progress=None,
     tok = _Tok.from_file(str(Path(artifact) / "tokenizer/tokenizer.json"))
     tok.no_padding()
     tok.enable_truncation(meta.max_length)
-    encs = tok.encode_batch(texts)
+    encs = tok.encode_batch([encoder_text(t) for t in texts] if mask_urls else texts)
     order = sorted((i for i in range(len(texts)) if hidden[i] is None), key=lambda i: len(encs[i].ids))
     task = progress.add_task("encoder features", total=len(order)) if progress else None
     for s in range(0, len(order), batch):
@@ -297,7 +299,7 @@ def cache_features(items: list[Item], artifact: Path, path: Path, progress=None,
             progress.advance(task, len(idx))
     lengths = np.array([len(x) for x in hidden], np.int64)
     out = {"texts": np.array(texts), "hidden": np.concatenate(hidden), "lengths": lengths,
-           "item_logits": item_logits}
+           "item_logits": item_logits, "mask_urls": np.array(mask_urls)}
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **out)
     return out
@@ -314,10 +316,11 @@ class Features:
         tok.no_padding()
         tok.enable_truncation(max_length)
         self.tok = tok
+        self.mask_urls = bool(z["mask_urls"]) if "mask_urls" in z else False  # as cache_features encoded
 
     def tensors(self, items: list[Item]):
         """Padded (hidden, attention, target, distance, labels) numpy arrays for a list of items."""
-        encs = self.tok.encode_batch([i.text for i in items])
+        encs = self.tok.encode_batch([encoder_text(i.text) if self.mask_urls else i.text for i in items])
         rows = [self.index[i.text] for i in items]
         lens = [int(self.starts[r + 1] - self.starts[r]) for r in rows]
         width = max(lens)

@@ -60,7 +60,7 @@ def explain(scorer, text: str, max_words: int = MAX_WORDS) -> Explanation:
     if errors:
         raise InvalidText(errors)
     tok = scorer.tokenizer.tok
-    enc = tok.encode(text)
+    enc = scorer.tokenizer.encodings([text])[0]  # a web address reads as its scheme word (encoder_text)
     mask_id = tok.token_to_id("[MASK]")
     if mask_id is None:
         raise RuntimeError("the tokenizer has no [MASK] token; occlusion needs one")

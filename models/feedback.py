@@ -142,7 +142,7 @@ def finetune(cfg: FeedbackConfig, progress=None) -> dict:
     model, meta = load_artifact(base, device=str(device))
     tokenizer = load_tokenizer(base / "tokenizer")
     pad = tokenizer.pad_token_id
-    ids = {name: tokenize(tokenizer, ex, meta.max_length) for name, ex in
+    ids = {name: tokenize(tokenizer, ex, meta.max_length, meta.mask_urls) for name, ex in
            (("held", held), ("dev", orig_dev), ("mix", mix))}
     before = {"held_out_corrections": accuracy(model, held, ids["held"], pad, device),
               "original_dev": accuracy(model, orig_dev, ids["dev"], pad, device)}
@@ -164,7 +164,7 @@ def finetune(cfg: FeedbackConfig, progress=None) -> dict:
             if progress:
                 progress.update(task, advance=1, description=f"fine-tune on feedback, loss {loss:.3f}")
     model.eval()
-    merge = choose_merge(model, base_state, fb_train, tokenize(tokenizer, fb_train, meta.max_length), pad, device,
+    merge = choose_merge(model, base_state, fb_train, tokenize(tokenizer, fb_train, meta.max_length, meta.mask_urls), pad, device,
                          cfg.merge_grid if cfg.merge else (1.0,))
     after = {"held_out_corrections": accuracy(model, held, ids["held"], pad, device),
              "original_dev": accuracy(model, orig_dev, ids["dev"], pad, device)}

@@ -35,6 +35,7 @@ class ModelMeta:
     temperature_topic: float = 1.0
     temperature_sentiment: float = 1.0
     int8_recheck_margin: float = 0.0  # see models.runtime.RecheckedBackend
+    mask_urls: bool = True  # models.artifact.encoder_text, in training and serving alike
 
     @classmethod
     def load(cls, directory: Path) -> ModelMeta:

@@ -2,7 +2,7 @@
 
     from models.quantize import quantize_item_graph
     quantize_item_graph(directory / "model.onnx", directory / "model.int8.onnx", calibration_texts,
-                        Tokenizer(directory, meta.max_length))
+                        Tokenizer(directory, meta.max_length, meta.mask_urls))
 
 The default recipe (SHIPPED) is the one bench/quantize.py found fastest as shipped, i.e. with the
 fp32 recheck of near-ties included (table and commands: docs/quantize.md): ONNX Runtime dynamic

@@ -43,7 +43,7 @@ import numpy as np
 
 from models.artifact import (DEFAULT_ARTIFACT, SENTIMENTS, TOPIC_MAX_CHARS, VERSION_MAX_CHARS,  # noqa: F401
                              BackendUnavailable, EntitySentiment, InvalidText, Meta, Prediction, onnx_path,
-                             resolve_artifact, storage_problem, validate_texts)
+                             encoder_text, resolve_artifact, storage_problem, validate_texts)
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -235,16 +235,22 @@ class StateCache:
 class Tokenizer:
     """The fast (Rust) tokenizer saved in the artifact; truncates, never pads."""
 
-    def __init__(self, directory: Path, max_length: int):
+    def __init__(self, directory: Path, max_length: int, mask_urls: bool = True):
         from tokenizers import Tokenizer as _Tok
 
         self.tok = _Tok.from_file(str(Path(directory) / "tokenizer" / "tokenizer.json"))
         self.tok.no_padding()
         self.tok.enable_truncation(max_length)
         self.pad_id = self.tok.token_to_id("[PAD]") or 0
+        self.mask_urls = mask_urls  # the artifact's Meta.mask_urls (models.artifact.encoder_text)
+
+    def encodings(self, texts: Sequence[str]) -> list:
+        """The tokenizer's encodings (ids, offsets into the text as given, word ids) of what the
+        encoder reads of each text; every tokenisation of the serving side goes through here."""
+        return self.tok.encode_batch([encoder_text(t) for t in texts] if self.mask_urls else list(texts))
 
     def encode(self, texts: list[str]) -> tuple[list[list[int]], list[bool]]:
-        encs = self.tok.encode_batch(texts)
+        encs = self.encodings(texts)
         return [e.ids for e in encs], [bool(e.overflowing) for e in encs]
 
 
@@ -312,8 +318,8 @@ class Scorer:
         precision = resolve_precision(directory, backend, precision, device)
         workers = workers if backend == "onnx" and device == "cpu" else 1
         return cls(make_backend(directory, backend, precision, device, threads, margin),
-                   Tokenizer(directory, meta.max_length), meta, max_batch, directory=directory, precision=precision,
-                   threads=threads, workers=workers,
+                   Tokenizer(directory, meta.max_length, meta.mask_urls), meta, max_batch, directory=directory,
+                   precision=precision, threads=threads, workers=workers,
                    pad_waste=CPU_PAD_WASTE if (backend, device) == ("onnx", "cpu") else MAX_PAD_WASTE)
 
     def logits(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
@@ -460,7 +466,7 @@ class Scorer:
     def _target_features(self, texts: list[str], by_text: dict[str, list[int]], spans) -> dict:
         """Per text: (target masks, distance buckets) of its pairs, on the item pass's tokens."""
         out = {}
-        for t, enc in zip(texts, self.tokenizer.tok.encode_batch(texts)):
+        for t, enc in zip(texts, self.tokenizer.encodings(texts)):
             n = len(enc.ids)
             flags = boundary_flags(enc.offsets, n, t)  # once per text, however many entities it names
             rows = [target_features(enc.offsets, spans[k], n, t, flags) for k in by_text[t]]
@@ -516,7 +522,7 @@ class Scorer:
         return self._fp32
 
     def _torch_entity_probs(self, backend, texts: list[str], spans) -> np.ndarray:
-        rows = encode_pairs(self.tokenizer.tok, texts, spans, self.meta.max_length)
+        rows = encode_pairs(self.tokenizer, texts, spans, self.meta.max_length)
         probs = np.zeros((len(rows), len(ENTITY_LABELS)), np.float32)
         for chunk in length_buckets([len(r[0]) for r in rows], self.max_batch, self.pad_waste):
             probs[chunk] = softmax(backend.infer(**pad_pairs([rows[i] for i in chunk], self.tokenizer.pad_id)), 1.0)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.artifact import encoder_text
 from models.data import DataError, allowed_use, default_data_dir
 from models.distill import load_soft_labels, text_key  # noqa: F401  (re-exported)
 from models.evaluate import report_from_logits
@@ -103,6 +104,7 @@ class TeacherConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     max_length: int = 128
+    mask_urls: bool = True  # as the student reads text (models.artifact.encoder_text)
     label_smoothing: float = 0.1
     topic_weighting: str = "sqrt_inv"
     dev_fraction: float = 0.1
@@ -330,7 +332,8 @@ class TeacherRun:
             dev_fraction=cfg.dev_fraction, limit=cfg.limit))
         self.examples = self.train + self.dev
         self.tokenizer = load_tokenizer(cfg.encoder)
-        self.ids = self.tokenizer([e.text for e in self.examples], truncation=True, max_length=cfg.max_length)["input_ids"]
+        self.ids = self.tokenizer([encoder_text(e.text) if cfg.mask_urls else e.text for e in self.examples],
+                                  truncation=True, max_length=cfg.max_length)["input_ids"]
         encoder = AutoModel.from_pretrained(cfg.encoder, dtype=torch.float32, add_pooling_layer=False)
         self.model = Teacher(encoder).to(self.device)
         self.schedule = trainable_schedule(cfg, self.model.n_layers)

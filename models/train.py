@@ -50,8 +50,8 @@ class Trainer:
         self.teachers = teacher_paths(cfg)
         self.soft = soft_labels(self.teachers, self.train) if self.teachers else None
         self.pad_id = self.tokenizer.pad_token_id
-        self.train_ids = tokenize(self.tokenizer, self.train, cfg.max_length)
-        self.dev_ids = tokenize(self.tokenizer, self.dev, cfg.max_length)
+        self.train_ids = tokenize(self.tokenizer, self.train, cfg.max_length, cfg.mask_urls)
+        self.dev_ids = tokenize(self.tokenizer, self.dev, cfg.max_length, cfg.mask_urls)
         w = topic_class_weights(self.train, cfg.topic_weighting)
         self.topic_weight = None if w is None else w.to(self.device)
         self.steps_per_epoch = math.ceil(len(self.train) / cfg.batch_size)
@@ -128,7 +128,8 @@ class Trainer:
                  fit_temperature(s_logits, np.array([e.sentiment for e in self.dev])))
         report = report_from_logits(self.dev, t_logits, s_logits, temps)
         meta = ModelMeta(version=self.cfg.version or version_id(self.cfg), base_encoder=self.encoder_path,
-                         max_length=self.cfg.max_length, temperature_topic=temps[0], temperature_sentiment=temps[1])
+                         max_length=self.cfg.max_length, temperature_topic=temps[0], temperature_sentiment=temps[1],
+                         mask_urls=self.cfg.mask_urls)
         save_artifact(self.model, self.tokenizer, meta, self.out)
         write_training_record(self.out, self.cfg, self.specs, self.train, self.dev, self.history, report,
                               teacher_sources(self.teachers))

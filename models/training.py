@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.artifact import encoder_text
 from models.data import (Example, SourceSpec, default_data_dir, label_counts, load_source, selection_sources,
                          stratified_split)
 from models.distill import distill_loss
@@ -37,6 +38,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
     max_length: int = 128
+    mask_urls: bool = True  # read web addresses as their scheme word (models.artifact.encoder_text), as served
     dropout: float = 0.1
     dev_fraction: float = 0.1
     seed: int = 13
@@ -86,8 +88,10 @@ def topic_class_weights(train: list[Example], mode: str) -> torch.Tensor | None:
     return torch.tensor(w / w.mean(), dtype=torch.float32)
 
 
-def tokenize(tokenizer, examples: list[Example], max_length: int) -> list[list[int]]:
-    return tokenizer([e.text for e in examples], truncation=True, max_length=max_length)["input_ids"]
+def tokenize(tokenizer, examples: list[Example], max_length: int, mask_urls: bool = True) -> list[list[int]]:
+    """Token ids of what the encoder reads of each text: as the runtime's Tokenizer gives them."""
+    texts = [encoder_text(e.text) if mask_urls else e.text for e in examples]
+    return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
 
 
 def collate(ids: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -101,6 +101,7 @@ def render(model_dir: Path, evals: list[Path] = (), command: str = "") -> str:
         version=meta["version"], use_short="commercial use allowed" if use["commercial"] else "non-commercial use only",
         use_statement=use["statement"][0].upper() + use["statement"][1:], student=STUDENT, teacher=teacher_line,
         max_length=meta.get("max_length", ""),
+        urls="web addresses read as their scheme word" if meta.get("mask_urls", True) else "web addresses read whole",
         temperatures=f"{meta.get('temperature_topic', 1):.3f} / {meta.get('temperature_sentiment', 1):.3f}",
         command=command or f"finsent train --data {cfg.get('data', '')} ...", dev_fraction=f"{cfg['dev_fraction']:.0%}",
         seed=cfg["seed"], data_rows=data_rows(record), n_train=f"{record['n_train']:,}", n_dev=f"{record['n_dev']:,}",

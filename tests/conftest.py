@@ -151,3 +151,22 @@ def swap_models_dir(root: Path, v2_version: str) -> Path:
     (models / "broken" / "finsent.json").write_text("{not json")
     (models / "current").write_text("v1")
     return models
+
+
+
+def pytest_collection_modifyitems(items):
+    """schemathesis gives the test of every API operation one node id (`test_api_schema`), and
+    pytest-xdist schedules by node id: it ran the first operation alone and dropped 22 others,
+    silently. Each gets its operation in its id (`test_api_schema[GET /v1/events]`)."""
+    for item in items:
+        if type(item).__name__ == "SchemathesisFunction" and item.nodeid.rpartition("::")[2] != item.name:
+            item._id = type(item.id).parse(f"{item.nodeid.rpartition('::')[0]}::{item.name}")
+
+
+def pytest_collection_finish(session):
+    """Two tests with one node id: pytest-xdist runs one of them; say so instead of dropping one."""
+    seen, twice = set(), set()
+    for item in session.items:
+        (twice if item.nodeid in seen else seen).add(item.nodeid)
+    if twice:
+        raise pytest.UsageError(f"tests share a node id (pytest-xdist would run one of each): {sorted(twice)[:5]}")

@@ -208,11 +208,17 @@ def test_the_head_tokenises_as_the_item_pass_does(committed_tokenizer):
     from models.entity_inputs import encode_pairs
 
     tok, max_length = committed_tokenizer
-    texts = ["Apple beats estimates, Samsung slides", "$TSLA down 8%", "Shares rise. " * 60 + "Intel warns."]
+    texts = ["Apple beats estimates, Samsung slides", "$TSLA down 8%", "Shares rise. " * 60 + "Intel warns.",
+             "Nvidia https://t.co/fkjejypxb9 beats, AMD slides https://t.co/dfyupsotme"]
+    spans = [[(0, 5)]] * 3 + [[(38, 41)]]
     ids, _ = tok.encode(texts)
-    rows = encode_pairs(tok.tok, texts, [[(0, 5)]] * 3, max_length)
+    rows = encode_pairs(tok, texts, spans, max_length)
     assert [r[0] for r in rows] == ids and len(ids[2]) == max_length
     assert all(len(r[1]) == len(r[2]) == len(x) for r, x in zip(rows, ids))
+    # a web address is its scheme word alone, and the target ("AMD") is still found after it
+    words = tok.tok.decode(ids[3]).split()
+    target = [i for i, m in zip(ids[3], rows[3][1]) if m]
+    assert words.count("https") == 2 and "co" not in words and tok.tok.decode(target) == "amd"
 
 
 @pytest.fixture(scope="module")

@@ -348,3 +348,31 @@ def test_a_failing_chunk_is_raised_from_a_parallel_call(committed):
                         max_batch=8, workers=2)
         with pytest.raises(type(error), match=str(error)):
             scorer.predict(texts)
+
+
+def test_a_web_address_reads_as_its_scheme_word_and_offsets_stay_true():
+    from models.artifact import encoder_text
+
+    t = "Acme beats https://t.co/fkjejypxb9 and HTTP://example.com/a?b=1). Shares up, xhttps://no"
+    m = encoder_text(t)
+    assert len(m) == len(t) and m.index("Shares") == t.index("Shares")
+    assert m.split() == ["Acme", "beats", "https", "and", "HTTP", "Shares", "up,", "xhttps://no"]
+    assert encoder_text("no address here") == "no address here"
+
+
+def test_the_tokenizer_masks_web_addresses_unless_the_artifact_says_not(tmp_path):
+    import json
+    import shutil
+
+    from models.runtime import DEFAULT_ARTIFACT, Meta, Tokenizer
+
+    t = "Hercules Electric Marine signs supply deal https://t.co/fkjejypxb9 https://t.co/dfyupsotme"
+    meta = Meta.load(DEFAULT_ARTIFACT)
+    masked, raw = (Tokenizer(DEFAULT_ARTIFACT, meta.max_length, m) for m in (True, False))
+    assert meta.mask_urls and len(raw.encode([t])[0][0]) - len(masked.encode([t])[0][0]) > 20  # 26 word pieces
+    assert masked.encode([t])[0] == raw.encode([t.replace("://t.co/fkjejypxb9", "").replace("://t.co/dfyupsotme", "")])[0]
+    # an artifact trained on web addresses as they are keeps them (finsent.json "mask_urls": false)
+    shutil.copytree(DEFAULT_ARTIFACT, tmp_path / "a", ignore=shutil.ignore_patterns("*.onnx", "*.safetensors"))
+    raw_meta = json.loads((tmp_path / "a" / "finsent.json").read_text())
+    (tmp_path / "a" / "finsent.json").write_text(json.dumps({**raw_meta, "mask_urls": False}))
+    assert Meta.load(tmp_path / "a").mask_urls is False
