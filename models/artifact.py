@@ -4,8 +4,8 @@
     raw = read_meta_file(directory)                           # finsent.json as a dict
 
 An artifact is a directory holding `finsent.json` (version, labels, max length, temperatures,
-int8 recheck margin), the fp16 weights, the encoder config and the tokenizer; `finsent export`
-adds model.onnx / model.int8.onnx (logits and token states) beside them. This module is the one reader of
+int8 recheck margin, whether web addresses are masked: `encoder_text`), the fp16 weights, the
+encoder config and the tokenizer; `finsent export` adds model.onnx / model.int8.onnx (logits and token states) beside them. This module is the one reader of
 finsent.json (`read_meta_file`) and its one writer (`write_meta_file`), and it holds
 what every serving module shares: the default artifact, path lookup, the scored row's limits,
 the Prediction contract and the errors the runtime raises.
@@ -140,7 +140,7 @@ def encoder_text(text: str) -> str:
     """What the encoder reads of a text: every web address cut to its scheme word ("https") and the
     rest of it blanked, so the text keeps its length and character offsets into it (entity spans,
     explanations) stay true. A shortened link ("https://t.co/fkjejypxb9") is 14 word pieces of
-    noise; 63 % of the benchmark's tweets end with one or two, and they made a text 37 tokens long
+    noise; 63 % of the benchmark mix's texts carry one or two, and they made a text 37 tokens long
     on average instead of 26 (docs/model.md, "Web addresses"). Training and serving call this
     alike, where the artifact's `mask_urls` says so (every artifact unless its finsent.json says
     false)."""
