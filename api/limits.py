@@ -10,6 +10,7 @@ an address out of that budget gets 429 for any keyed request."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import Counter, OrderedDict
@@ -18,6 +19,9 @@ from fastapi import HTTPException, status
 from starlette.responses import JSONResponse
 
 from api.keys import hash_key
+from core.logs import get
+
+log = get("api.limits")
 
 EXEMPT = frozenset(("/health", "/ready", "/metrics"))
 
@@ -135,3 +139,57 @@ class BodyLimit:
                 raise HTTPException(413, self.detail)  # FastAPI answers it as JSON
             return message
         await self.app(scope, counted, send)
+
+
+SEND_CHUNK = 64 * 1024  # bytes per write: about uvicorn's write buffer high-water mark
+SEND_TIMEOUT_S = 30.0  # a client that takes no piece of its answer for this long is cut off
+
+
+class SlowReader(Exception):
+    """The client took no part of its answer within SendDeadline's timeout."""
+
+
+def _is_slow_reader(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_is_slow_reader(e) for e in exc.exceptions)
+    return isinstance(exc, SlowReader)
+
+
+class SendDeadline:
+    """Bounds what a client that stops reading can hold. uvicorn puts a whole body message into
+    its write buffer at once and never times out a write: a client that asks for an events page
+    (megabytes) and reads nothing kept all of it in the API's memory for as long as it kept the
+    connection open, and an SSE client that reads nothing kept its stream and slot forever. Here
+    bodies go out in SEND_CHUNK pieces, each waiting (uvicorn's flow control) for the client to
+    take the previous ones, for at most `timeout_s`; then the answer is abandoned and the
+    connection closed, so a stalled client holds a piece or two, and its stream ends."""
+
+    def __init__(self, app, timeout_s: float | None = None, chunk: int = SEND_CHUNK):
+        self.app, self.chunk = app, chunk
+        self.timeout_s = SEND_TIMEOUT_S if timeout_s is None else timeout_s
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def bounded(message):
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await send(message)
+            except TimeoutError:
+                raise SlowReader from None
+
+        async def paced(message):
+            body = message.get("body", b"")
+            if message["type"] != "http.response.body" or len(body) <= self.chunk:
+                return await bounded(message)
+            more, view = message.get("more_body", False), memoryview(body)
+            for i in range(0, len(body), self.chunk):
+                await bounded({"type": "http.response.body", "body": bytes(view[i:i + self.chunk]),
+                               "more_body": more or i + self.chunk < len(body)})
+        try:
+            await self.app(scope, receive, paced)
+        except Exception as exc:  # the server closes the connection: the answer was not completed
+            if not _is_slow_reader(exc):
+                raise
+            log.info("api.slow_reader_cut", path=scope.get("path"), timeout_s=self.timeout_s)

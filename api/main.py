@@ -26,7 +26,7 @@ from api.delivery import Deliverer
 from api.deps import Cursors
 from api.entities import Entities
 from api.heap import freeze_long_lived, unfreeze
-from api.limits import BodyLimit, RateLimitMiddleware, StreamSlots
+from api.limits import BodyLimit, RateLimitMiddleware, SendDeadline, StreamSlots
 from api.live import AlertHub
 from api.metrics import MetricsMiddleware
 from api.routes import (alerts, entities, events, feedback, health, movers, page, score, series, stories, stream,
@@ -227,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
                            allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"])
+    app.add_middleware(SendDeadline, timeout_s=settings.api_send_timeout_s)  # outermost: it ends the answer of a client that stopped reading
     install_error_handlers(app)
     app.include_router(health.router)
     for module in (events, series, movers, alerts, entities, stories, subscriptions, stream, score, feedback):

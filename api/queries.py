@@ -349,6 +349,10 @@ SECONDS_TO_NEXT_DUE = """SELECT extract(epoch FROM min(next_attempt_at) - now())
 WHERE state = 'pending' AND locked_until IS NULL"""
 LOG_ATTEMPT = """INSERT INTO delivery_attempt (delivery_id, subscription_id, attempt, outcome, status_code, error, duration_ms)
 VALUES ($1, $2, $3, $4, $5, $6, $7)"""
+# Before an attempt is written: its subscription's row, locked in the order a DELETE of the subscription
+# takes (subscription, then its deliveries), so a delete meanwhile waits or has happened (then None)
+LOCK_DELIVERY = """SELECT d.id FROM subscription s JOIN delivery d ON d.subscription_id = s.id
+WHERE d.id = $1 AND s.id = $2 FOR NO KEY UPDATE OF s"""
 MARK_DELIVERED = """UPDATE delivery SET state = 'delivered', delivered_at = now(), locked_until = NULL, last_status = $2,
     last_error = NULL WHERE id = $1"""
 RESET_FAILURES = "UPDATE subscription SET consecutive_failures = 0 WHERE id = $1 AND consecutive_failures <> 0"

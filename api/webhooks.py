@@ -9,7 +9,11 @@ says only that the target is not allowed: naming the address, or whether the hos
 all, would make the API a DNS oracle for the caller's view of private names. The host is resolved
 once and the request goes to the checked address, with the original Host header and TLS
 server name, so a DNS answer that changes between check and connect (rebinding) cannot
-redirect it. Redirects are not followed; timeouts are bounded.
+redirect it. Redirects are not followed; timeouts are bounded. A URL must be printable ASCII
+(an international host in its xn-- form, anything else percent-encoded): the HTTP client cannot
+send another, and a stored URL it cannot send must not reach the deliverer. The host lookup waits
+at most RESOLVE_TIMEOUT_S, on threads of its own, so a name server that never answers neither
+holds a request nor takes the threads the rest of the API runs blocking work on.
 
 Signature (how a receiver verifies it):
 
@@ -32,6 +36,7 @@ import ipaddress
 import secrets
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -44,6 +49,11 @@ NOT_ALLOWED = "the target is not allowed (its host must resolve, and only to pub
 # IPv6 prefixes whose last 32 bits are an IPv4 address: IPv4-compatible, SIIT, NAT64 (RFC 6052)
 LOW32 = [ipaddress.ip_network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96")]
 NAT64 = LOW32[2]  # reserved as a block, yet it reaches the (public) IPv4 address it carries
+RESOLVE_TIMEOUT_S = 5.0  # one host lookup, at most (then the target is not allowed)
+# getaddrinfo blocks a thread until the resolver gives up (tens of seconds for a name server that
+# never answers): these lookups get threads of their own, not the event loop's default executor
+# (asyncio.to_thread: scoring), so slow names cannot starve the rest of the API
+_LOOKUPS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-dns")
 
 
 class UnsafeTarget(ValueError):
@@ -80,10 +90,14 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, st
 
 
 def parse(url: str, allow_http: bool) -> tuple[str, str, int, str]:
+    if not url.isascii() or not url.isprintable() or " " in url:
+        raise UnsafeTarget("the URL must be printable ASCII without spaces (percent-encode other characters; "
+                           "an international host name in its xn-- form)")
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
+        httpx.URL(url)  # what the deliverer will send must be a URL the HTTP client accepts
+    except (ValueError, httpx.InvalidURL) as exc:
         raise UnsafeTarget(f"not a valid URL: {exc}") from None
     allowed = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in allowed:
@@ -136,8 +150,10 @@ async def resolve(url: str, *, allow_http: bool, allow_private: bool) -> Target:
     """Check `url` and resolve its host once; every answer must pass, the first is used."""
     scheme, host, port, path = parse(url, allow_http)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError, OSError):
+        lookup = asyncio.get_running_loop().run_in_executor(_LOOKUPS, socket.getaddrinfo, host, port, 0,
+                                                            socket.SOCK_STREAM)
+        infos = await asyncio.wait_for(lookup, RESOLVE_TIMEOUT_S)
+    except (socket.gaierror, UnicodeError, OSError, TimeoutError):
         raise UnsafeTarget(NOT_ALLOWED) from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     if not addresses:
