@@ -15,12 +15,13 @@ from api.schemas import Health, Message, Ready
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=Health, summary="Liveness: the process answers")
+# HEAD too: load balancers and uptime probes often check with HEAD (answered without a body)
+@router.api_route("/health", methods=["GET", "HEAD"], response_model=Health, summary="Liveness: the process answers")
 async def health(request: Request) -> Health:
     return Health(status="ok", model=request.app.state.scorer.state())
 
 
-@router.get("/ready", response_model=Ready, summary="Readiness: Postgres reachable, a pooled connection free "
+@router.api_route("/ready", methods=["GET", "HEAD"], response_model=Ready, summary="Readiness: Postgres reachable, a pooled connection free "
             "within a second, migrations at head; the same for the read replica when one is configured",
             responses={503: {"model": Message}})
 async def ready(request: Request, pool: PoolDep):

@@ -24,6 +24,9 @@ def test_health_ready_and_metrics(client, dsn):
     assert head == max(p.name[:4] for p in versions.glob("[0-9][0-9][0-9][0-9]_*.py"))  # the newest migration
     assert r.status_code == 200 and r.json() == {"status": "ready", "database": "ok", "revision": head,
                                                  "replica": "none", "replica_lag_s": None}
+    for path in ("/health", "/ready"):  # probes that check with HEAD get the same status, no body
+        h = client.head(path)
+        assert h.status_code == 200 and h.content == b"", (path, h.status_code, h.content)
     client.get("/v1/alerts/999999")
     text = client.get("/metrics").text
     assert 'finsent_api_requests_total{method="GET",route="/v1/alerts/{alert_id}",status="404"}' in text
