@@ -31,6 +31,7 @@ it is named in the title (or first sentence), how often, and how many other enti
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -130,7 +131,7 @@ class Linker:
         qualified, exch_spans = self._qualified(t)
         mentions = (self._cashtags(t) if "$" in t else []) + qualified
         tagged = [Mention(-1, -1, tk, "tag") for tk in tags]  # a feed tag corroborates its names too
-        mentions += self._names(t, low, upper_text, mentions + tagged, exch_spans)
+        mentions += self._names(_Text(t), low, upper_text, mentions + tagged, exch_spans)
         return self._entities(t, mentions, tags, title_end)
 
     def link_many(self, texts, tickers=None) -> list[list[Entity]]:
@@ -169,11 +170,12 @@ class Linker:
         return out, exch
 
     # ---------- names ----------
-    def _names(self, t: str, low: str, upper_text: "_Lazy", strong: list[Mention],
+    def _names(self, tx: "_Text", low: str, upper_text: "_Lazy", strong: list[Mention],
                exch_spans: list[tuple[int, int]]) -> list[Mention]:
         if not len(self._auto):
             return []
-        n = len(low)
+        t, n = tx.t, len(low)
+        exch_starts = [a for a, _ in exch_spans]  # (in text order, not overlapping: finditer's)
         plain, pending, short = [], [], []
         for end, (klen, tk, amb, acr, bare) in self._auto.iter_long(low):
             start, stop = end - klen + 1, end + 1
@@ -183,7 +185,7 @@ class Linker:
                 continue  # apple.com, Amazon.de: a domain, not the name
             if start and low[start - 1] == "$":
                 continue
-            if exch_spans and any(a <= start < b for a, b in exch_spans):
+            if exch_spans and (k := bisect_right(exch_starts, start)) and start < exch_spans[k - 1][1]:
                 continue
             surface = t[start:stop]
             if tk and acr and not upper_text():
@@ -192,7 +194,7 @@ class Linker:
                 amb = 0       # capitals in mixed-case text: an acronym, not the word
             if tk:            # a name wins its span: bare 'HP' is HP Inc, not Helmerich & Payne's ticker
                 m = Mention(start, stop, tk, "name")
-                if not amb and " " not in low[start:stop] and self._second_word_of_a_name(t, m):
+                if not amb and " " not in low[start:stop] and self._second_word_of_a_name(tx, m):
                     continue  # Mount Everest, Nikola Tesla: a one-word name inside a longer proper noun
                 (pending if amb else plain).append(m._replace(strict=True) if amb == 2 else m)
             elif bare and surface.isupper():
@@ -204,24 +206,27 @@ class Linker:
             if any(x.kind != "name" for x in strong + plain) or len(short) > 1 or _has_cue(low):
                 plain += short
         if pending:
-            plain += self._resolve_ambiguous(t, upper_text(), pending, strong + plain)
+            plain += self._resolve_ambiguous(tx, upper_text(), pending, strong + plain)
         return plain
 
     @staticmethod
-    def _second_word_of_a_name(t: str, m: Mention) -> bool:
+    def _second_word_of_a_name(tx: "_Text", m: Mention) -> bool:
         """After a capitalised word mid-sentence (not a verb, cue or possessive), in sentence case."""
+        t = tx.t
         prev = _prev_word(t[max(0, m.start - 40):m.start])
         if not prev or not prev[0].isupper() or prev.isupper() or prev.endswith(("'s", "'")):
             return False
-        if prev.lower() in _PREV_OK or m.start - len(prev) - 1 <= _sentence_start(t, m.start):
+        if prev.lower() in _PREV_OK or m.start - len(prev) - 1 <= tx.sentence_start(m.start):
             return False
-        return not _mostly_title(t)
+        return not tx.mostly_title()
 
-    def _resolve_ambiguous(self, t: str, upper_text: bool, pending: list[Mention],
+    def _resolve_ambiguous(self, tx: "_Text", upper_text: bool, pending: list[Mention],
                            sure: list[Mention]) -> list[Mention]:
+        t = tx.t
         lower_text = not any(c.isupper() for c in t)
-        title_text = upper_text or _mostly_title(t)
+        title_text = upper_text or tx.mostly_title()
         sure_issuers = {self._sym[m.ticker].issuer for m in sure if m.ticker in self._sym}
+        sure = _Sure(sure)
         out = []
         for m in pending:
             issuer = self._sym[m.ticker].issuer
@@ -234,11 +239,12 @@ class Linker:
                 continue
             if lower_text or not (t[m.start].isupper() or _has_inner_capital(t[m.start:m.end])):
                 continue                     # 'apple pie', 'a block of shares'
-            if self._is_company_use(t, m, title_text, sure):
+            if self._is_company_use(tx, m, title_text, sure):
                 out.append(m)
         return out
 
-    def _is_company_use(self, t: str, m: Mention, title_text: bool, sure: list[Mention]) -> bool:
+    def _is_company_use(self, tx: "_Text", m: Mention, title_text: bool, sure: "_Sure") -> bool:
+        t = tx.t
         after = t[m.end:m.end + 40]
         before = t[max(0, m.start - 40):m.start]
         if after[:1] == "-" and after[1:2].islower() and _next_word(after[1:]) not in rules.AFFILIATION:
@@ -248,7 +254,7 @@ class Linker:
         possessive = after[:2].lower() in ("'s", "s'") or after[:1] == "'"
         nxt = _next_word(after[2:] if possessive else after)
         prev = _prev_word(before)
-        sent_start = _sentence_start(t, m.start)
+        sent_start = tx.sentence_start(m.start)
         if not possessive and nxt and nxt[0].isalpha():
             word = nxt.lower().rstrip(".,")
             # a lower-case word (or any word in Headline Case); 'iPhone' is a name, not a common noun
@@ -267,12 +273,13 @@ class Linker:
             return False                     # the Gap between, the Apple of my eye
         if (not title_text and prev and prev[0].isupper() and not prev.isupper() and m.start > sent_start
                 and not prev.endswith(("'s", "'")) and prev.lower() not in _PREV_OK
-                and not _ends_mention(sure, m.start)):
+                and not sure.ends_at(m.start)):
             return False                     # Harrison Ford, Tom Ford
-        return self._corroborated(t, m, nxt, possessive, sent_start, sure)
+        return self._corroborated(tx, m, nxt, possessive, sent_start, sure)
 
-    def _corroborated(self, t: str, m: Mention, nxt: str | None, possessive: bool, sent_start: int,
-                      sure: list[Mention]) -> bool:
+    def _corroborated(self, tx: "_Text", m: Mention, nxt: str | None, possessive: bool, sent_start: int,
+                      sure: "_Sure") -> bool:
+        t = tx.t
         word = (nxt or "").lower().rstrip(".,")
         if _legal_or_ticker_after(t, m):
             return True                      # Gap Inc, Target (TGT), Target (NYSE: TGT)
@@ -284,15 +291,15 @@ class Linker:
         if len(t) <= SHORT_TEXT:
             sent_start, sent_end = 0, len(t)
         else:
-            sent_end = _sentence_end(t, m.end)
+            sent_end = tx.sentence_end(m.end)
         sentence = t[sent_start:sent_end].lower()
-        if _has_cue(sentence):
+        if tx.has_cue(sent_start, sent_end, sentence):
             return True
         if not possessive and word in rules.MARKET_VERBS and not word.endswith("ing") and (
                 word not in rules.MOVE_VERBS or any(c.isdigit() for c in sentence)):
             return True                      # Ford recalls; Apple unveils; Ford rises 3% (not: Phoenix rises,
                                              # nor a gerund: Apple picking)
-        return any(sent_start <= x.start < sent_end for x in sure)
+        return sure.starts_within(sent_start, sent_end)
 
     # ---------- entities and relevance ----------
     def _entities(self, t: str, mentions: list[Mention], tags: list[str], title_end: int | None) -> list[Entity]:
@@ -392,19 +399,6 @@ def _prev_word(s: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _ends_mention(ms: list[Mention], start: int) -> bool:
-    return any(0 <= start - x.end <= 1 for x in ms)
-
-
-def _sentence_start(t: str, i: int) -> int:
-    best = 0
-    for m in _SENT_END.finditer(t, 0, i):
-        best = m.end()
-    while best < i and t[best] in " \t\"'([":
-        best += 1
-    return best
-
-
 def _sentence_end(t: str, i: int) -> int:
     m = _SENT_END.search(t, i)
     return m.start() if m else len(t)
@@ -432,6 +426,73 @@ def _mostly_upper(t: str) -> bool:
     return up + lo >= 8 and up >= 0.7 * (up + lo)
 
 
+class _Text:
+    """A text with what the name rules ask of it computed once, not once per mention: where its
+    sentences start and end, whether it is in Headline Case, which sentences hold a market cue. A
+    text of 20,000 characters naming a company a few thousand times took seconds when each mention
+    scanned the text from its start for its sentence (quadratic); these answers are the same."""
+    __slots__ = ("t", "_starts", "_ends", "_title", "_cues")
+
+    def __init__(self, t: str):
+        self.t, self._starts, self._ends, self._title, self._cues = t, None, None, None, {}
+
+    def _index(self) -> None:
+        ms = list(_SENT_END.finditer(self.t))
+        self._starts, self._ends = [m.start() for m in ms], [m.end() for m in ms]
+
+    def sentence_start(self, i: int) -> int:
+        """Where the sentence holding position i starts: the end of the last sentence break in
+        t[:i] (a '.' just before i counts), then past the spaces, quotes and brackets that open it."""
+        if self._ends is None:
+            self._index()
+        t, k = self.t, bisect_right(self._ends, i)  # the breaks wholly before i are the same in the text cut at i
+        best = self._ends[k - 1] if k else 0
+        if i and t[i - 1] in ".!?":  # and one more there: at the cut, '$' stands in for the space after it
+            best = i
+        return _OPENERS.match(t, best, i).end()
+
+    def sentence_end(self, i: int) -> int:
+        """_sentence_end(t, i), by bisection: where the first sentence break at or after i starts."""
+        if self._ends is None:
+            self._index()
+        k = bisect_left(self._starts, i)
+        if k and self._ends[k - 1] > i:  # a break ' - ' across i: a search from i may find one inside it
+            return _sentence_end(self.t, i)
+        return self._starts[k] if k < len(self._starts) else len(self.t)
+
+    def mostly_title(self) -> bool:
+        if self._title is None:
+            self._title = _mostly_title(self.t)
+        return self._title
+
+    def has_cue(self, start: int, end: int, lower: str) -> bool:
+        """_has_cue(lower), `lower` being t[start:end].lower(), once per sentence."""
+        v = self._cues.get((start, end))
+        if v is None:
+            v = self._cues[start, end] = _has_cue(lower)
+        return v
+
+
+class _Sure:
+    """The mentions that corroborate ambiguous names, indexed: which start in a span, which end at a
+    position (a scan of them all per ambiguous mention was quadratic in a long text)."""
+    __slots__ = ("starts", "ends")
+
+    def __init__(self, ms: list[Mention]):
+        self.starts = sorted(x.start for x in ms)
+        self.ends = {x.end for x in ms}
+
+    def starts_within(self, lo: int, hi: int) -> bool:
+        """any(lo <= x.start < hi)"""
+        k = bisect_left(self.starts, lo)
+        return k < len(self.starts) and self.starts[k] < hi
+
+    def ends_at(self, start: int) -> bool:
+        """A mention ends at `start` or just before it."""
+        return start in self.ends or start - 1 in self.ends
+
+
+_OPENERS = re.compile(r"[ \t\"'(\[]*")
 _DROP_UPPER = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _DROP_LOWER = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz")
 
