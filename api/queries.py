@@ -184,12 +184,15 @@ def novel_series_sql(key_type: str) -> str:
 
 
 # --- stories (core/stories.py, migration 0007) ----------------------------------------------
-# a story row with its founding event (source, id = story_id, published_at = first_at); the
-# founding event may be gone (its raw day dropped): then headline and text are null
+# a story row with its founding event: the novel one of its story, at (source, published_at) = the
+# story's (source, first_at), found by the partial index (story_id, published_at) whatever form the id
+# has (`source/id` since migration 0011, the bare id before); the founding event may be gone (its raw
+# day dropped): then headline and text are null
 STORY_COLUMNS = """s.story_id, s.source, s.first_at, s.last_at, s.copies, s.sources, s.keys,
        f.title AS headline, f.text, f.topic, f.sentiment, f.score"""
 _FOUNDER = """LEFT JOIN LATERAL (SELECT title, text, topic, sentiment, score FROM scored_event e
-    WHERE e.source = s.source AND e.id = s.story_id AND e.published_at = s.first_at LIMIT 1) f ON true"""
+    WHERE e.story_id = s.story_id AND e.published_at = s.first_at AND e.source = s.source AND e.novel
+    LIMIT 1) f ON true"""
 
 
 def stories_where(*, start: datetime, end: datetime, tickers, topics, min_copies: int, after: tuple | None) -> Where:
@@ -199,8 +202,8 @@ def stories_where(*, start: datetime, end: datetime, tickers, topics, min_copies
     if tickers:
         w.add("s.keys && {}::text[]", tickers)
     if topics:
-        w.add("EXISTS (SELECT 1 FROM scored_event e WHERE e.source = s.source AND e.id = s.story_id "
-              "AND e.published_at = s.first_at AND e.topic = ANY({}::text[]))", topics)
+        w.add("EXISTS (SELECT 1 FROM scored_event e WHERE e.story_id = s.story_id AND e.published_at = s.first_at "
+              "AND e.source = s.source AND e.novel AND e.topic = ANY({}::text[]))", topics)
     if min_copies > 1:
         w.add("s.copies >= {}", min_copies)
     if after is not None:
@@ -221,7 +224,7 @@ STORY_FROM_EVENTS = """SELECT min(published_at) AS first_at, max(published_at) A
        (array_agg(DISTINCT source))[1:16] AS sources
 FROM scored_event WHERE story_id = $1"""
 STORY_FOUNDER = """SELECT source, title AS headline, text, topic, sentiment, score FROM scored_event
-WHERE id = $1 AND story_id = $1 AND novel ORDER BY published_at LIMIT 1"""
+WHERE story_id = $1 AND novel ORDER BY published_at LIMIT 1"""
 # its events, oldest first, by the partial index (story_id, published_at)
 STORY_EVENTS = f"""SELECT {EVENT_COLUMNS} FROM scored_event WHERE story_id = $1
   AND (published_at, source, id) > ($2, $3, $4) ORDER BY published_at, source, id LIMIT $5"""

@@ -117,8 +117,8 @@ class EventPublic(BaseModel):
     truncated: bool
     ingested_at: datetime
     scored_at: datetime
-    story_id: str | None = Field(None, description="its story: the id of the story's first event (same source "
-                                 "or not); null until a story was assigned (`finsent stories backfill`)")
+    story_id: str | None = Field(None, description="its story: `source/id` of the story's first event (same "
+                                 "source or not); null until a story was assigned (`finsent stories backfill`)")
     novel: bool | None = Field(None, description="true for the first item of its story, false for a copy")
     copies: int | None = Field(None, description="the story's copies when this item was stored, itself included")
     entities: list[EntityPublic] = Field([], description="who the item is about, most relevant first")
@@ -402,7 +402,8 @@ class FeedbackPage(BaseModel):
 
 # --- stories -------------------------------------------------------------------------------
 class StoryPublic(BaseModel):
-    story_id: str = Field(description="the id of its first event (GET /v1/stories/{story_id})")
+    story_id: str = Field(description="`source/id` of its first event (GET /v1/stories/{story_id}; a story "
+                          "first seen before migration 0011: the bare id)")
     source: str = Field(description="the source of its first event")
     first_at: datetime = Field(description="when its first event was published")
     last_at: datetime = Field(description="its latest copy")

@@ -35,7 +35,7 @@ _scols = ", ".join(STORY_COLUMNS)
 # (the story columns typed here, not read from scored_event: the write path works on a schema
 # from before revision 0007 too, as long as no story columns are given)
 CREATE_STAGE = f"""CREATE TEMP TABLE IF NOT EXISTS finsent_stage ON COMMIT DELETE ROWS AS
-SELECT {_cols}, NULL::varchar(256) AS story_id, NULL::boolean AS novel, NULL::integer AS copies
+SELECT {_cols}, NULL::varchar(321) AS story_id, NULL::boolean AS novel, NULL::integer AS copies
 FROM scored_event WITH NO DATA"""
 CREATE_ENTITY_STAGE = f"""CREATE TEMP TABLE IF NOT EXISTS finsent_entity_stage ON COMMIT DELETE ROWS AS
 SELECT {_ecols} FROM event_entity WITH NO DATA"""

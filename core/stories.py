@@ -27,7 +27,7 @@ truncates a story slot once all its days are older than the horizon and deletes 
 stories first seen before the oldest live day; a new story takes over a key whose story is past
 the horizon. `assign` takes a batch inside the worker's store transaction (before its
 scored_event rows are inserted, which then carry the story columns) and returns, per item, the
-story id (the first event's id), whether the item is novel (the first of its story) and the
+story id (its first event's `source/id`: `story_id_of`), whether the item is novel (the first of its story) and the
 story's copy count so far (from the count the story upsert returns). It holds one
 transaction-level advisory lock from its first statement to the commit: two workers never assign
 at the same time, so the first stored copy founds the story and every later one joins it,
@@ -201,6 +201,17 @@ class Assignment(NamedTuple):  # (a tuple: 0.3 µs to make, a frozen dataclass 1
     story_id: str
     novel: bool
     copies: int  # the story's copies so far, this one included (1 for a novel item)
+
+
+STORY_ID_MAX = 64 + 1 + 256  # source + "/" + event id, at their longest (stream.records; migration 0011)
+
+
+def story_id_of(source: str, event_id: str) -> str:
+    """A story's id: its first event's `source/id`. Event ids are unique per source only: two
+    feeds numbering their items 1, 2, 3 ... must never found one story (the founder's bare id
+    made the second feed's item 7 a copy of the first feed's item 7, counted as a tenth of an item,
+    whatever either said). The detector's event ids have the same form (stream.pipeline)."""
+    return f"{source}/{event_id}"
 
 
 def slot_of(day: date) -> int:
@@ -518,7 +529,7 @@ class _Plan:
         best = min((s for s, n in hits.items() if n >= self.cfg.need and compatible(names, self.names[s])),
                    key=lambda s: (-hits[s], self.meta[s][0], s), default=None) if hits else None
         if best is None:  # a new story, founded by this event
-            best, day = it.id, _day(t)
+            best, day = story_id_of(it.source, it.id), _day(t)
             self.meta[best] = (t, day)
             self.names[best] = names
         first_at, day = self.meta[best]

@@ -126,8 +126,8 @@ def top_stories() -> db.Panel:
         FROM (SELECT * FROM story WHERE last_at >= $__timeFrom() AND first_at <= $__timeTo()
               ORDER BY copies DESC, last_at DESC LIMIT 25) AS s
         LEFT JOIN LATERAL (SELECT title, text, topic, sentiment FROM scored_event e
-                           WHERE e.source = s.source AND e.id = s.story_id AND e.published_at = s.first_at
-                           LIMIT 1) AS f ON true
+                           WHERE e.story_id = s.story_id AND e.published_at = s.first_at
+                             AND e.source = s.source AND e.novel LIMIT 1) AS f ON true
         ORDER BY s.copies DESC, s.last_at DESC, s.story_id""", "table")
     return grid("Stories: most copies (seen in range, up to 72 h back)", q, w=16, h=10)
 

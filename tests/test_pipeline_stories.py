@@ -106,11 +106,11 @@ async def test_copies_are_one_story_weighted_and_many_stories_alert(proc):
     rows = {r["id"]: r for r in await fetch(proc.dsn, "SELECT id, story_id, novel, copies FROM scored_event")}
     assert len(rows) == 45
     copies = sorted((r for k, r in rows.items() if k.startswith("s")), key=lambda r: r["copies"])
-    assert {r["story_id"] for r in copies} == {"s0"}  # the first copy founds the story
+    assert {r["story_id"] for r in copies} == {"src0/s0"}  # the first copy founds the story
     assert [r["copies"] for r in copies] == list(range(1, 31))
     assert [r["id"] for r in copies if r["novel"]] == ["s0"]
-    assert all(rows[f"d{i}"]["story_id"] == f"d{i}" and rows[f"d{i}"]["novel"] for i in range(15))
-    story = (await fetch(proc.dsn, "SELECT copies, cardinality(sources) AS n FROM story WHERE story_id = 's0'"))[0]
+    assert all(rows[f"d{i}"]["story_id"] == f"wire{i}/d{i}" and rows[f"d{i}"]["novel"] for i in range(15))
+    story = (await fetch(proc.dsn, "SELECT copies, cardinality(sources) AS n FROM story WHERE story_id = 'src0/s0'"))[0]
     assert story["copies"] == 30 and story["n"] == 16  # sources listed up to core.stories.MAX_SOURCES
 
     cells = {}
@@ -125,14 +125,14 @@ async def test_copies_are_one_story_weighted_and_many_stories_alert(proc):
         for sid, (k, sources) in c[5].items():
             qza_stories.setdefault(sid, [0, set()])[0] += k
             qza_stories[sid][1].update(sources)
-    assert list(qza_stories) == ["s0"] and qza_stories["s0"][0] == 30 and len(qza_stories["s0"][1]) == 30
+    assert list(qza_stories) == ["src0/s0"] and qza_stories["src0/s0"][0] == 30 and len(qza_stories["src0/s0"][1]) == 30
 
     worker = detect(proc.publisher.records, proc.cfg)
     opened = [d for d in worker if d.action == "open"]
     assert [d.key for d in opened] == ["ticker:QZB"], [(d.key, d.n, d.negatives) for d in worker]
     alert = opened[0]
     assert len(alert.stories) >= 5 and len({s[0] for s in alert.stories}) == len(alert.stories)
-    assert {s[0] for s in alert.stories} <= {f"d{i}" for i in range(15)}
+    assert {s[0] for s in alert.stories} <= {f"wire{i}/d{i}" for i in range(15)}
     assert all(copies == 1 and len(sources) == 1 for _, copies, sources in alert.stories)
 
     record = await proc.sink.write_decision(alert)
@@ -159,7 +159,7 @@ async def test_replayed_batch_keeps_its_stories_and_counts_nothing(proc):
     await proc.process(items[10:])  # overlapping: the new rows join the stories the old ones founded
     rows = await fetch(proc.dsn, "SELECT story_id, max(copies) AS c, count(*) AS n FROM scored_event "
                        "WHERE id LIKE 's%' GROUP BY story_id")
-    assert [(r["story_id"], r["c"], r["n"]) for r in rows] == [("s0", 30, 30)]
+    assert [(r["story_id"], r["c"], r["n"]) for r in rows] == [("src0/s0", 30, 30)]
 
 
 async def test_a_session_holding_the_stories_lock_holds_the_batch_loudly_within_its_bound(migrated_db):

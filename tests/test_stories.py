@@ -112,18 +112,18 @@ async def test_a_batch_gets_stories_copies_and_novelty(dsn):
     got = await store_and_assign(dsn, rows[::-1])  # given in any order: decided in event-time order
     by_id = {a.id: a for a in got}
     assert [(by_id[i].story_id, by_id[i].novel, by_id[i].copies) for i in ("s1", "s2", "s3", "s4")] == [
-        ("s1", True, 1), ("s1", False, 2), ("s3", True, 1), ("s1", False, 3)]
+        ("wire/s1", True, 1), ("wire/s1", False, 2), ("wire/s3", True, 1), ("wire/s1", False, 3)]
     stored = await fetch(dsn, "SELECT id, story_id, novel, copies FROM scored_event WHERE id = ANY($1) ORDER BY id",
                          ["s1", "s2", "s3", "s4"])
-    assert [tuple(r) for r in stored] == [("s1", "s1", True, 1), ("s2", "s1", False, 2), ("s3", "s3", True, 1),
-                                          ("s4", "s1", False, 3)]
-    story = (await fetch(dsn, "SELECT copies, sources, keys, first_at FROM story WHERE story_id = 's1'"))[0]
+    assert [tuple(r) for r in stored] == [("s1", "wire/s1", True, 1), ("s2", "wire/s1", False, 2),
+                                          ("s3", "wire/s3", True, 1), ("s4", "wire/s1", False, 3)]
+    story = (await fetch(dsn, "SELECT copies, sources, keys, first_at FROM story WHERE story_id = 'wire/s1'"))[0]
     assert story["copies"] == 3 and sorted(story["sources"]) == ["reuters", "social", "wire"]
     assert story["keys"] == ["ACME"] and story["first_at"] == T0
 
     # a later batch (another transaction) joins the story from the index
     later = await store_and_assign(dsn, [row(5, "BREAKING: " + STORY.replace("18%", "25%"), T0 + timedelta(hours=2))])
-    assert (later[0].story_id, later[0].novel, later[0].copies) == ("s1", False, 4)
+    assert (later[0].story_id, later[0].novel, later[0].copies) == ("wire/s1", False, 4)
     # the offline replay of the same items decides the same
     offline = st.Stories().assign_offline([item(r) for r in rows[::-1]])
     assert offline == got
@@ -136,7 +136,7 @@ async def test_a_replayed_batch_changes_nothing(dsn):
     first = await store_and_assign(dsn, rows)
     again = await store_and_assign(dsn, rows)  # the worker crashed after commit, before the ack
     assert again == first and [a.copies for a in first] == [1, 2]
-    assert (await fetch(dsn, "SELECT copies FROM story WHERE story_id = 's10'"))[0]["copies"] == 2
+    assert (await fetch(dsn, "SELECT copies FROM story WHERE story_id = 'wire/s10'"))[0]["copies"] == 2
     # a batch with the same event twice counts it once
     dup = await store_and_assign(dsn, [row(12, "Initech recalls 2 million routers over fire risk - AP",
                                             T0 + timedelta(minutes=3), tickers=("INTC",))] * 2)
@@ -177,8 +177,8 @@ async def test_the_horizon_starts_a_new_story(dsn):
     first = await store_and_assign(dsn, [row(30, text, T0 - timedelta(hours=80), tickers=("HOOL",))])
     inside = await store_and_assign(dsn, [row(31, "RT @q: " + text, T0 - timedelta(hours=9), tickers=("HOOL",))])
     after = await store_and_assign(dsn, [row(32, text + " - AP", T0 + timedelta(minutes=30), tickers=("HOOL",))])
-    assert first[0].novel and inside[0].story_id == "s30" and not inside[0].novel
-    assert after[0].story_id == "s32" and after[0].novel  # 80.5 h after the first: a new story
+    assert first[0].novel and inside[0].story_id == "wire/s30" and not inside[0].novel
+    assert after[0].story_id == "wire/s32" and after[0].novel  # 80.5 h after the first: a new story
 
 
 async def test_upkeep_truncates_only_expired_slots(dsn):
@@ -218,14 +218,14 @@ async def test_a_key_of_a_story_past_the_horizon_is_taken_over(dsn):
         async with conn.transaction():
             await store_scored(conn, rows[:1])
             first = await st.Stories().assign(conn, items[:1])
-        assert await conn.fetchval("SELECT story_id FROM story_key WHERE band = $1", keys[0]) == "s50"
+        assert await conn.fetchval("SELECT story_id FROM story_key WHERE band = $1", keys[0]) == "wire/s50"
         items[1] = st.Item(*rows[1][:4], tuple(rows[1][7]), bands=tuple(keys[:1] + [1, 2, 3] + keys[4:6]))
         async with conn.transaction():  # 3 equal keys, one of them the key taken over
             await store_scored(conn, rows[1:])
             second = await st.Stories().assign(conn, items[1:])
     finally:
         await conn.close()
-    assert first[0].novel and (second[0].story_id, second[0].novel) == ("s50", False)
+    assert first[0].novel and (second[0].story_id, second[0].novel) == ("wire/s50", False)
 
 
 def test_migrations_0007_0009_and_0010_down_and_up(postgres):
@@ -271,8 +271,8 @@ async def test_stories_sharing_a_band_key_in_one_batch(dsn):
         owner = await conn.fetchval("SELECT story_id FROM story_key WHERE band = 9000")
     finally:
         await conn.close()
-    assert [(g.story_id, g.novel) for g in got] == [("s40", True), ("s41", True), ("s41", False)]
-    assert owner == "s40"
+    assert [(g.story_id, g.novel) for g in got] == [("wire/s40", True), ("wire/s41", True), ("wire/s41", False)]
+    assert owner == "wire/s40"
 
 
 @pytest.mark.parametrize("similarity", [0.1, 0.2, 0.4, 0.6, 0.8])

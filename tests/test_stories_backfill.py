@@ -70,15 +70,15 @@ def test_backfill_assigns_stories_and_resumes(url):
     got = {r["id"]: (r["story_id"], r["novel"], r["copies"]) for r in asyncio.run(query(
         url, "SELECT id, story_id, novel, copies FROM scored_event"))}
     copies = sorted((got[f"s{100 + i}"] for i in range(0, 25, 3)), key=lambda g: g[2])
-    assert [c[2] for c in copies] == list(range(1, 10)) and {c[0] for c in copies} == {"s100"}
+    assert [c[2] for c in copies] == list(range(1, 10)) and {c[0] for c in copies} == {"src0/s100"}
     assert [c[1] for c in copies] == [True] + [False] * 8
-    story = asyncio.run(query(url, "SELECT copies, sources FROM story WHERE story_id = 's100'"))[0]
+    story = asyncio.run(query(url, "SELECT copies, sources FROM story WHERE story_id = 'src0/s100'"))[0]
     assert story["copies"] == 9 and sorted(story["sources"]) == ["src0", "src1", "src2", "src3"]
     assert asyncio.run(query(url, "SELECT rows FROM story_cursor"))[0][0] == 25
 
     again = run(url)  # nothing left: nothing counted twice
     assert "0 rows assigned; 0 left" in again.output
-    assert asyncio.run(query(url, "SELECT copies FROM story WHERE story_id = 's100'"))[0][0] == 9
+    assert asyncio.run(query(url, "SELECT copies FROM story WHERE story_id = 'src0/s100'"))[0][0] == 9
 
 
 def test_backfill_says_why_when_the_database_is_unreachable():

@@ -55,8 +55,8 @@ async def test_committed_keys_are_served_from_the_cache_and_counts_come_from_the
     before = mine.cache.served
     got = await run(dsn, mine, [(row(3, T0 + timedelta(minutes=2)), a)])
     assert mine.cache.served - before == st.BANDS  # every key held by w1's story: none probed
-    assert (got["w3"].story_id, got["w3"].novel, got["w3"].copies) == ("w1", False, 3)
-    assert await fetch(dsn, "SELECT copies FROM story WHERE story_id = 'w1'") == [(3,)]
+    assert (got["w3"].story_id, got["w3"].novel, got["w3"].copies) == ("wire/w1", False, 3)
+    assert await fetch(dsn, "SELECT copies FROM story WHERE story_id = 'wire/w1'") == [(3,)]
 
 
 async def test_a_cached_story_keeps_its_companies_so_a_template_about_another_is_not_merged(dsns):
@@ -75,9 +75,9 @@ async def test_a_cached_story_keeps_its_companies_so_a_template_about_another_is
     got.update(await run(dsn, mine, [(row(4, T0 + timedelta(minutes=3)), a)], tickers=names))
     assert mine.cache.served - before == 2 * st.BANDS  # both batches from the cache: no story row read
     assert [(got[i].story_id, got[i].novel, got[i].copies) for i in ("w2", "w3", "w4")] == [
-        ("w1", False, 2), ("w3", True, 1), ("w1", False, 3)]
+        ("wire/w1", False, 2), ("wire/w3", True, 1), ("wire/w1", False, 3)]
     assert await fetch(dsn, "SELECT story_id, copies, keys FROM story ORDER BY 1") == [
-        ("w1", 3, ["ACME"]), ("w3", 1, ["BETA"])]
+        ("wire/w1", 3, ["ACME"]), ("wire/w3", 1, ["BETA"])]
 
 
 async def test_keys_of_a_rolled_back_batch_are_never_served(dsns):
@@ -92,8 +92,8 @@ async def test_keys_of_a_rolled_back_batch_are_never_served(dsns):
     before = stories.cache.served
     got = await run(dsn, stories, [(row(11, T0 + timedelta(minutes=1)), a)])
     assert stories.cache.served == before
-    assert (got["w11"].story_id, got["w11"].novel) == ("w11", True)
-    assert await fetch(dsn, "SELECT DISTINCT story_id FROM story_key WHERE band = ANY($1)", a) == [("w11",)]
+    assert (got["w11"].story_id, got["w11"].novel) == ("wire/w11", True)
+    assert await fetch(dsn, "SELECT DISTINCT story_id FROM story_key WHERE band = ANY($1)", a) == [("wire/w11",)]
     # the aborted transaction's lesson is gone; the committed one waits for the next batch to see it committed
     assert [set(p) for p in stories.cache.pending.values()] == [set(a)] and not stories.cache.keys
     await run(dsn, stories, [(row(12, T0 + timedelta(minutes=2)), keys(21_000))])

@@ -78,14 +78,14 @@ async def test_a_batch_of_copies_that_bring_no_new_key_is_still_written(dsn, ass
     await assign([(row(1, T0), a)])
     got = await assign([(row(2, T0 + timedelta(minutes=1), "social"), a),
                         (row(3, T0 + timedelta(minutes=2), "reuters"), a[::-1])])
-    assert [(got[i].story_id, got[i].novel, got[i].copies) for i in ("w2", "w3")] == [("w1", False, 2),
-                                                                                        ("w1", False, 3)]
+    assert [(got[i].story_id, got[i].novel, got[i].copies) for i in ("w2", "w3")] == [("wire/w1", False, 2),
+                                                                                        ("wire/w1", False, 3)]
     assert await fetch(dsn, "SELECT id, story_id, novel, copies FROM scored_event WHERE id = ANY($1) ORDER BY id",
-                       ["w1", "w2", "w3"]) == [("w1", "w1", True, 1), ("w2", "w1", False, 2), ("w3", "w1", False, 3)]
-    story = await fetch(dsn, "SELECT copies, sources FROM story WHERE story_id = 'w1'")
+                       ["w1", "w2", "w3"]) == [("w1", "wire/w1", True, 1), ("w2", "wire/w1", False, 2), ("w3", "wire/w1", False, 3)]
+    story = await fetch(dsn, "SELECT copies, sources FROM story WHERE story_id = 'wire/w1'")
     assert story[0][0] == 3 and sorted(story[0][1]) == ["reuters", "social", "wire"]
     assert await fetch(dsn, "SELECT count(*), min(story_id), max(story_id) FROM story_key WHERE band = ANY($1)",
-                       a) == [(st.BANDS, "w1", "w1")]
+                       a) == [(st.BANDS, "wire/w1", "wire/w1")]
 
 
 async def test_one_batch_hitting_two_stories_with_many_keys_keeps_each_storys_counts(dsn, assign):
@@ -98,14 +98,14 @@ async def test_one_batch_hitting_two_stories_with_many_keys_keeps_each_storys_co
                              (row(14, T0 + timedelta(minutes=3)), p_short),
                              (row(15, T0 + timedelta(minutes=4)), keys(84_000))])
     assert [(got[i].story_id, got[i].copies) for i in ("w12", "w13", "w14", "w15")] == [
-        ("w10", 2), ("w11", 2), ("w10", 3), ("w15", 1)]
+        ("wire/w10", 2), ("wire/w11", 2), ("wire/w10", 3), ("wire/w15", 1)]
     assert await fetch(dsn, "SELECT story_id, copies FROM story WHERE story_id = ANY($1) ORDER BY 1",
-                       ["w10", "w11", "w15"]) == [("w10", 3), ("w11", 2), ("w15", 1)]
+                       ["wire/w10", "wire/w11", "wire/w15"]) == [("wire/w10", 3), ("wire/w11", 2), ("wire/w15", 1)]
     # the rewrite's new keys point to its story, the keys it shared stay with it; a copy's new keys join its story
     held = dict(await fetch(dsn, "SELECT band, story_id FROM story_key WHERE band = ANY($1)",
                             q_rewrite + p_short + keys(84_000)))
-    assert {held[b] for b in q_rewrite} == {"w11"} and {held[b] for b in p_short} == {"w10"}
-    assert {held[b] for b in keys(84_000)} == {"w15"}
+    assert {held[b] for b in q_rewrite} == {"wire/w11"} and {held[b] for b in p_short} == {"wire/w10"}
+    assert {held[b] for b in keys(84_000)} == {"wire/w15"}
 
 
 async def test_insert_path_fills_a_row_stored_without_a_story_and_keeps_a_row_stored_with_one(dsn):
@@ -125,10 +125,10 @@ async def test_insert_path_fills_a_row_stored_without_a_story_and_keeps_a_row_st
                                  "insert", new)
     assert new == {("wire", "w22")}
     assert [(got[i].story_id, got[i].novel, got[i].copies) for i in ("w20", "w21", "w22")] == [
-        ("w20", True, 1), ("w20", False, 2), ("w22", True, 1)]
+        ("wire/w20", True, 1), ("wire/w20", False, 2), ("wire/w22", True, 1)]
     assert await fetch(dsn, "SELECT id, story_id, novel, copies FROM scored_event ORDER BY id") == [
-        ("w20", "w20", True, 1), ("w21", "w20", False, 2), ("w22", "w22", True, 1)]
-    assert await fetch(dsn, "SELECT story_id, copies FROM story ORDER BY 1") == [("w20", 2), ("w22", 1)]
+        ("w20", "wire/w20", True, 1), ("w21", "wire/w20", False, 2), ("w22", "wire/w22", True, 1)]
+    assert await fetch(dsn, "SELECT story_id, copies FROM story ORDER BY 1") == [("wire/w20", 2), ("wire/w22", 1)]
 
 
 async def test_the_candidate_probe_reads_keys_by_band_not_the_whole_window(dsn):
@@ -194,3 +194,33 @@ async def test_a_key_that_appears_between_the_probe_and_the_insert_is_retried_no
         await other.close()
     assert not isinstance(st.KeyRace("x"), DATA)
     assert await fetch(dsn, "SELECT story_id FROM story_key") == [("x",)]  # the batch wrote nothing
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["later-batch", "same-batch"])
+async def test_two_sources_that_number_their_items_alike_never_share_a_story(dsn, together):
+    """Event ids are unique per source only. The story id was the founder's bare id, so the second
+    feed's item w50 founded a story 'w50' that the upsert merged into the first feed's: stored as a
+    copy (novel false, copies 2) of an unrelated item, and counted by the detector as a tenth of one."""
+    await fetch(dsn, "TRUNCATE story, story_key, scored_event CASCADE")
+    a, b = keys(95_000), keys(96_000)
+    first = [(row(50, T0), a)]
+    second = [(row(50, T0 + timedelta(minutes=1), "social"), b),  # same id, another feed, another story
+              (row(51, T0 + timedelta(minutes=2), "social"), a)]  # a real copy of wire's w50
+    got = []
+    for batch in ([first + second] if together else [first, second]):
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                items = [st.Item(r[0], r[1], r[2], r[3], (), tuple(k)) for r, k in batch]
+                got += await st.Stories().assign(conn, items, write_events=False)
+                await store_scored(conn, [r for r, _ in batch], stories={
+                    (x.source, x.id, x.published_at): (x.story_id, x.novel, x.copies) for x in got})
+        finally:
+            await conn.close()
+    assert [(x.source, x.id, x.story_id, x.novel, x.copies) for x in got] == [
+        ("wire", "w50", "wire/w50", True, 1), ("social", "w50", "social/w50", True, 1),
+        ("social", "w51", "wire/w50", False, 2)]
+    assert await fetch(dsn, "SELECT story_id, copies, source FROM story ORDER BY 1") == [
+        ("social/w50", 1, "social"), ("wire/w50", 2, "wire")]
+    assert await fetch(dsn, "SELECT source, id, story_id, novel FROM scored_event ORDER BY 1, 2") == [
+        ("social", "w50", "social/w50", True), ("social", "w51", "wire/w50", False), ("wire", "w50", "wire/w50", True)]

@@ -1,6 +1,6 @@
 """GET /v1/stories (recent stories, newest activity first, by ticker or topic) and
 GET /v1/stories/{story_id} (one story and its events, oldest first, cursor pages). Stories are
-clusters of near-duplicate items (core/stories.py): a story's id is its first event's id; the
+clusters of near-duplicate items (core/stories.py): a story's id is its first event's `source/id`; the
 index keeps a story for its 72 h horizon, after which a story is summed from its events."""
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from api.deps import (EARLIEST, Cursor, CursorsDep, ReadConnDep, StrictJSONRoute
                       time_range)
 from api.entities import attach
 from api.schemas import Message, StoryDetail, StoryPage, Ticker, Topic
+from core.stories import STORY_ID_MAX
 
 router = APIRouter(prefix="/v1/stories", tags=["stories"], route_class=StrictJSONRoute)
-StoryId = Annotated[str, Path(min_length=1, max_length=256, pattern=r"^[^\x00]+$",
-                              description="a story id: its first event's id")]
+StoryId = Annotated[str, Path(min_length=1, max_length=STORY_ID_MAX, pattern=r"^[^\x00]+$",
+                              description="a story id: its first event's `source/id` (a story first seen "
+                                          "before migration 0011: the bare id)")]
 
 
 @router.get("", response_model=StoryPage, summary="Recent stories with their copy counts and sources")
@@ -44,7 +46,7 @@ async def list_stories(
     return fast_json({"items": [dict(r) for r in items], "next_cursor": nxt})
 
 
-@router.get("/{story_id}", response_model=StoryDetail, responses={404: {"model": Message}},
+@router.get("/{story_id:path}", response_model=StoryDetail, responses={404: {"model": Message}},
             summary="One story and its events (oldest first, cursor pages)")
 async def get_story(story_id: StoryId, conn: ReadConnDep, cursors: CursorsDep,
                     limit: Annotated[int, Query(ge=1, le=1000, description="events per page")] = 100,

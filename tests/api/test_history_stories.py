@@ -129,7 +129,7 @@ def story_rows(dsn):
 def test_events_carry_their_story_and_novel_only(client, story_rows):
     items = client.get("/v1/events", params={"ticker": "STRY"}).json()["items"]
     by_id = {i["id"]: i for i in items}
-    assert by_id["e7202"]["story_id"] == "e7200" and by_id["e7202"]["novel"] is False and by_id["e7202"]["copies"] == 3
+    assert by_id["e7202"]["story_id"] == "wire/e7200" and by_id["e7202"]["novel"] is False and by_id["e7202"]["copies"] == 3
     assert by_id["e7200"]["novel"] is True and by_id["e7200"]["copies"] == 1
     novel = client.get("/v1/events", params={"ticker": "STRY", "novel_only": "true"}).json()["items"]
     assert sorted(i["id"] for i in novel) == ["e7200", "e7203"]
@@ -148,17 +148,17 @@ def test_stories_list_and_detail(client, story_rows):
     r = client.get("/v1/stories", params={"ticker": "STRY"})
     assert r.status_code == 200, r.text
     items = {s["story_id"]: s for s in r.json()["items"]}
-    s = items["e7200"]
+    s = items["wire/e7200"]
     assert s["copies"] == 3 and sorted(s["sources"]) == ["blog", "social", "wire"] and s["headline"] is None
-    assert s["text"] == STORY and s["source"] == "wire" and "STRY" in s["keys"] and items["e7203"]["copies"] == 1
-    assert [x["story_id"] for x in client.get("/v1/stories", params={"ticker": "STRY", "min_copies": 2}).json()["items"]] == ["e7200"]
+    assert s["text"] == STORY and s["source"] == "wire" and "STRY" in s["keys"] and items["wire/e7203"]["copies"] == 1
+    assert [x["story_id"] for x in client.get("/v1/stories", params={"ticker": "STRY", "min_copies": 2}).json()["items"]] == ["wire/e7200"]
     assert client.get("/v1/stories", params={"ticker": "NOPE"}).json()["items"] == []
-    page = client.get("/v1/stories/e7200", params={"limit": 2}).json()
+    page = client.get("/v1/stories/wire/e7200", params={"limit": 2}).json()
     assert [e["id"] for e in page["events"]] == ["e7200", "e7201"] and page["copies"] == 3
-    rest = client.get("/v1/stories/e7200", params={"limit": 2, "cursor": page["next_cursor"]}).json()
+    rest = client.get("/v1/stories/wire%2Fe7200", params={"limit": 2, "cursor": page["next_cursor"]}).json()
     assert [e["id"] for e in rest["events"]] == ["e7202"] and rest["next_cursor"] is None
     assert client.get("/v1/stories/e-unknown").status_code == 404
-    assert client.get("/v1/stories/e7200", params={"cursor": "forged.x"}).status_code == 400
+    assert client.get("/v1/stories/wire/e7200", params={"cursor": "forged.x"}).status_code == 400
 
 
 def test_alerts_carry_their_stories(client, dsn):

@@ -87,9 +87,9 @@ def unassigned(i: int) -> bool:
 
 def story_plan(events: list[tuple], prefix: str = "e") -> tuple[list[tuple | None], list[tuple]]:
     """Per event (in order): (story_id, novel, copies so far), None when unassigned; and the
-    `story` rows, as core.stories leaves them (story_id = the founding event's id, slot by its
+    `story` rows, as core.stories leaves them (story_id = the founding event's source/id, slot by its
     UTC day, up to 16 sources in order of arrival)."""
-    from core.stories import slot_of
+    from core.stories import slot_of, story_id_of
 
     per, stories = [], {}
     for i, e in enumerate(events):
@@ -102,12 +102,12 @@ def story_plan(events: list[tuple], prefix: str = "e") -> tuple[list[tuple | Non
         st["last"] = max(st["last"], e[2])
         if e[0] not in st["sources"]:
             st["sources"].append(e[0])
-        per.append((f"{prefix}{f}", i == f, st["copies"]))
+        per.append((story_id_of(events[f][0], events[f][1]), i == f, st["copies"]))
     rows = []
     for st in stories.values():
         first = st["first"]
         day = first[2].astimezone(timezone.utc).date()
-        rows.append((slot_of(day), first[1], day, first[2], st["last"], first[0], list(first[7]), st["copies"],
+        rows.append((slot_of(day), story_id_of(first[0], first[1]), day, first[2], st["last"], first[0], list(first[7]), st["copies"],
                      st["sources"][:16]))
     return per, rows
 
@@ -232,7 +232,7 @@ _K_CUM, _ZIPF, _ZIPF_CUM = list(accumulate((0.35, 0.4, 0.2, 0.05))), TICKERS[:10
 def copy_events(dsn: str, end: datetime, n: int, span: timedelta) -> None:
     """COPY n events spread evenly over (end - span, end], with daily partitions made first, each
     with its story (founder_of), and the `story` rows."""
-    from core.stories import slot_of
+    from core.stories import slot_of, story_id_of
 
     rng = random.Random(2)
     step = span / n
@@ -248,12 +248,12 @@ def copy_events(dsn: str, end: datetime, n: int, span: timedelta) -> None:
                 f = founder_of(i)
                 if f == i:
                     day = row[2].astimezone(timezone.utc).date()
-                    stories[i] = [slot_of(day), row[1], day, row[2], row[2], row[0], row[7], 0, []]
+                    stories[i] = [slot_of(day), story_id_of(row[0], row[1]), day, row[2], row[2], row[0], row[7], 0, []]
                 st = stories[f]
                 st[4], st[7] = row[2], st[7] + 1
                 if row[0] not in st[8] and len(st[8]) < 16:
                     st[8].append(row[0])
-                yield copy_line(row + [f"b{f}", f == i, st[7]])
+                yield copy_line(row + [st[1], f == i, st[7]])
 
         # (COPY text lines made here, not psycopg's write_row, which took a third of the seed)
         with conn.cursor().copy(f"COPY scored_event ({', '.join(COLUMNS)}, story_id, novel, copies) FROM STDIN") as copy:
