@@ -13,6 +13,7 @@ OverflowError, holding every partition).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # The span of published_at that is stored and counted; outside it the value is a mistake, not news.
 PUBLISHED_RANGE = (datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc))
+MAX_TICKERS = 50  # tickers an item may name: the field, or the distinct cashtags of its text
 CASHTAG = re.compile(r"(?<![A-Za-z0-9$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)\b")
 
 
@@ -39,7 +41,7 @@ class NewsEvent(BaseModel):
     published_at: datetime
     title: str | None = Field(None, max_length=2000)
     url: str | None = Field(None, max_length=2000)
-    tickers: list[str] | None = Field(None, max_length=50)
+    tickers: list[str] | None = Field(None, max_length=MAX_TICKERS)
     lang: str | None = Field(None, max_length=16)
 
     @field_validator("published_at")
@@ -66,10 +68,12 @@ class NewsEvent(BaseModel):
         return sorted(set(out))
 
     def all_tickers(self) -> list[str]:
-        """Given tickers, else cashtags found in the text."""
+        """Given tickers, else the first MAX_TICKERS distinct cashtags found in the text (as many as the
+        field may hold), sorted."""
         if self.tickers is not None:
             return self.tickers
-        return sorted({m.upper() for m in CASHTAG.findall(self.text)})
+        found = dict.fromkeys(m.upper() for m in CASHTAG.findall(self.text))
+        return sorted(itertools.islice(found, MAX_TICKERS))
 
 
 def _reason(err: ValidationError) -> str:

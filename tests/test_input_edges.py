@@ -122,3 +122,23 @@ def test_one_adversarial_item_does_not_hold_the_batch_in_the_entity_path(linker)
     assert set(keys) == {("wire", f"e{i}") for i in range(4)}
     assert {"AAPL", "MSFT", "TSLA", "BA", "F"} <= set(keys[("wire", "e0")])
     assert keys[("wire", "e3")] == ["F", "TSLA"]
+
+
+def test_an_item_with_thousands_of_cashtags_names_at_most_fifty_tickers(linker):
+    """A 20,000-character text of 3,000 distinct cashtags made 3,000 entity rows, rollup rows and
+    detector keys from one message (the feed's `tickers` field is capped at 50, the text was not).
+    Now an item names at most 50: its entities the most relevant, its tickers the first in the text."""
+    from models.entities.linker import MAX_ENTITIES
+    from stream.records import MAX_TICKERS
+
+    tags = [f"${chr(65 + a)}{chr(65 + b)}{chr(65 + c)}" for a in range(26) for b in range(26) for c in range(5)]
+    text = "Watch " + " ".join(tags[:3000])
+    ents = linker.link(text)
+    assert MAX_ENTITIES == 50 and len(ents) == MAX_ENTITIES
+    assert [e.ticker for e in ents] == [t[1:] for t in tags[:MAX_ENTITIES]]  # equal relevance: text order
+    raw = {"id": "spam-1", "source": "social", "text": text, "published_at": datetime.now(timezone.utc).isoformat()}
+    event = decode(orjson.dumps(raw), N)
+    assert MAX_TICKERS == 50 and event.all_tickers() == sorted(t[1:] for t in tags[:MAX_TICKERS])
+    # a linked company named in the title still leads a crowded item
+    crowded = linker.link("Apple Inc shares jump on earnings\n" + " ".join(tags[:200]), title_end=33)
+    assert len(crowded) == MAX_ENTITIES and crowded[0].ticker == "AAPL"

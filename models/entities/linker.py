@@ -71,6 +71,10 @@ class Mention(NamedTuple):
 KIND_WEIGHT = {"cashtag": 1.0, "tag": 1.0, "ticker": 0.9, "name": 0.8}
 W_KIND, W_LEAD, W_COUNT = 0.25, 0.45, 0.30
 COUNT_SATURATION = 3
+# at most this many entities an item, the most relevant (the feed's `tickers` field has the same cap):
+# a 20,000-character text can carry 3,000 distinct cashtags, each of which would become an entity
+# row, a rollup row and a detector key of its own
+MAX_ENTITIES = 50
 SHORT_TEXT = 320  # characters: read as one context when corroborating an ordinary-word name
 
 _CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9}(?:[./-][A-Za-z]{1,2})?)(?![\w])")
@@ -326,7 +330,7 @@ class Linker:
             sources = tuple(sorted({m.kind for m in ms}))
             out.append(Entity(tk, sym.name if sym else None, round(min(1.0, rel), 3), spans, sources))
         out.sort(key=lambda e: (-e.relevance, e.spans[0][0] if e.spans else -1, e.ticker))
-        return out
+        return out[:MAX_ENTITIES]
 
     def _class_for(self, m: Mention, explicit: set[str]) -> str:
         """A name goes to its company's primary class, or to the class the text names explicitly."""
