@@ -98,7 +98,10 @@ def shingles(text: str, keys: Iterable[str] = ()) -> set[bytes]:
     out = {w.encode() for w in words}
     out.update(f"{a} {b}".encode() for a, b in zip(words, words[1:]))
     out.update(f"\x00{n}\x00{i}".encode() for n in names_of(text, keys) for i in range(NAME_WEIGHT))
-    return out or {b"\x00empty"}
+    if not out:  # no word, no company (emoji, symbols): copies only of the same characters, not of
+        # every other wordless post (one shared token made them all one story, copies weighing nothing)
+        out.add(b"\x00chars\x00" + "".join(unicodedata.normalize("NFKC", text).split()).encode("utf-8", "replace"))
+    return out
 
 
 def names_of(text: str, keys: Iterable[str] = ()) -> frozenset[str]:

@@ -312,3 +312,16 @@ def test_headlines_sharing_a_company_are_not_copies():
         got = st.Stories().assign_offline(items)
         assert len({a.story_id for a in got[:32]}) == 32, ticker
         assert [a.story_id for a in got[32:]] == [a.story_id for a in got[:32]], ticker
+
+
+def test_posts_without_words_are_copies_only_of_the_same_characters():
+    """Emoji-only and symbol-only posts have no word and no company to compare: they all shingled to
+    one token, so every such post after the first was a copy of one story (weighed next to nothing
+    by the detector for 72 h), whatever it showed. Now only the same characters are a copy."""
+    t = datetime(2026, 12, 1, 12, tzinfo=timezone.utc)
+    texts = ["🚀🚀🚀", "📉📉 😱", "🚀🚀🚀", "🚀 🚀 🚀", "!!!", "📉📉😱", "$"]
+    got = st.Stories().assign_offline([st.Item("social", f"p{i}", t + timedelta(seconds=i), x)
+                                       for i, x in enumerate(texts)])
+    assert [(a.story_id, a.novel) for a in got] == [
+        ("social/p0", True), ("social/p1", True), ("social/p0", False), ("social/p0", False),
+        ("social/p4", True), ("social/p1", False), ("social/p6", True)]
