@@ -89,6 +89,8 @@ def decode(raw: bytes | None, max_chars: int, now: float | None = None, max_skew
     an event dated more than `max_skew_s` ahead would hold every window of its keys open."""
     if raw is None:
         raise Invalid("empty message (tombstone)")
+    if raw[:3] == b"\xef\xbb\xbf":  # a UTF-8 byte-order mark (Windows tools write one): JSON may ignore it
+        raw = raw[3:]
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -24,6 +24,13 @@ def test_published_at_within_the_skew_is_accepted():
     assert decode(raw(published_at="2026-01-05T10:04:00Z"), 20_000, now=NOW, max_skew_s=300).id == "a1"
 
 
+def test_a_byte_order_mark_before_the_json_is_ignored():
+    """Windows tools write a UTF-8 BOM; it was dead-lettered as "invalid UTF-8" (it is valid UTF-8)."""
+    assert decode(b"\xef\xbb\xbf" + raw(), 20_000).id == "a1"
+    with pytest.raises(Invalid):
+        decode(b"\xef\xbb\xbf\xef\xbb\xbf" + raw(), 20_000)  # one mark, not two
+
+
 def test_naive_timestamp_is_utc():
     e = decode(raw(published_at="2026-01-05T10:00:00"), 20_000)
     assert e.published_at.utcoffset().total_seconds() == 0
