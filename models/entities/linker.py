@@ -82,6 +82,9 @@ _UNKNOWN_CASHTAG = re.compile(r"^[A-Z]{1,6}(?:\.[A-Z]{1,2})?$")
 _PARENS = re.compile(r"\(([A-Z][A-Z0-9]{0,5}(?:[./-][A-Z]{1,2})?)\)")
 _EXCH = re.compile(r"\b(?:" + "|".join(re.escape(e) for e in rules.EXCHANGE_PREFIXES)
                    + r")\s?:\s?([A-Z][A-Z0-9]{0,5}(?:[./-][A-Z]{1,2})?)\b")
+# what every _EXCH match holds: a cheap test (a literal first) that skips the alternation of exchange
+# names over texts whose only colons are web addresses' (most tweets)
+_COLON_TICKER = re.compile(r":\s?[A-Z]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'&.]*")
 _NOT_PROSE = re.compile(r"https?://\S+|[#@$]\w+")
 _SENT_END = re.compile(r"[.!?](?=\s|$)|\n|;|\s[-|]\s")
@@ -162,7 +165,7 @@ class Linker:
     def _qualified(self, t: str) -> tuple[list[Mention], list[tuple[int, int]]]:
         """Tickers written 'NYSE: TGT' or '(TGT)': these count even when the ticker is a word."""
         out, exch = [], []
-        for m in (_EXCH.finditer(t) if ":" in t else ()):
+        for m in (_EXCH.finditer(t) if ":" in t and _COLON_TICKER.search(t) else ()):
             tk = normalize_ticker(m.group(1))
             exch.append((m.start(), m.start(1)))  # 'NASDAQ: ' names the exchange, not Nasdaq Inc
             if tk in self._sym:
