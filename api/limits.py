@@ -142,7 +142,6 @@ class BodyLimit:
 
 
 SEND_CHUNK = 64 * 1024  # bytes per write: about uvicorn's write buffer high-water mark
-SEND_TIMEOUT_S = 30.0  # a client that takes no piece of its answer for this long is cut off
 
 
 class SlowReader(Exception):
@@ -164,9 +163,8 @@ class SendDeadline:
     take the previous ones, for at most `timeout_s`; then the answer is abandoned and the
     connection closed, so a stalled client holds a piece or two, and its stream ends."""
 
-    def __init__(self, app, timeout_s: float | None = None, chunk: int = SEND_CHUNK):
-        self.app, self.chunk = app, chunk
-        self.timeout_s = SEND_TIMEOUT_S if timeout_s is None else timeout_s
+    def __init__(self, app, timeout_s: float, chunk: int = SEND_CHUNK):  # FINSENT_API_SEND_TIMEOUT_S
+        self.app, self.chunk, self.timeout_s = app, chunk, timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
