@@ -308,6 +308,31 @@ def test_spans_are_offsets_into_the_text_as_given(linker):
     assert [text[a:b] for a, b in e.spans] == ["Boeing", "Boeing", "$BA"]
 
 
+
+@pytest.mark.parametrize("text, want, span", [
+    # 'porsche se' (Porsche SE's alias) runs into 'sees': it must not hide 'Porsche'
+    ("Porsche sees higher profitability and recovery in China", "PAH3.DE", "Porsche"),
+    # 'gsk-l' (GSK.L written with a dash) runs into 'linked': it must not hide 'GSK'
+    ("UPDATE 1-GSK-linked investigator freed early", "GSK", "GSK"),
+])
+def test_a_longer_alias_that_runs_into_a_word_does_not_hide_the_name(linker, text, want, span):
+    es = [e for e in linker.link(text) if e.ticker == want]
+    assert es and [text[a:b] for a, b in es[0].spans] == [span]
+
+
+@pytest.mark.parametrize("text, want", [
+    # to the whole-word automaton 'AT&T' and 'at T-Mobile' both read 'at', 't' between non-letters: the
+    # key is checked against the text, and a key that is not there takes no span from the names after it
+    ("Shares rose 2% at T-Mobile after the deal", "TMUS"),
+    ("What went wrong at T-Mobile? Shares fell 3%", "TMUS"),
+    ("AT&T and Verizon shares fell", "T"),
+    ("AT&amp;T shares fell", "T"),
+])
+def test_aliases_that_differ_only_in_punctuation_match_only_as_written(linker, text, want):
+    assert want in tickers(linker, text)
+    assert "T" not in tickers(linker, "Shares rose at T-Mobile and at t-shirt makers")
+
+
 # ---------------- relevance ----------------
 def rel(linker, text, ticker, **kw) -> float:
     return next(e.relevance for e in linker.link(text, **kw) if e.ticker == ticker)

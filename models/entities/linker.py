@@ -5,8 +5,9 @@
     linker.link("Boeing grounds 737 MAX fleet; $AAPL flat", tickers=["BA"])
     # [Entity(ticker='BA', name='Boeing', relevance=0.86, spans=((0, 6),), sources=('tag', 'name')), ...]
 
-One pass of an Aho-Corasick automaton (pyahocorasick) over the lower-cased text finds every alias
-(leftmost-longest); two regular expressions find cashtags and capitalised tickers. Then rules:
+One pass of an Aho-Corasick automaton (pyahocorasick) over the lower-cased text's letters and digits
+finds every alias written as whole words (leftmost-longest); two regular expressions find cashtags
+and capitalised tickers. Then rules:
 
 - Boundaries: a match must start and end at a word boundary; '.com'-like continuations ('apple.com')
   and hyphen compounds with a lower-case word ('Meta-analysis') do not count for names that are
@@ -77,7 +78,8 @@ COUNT_SATURATION = 3
 MAX_ENTITIES = 50
 SHORT_TEXT = 320  # characters: read as one context when corroborating an ordinary-word name
 
-_CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z][A-Za-z0-9]{0,9}(?:[./-][A-Za-z]{1,2})?)(?![\w])")
+# ('$' first, then what may not stand before it: a pattern that opens with a literal is searched fast)
+_CASHTAG = re.compile(r"\$(?<![\w$]\$)([A-Za-z][A-Za-z0-9]{0,9}(?:[./-][A-Za-z]{1,2})?)(?![\w])")
 _UNKNOWN_CASHTAG = re.compile(r"^[A-Z]{1,6}(?:\.[A-Z]{1,2})?$")
 _PARENS = re.compile(r"\(([A-Z][A-Z0-9]{0,5}(?:[./-][A-Z]{1,2})?)\)")
 _EXCH = re.compile(r"\b(?:" + "|".join(re.escape(e) for e in rules.EXCHANGE_PREFIXES)
@@ -85,6 +87,20 @@ _EXCH = re.compile(r"\b(?:" + "|".join(re.escape(e) for e in rules.EXCHANGE_PREF
 # what every _EXCH match holds: a cheap test (a literal first) that skips the alternation of exchange
 # names over texts whose only colons are web addresses' (most tweets)
 _COLON_TICKER = re.compile(r":\s?[A-Z]")
+# every character but an ASCII letter or digit to a NUL, one for one (`_alnum_only` below)
+_WORD_BYTES = bytes(b if chr(b).isascii() and chr(b).isalnum() else 0 for b in range(256))
+
+
+def _alnum_only(s: str) -> str:
+    """s with each character that is not an ASCII letter or digit a NUL, offsets kept (a non-ASCII
+    character is one '?' in the ASCII encoding, then a NUL)."""
+    return s.encode("ascii", "replace").translate(_WORD_BYTES).decode("ascii")
+
+
+def _leftmost_longest(m: tuple) -> tuple[int, int]:
+    return m[0], -m[1]
+
+
 _WORD = re.compile(r"[A-Za-z][A-Za-z'&.]*")
 _NOT_PROSE = re.compile(r"https?://\S+|[#@$]\w+")
 _SENT_END = re.compile(r"[.!?](?=\s|$)|\n|;|\s[-|]\s")
@@ -93,14 +109,14 @@ _PREV_TOKEN = re.compile(r"([\w'&.-]+)\s*$")
 
 
 class Linker:
-    """Build once per directory (about a second for 10,000 names); `link` is then thread-safe."""
+    """Build once per directory (a tenth of a second for 10,000 names); `link` is then thread-safe."""
 
     def __init__(self, directory: Directory, keep_unknown_cashtags: bool = True):
         self.directory = directory
         self.keep_unknown_cashtags = keep_unknown_cashtags
         self._sym = directory.symbols
-        # one automaton for names and for tickers that may be written bare: key -> (length, name's
-        # ticker or '', ordinary word?, acronym?, bare ticker or '')
+        # one automaton for names and for tickers that may be written bare: key -> (name's ticker or '',
+        # ordinary word?, acronym?, bare ticker or '')
         entries: dict[str, list] = {}
         for s in directory.symbols.values():
             amb, strict, acr = set(s.ambiguous), set(s.strict), set(s.acronyms)
@@ -109,15 +125,27 @@ class Linker:
                 # 'AT&amp;T' as feeds escape it
                 for variant in (k, k.replace("&", "&amp;")) if "&" in k else (k,):
                     if variant not in entries:  # ordinary-word level: 0 no, 1 context, 2 its company named
-                        entries[variant] = [len(variant), s.ticker, 2 if a in strict else int(a in amb),
-                                            a in acr, ""]
+                        entries[variant] = [s.ticker, 2 if a in strict else int(a in amb), a in acr, ""]
         for s in directory.symbols.values():
             if s.bare:
                 for k in {s.ticker.lower(), s.ticker.lower().replace(".", "-"), s.ticker.lower().replace(".", "/")}:
-                    entries.setdefault(k, [len(k), "", 0, False, ""])[4] = s.ticker
-        self._auto = ahocorasick.Automaton()
+                    entries.setdefault(k, ["", 0, False, ""])[3] = s.ticker
+        # Keys are matched as whole words only: the automaton reads the text with every character that
+        # is not an ASCII letter or digit turned into a NUL (`_alnum_only`), and each key is written the
+        # same way between two NULs. Matching raw lower-case text reported every 'tt' in 'https' and
+        # 'ing' in '-ing' (94 % of all matches in tweets), each rejected in Python. Keys that differ
+        # only in punctuation ('at&t', 'at t') share a pattern: each pattern keeps its keys, longest
+        # first, and a key with punctuation or non-ASCII letters is checked against the text itself.
+        patterns: dict[str, list] = {}
         for k, v in entries.items():
-            self._auto.add_word(k, tuple(v))
+            if not _alnum_only(k).strip("\0"):
+                continue  # (no letter or digit: nothing to find)
+            p = "\0" + _alnum_only(k).rstrip("\0") + "\0"
+            patterns.setdefault(p, []).append((k, tuple(v), _alnum_only(k) == k))
+        self._auto = ahocorasick.Automaton()
+        for p, keys in patterns.items():
+            keys.sort(key=lambda x: -len(x[0]))
+            self._auto.add_word(p, (len(p) - 1, tuple(keys)))
         if len(self._auto):
             self._auto.make_automaton()
         self._issuer_tickers: dict[str, list[str]] = {}
@@ -133,12 +161,15 @@ class Linker:
         low = t.lower()
         if len(low) != len(t):  # a character whose lower case is longer: fold it one by one
             low = "".join(c if len(c.lower()) != 1 else c.lower() for c in t)
-        upper_text = _Lazy(t)   # computed only when a rule asks (most texts never do)
-        tags = [self._tag(x) for x in (tickers or []) if x and x.strip()]
-        qualified, exch_spans = self._qualified(t)
-        mentions = (self._cashtags(t) if "$" in t else []) + qualified
-        tagged = [Mention(-1, -1, tk, "tag") for tk in tags]  # a feed tag corroborates its names too
-        mentions += self._names(_Text(t), low, upper_text, mentions + tagged, exch_spans)
+        tags = [self._tag(x) for x in tickers if x and x.strip()] if tickers else []
+        qualified, exch_spans = self._qualified(t) if ":" in t or "(" in t else ((), ())
+        mentions = self._cashtags(t) if "$" in t else []
+        if qualified:
+            mentions += qualified
+        found = self._matches(low)
+        if found:
+            strong = mentions + [Mention(-1, -1, tk, "tag") for tk in tags] if tags else mentions
+            mentions += self._names(t, low, found, strong, exch_spans)  # (a feed tag corroborates names)
         return self._entities(t, mentions, tags, title_end)
 
     def link_many(self, texts, tickers=None) -> list[list[Entity]]:
@@ -157,7 +188,8 @@ class Linker:
     def _cashtags(self, t: str) -> list[Mention]:
         out = []
         for m in _CASHTAG.finditer(t):
-            tk = normalize_ticker(m.group(1))
+            g = m.group(1)
+            tk = g.upper() if g.isalnum() else normalize_ticker(g)
             if tk in self._sym or (self.keep_unknown_cashtags and _UNKNOWN_CASHTAG.match(tk)):
                 out.append(Mention(m.start(), m.end(), tk, "cashtag"))
         return out
@@ -177,17 +209,14 @@ class Linker:
         return out, exch
 
     # ---------- names ----------
-    def _names(self, tx: "_Text", low: str, upper_text: "_Lazy", strong: list[Mention],
+    def _names(self, t: str, low: str, found: list[tuple[int, int, tuple]], strong: list[Mention],
                exch_spans: list[tuple[int, int]]) -> list[Mention]:
-        if not len(self._auto):
-            return []
-        t, n = tx.t, len(low)
+        """The company names and bare tickers among the automaton's matches (`_matches`) that the
+        rules let stand. `strong`: the text's cashtags, qualified tickers and the feed's tags."""
+        tx, upper_text, n = _Text(t), _Lazy(t), len(low)
         exch_starts = [a for a, _ in exch_spans]  # (in text order, not overlapping: finditer's)
         plain, pending, short = [], [], []
-        for end, (klen, tk, amb, acr, bare) in self._auto.iter_long(low):
-            start, stop = end - klen + 1, end + 1
-            if (start and low[start - 1].isalnum()) or (stop < n and low[stop].isalnum()):
-                continue
+        for start, stop, (tk, amb, acr, bare) in found:
             if stop + 1 < n and low[stop] == "." and low[stop + 1].isalnum():
                 continue  # apple.com, Amazon.de: a domain, not the name
             if start and low[start - 1] == "$":
@@ -215,6 +244,31 @@ class Linker:
         if pending:
             plain += self._resolve_ambiguous(tx, upper_text(), pending, strong + plain)
         return plain
+
+    def _matches(self, low: str) -> list[tuple[int, int, tuple]]:
+        """Alias keys found in the lower-case text, leftmost-longest and not overlapping, that start
+        and end at a word boundary (a letter or digit on neither side): (start, stop, entry)."""
+        found = []
+        if not len(self._auto):
+            return found
+        for end, (plen, keys) in self._auto.iter("\0" + _alnum_only(low) + "\0"):
+            start = end - plen  # (the text is read one NUL in: the pattern's first NUL is at start)
+            for k, entry, exact in keys:
+                if exact or low.startswith(k, start):
+                    found.append((start, start + len(k), entry))
+                    break
+        if len(found) > 1:
+            found.sort(key=_leftmost_longest)
+        out, last, n = [], 0, len(low)
+        for start, stop, entry in found:
+            if start < last:
+                continue
+            last = stop
+            # a non-ASCII letter is a NUL to the automaton (and a key's last letters may be punctuation)
+            if (start and low[start - 1].isalnum()) or (stop < n and low[stop].isalnum()):
+                continue
+            out.append((start, stop, entry))
+        return out
 
     @staticmethod
     def _second_word_of_a_name(tx: "_Text", m: Mention) -> bool:
@@ -312,27 +366,37 @@ class Linker:
     def _entities(self, t: str, mentions: list[Mention], tags: list[str], title_end: int | None) -> list[Entity]:
         if not mentions and not tags:
             return []
-        explicit = {m.ticker for m in mentions if m.kind != "name"} | set(tags)
         by: dict[str, list[Mention]] = {}
-        for m in mentions:
-            by.setdefault(self._class_for(m, explicit), []).append(m)
+        if any(m.kind == "name" for m in mentions):
+            explicit = {m.ticker for m in mentions if m.kind != "name"} | set(tags)
+            for m in mentions:
+                by.setdefault(self._class_for(m, explicit), []).append(m)
+        else:
+            for m in mentions:
+                by.setdefault(m.ticker, []).append(m)
         for tk in tags:
             by.setdefault(tk, []).append(Mention(-1, -1, tk, "tag"))
-        lead_end = title_end if title_end is not None else _sentence_end(t, 0)
-        total = sum(len(ms) for ms in by.values())
+        lead_end = title_end
+        total = len(mentions) + len(tags)
         out = []
         for tk, ms in by.items():
-            spans = tuple(sorted({(m.start, m.end) for m in ms if m.start >= 0}))
-            n = max(len(spans), 1)
-            kind = max(KIND_WEIGHT[m.kind] for m in ms)
-            lead = 1.0 if any(m.kind == "tag" or m.start < lead_end for m in ms) else _body_lead(spans[0][0], len(t))
+            if len(ms) == 1:
+                m = ms[0]
+                spans, first, kinds = ((m.start, m.end),) if m.start >= 0 else (), m.start, (m.kind,)
+            else:
+                spans = tuple(sorted({(m.start, m.end) for m in ms if m.start >= 0}))
+                first, kinds = min(m.start for m in ms), tuple(sorted({m.kind for m in ms}))
+            n = len(spans) or 1
+            kind = max(KIND_WEIGHT[k] for k in kinds)
+            if first >= 0 and lead_end is None:
+                lead_end = _sentence_end(t, 0)
+            lead = 1.0 if first < 0 or first < lead_end else _body_lead(first, len(t))  # (a tag has no span)
             count = min(1.0, n / COUNT_SATURATION)
-            focus = n / total
-            rel = (W_KIND * kind + W_LEAD * lead + W_COUNT * count) * (0.5 + 0.5 * focus)
+            rel = (W_KIND * kind + W_LEAD * lead + W_COUNT * count) * (0.5 + 0.5 * n / total)
             sym = self._sym.get(tk)
-            sources = tuple(sorted({m.kind for m in ms}))
-            out.append(Entity(tk, sym.name if sym else None, round(min(1.0, rel), 3), spans, sources))
-        out.sort(key=lambda e: (-e.relevance, e.spans[0][0] if e.spans else -1, e.ticker))
+            out.append(Entity(tk, sym.name if sym else None, round(min(1.0, rel), 3), spans, kinds))
+        if len(out) > 1:
+            out.sort(key=_by_relevance)
         return out[:MAX_ENTITIES]
 
     def _class_for(self, m: Mention, explicit: set[str]) -> str:
@@ -357,6 +421,10 @@ _NEXT_OK = rules.FUNCTION_WORDS | rules.MARKET_VERBS | rules.NEXT_NOUNS | rules.
 
 
 _TICKER_AFTER = re.compile(r" \((?:[A-Za-z ]+:\s?)?[A-Z.]{1,6}\)")
+
+
+def _by_relevance(e: Entity) -> tuple:
+    return -e.relevance, e.spans[0][0] if e.spans else -1, e.ticker
 
 
 def _legal_or_ticker_after(t: str, m: Mention) -> bool:
