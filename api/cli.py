@@ -76,10 +76,11 @@ def serve(settings: Settings) -> None:
     import uvicorn
 
     from api.main import create_app
+    from api.server import uvicorn_config
     from core.logs import configure
 
     configure()
-    # HTTP parsing: uvicorn's `auto` is httptools (a dependency; h11 where it is missing)
-    # on SIGTERM open requests and live streams get api_shutdown_grace_s, then they are cut
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning",
-                proxy_headers=False, timeout_graceful_shutdown=settings.api_shutdown_grace_s)
+    # HTTP parsing: httptools, with a deadline on request heads (api/server.py); on SIGTERM open
+    # requests and live streams get api_shutdown_grace_s, then they are cut
+    uvicorn.Server(uvicorn_config(create_app(settings), settings, host=settings.api_host, port=settings.api_port,
+                                  log_level="warning", timeout_graceful_shutdown=settings.api_shutdown_grace_s)).run()

@@ -19,6 +19,7 @@ from fastapi import HTTPException, status
 from starlette.responses import JSONResponse
 
 from api.keys import hash_key
+from api.metrics import CLIENT_CUTS
 from core.logs import get
 
 log = get("api.limits")
@@ -117,10 +118,14 @@ class StreamSlots:
 
 class BodyLimit:
     """413 as JSON for a request body over `max_bytes`: at once, without reading a byte, when its
-    Content-Length says so; when the body comes in chunks, as soon as the running total does."""
+    Content-Length says so; when the body comes in chunks, as soon as the running total does.
+    408 for a body not all in within `timeout_s` of the app's first read of it (a client that
+    sends a byte now and then would hold its connection and request task for good), with the
+    connection closed. Reads after the body's last piece (Starlette's wait for a disconnect under
+    a streamed answer) are not bounded."""
 
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout_s: float):  # FINSENT_API_MAX_BODY_BYTES, _BODY_TIMEOUT_S
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
         self.detail = f"the request body is larger than {max_bytes} bytes"
 
     async def __call__(self, scope, receive, send):
@@ -129,11 +134,24 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_bytes:
             return await JSONResponse({"detail": self.detail}, 413)(scope, receive, send)
-        total = 0
+        total, deadline, done = 0, None, False
 
         async def counted():
-            nonlocal total
-            message = await receive()
+            nonlocal total, deadline, done
+            if done:
+                return await receive()
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.timeout_s
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                CLIENT_CUTS.labels("body").inc()
+                log.info("api.slow_client_cut", phase="body", path=scope.get("path"), received=total,
+                         timeout_s=self.timeout_s)
+                raise HTTPException(408, f"the request body did not arrive within {self.timeout_s:g}s",
+                                    headers={"Connection": "close"}) from None
+            done = message["type"] != "http.request" or not message.get("more_body", False)
             total += len(message.get("body", b""))
             if total > self.max_bytes:
                 raise HTTPException(413, self.detail)  # FastAPI answers it as JSON
@@ -190,4 +208,5 @@ class SendDeadline:
         except Exception as exc:  # the server closes the connection: the answer was not completed
             if not _is_slow_reader(exc):
                 raise
+            CLIENT_CUTS.labels("read").inc()
             log.info("api.slow_reader_cut", path=scope.get("path"), timeout_s=self.timeout_s)

@@ -220,7 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     secret = settings.api_cursor_secret
     app.state.cursors = Cursors(secret.get_secret_value().encode() if secret else secrets.token_bytes(32))
     app.state.stream_slots = StreamSlots(settings.api_max_streams_per_key, settings.api_max_streams_per_client)
-    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes, timeout_s=settings.api_body_timeout_s)
     app.add_middleware(RateLimitMiddleware, rate=settings.api_rate_limit_per_s, burst=settings.api_rate_burst)
     app.add_middleware(MetricsMiddleware)
     if settings.api_cors_origins:  # off unless origins are configured

@@ -33,6 +33,12 @@ REPLICA_LAG = Gauge("finsent_api_replica_lag_seconds", "Seconds the read replica
                     ["replica"])
 REPLICA_UP = Gauge("finsent_api_replica_up", "1 when the last lag sample of the read replica succeeded, 0 when it "
                    "failed (reads answer 503); absent with no replica", ["replica"])
+CLIENT_CUTS = Counter("finsent_api_client_cuts_total", "Connections cut because the client was too slow: header "
+                      "(request head not complete within FINSENT_API_HEADER_TIMEOUT_S), body (body not within "
+                      "FINSENT_API_BODY_TIMEOUT_S), read (took no piece of its answer within "
+                      "FINSENT_API_SEND_TIMEOUT_S)", ["phase"])
+for _phase in ("header", "body", "read"):
+    CLIENT_CUTS.labels(_phase)
 MODEL_VERSION = Gauge("finsent_api_model_version", "1 for the model version the API scores with", ["version"])
 MODEL_SWAPS = Counter("finsent_api_model_swaps_total", "Model hot swaps in the API, by outcome (swapped | failed)",
                       ["outcome"])

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     api_statement_timeout_s: float = Field(10.0, gt=0, le=600)  # per statement and per lock wait (server side)
     api_max_body_bytes: int = Field(4 << 20, ge=1024)  # larger request bodies get 413 before they are read
     api_send_timeout_s: float = Field(30.0, gt=0, le=600)  # a client that takes no piece of its answer this long is cut off
+    api_header_timeout_s: float = Field(10.0, gt=0, le=600)  # a request head (line + headers) not complete this long
+    # after the connection opened or the request's first byte: 408 and the connection closed (slowloris)
+    api_body_timeout_s: float = Field(30.0, gt=0, le=3600)  # a request body not all in this long after the app
+    # starts reading it: 408 and the connection closed
     api_cursor_secret: SecretStr | None = None  # HMAC key of page cursors; unset: random per process
     api_revocation_check_s: float = Field(2.0, gt=0, le=60)  # open streams of a revoked key end within this
     api_max_streams_per_key: int = Field(10, ge=1)  # open live streams (SSE + WebSocket) per API key

@@ -111,9 +111,10 @@ def api_latency() -> db.Panel:
 
 
 def api_streams() -> db.Panel:
-    return prom_series("SSE clients and webhook deliveries", [
+    return prom_series("SSE clients, webhook deliveries, slow clients cut", [
         promql("sum(finsent_api_sse_clients)", "SSE clients", "A"),
-        promql(f"sum by (outcome) (rate(finsent_webhook_deliveries_total{RATE}))", "webhooks {{outcome}} /s", "B")])
+        promql(f"sum by (outcome) (rate(finsent_webhook_deliveries_total{RATE}))", "webhooks {{outcome}} /s", "B"),
+        promql(f"sum by (phase) (rate(finsent_api_client_cuts_total{RATE}))", "slow clients cut ({{phase}}) /s", "C")])
 
 
 def build() -> db.Dashboard:

@@ -22,6 +22,7 @@ import uvicorn
 
 from api import keys
 from api.main import create_app
+from api.server import uvicorn_config
 from core.events import store_scored
 from core.pg import libpq_dsn
 from core.settings import Settings
@@ -55,7 +56,8 @@ class ApiServer:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(self.settings), log_level="warning", timeout_graceful_shutdown=1)
+        config = uvicorn_config(create_app(self.settings), self.settings, log_level="warning",
+                                timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
