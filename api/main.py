@@ -16,6 +16,7 @@ import secrets
 from contextlib import asynccontextmanager
 
 import asyncpg
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -212,6 +213,34 @@ def printable(value):
     return value
 
 
+class RelativeRedirects:
+    """Redirects name the path only. Starlette answers '/v1/events/' with a redirect to
+    '/v1/events' on the host the client's Host header names, so a crafted Host became the
+    redirect's target (and a cache in front could keep it for everyone)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        host = dict(scope["headers"]).get(b"host")
+
+        async def relative(message):
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                headers = []
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"location" and b"://" in value:
+                        url = httpx.URL(value.decode("latin-1"))
+                        if url.netloc == host:  # a redirect to this API itself
+                            value = url.raw_path or b"/"
+                    headers.append((name, value))
+                message = {**message, "headers": headers}
+            await send(message)
+        await self.app(scope, receive, relative)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(title="finsent API", version="1", description=DESCRIPTION, lifespan=lifespan)
@@ -227,6 +256,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.api_cors_origins,
                            allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type", "Last-Event-ID"])
+    app.add_middleware(RelativeRedirects)
     app.add_middleware(SendDeadline, timeout_s=settings.api_send_timeout_s)  # outermost: it ends the answer of a client that stopped reading
     install_error_handlers(app)
     app.include_router(health.router)

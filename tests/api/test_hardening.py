@@ -468,3 +468,11 @@ def test_query_and_path_garbage_is_4xx(client, dsn, url):
 def test_header_garbage_is_4xx(client, headers):
     r = client.get("/v1/stream/alerts", headers={k: v.encode("latin-1") for k, v in headers.items()}, timeout=10)
     assert 400 <= r.status_code < 500 and "detail" in r.json(), (headers, r.status_code, r.text)
+
+
+def test_a_trailing_slash_redirect_names_the_path_not_the_clients_host(client):
+    """Was: '/v1/events/' redirected to http://<whatever the Host header said>/v1/events."""
+    r = client.get("/v1/events/", params={"source": "a b"}, headers={"Host": "evil.example"},
+                   follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"] == "/v1/events?source=a+b"
+    assert client.get("/health/", follow_redirects=True).status_code == 200  # a client follows it to /health
