@@ -49,12 +49,13 @@ class KeyQueue:
     holding twenty of the pool's connections (the lock still guards the cap across processes)."""
 
     def __init__(self):
-        self.locks: dict[int, asyncio.Lock] = {}
+        self.locks: dict[int, tuple[asyncio.Lock, list[int]]] = {}  # key id -> (lock, [requests using it])
 
     @asynccontextmanager
     async def turn(self, key_id: int, timeout_s: float):
         """Waits at most `timeout_s` for its turn (then 503 busy, like a pool wait)."""
-        lock = self.locks.setdefault(key_id, asyncio.Lock())
+        lock, users = self.locks.setdefault(key_id, (asyncio.Lock(), [0]))
+        users[0] += 1
         try:
             try:
                 await asyncio.wait_for(lock.acquire(), timeout_s)
@@ -65,8 +66,9 @@ class KeyQueue:
             finally:
                 lock.release()
         finally:
-            if not lock.locked() and self.locks.get(key_id) is lock:
-                del self.locks[key_id]  # bounded by the keys creating right now
+            users[0] -= 1
+            if not users[0]:  # no one holds or waits for it: bounded by the keys creating right now
+                del self.locks[key_id]
 
 
 CREATES = KeyQueue()
