@@ -333,6 +333,28 @@ def test_aliases_that_differ_only_in_punctuation_match_only_as_written(linker, t
     assert "T" not in tickers(linker, "Shares rose at T-Mobile and at t-shirt makers")
 
 
+
+@pytest.mark.parametrize("text", [
+    "A storm near Dover, Delaware closed schools",
+    "The mayor of Hershey, Pa. resigned on Monday",
+    "Hartford, Connecticut, raised its property taxes",
+    "Berkeley, California banned gas stoves in new buildings",
+    "Police in Corning, N.Y. said the road is closed",
+])
+def test_a_company_named_after_its_town_is_not_linked_where_the_text_means_the_town(linker, text):
+    assert linker.link(text) == []
+
+
+@pytest.mark.parametrize("text, want", [
+    ("Hershey, Pa.-based Hershey raised prices", "HSY"),        # '-based': the company's seat
+    ("$HSY Hershey, Pa. confirms price rises", "HSY"),          # named by its cashtag
+    ("Intel, Texas Instruments and Nvidia rose 2%", "INTC"),    # a state name that begins a company's
+    ("Intel, Texas Instruments and Nvidia rose 2%", "TXN"),
+    ("Dover shares rose 3% after earnings", "DOV"),
+])
+def test_a_town_rule_leaves_the_company_where_the_text_means_it(linker, text, want):
+    assert want in tickers(linker, text)
+
 # ---------------- relevance ----------------
 def rel(linker, text, ticker, **kw) -> float:
     return next(e.relevance for e in linker.link(text, **kw) if e.ticker == ticker)

@@ -25,6 +25,8 @@ and capitalised tickers. Then rules:
   name of the same company, a legal word after it ('Gap Inc'), a market verb right after it ('Ford
   recalls'), a market word in the same sentence (shares, earnings, CEO, %), or another company
   named in the same sentence.
+- Towns: a name followed by ', <US state>' where the phrase ends ('Hershey, Pa. resigned', 'Dover,
+  Delaware closed') is the town, unless a cashtag, tag or ticker of the company is in the text.
 
 Relevance (documented in README.md beside this file) combines how the entity was named, whether
 it is named in the title (or first sentence), how often, and how many other entities share the text.
@@ -101,6 +103,10 @@ def _leftmost_longest(m: tuple) -> tuple[int, int]:
     return m[0], -m[1]
 
 
+# ', Pennsylvania' / ', Pa.' after a name, then the sentence goes on in lower case or stops: a town
+# ('Hershey, Pa.-based' and ', Texas Instruments' are not)
+_PLACE_AFTER = re.compile(r",\s*(?:" + "|".join(re.escape(s) for s in sorted(rules.US_STATES, key=len, reverse=True))
+                          + r")(?=\s*$|\s*[,;:!?)]|\s+[a-z]|(?<=\.)\s|(?<=[a-z])\.)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'&.]*")
 _NOT_PROSE = re.compile(r"https?://\S+|[#@$]\w+")
 _SENT_END = re.compile(r"[.!?](?=\s|$)|\n|;|\s[-|]\s")
@@ -215,7 +221,7 @@ class Linker:
         rules let stand. `strong`: the text's cashtags, qualified tickers and the feed's tags."""
         tx, upper_text, n = _Text(t), _Lazy(t), len(low)
         exch_starts = [a for a, _ in exch_spans]  # (in text order, not overlapping: finditer's)
-        plain, pending, short = [], [], []
+        plain, pending, short, towns = [], [], [], []
         for start, stop, (tk, amb, acr, bare) in found:
             if stop + 1 < n and low[stop] == "." and low[stop + 1].isalnum():
                 continue  # apple.com, Amazon.de: a domain, not the name
@@ -232,6 +238,9 @@ class Linker:
                 m = Mention(start, stop, tk, "name")
                 if not amb and " " not in low[start:stop] and self._second_word_of_a_name(tx, m):
                     continue  # Mount Everest, Nikola Tesla: a one-word name inside a longer proper noun
+                if t[stop:stop + 1] == "," and _PLACE_AFTER.match(t, stop):
+                    towns.append(m)  # Hershey, Pa.; Dover, Delaware
+                    continue
                 (pending if amb else plain).append(m._replace(strict=True) if amb == 2 else m)
             elif bare and surface.isupper():
                 if len(bare.split(".")[0]) >= 4:      # NVDA, TSLA: not words, even in all-capital text
@@ -243,6 +252,9 @@ class Linker:
                 plain += short
         if pending:
             plain += self._resolve_ambiguous(tx, upper_text(), pending, strong + plain)
+        if towns:  # the company's name after all where the text names it by cashtag, tag or ticker
+            named = {self._sym[x.ticker].issuer for x in strong if x.ticker in self._sym}
+            plain += [m for m in towns if self._sym[m.ticker].issuer in named]
         return plain
 
     def _matches(self, low: str) -> list[tuple[int, int, tuple]]:

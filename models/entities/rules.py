@@ -135,3 +135,20 @@ FIXED_PHRASES = frozenset({
     "visa waiver", "visa fees", "visa rules", "golden visa", "square foot", "square feet", "square footage",
     "delta hedge", "delta hedging", "option delta", "carnival atmosphere", "next quarter", "next year",
 })
+
+# US states, full and in AP style: after a name and a comma ('Hershey, Pa.', 'Dover, Delaware') they
+# make the name a town (several companies are named after theirs), unless the text names the company
+# otherwise (a cashtag, a tag, its ticker). Two-letter postal codes are left out: 'Visa, MA' is
+# two companies.
+US_STATES = (
+    "Alabama", "Alaska", "Arizona", "Arkansas", "California", "Colorado", "Connecticut", "Delaware", "Florida",
+    "Georgia", "Hawaii", "Idaho", "Illinois", "Indiana", "Iowa", "Kansas", "Kentucky", "Louisiana", "Maine",
+    "Maryland", "Massachusetts", "Michigan", "Minnesota", "Mississippi", "Missouri", "Montana", "Nebraska",
+    "Nevada", "New Hampshire", "New Jersey", "New Mexico", "New York", "North Carolina", "North Dakota", "Ohio",
+    "Oklahoma", "Oregon", "Pennsylvania", "Rhode Island", "South Carolina", "South Dakota", "Tennessee", "Texas",
+    "Utah", "Vermont", "Virginia", "Washington", "West Virginia", "Wisconsin", "Wyoming", "D.C.",
+    "Ala.", "Ariz.", "Ark.", "Calif.", "Colo.", "Conn.", "Del.", "Fla.", "Ga.", "Ill.", "Ind.", "Kan.", "Ky.",
+    "La.", "Md.", "Mass.", "Mich.", "Minn.", "Miss.", "Mo.", "Mont.", "Neb.", "Nev.", "N.H.", "N.J.", "N.M.",
+    "N.Y.", "N.C.", "N.D.", "Okla.", "Ore.", "Pa.", "R.I.", "S.C.", "S.D.", "Tenn.", "Tex.", "Vt.", "Va.",
+    "Wash.", "W.Va.", "Wis.", "Wyo.",
+)
