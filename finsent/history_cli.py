@@ -34,6 +34,10 @@ def _day(value: str) -> date:
         raise typer.BadParameter(f"{value!r} is not a day (YYYY-MM-DD)") from None
 
 
+class _NoDatabase(Exception):
+    pass
+
+
 def _run(work) -> None:
     import asyncpg
 
@@ -43,8 +47,15 @@ def _run(work) -> None:
         asyncio.run(work)
     except HistoryError as exc:
         _fail(str(exc), 1)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        _fail(f"the database could not be reached or refused the work: {exc!r}"[:500], 1)
+    except _NoDatabase as exc:
+        _fail(f"the database could not be reached: {exc}"[:500], 1)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        _fail(f"the database refused the work: {type(exc).__name__}: {exc}"[:500], 1)
+    except OSError as exc:  # the archive directory: missing, not writable, full
+        where = f": {exc.filename}" if exc.filename else ""
+        _fail(f"archive I/O failed ({exc.strerror or exc}){where}", 1)
+    except asyncio.TimeoutError:
+        _fail("the database did not answer in time", 1)
 
 
 def _fail(message: str, code: int) -> None:
@@ -56,18 +67,34 @@ async def _connect():
     import asyncpg
 
     from core.pg import libpq_dsn
+
+    try:
+        return await asyncpg.connect(libpq_dsn(_settings().database_url), timeout=30)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise _NoDatabase(f"{type(exc).__name__}: {exc}") from None
+
+
+def _settings():
+    """The settings, or a message and exit code 2 when the environment holds a bad one."""
+    from pydantic import ValidationError
+
     from core.settings import get_settings
 
-    return await asyncpg.connect(libpq_dsn(get_settings().database_url), timeout=30)
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        names = [str(e["loc"][0]) if e["loc"] else "?" for e in exc.errors()]
+        envs = [n if n.isupper() else f"FINSENT_{n.upper()}" for n in names]
+        bad = "; ".join(f"{env}: {e['msg']}" for env, e in zip(envs, exc.errors()))
+        _fail(f"invalid setting: {bad}", 2)
 
 
 def _policy(archive_dir: Path | None):
     from dataclasses import replace
 
     from core.history import Retention
-    from core.settings import get_settings
 
-    policy = Retention.from_settings(get_settings())
+    policy = Retention.from_settings(_settings())
     return replace(policy, archive_dir=archive_dir) if archive_dir is not None else policy
 
 
@@ -106,7 +133,8 @@ def status(archive_dir: ArchiveOpt = None) -> None:
             await conn.close()
         table = Table("day", "rows in database", "archived", "state", "past retention")
         for r in rows:
-            table.add_row(str(r["day"]), "-" if r["rows"] is None else f"{r['rows']:,}", "yes" if r["archived"] else "no",
+            archived = r["archived"] if isinstance(r["archived"], str) else "yes" if r["archived"] else "no"
+            table.add_row(str(r["day"]), "-" if r["rows"] is None else f"{r['rows']:,}", archived,
                           r["state"] or "", "yes" if r["past_retention"] else "")
         Console().print(table)
     _run(go())
@@ -122,8 +150,7 @@ def archive(day: str, archive_dir: ArchiveOpt = None) -> None:
     async def go():
         conn = await _connect()
         try:
-            totals = {t: (f or {}).get("rows") for t in history.DAY_TABLES
-                      if (f := await history.db_facts(conn, t, the_day)) is not None}
+            totals = {t: n for t in history.DAY_TABLES if (n := await history.day_rows(conn, t, the_day)) is not None}
             with _bar() as progress:
                 report = await history.archive_day(conn, root, the_day, _progress(progress, totals))
         finally:
