@@ -184,8 +184,8 @@ def export(model: ModelOpt = None, int8: bool = True, tensorrt: bool = False, ch
 
 @app.command()
 def predict(
-    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or JSONL file")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL to write")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV or JSONL file ('-': standard input)")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="JSONL to write ('-': standard output)")],
     text_column: str = "text",
     format: Annotated[Optional[str], typer.Option(help="csv | jsonl (default: from the suffix)")] = None,
     model: ModelOpt = None, backend: str = "onnx", precision: str = "auto", device: str = "cpu",
@@ -194,20 +194,30 @@ def predict(
     """Score a CSV/JSONL file: one JSON object per input row, in input order, with `entities`:
     [{ticker, name, relevance, sentiment, score, spans, sources, sentiment_from}]."""
     from models.data import DataError
-    from models.predict_file import predict_file
+    from models.predict_file import check_paths, detect_format, predict_file
     from models.runtime import Scorer
 
+    input = Path("/dev/stdin") if str(input) == "-" else input  # '-': the standard streams (give --format)
+    output = Path("/dev/stdout") if str(output) == "-" else output
     try:
+        fmt = detect_format(input, format)
+        check_paths(input, output)  # a missing input or an unwritable output fails before the model loads
         scorer = Scorer.from_artifact(model or _default_model(), backend=backend, precision=precision, device=device)
         linker = _linker() if entities else False
         cut = _settings().entity_min_relevance  # the worker's cut: below it an entity keeps the item's tone
         with Progress(console=console) as progress:
-            counts = predict_file(scorer, input, output, text_column, format, progress=progress, linker=linker,
+            counts = predict_file(scorer, input, output, text_column, fmt, progress=progress, linker=linker,
                                   min_relevance=cut)
     except (DataError, FileNotFoundError, ValueError, RuntimeError) as exc:  # BackendUnavailable is a ValueError
         fail(str(exc))
+    except OSError as exc:  # a full disk, an output folder removed while scoring
+        fail(f"{output}: {exc.strerror or exc}")
     console.print(f"{counts['scored']} scored, {counts['errors']} errors, {counts['rows']} rows -> {output} "
-                  f"(model {scorer.version})")
+                  f"(model {scorer.version})", soft_wrap=True, highlight=False)
+    for where in counts.get("first_errors", []):
+        console.print(f"  {escape(str(input))}: {escape(where)}", soft_wrap=True, highlight=False)
+    if counts["errors"] > len(counts.get("first_errors", [])):
+        console.print('  ... the output has every error row ("row" and "error")', highlight=False)
 
 
 
@@ -230,8 +240,8 @@ def explain(
         scorer = Scorer.from_artifact(model or _default_model(), backend=backend, precision=precision)
         exp = scorer.explain(text)
         ents = _linker().link(text)
-    except InvalidText as exc:
-        fail(f"invalid text: {exc}")
+    except InvalidText as exc:  # one text: its reason alone ('empty text'), not '#0: ...'
+        fail(f"invalid text: {'; '.join(exc.errors.values()) or exc}")
     except (FileNotFoundError, ValueError, RuntimeError) as exc:  # DirectoryError is a ValueError
         fail(str(exc))
     entities = entities_json(ents, entity_sentiments(scorer, [(text, exp.prediction)], [ents])[0])
@@ -304,33 +314,50 @@ def migrate(revision: str = "head") -> None:
 @app.command()
 def replay(
     file: Annotated[Path, typer.Argument(help="CSV or JSONL of input events")],
-    rate: Annotated[float, typer.Option(help="messages per second; 0 = as fast as possible")] = 0.0,
-    format: Optional[str] = None,
+    rate: Annotated[float, typer.Option(min=0, help="messages per second; 0 = as fast as possible")] = 0.0,
+    format: Annotated[Optional[str], typer.Option(help="csv | jsonl (default: from the suffix)")] = None,
 ) -> None:
     """Send a file of events to the input topics (key = id), with a progress bar."""
-    import asyncio
-
     from models.data import DataError
     from stream.feed import file_events, produce
 
     s = _settings()
     try:
-        events = file_events(file, format)
-    except (DataError, OSError, UnicodeDecodeError) as exc:
+        events = file_events(file, format)  # the whole file is checked before anything is sent
+    except DataError as exc:
+        fail(str(exc))
+    except (OSError, UnicodeDecodeError) as exc:
         fail(f"{file}: {exc}")
-    with Progress(console=console) as progress:
-        n = asyncio.run(produce(s.kafka_bootstrap, events, s.topic_news, s.topic_social, rate, progress, len(events)))
+    n = _produce(lambda progress: produce(s.kafka_bootstrap, events, s.topic_news, s.topic_social, rate, progress,
+                                          len(events)), s.kafka_bootstrap)
     console.print(f"sent {n} messages")
+
+
+def _produce(send, bootstrap: str) -> int:
+    """Run a producer coroutine with a progress bar; a broker that cannot be reached or refuses a
+    message is a one-line error (exit 1), not a traceback."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    try:
+        with Progress(console=console) as progress:
+            return asyncio.run(send(progress))
+    except (KafkaError, OSError) as exc:
+        fail(f"Kafka at {bootstrap}: {exc} (is the broker running? FINSENT_KAFKA_BOOTSTRAP)", code=1)
 
 
 @app.command()
 def simulate(
-    n: int = 5000, rate: float = 200.0, seed: int = 0,
+    n: Annotated[int, typer.Option(min=1, help="events to send")] = 5000,
+    rate: Annotated[float, typer.Option(min=0, help="messages per second; 0 = as fast as possible")] = 200.0,
+    seed: int = 0,
     surge_ticker: Annotated[Optional[str], typer.Option(help="plant a negative surge on this ticker")] = None,
-    surge_at: int = 0, surge_count: int = 40, spacing_s: Annotated[float, typer.Option(help="event-time spacing")] = 0.0,
+    surge_at: Annotated[int, typer.Option(min=0, help="event index of the surge (0: the middle)")] = 0,
+    surge_count: Annotated[int, typer.Option(min=1)] = 40,
+    spacing_s: Annotated[float, typer.Option(min=0, help="event-time spacing")] = 0.0,
 ) -> None:
     """Send the project's synthetic feed (tweets and headlines; optional planted surge)."""
-    import asyncio
     from datetime import datetime, timezone
 
     from stream.feed import produce
@@ -340,8 +367,8 @@ def simulate(
     surge = Surge(surge_ticker, surge_at or n // 2, surge_count) if surge_ticker else None
     spacing = spacing_s or (1.0 / rate if rate > 0 else 0.01)
     events = feed(n, seed, surge, start=datetime.now(timezone.utc), spacing_s=spacing, prefix=f"sim{int(datetime.now().timestamp())}")
-    with Progress(console=console) as progress:
-        sent = asyncio.run(produce(s.kafka_bootstrap, events, s.topic_news, s.topic_social, rate, progress, n))
+    sent = _produce(lambda progress: produce(s.kafka_bootstrap, events, s.topic_news, s.topic_social, rate, progress, n),
+                    s.kafka_bootstrap)
     console.print(f"sent {sent} messages")
 
 

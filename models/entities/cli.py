@@ -30,6 +30,22 @@ def _row(s: Symbol) -> str:
     return f"{s.ticker:<10} {s.exchange:<8} {s.name}" + (f"  [{aliases}]" if aliases else "") + flags
 
 
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _configured(path: Path | None) -> Directory:
+    try:
+        return Directory.configured(path)
+    except DirectoryError as e:  # a damaged directory file: say which, no traceback
+        _fail(str(e))
+
+
+def _os_error(file: Path, e: OSError) -> str:
+    return f"{file}: {e.strerror or e}" if e.strerror else str(e)
+
+
 @app.command()
 def load(file: Annotated[Path, typer.Argument(help="SEC company_tickers.json, a CSV (ticker,name,exchange,aliases "
                                                    "with | between aliases) or a finsent symbols file")],
@@ -39,20 +55,34 @@ def load(file: Annotated[Path, typer.Argument(help="SEC company_tickers.json, a 
          merge: Annotated[bool, typer.Option("--merge/--replace",
                                              help="lay FILE over the shipped directory, or use FILE alone")] = False,
          ) -> None:
-    """Validate FILE, write it as the directory the linker uses, print its version."""
+    """Validate FILE, write it as the directory the linker uses, print its version. A refused file
+    leaves the directory in use as it was."""
+    out = Path(path or user_path())
+    if out.is_dir():
+        _fail(f"{out}: is a directory; the symbol directory is a file (--path or $FINSENT_SYMBOLS_FILE)")
+    skipped: list[str] = []
     try:
-        d = Directory.load(file, curated=curated, base=Directory.default() if merge else None)
-    except (DirectoryError, OSError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2)
-    out = d.save(path or user_path())
+        d = Directory.load(file, curated=curated, base=Directory.default() if merge else None, skipped=skipped)
+    except DirectoryError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(_os_error(file, e))
+    tmp = out.with_suffix(out.suffix + ".tmp")  # Directory.save writes here, then renames
+    try:
+        out = d.save(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        _fail(f"cannot write the directory: {_os_error(out, e)}")
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} row(s) whose ticker the linker cannot use (preferred shares, "
+                   f"warrants, units): {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}", err=True)
     typer.echo(f"{out}: {len(d)} symbols, {d.n_names()} names, version {d.version}")
 
 
 @app.command("list")
-def list_(limit: Annotated[int, typer.Option(help="0 for all")] = 50, path: PathOpt = None) -> None:
+def list_(limit: Annotated[int, typer.Option(min=0, help="0 for all")] = 50, path: PathOpt = None) -> None:
     """List the directory in use (the loaded one, else the default)."""
-    d = Directory.configured(path)
+    d = _configured(path)
     typer.echo(f"# {d.version}: {len(d)} symbols")
     for i, t in enumerate(sorted(d.symbols)):
         if limit and i >= limit:
@@ -62,11 +92,15 @@ def list_(limit: Annotated[int, typer.Option(help="0 for all")] = 50, path: Path
 
 
 @app.command()
-def search(query: str, limit: Annotated[int, typer.Option()] = 20, path: PathOpt = None) -> None:
-    """Tickers, names and aliases matching QUERY (exact ticker first)."""
-    hits = Directory.configured(path).search(query, limit)
+def search(query: str, limit: Annotated[int, typer.Option(min=0, help="0 for all")] = 20,
+           path: PathOpt = None) -> None:
+    """Tickers, names and aliases matching QUERY (exact ticker first; plain text, not a pattern)."""
+    if not any(c.isalnum() for c in query):
+        _fail(f"the query {query!r} has no letter or digit to match")
+    d = _configured(path)
+    hits = d.search(query, limit or max(len(d), 1))
     if not hits:
-        typer.echo(f"no symbol matches {query!r}", err=True)
+        typer.echo(f"no symbol matches {query[:200]!r}", err=True)
         raise typer.Exit(1)
     for s in hits:
         typer.echo(_row(s))

@@ -12,6 +12,7 @@ Sources, none downloaded at run time:
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -138,16 +139,28 @@ class Directory:
         return path
 
     @classmethod
-    def from_json(cls, doc: dict) -> "Directory":
-        if doc.get("format") != FORMAT:
-            raise DirectoryError(f"not a {FORMAT} file")
+    def from_json(cls, doc: dict, where: str = "") -> "Directory":
+        """A directory this module wrote (`to_json`); `where` (the file) prefixes the errors."""
+        at = f"{where}: " if where else ""
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise DirectoryError(f"{at}not a {FORMAT} file")
+        rows = doc.get("symbols")
+        if not isinstance(rows, list):
+            raise DirectoryError(f"{at}'symbols' must be a list, got {'nothing' if rows is None else type(rows).__name__}")
         syms = {}
-        for i, row in enumerate(doc["symbols"]):
-            s = Symbol(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items()})
-            if not _TICKER_RE.match(s.ticker):
-                raise DirectoryError(f"symbols[{i}]: bad ticker {s.ticker!r}")
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise DirectoryError(f"{at}symbols[{i}]: expected an object, got {type(row).__name__}")
+            try:
+                s = Symbol(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in row.items()})
+            except TypeError as e:
+                raise DirectoryError(f"{at}symbols[{i}]: {str(e).replace('Symbol.__init__() ', '')}") from None
+            if not isinstance(s.ticker, str) or not _TICKER_RE.match(s.ticker):
+                raise DirectoryError(f"{at}symbols[{i}]: bad ticker {s.ticker!r}")
+            if not isinstance(s.name, str) or not all(isinstance(a, str) for a in s.aliases):
+                raise DirectoryError(f"{at}symbols[{i}] ({s.ticker}): name and aliases must be strings")
             syms[s.ticker] = s
-        return cls(syms, doc.get("source", "file"), doc.get("licence", ""))
+        return cls(syms, str(doc.get("source", "file")), str(doc.get("licence", "")))
 
     @classmethod
     def default(cls) -> "Directory":
@@ -158,7 +171,14 @@ class Directory:
     def configured(cls, path: Path | None = None) -> "Directory":
         """The user's directory written by `finsent symbols load` if there is one, else the default."""
         p = Path(path) if path else user_path()
-        return cls.from_json(json.loads(p.read_text())) if p.exists() else cls.default()
+        if not p.exists():
+            return cls.default()
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DirectoryError(f"{p}: the symbol directory cannot be read ({e}); load one again with "
+                                 "`finsent symbols load FILE`, or remove it to use the default") from None
+        return cls.from_json(doc, str(p))
 
     def records(self) -> list["Record"]:
         """The directory as source rows again, primary classes first (for merging)."""
@@ -166,17 +186,16 @@ class Directory:
         return [Record(s.ticker, s.name, s.exchange, list(s.aliases), s.issuer) for s in syms]
 
     @classmethod
-    def load(cls, path: Path, curated: bool = True, base: "Directory | None" = None) -> "Directory":
+    def load(cls, path: Path, curated: bool = True, base: "Directory | None" = None,
+             skipped: list[str] | None = None) -> "Directory":
         """A user's file: our own JSON, SEC company_tickers(.json|_exchange.json), or CSV.
 
         With `base` (e.g. the default), the file is laid over it: its rows win a ticker's name and
-        exchange and claim their aliases first; the base keeps everything the file does not name."""
+        exchange and claim their aliases first; the base keeps everything the file does not name.
+        SEC rows whose ticker the linker cannot use (preferred shares 'BAC-PB', warrants, units)
+        are left out and, when `skipped` is given, listed in it ("entry '4': 'BAC-PB'")."""
         path = Path(path)
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise DirectoryError(f"{path}: not UTF-8 ({e})") from None
+        text = _decode(path.read_bytes(), path)
         if path.suffix.lower() == ".csv" or not text.lstrip().startswith(("{", "[")):
             records = list(_csv_records(text, path))
             source = f"csv:{path.name}"
@@ -186,9 +205,13 @@ class Directory:
             except json.JSONDecodeError as e:
                 raise DirectoryError(f"{path}: invalid JSON ({e})") from None
             if isinstance(doc, dict) and doc.get("format") == FORMAT:
-                return cls.from_json(doc)
-            records = list(_sec_records(doc, path))
-            source = f"sec:{path.name}"
+                own = cls.from_json(doc, str(path))
+                if base is None:
+                    return own
+                records, source = own.records(), own.source.split("+curated")[0]
+            else:
+                records = list(_sec_records(doc, path, skipped if skipped is not None else []))
+                source = f"sec:{path.name}"
         if not records:
             raise DirectoryError(f"{path}: no symbols")
         if base is not None:
@@ -285,48 +308,134 @@ def _curated() -> dict:
     return json.loads(CURATED_FILE.read_text())
 
 
+def _decode(raw: bytes, path: Path) -> str:
+    """UTF-8 (BOM skipped), or UTF-16/32 with a BOM; else DirectoryError naming the line."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        enc = "utf-32"
+    elif raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        enc = "utf-16"
+    else:
+        enc = "utf-8-sig"
+    try:
+        return raw.decode(enc)
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        where = f"{path}:{line}" if enc == "utf-8-sig" else str(path)
+        raise DirectoryError(f"{where}: not UTF-8 (byte {e.start}: {e.reason}); re-encode the file as UTF-8") from None
+
+
+def _one_line(s: str) -> str:
+    return " ".join(s.split())
+
+
+def _csv_columns(header: list[str]) -> tuple[dict[str, int], int | None, int | None]:
+    cols = {c.strip().lower(): i for i, c in reversed(list(enumerate(header)))}
+    pick = lambda *names: next((cols[n] for n in names if n in cols), None)  # noqa: E731
+    return cols, pick("ticker", "symbol"), pick("name", "title", "company")
+
+
 def _csv_records(text: str, path: Path) -> Iterable[Record]:
-    reader = csv.DictReader(io.StringIO(text))
-    cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
-    tcol = cols.get("ticker") or cols.get("symbol")
-    ncol = cols.get("name") or cols.get("title") or cols.get("company")
-    if not tcol or not ncol:
-        raise DirectoryError(f"{path}: CSV needs a header with ticker and name columns, got {reader.fieldnames}")
-    ecol, acol, icol = cols.get("exchange"), cols.get("aliases"), cols.get("issuer") or cols.get("cik")
-    for line, row in enumerate(reader, start=2):
-        t, n = (row.get(tcol) or "").strip(), (row.get(ncol) or "").strip()
+    """Rows of a CSV with a header naming ticker (or symbol) and name (or title, company), separated
+    by ',' (or ';' or tab, recognised from the header); errors name the line."""
+    first = text.split("\n", 1)[0]
+    delimiter = ","
+    for d in (",", ";", "\t"):
+        _, t, n = _csv_columns(next(csv.reader([first], delimiter=d), []))
+        if t is not None and n is not None:
+            delimiter = d
+            break
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    header = next(reader, None) or []
+    cols, tcol, ncol = _csv_columns(header)
+    if tcol is None or ncol is None:
+        raise DirectoryError(f"{path}: CSV needs a header with ticker and name columns, got {header}")
+    pick = lambda *names: next((cols[n] for n in names if n in cols), None)  # noqa: E731
+    ecol, acol, icol = pick("exchange"), pick("aliases"), pick("issuer", "cik")
+    seen: dict[str, tuple[int, str]] = {}
+    line = 1
+    while True:
+        start = line + 1
+        try:
+            row = next(reader, None)
+        except csv.Error as e:
+            what = ("a quoted field opens on this line and is never closed" if "unexpected end of data" in str(e)
+                    else f"malformed CSV ({e})")
+            raise DirectoryError(f"{path}:{start}: {what}") from None
+        line = reader.line_num
+        if row is None:
+            return
+        if not row or not any(v.strip() for v in row):  # a blank line
+            continue
+        cell = lambda i: _one_line(row[i]) if i is not None and i < len(row) else ""  # noqa: E731
+        t, n = cell(tcol), cell(ncol)
         if not t or not n:
-            raise DirectoryError(f"{path}:{line}: empty ticker or name")
-        if not _TICKER_RE.match(normalize_ticker(t)):
-            raise DirectoryError(f"{path}:{line}: bad ticker {t!r}")
-        aliases = [a.strip() for a in re.split(r"[|;]", row.get(acol) or "") if a.strip()] if acol else []
-        yield Record(t, n, (row.get(ecol) or "").strip() if ecol else "", aliases,
-                     (row.get(icol) or "").strip() if icol else "")
+            raise DirectoryError(f"{path}:{start}: empty ticker or name")
+        tick = normalize_ticker(t)
+        if not _TICKER_RE.match(tick):
+            raise DirectoryError(f"{path}:{start}: bad ticker {t!r}")
+        if tick in seen and names.key(seen[tick][1]) != names.key(n):
+            raise DirectoryError(f"{path}:{start}: ticker {t!r} again, as {n!r} (line {seen[tick][0]}: "
+                                 f"{seen[tick][1]!r}); one name per ticker")
+        seen.setdefault(tick, (start, n))
+        aliases = [_one_line(a) for a in re.split(r"[|;]", row[acol]) if a.strip()] \
+            if acol is not None and acol < len(row) else []
+        yield Record(t, n, cell(ecol), aliases, cell(icol))
 
 
-def _sec_records(doc, path: Path) -> Iterable[Record]:
+def _kind(v: object) -> str:
+    return "null" if v is None else type(v).__name__
+
+
+def _sec_records(doc, path: Path, skipped: list[str]) -> Iterable[Record]:
+    """SEC company_tickers.json ({"0": {"cik_str", "ticker", "title"}, ...}) or
+    company_tickers_exchange.json ({"fields": [...], "data": [[...], ...]}). Wrong types refuse the
+    file naming the entry; tickers the linker cannot use are appended to `skipped`."""
     if isinstance(doc, dict) and "fields" in doc and "data" in doc:  # company_tickers_exchange.json
-        f = [x.lower() for x in doc["fields"]]
+        fields, data = doc["fields"], doc["data"]
+        if not isinstance(fields, list) or not all(isinstance(x, str) for x in fields):
+            raise DirectoryError(f"{path}: 'fields' must be a list of names, got {fields!r:.80}")
+        if not isinstance(data, list):
+            raise DirectoryError(f"{path}: 'data' must be a list of rows, got {_kind(data)}")
+        f = [x.lower() for x in fields]
         try:
             ci, ni, ti = f.index("cik"), f.index("name"), f.index("ticker")
         except ValueError:
-            raise DirectoryError(f"{path}: fields must include cik, name, ticker; got {doc['fields']}") from None
+            raise DirectoryError(f"{path}: fields must include cik, name, ticker; got {fields}") from None
         ei = f.index("exchange") if "exchange" in f else None
-        for i, row in enumerate(doc["data"]):
-            if not row[ti] or not row[ni]:
+        for i, row in enumerate(data):
+            if not isinstance(row, list) or len(row) != len(fields):
+                got = f"{len(row)} values" if isinstance(row, list) else _kind(row)
+                raise DirectoryError(f"{path}: data[{i}]: expected a list of {len(fields)} values ({', '.join(fields)}), "
+                                     f"got {got}")
+            t, n = row[ti], row[ni]
+            if not t or not n:
                 raise DirectoryError(f"{path}: data[{i}]: empty ticker or name")
-            yield Record(str(row[ti]), str(row[ni]), str(row[ei] or "") if ei is not None else "", [], str(row[ci]))
+            if not isinstance(t, str) or not isinstance(n, str):
+                raise DirectoryError(f"{path}: data[{i}]: ticker and name must be strings, got "
+                                     f"{_kind(t)} and {_kind(n)}")
+            e = row[ei] if ei is not None else ""
+            if e is not None and not isinstance(e, str):
+                raise DirectoryError(f"{path}: data[{i}]: exchange must be a string, got {_kind(e)}")
+            if not _TICKER_RE.match(normalize_ticker(t)):
+                skipped.append(f"data[{i}]: {t!r}")
+                continue
+            yield Record(t.strip(), _one_line(n), (e or "").strip(), [], str(row[ci]))
         return
     if not isinstance(doc, dict):
-        raise DirectoryError(f"{path}: expected the SEC layout {{\"0\": {{\"cik_str\", \"ticker\", \"title\"}}}}")
+        raise DirectoryError(f"{path}: expected the SEC layout {{\"0\": {{\"cik_str\", \"ticker\", \"title\"}}}}, "
+                             f"got a JSON {'array' if isinstance(doc, list) else _kind(doc)}")
     for k, row in doc.items():
         if not isinstance(row, dict) or not {"ticker", "title"} <= row.keys():
             raise DirectoryError(f"{path}: entry {k!r} lacks ticker/title")
-        t, n = str(row["ticker"]).strip(), str(row["title"]).strip()
+        t, n = row["ticker"], row["title"]
+        if not isinstance(t, str) or not isinstance(n, str):
+            raise DirectoryError(f"{path}: entry {k!r}: ticker and title must be strings, got {_kind(t)} and {_kind(n)}")
+        t, n = t.strip(), _one_line(n)
         if not t or not n:
             raise DirectoryError(f"{path}: entry {k!r}: empty ticker or title")
         if not _TICKER_RE.match(normalize_ticker(t)):
-            raise DirectoryError(f"{path}: entry {k!r}: bad ticker {t!r}")
+            skipped.append(f"entry {k!r}: {t!r}")
+            continue
         yield Record(t, n, "", [], str(row.get("cik_str", "")) or n)
 
 
