@@ -66,10 +66,19 @@ def ts(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
+def routing_race(exc: BaseException) -> bool:
+    """A row the router had sent to the default partition while that day's partition was being
+    attached (the worker's or the history upkeep's partition upkeep): once the attach commits, the
+    default partition's new constraint refuses it. Not the row's fault: the same insert again routes
+    it to the new partition. (With a default partition every row has a home, so no row of ours is
+    refused by a partition constraint for what it holds.)"""
+    return isinstance(exc, asyncpg.CheckViolationError) and "partition constraint" in str(exc)
+
+
 def error_kind(exc: BaseException) -> str:
     if isinstance(exc, CONNECTION):
         return "connection"
-    return "transient" if isinstance(exc, TRANSIENT) else "error"
+    return "transient" if isinstance(exc, TRANSIENT) or routing_race(exc) else "error"
 
 
 @dataclass(frozen=True)
@@ -146,7 +155,11 @@ class PostgresSink:
                 metrics.WRITE_LATENCY.observe(time.perf_counter() - t0)
                 return result
             except DATA as exc:
-                raise Rejected(f"{type(exc).__name__}: {exc}"[:500]) from exc
+                if not routing_race(exc):
+                    raise Rejected(f"{type(exc).__name__}: {exc}"[:500]) from exc
+                await self._failed(what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_backoff_s)
             except Exception as exc:  # noqa: BLE001 - every other failure holds the batch and retries
                 await self._failed(what, exc, delay)
                 await asyncio.sleep(delay)

@@ -152,3 +152,39 @@ async def test_failover_to_the_server_that_accepts_writes(two_servers):
         a.server.psql("ALTER SYSTEM RESET default_transaction_read_only;")
         a.server.psql("SELECT pg_reload_conf();")
         await sink.close()
+
+
+async def test_a_row_routed_to_the_default_partition_while_its_day_is_attached_is_stored(migrated_db):
+    """Was: the insert, sent to the default partition and waiting for its lock while the day's
+    partition was attached (the worker's partition upkeep, history upkeep), failed on the default
+    partition's new constraint; the sink took that for bad data (Rejected: the batch split, a row
+    could be dead-lettered). Now it is retried, and routes to the new partition."""
+    dsn = libpq_dsn(migrated_db)
+    at = datetime(2031, 3, 4, 12, 0, tzinfo=timezone.utc)  # a day without a partition
+    p = Prediction("Fed", 0.9, {}, "negative", {"negative": 0.9, "neutral": 0.05, "positive": 0.05}, -0.85, "v")
+    batch = [row(NewsEvent(id=f"race{i}", source="wire", text=f"$ACME falls {i}", published_at=at), p, at, at)
+             for i in range(3)]
+    blocker, maker = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    sink = PostgresSink(dsn, max_backoff_s=0.2)
+
+    async def waiting(n):
+        while await blocker.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted") < n:
+            await asyncio.sleep(0.02)
+    try:
+        tr = blocker.transaction()
+        await tr.start()
+        await blocker.execute("LOCK TABLE scored_event_default IN ACCESS SHARE MODE")
+        make = asyncio.create_task(maker.fetchval("SELECT finsent_ensure_day_partition($1)", at.date()))
+        await asyncio.wait_for(waiting(1), 30)  # the attach waits for the default partition
+        store = asyncio.create_task(sink.store(batch, lambda new, st=None: None))
+        await asyncio.wait_for(waiting(2), 30)  # and the insert, routed there, behind it
+        await tr.commit()
+        assert await make
+        new, _ = await asyncio.wait_for(store, 30)
+        assert len(new) == 3
+        assert await blocker.fetchval("SELECT count(*) FROM scored_event_20310304") == 3
+        assert sink.up
+    finally:
+        await sink.close()
+        await blocker.close()
+        await maker.close()
