@@ -82,6 +82,8 @@ class Settings(BaseSettings):
     detector_story_copy_weight: float = Field(0.1, ge=0, le=1)  # what a copy of a story already counted adds
     detector_story_copy_cap: float = Field(1.0, ge=0)  # all copies of one story together add at most this much
     detector_key_ttl_s: float = Field(86400.0, ge=0)  # a key quiet this long (event time) is forgotten; 0 = never
+    detector_max_keys: int = Field(100_000, ge=0)  # detector keys held per worker (~3 KB each); past it the quiet
+    # ones seen longest ago are forgotten first (a flood of distinct cashtags); 0 = no cap
     # history (core/history.py): days kept per kind of row, 0 = forever; raw days past retention are archived
     # to FINSENT_ARCHIVE_DIR (Parquet, verified) and their partitions dropped by the worker's upkeep
     retention_raw_days: int = Field(30, ge=0)  # scored_event and the rows hanging off an event (entities)

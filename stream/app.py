@@ -44,7 +44,8 @@ def detector_config(s: Settings) -> DetectorConfig:
     return DetectorConfig(slice_s=s.slice_s, window_s=s.window_s, min_count=s.detector_min_count,
                           p_threshold=s.detector_p, warmup_s=s.detector_warmup_s, cooldown_s=s.detector_cooldown_s,
                           pause_s=s.pause_s, lateness_s=s.lateness_s,
-                          key_ttl_s=s.detector_key_ttl_s, story_copy_weight=s.detector_story_copy_weight,
+                          key_ttl_s=s.detector_key_ttl_s, max_keys=s.detector_max_keys,
+                          story_copy_weight=s.detector_story_copy_weight,
                           story_copy_cap=s.detector_story_copy_cap)
 
 

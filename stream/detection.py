@@ -13,7 +13,9 @@ another worker opened while the partition was away is advanced and resolves here
 
 Keys quiet for longer than the detector's `key_ttl_s` of event time are deleted from the table
 (a tombstone in its changelog), so state and the changelog replay at start stay bounded; the
-detector treats such a key as new when it comes back, whether or not it was deleted yet.
+detector treats such a key as new when it comes back, whether or not it was deleted yet. The
+table holds at most `max_keys` keys: past that (a flood of distinct tickers: spam cashtags, each
+~3 KB of state for a day), the quiet keys seen longest ago are deleted the same way, early.
 
 A watermark held back for longer than `stall_s` (a partition without a mark, an active one
 whose event time does not move, no marks at all) is a problem: `problem()` says which, for
@@ -52,6 +54,8 @@ class Detection:
         self.stalled: dict[int, str] = {}  # the last check()'s answer
         self.late_share = late_share
         self.recent_late: dict[int, list[int]] = {}  # minute -> [events, of them late] (topic keys, last 10 min)
+        self.evict_from: dict[int, int] = {}  # per partition: the table size at which to look again for keys to
+        # evict (after a pass that found too few)
 
     def view(self, q: int) -> WatermarkView:
         if q not in self.views:
@@ -106,6 +110,7 @@ class Detection:
         for key in sorted(self.keys(q)):
             await self._run(q, key, lambda st, key=key: (self.detector.advance(st, key, wm, tuple(view.pauses)), 0))
         self._sweep(q, wm)
+        self._evict(q)
 
     def _sweep(self, q: int, wm: float) -> None:
         """Delete the keys of `q` quiet for longer than the detector's key_ttl_s (at most once per
@@ -123,6 +128,30 @@ class Detection:
         if gone:
             metrics.KEYS_EXPIRED.inc(len(gone))
             log.info("quiet detector keys expired", partition=q, keys=len(gone))
+
+    def _evict(self, q: int) -> None:
+        """Past `max_keys` keys in the table: delete the quiet keys of `q` (nothing open, no alert,
+        an all-zero recent window) seen longest ago, down to nine tenths of the cap. Such a key
+        comes back as a new one, as after its TTL. A pass that finds too few (the flood is still in
+        its windows) is tried again once the table has grown by a hundredth of the cap."""
+        cap, size = self.detector.cfg.max_keys, len(self.table)
+        metrics.KEYS.set(size)
+        if not cap or size <= cap or size < self.evict_from.get(q, 0):
+            return
+        quiet = sorted((v.get("last", -1), k) for k, v in list(self.table.items())
+                       if v and v.get("part") == q and not v.get("open") and v.get("alert") is None
+                       and not any(r[0] for r in v.get("recent") or ()))
+        gone = [k for _, k in quiet[:size - int(cap * 0.9)]]
+        for key in gone:
+            del self.table[key]
+            self.keys(q).discard(key)
+        size = len(self.table)
+        self.evict_from[q] = size + max(1, cap // 100) if size > cap else 0
+        metrics.KEYS.set(size)
+        if gone:
+            metrics.KEYS_EVICTED.inc(len(gone))
+            log.warning("detector keys over the cap: the quiet ones seen longest ago forgotten", partition=q,
+                        keys=len(gone), held=size, cap=cap)
 
     async def _run(self, q: int, key: str, step) -> int:
         st = KeyState.from_dict(self.table.get(key))

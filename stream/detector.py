@@ -127,6 +127,8 @@ class DetectorConfig:
     silence_p: float = 1e-6  # a key's silence this improbable at its own rate is a pause: not learned as calm
     lateness_s: float = 30.0  # of the watermark (stream.watermark): watermark + lateness = every partition's newest
     key_ttl_s: float = 86400.0  # a key quiet (no data, nothing open) this long in event time starts anew (0: never)
+    max_keys: int = 100_000  # keys held at most (~3 KB each): past it the quiet ones seen longest ago go first,
+    # as if their TTL had passed (a flood of distinct spam cashtags); 0: no cap
     # a topic's count test expects at most the negatives its recent items that are not negative
     # imply at its usual share: after a step down in volume (the market's close, the end of its
     # members' bursts) the 30-minute baseline still expects the busier count for a while, and a

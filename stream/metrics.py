@@ -27,6 +27,9 @@ WATERMARK_LAG = Gauge("finsent_watermark_lag_seconds", "Wall clock minus the det
 WATERMARK_STALLED = Gauge("finsent_watermark_stalled", "Scored partitions whose event-time watermark has been held back "
                           "longer than FINSENT_WATERMARK_STALL_S (no alert decided there)")
 KEYS_EXPIRED = Counter("finsent_detector_keys_expired_total", "Detector keys deleted after FINSENT_DETECTOR_KEY_TTL_S quiet")
+KEYS_EVICTED = Counter("finsent_detector_keys_evicted_total", "Quiet detector keys forgotten early because the "
+                       "worker held more than FINSENT_DETECTOR_MAX_KEYS")
+KEYS = Gauge("finsent_detector_keys", "Detector keys held by this worker (its table, standbys included)")
 MODEL_VERSION = Gauge("finsent_model_version", "1 for the model version the worker scores with", ["version"])
 MODEL_SWAPS = Counter("finsent_model_swaps_total", "Model hot swaps, by outcome (swapped | failed)", ["outcome"])
 STALLED = Gauge("finsent_partitions_stalled",

@@ -94,3 +94,27 @@ async def test_quiet_keys_expire_from_the_table_after_their_open_alert_resolved(
     assert "ticker:ACME" not in d.keys(0)
     await d.on_counts(0, surge(200, t + 5))  # it comes back as a new key (cold), and can alert again
     assert table["ticker:ACME"]["history"] == 0 and sent[-1] == ("ticker:ACME", "opened")
+
+
+async def test_a_flood_of_distinct_tickers_is_held_to_the_key_cap_and_an_open_alert_stays(sink):
+    """Each distinct ticker is a detector key (~3 KB) kept for the key TTL (a day): a feed flooded
+    with spam cashtags grew the worker's memory without bound. Past max_keys the quiet keys seen
+    longest ago go; a key with an open alert, and the keys still in their windows, stay."""
+    from stream import metrics
+
+    table, sent = {}, []
+    d = worker(sink, table, sent, max_keys=100)
+    d.reassigned({0})
+    await d.on_marks(0, marks(T - 5))
+    await d.on_counts(0, surge(1))  # ACME's alert opens
+    before = metrics.KEYS_EVICTED._value.get()
+    t = T
+    for i in range(300):  # a new ticker every 2 s, one item each
+        t += 2
+        await d.on_counts(0, Counts(f"ticker:SPAM{i}", [[int(t // 10), 1, 0, [f"x/{i}"], None]], 100 + i))
+        await d.on_counts(0, surge(1000 + i, t))  # ACME goes on surging: its alert stays open
+        await d.on_marks(0, marks(t))
+    assert sent[0] == ("ticker:ACME", "opened") and table["ticker:ACME"]["alert"] is not None
+    assert len(table) <= 100 + 70  # the cap, and the keys still in their 2-minute windows
+    assert "ticker:SPAM0" not in table and "ticker:SPAM299" in table  # the oldest went, the newest stay
+    assert metrics.KEYS_EVICTED._value.get() - before >= 130
