@@ -51,11 +51,17 @@ KEYS = {"scored_event": ("source", "id", "published_at"),
 ROLLUPS = {"event_rollup_minute": "minute", "event_rollup_5m": "bucket", "event_rollup_hour": "bucket"}
 MANIFEST_VERSION = 2  # 2: each table's `content` (row digests); 1 is still read
 CHUNK_ROWS = 50_000
+ARCHIVE_ATTEMPTS = 3  # upkeep archives a day again when rows of it came in between its archive and its drop
 PARTITION_NAME = re.compile(r"^(?P<table>[a-z_]+)_(?P<day>\d{8})$")
 
 
 class HistoryError(RuntimeError):
     """An archive that is missing, incomplete or does not match the database: nothing is dropped."""
+
+
+class ChangedSinceArchive(HistoryError):
+    """The day's partitions no longer hold what its archive has (a late row stored, a row changed
+    after the archive was written): it is archived again before it is dropped."""
 
 
 class DayBusy(HistoryError):
@@ -465,15 +471,16 @@ async def _verify_db(conn, day: date, manifest: dict) -> None:
         in_db = await db_facts(conn, table, day)
         if entry is None:
             if in_db and in_db["rows"]:
-                raise HistoryError(f"{day}: {table} has {in_db['rows']} rows in the database and none in the archive")
+                raise ChangedSinceArchive(f"{day}: {table} has {in_db['rows']} rows in the database and none in the "
+                                          "archive")
             continue
         if in_db is None:
             continue
         for k in ("rows", "min_time", "max_time", "fingerprint", "content"):
             if k in entry and in_db[k] != entry[k]:
                 what = "row contents" if k == "content" else k
-                raise HistoryError(f"{day}: {table} {what} in the database is {in_db[k]}, the archive has {entry[k]} "
-                                   "(rows written or changed after the archive? archive the day again)")
+                raise ChangedSinceArchive(f"{day}: {table} {what} in the database is {in_db[k]}, the archive has "
+                                          f"{entry[k]} (rows written or changed after the archive? archive the day again)")
 
 
 async def _check_columns(conn, day: date, table: str, entry: dict) -> None:
@@ -631,10 +638,16 @@ async def upkeep(conn, policy: Retention, today: date | None = None, *, rollup_b
             try:
                 if policy.archive_dir is not None:
                     async with _day_lock(conn, day):  # a day being restored (or archived by hand) is left alone
-                        if (read_manifest(policy.archive_dir, day) is None
-                                or not await _matches(conn, policy.archive_dir, day)):
-                            done.append((await archive_day(conn, policy.archive_dir, day)).line())
-                        done.append((await drop_day(conn, day, policy.archive_dir, today=today)).line())
+                        for attempt in range(ARCHIVE_ATTEMPTS):
+                            if (read_manifest(policy.archive_dir, day) is None
+                                    or not await _matches(conn, policy.archive_dir, day)):
+                                done.append((await archive_day(conn, policy.archive_dir, day)).line())
+                            try:
+                                done.append((await drop_day(conn, day, policy.archive_dir, today=today)).line())
+                                break
+                            except ChangedSinceArchive:  # a late row of the day came in meanwhile: again
+                                if attempt == ARCHIVE_ATTEMPTS - 1:
+                                    raise
                 elif policy.drop_unarchived:
                     done.append((await drop_day(conn, day, None, require_archive=False, today=today)).line())
             except DayBusy as exc:

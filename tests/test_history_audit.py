@@ -272,6 +272,33 @@ async def test_a_late_row_stored_while_upkeep_attaches_its_day_is_not_refused(mi
         await c.close()
 
 
+
+async def test_a_row_stored_between_the_archive_and_the_drop_is_archived_again_not_an_error(migrated_db, tmp_path,
+                                                                                              monkeypatch):
+    """A late row of the day that comes in after upkeep archived the day and before it drops it:
+    the drop refuses (the database holds more than the archive). Upkeep used to stop there with an
+    error (history upkeep failed: /health 503 until the next run); now it archives the day again,
+    the new row with it, and drops it."""
+    conn, writer = await connect(migrated_db), await connect(migrated_db)
+    day = TODAY - timedelta(days=41)
+    await conn.execute(LATE, noon(day), "first")
+    real, calls = history.archive_day, []
+
+    async def archive_then_a_late_row(*a, **kw):
+        report = await real(*a, **kw)
+        calls.append(report)
+        if len(calls) == 1:
+            await writer.execute(LATE, noon(day, minutes=5), "between")
+        return report
+
+    monkeypatch.setattr(history, "archive_day", archive_then_a_late_row)
+    done = await until_quiet(conn, policy_for(tmp_path))
+    assert len(calls) == 2 and any(" dropped:" in line for line in done), done
+    monkeypatch.setattr(history, "archive_day", real)
+    assert (await restored_counts(conn, tmp_path, day))["scored_event"] == 2
+    await conn.close()
+    await writer.close()
+
 def elsewhere(migrated_db, work) -> list:
     """Run `work(conn)` on its own connection and event loop in a thread, wait for it: what another
     process (the worker, a second `finsent history`) does while this one is paused."""
