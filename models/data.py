@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,16 +196,27 @@ def allowed_use(records: list[dict]) -> dict:
             "statement": f"non-commercial use only: trained on {why}"}
 
 
-def read_bytes(path: Path) -> bytes:
-    """The file's bytes, or a DataError naming the file and why it cannot be read."""
+@contextmanager
+def open_binary(path: Path):
+    """The file opened for reading bytes, or a DataError naming the file and why it cannot be."""
     try:
-        return Path(path).read_bytes()
+        f = open(path, "rb")
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, not a data file") from None
     except PermissionError:
         raise DataError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    with f:
+        yield f
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, or a DataError naming the file and why it cannot be read."""
+    with open_binary(path) as f:
+        return f.read()
 
 
 def read_text(path: Path) -> str:

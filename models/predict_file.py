@@ -42,7 +42,7 @@ from pathlib import Path
 
 import orjson
 
-from models.data import DataError
+from models.data import DataError, open_binary
 from models.entity_scores import entities_json, entity_sentiments
 from models.runtime import Scorer, validate_texts
 
@@ -69,22 +69,6 @@ def detect_format(path: Path, fmt: str | None) -> str:
     if suffix in (".csv", ".tsv", ".txt"):
         return "csv"
     raise DataError(f"{path}: cannot tell the format from the suffix; pass --format csv|jsonl")
-
-
-@contextmanager
-def _open(path: Path):
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a data file") from None
-    except PermissionError:
-        raise DataError(f"{path}: permission denied") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    with f:
-        yield f
 
 
 def _encoding(f) -> str:
@@ -139,7 +123,7 @@ def _column_index(header: list[str], column: str) -> int | None:
 
 
 def _csv_located(path: Path, column: str) -> Iterator[Located]:
-    with _open(path) as raw, field_limit():
+    with open_binary(path) as raw, field_limit():
         enc = _encoding(raw)
         text = _text(raw, enc)
         try:
@@ -191,7 +175,7 @@ def _csv_located(path: Path, column: str) -> Iterator[Located]:
 def open_text(path: Path) -> Iterator[io.TextIOWrapper]:
     """The file as text for csv (newline=''): UTF-8 (BOM skipped; a byte that is not UTF-8 comes
     out as a lone surrogate, see `bad_bytes`) or UTF-16/32 by their BOM; DataError when unreadable."""
-    with _open(path) as raw:
+    with open_binary(path) as raw:
         enc = _encoding(raw)
         try:
             yield _text(raw, enc)
@@ -215,7 +199,7 @@ def _split_lines(line: bytes) -> list[bytes]:
 
 def byte_lines(path: Path) -> Iterator[bytes]:
     """The file's lines as UTF-8 bytes (as they are, for UTF-8; a UTF-8 BOM skipped; UTF-16/32 decoded)."""
-    with _open(path) as raw:
+    with open_binary(path) as raw:
         enc = _encoding(raw)
         if enc == "utf-8":
             first = True
@@ -322,7 +306,7 @@ def score_rows(scorer: Scorer, rows: list[Row], linker=None, min_relevance: floa
 def check_paths(src: Path, dst: Path) -> None:
     """Refuse, before any work, an input that cannot be opened and an output that cannot be
     written: a directory, a file in a missing folder, the input file itself."""
-    with _open(Path(src)):
+    with open_binary(Path(src)):
         pass
     dst = Path(dst)
     if dst.is_dir():
