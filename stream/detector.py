@@ -123,6 +123,8 @@ class DetectorConfig:
     member_half_life_s: float = 21600.0  # of the members' EWMA (0: the key's half_life_s): a member's share is a
     # slow property, and a member seen over 30 minutes has too few items in the topic to tell its share
     max_members: int = 64  # member tickers learned per topic, the busiest
+    slice_tickers: int = 256  # tickers a topic's slice keeps (the busiest): a flood of distinct cashtags made
+    # one slice hold thousands, the key's state (rewritten per batch, one changelog record) past 1 MB
     pause_s: float = 900.0  # (the watermark's pauses: reported, no longer used here; see silence_p)
     silence_p: float = 1e-6  # a key's silence this improbable at its own rate is a pause: not learned as calm
     lateness_s: float = 30.0  # of the watermark (stream.watermark): watermark + lateness = every partition's newest
@@ -317,6 +319,8 @@ class SpikeDetector:
             cell[2] = (cell[2] + list(c.samples))[: self.cfg.samples]
             for t, v in (c.by_ticker or {}).items():
                 cell[3][t] = _add_nk(cell[3].get(t), v)
+            if len(cell[3]) > self.cfg.slice_tickers > 0:
+                cell[3] = _busiest(cell[3], self.cfg.slice_tickers)
             if c.stories:
                 self._add_stories(st.stories.setdefault(str(c.slice), {}), c.stories)
             newest = c.slice if newest is None else max(newest, c.slice)
@@ -744,6 +748,13 @@ def _nk(v) -> tuple[float, float]:
     """A topic cell's per-ticker count: [items, negatives]; a bare number (counts written before
     items were counted per ticker) is negatives only, as they were then read."""
     return (v, v) if isinstance(v, (int, float)) else (v[0], v[1])
+
+
+def _busiest(by_ticker: dict, keep: int) -> dict:
+    """The `keep` tickers with the most items (then negatives, then name: the same in any order of
+    arrival of equal counts). The topic's own n and k still count every item; what the tickers
+    left out had is read at the topic's share, like an item of no member."""
+    return dict(sorted(by_ticker.items(), key=lambda kv: (-_nk(kv[1])[0], -_nk(kv[1])[1], kv[0]))[:keep])
 
 
 def _add_nk(a, b) -> list:

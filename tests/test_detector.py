@@ -520,3 +520,22 @@ def test_a_surge_that_displaces_a_constant_rate_feed_is_not_a_step_down_in_volum
     window = DetectorConfig(topic_count_follows_volume=True, volume_half_life_s=0.0)
     assert [k for k, _ in opened(replay(evs, ewma))] == ["ticker:ACME"]
     assert [k for k, _ in opened(replay(evs, window))] == ["ticker:ACME", "topic:legal"]
+
+
+def test_a_topic_slice_flooded_with_distinct_tickers_keeps_the_busiest_and_stays_small():
+    """A flood of distinct cashtags put thousands of tickers in one topic slice: the key's state,
+    rewritten per batch as one changelog record, grew to ~1 MB in two minutes (Kafka's default
+    record limit) and each batch cost ~80 ms. A slice keeps its `slice_tickers` busiest tickers;
+    the topic's own counts still hold every item."""
+    import orjson
+
+    d, st, t0 = SpikeDetector(DetectorConfig(slice_tickers=256)), KeyState(), 1_700_000_000.0
+    for b in range(240):  # 2 batches a second for 2 minutes, 250 new tickers each, ACME in every one
+        t = t0 + b * 0.5
+        by = {f"SP{b}_{j}": [1, 1] for j in range(250)} | {"ACME": [4, 3]}
+        d.add(st, "topic:Markets", [Cell(int(t // 10), 254, 253, (), by)], b, t - 5)
+    assert len(orjson.dumps(st.to_dict())) < 200_000
+    slices = [c[3] for c in st.open.values()] + [r[2] for r in st.recent]
+    assert slices and all(len(m) <= 256 for m in slices)
+    assert all("ACME" in m for m in slices if m)  # the busiest stay
+    assert sum(c[0] for c in st.open.values()) + sum(r[0] for r in st.recent) == 240 * 254
