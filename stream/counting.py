@@ -61,6 +61,9 @@ def story_weight(story, copy_weight: float = COPY_WEIGHT, copy_cap: float = COPY
     return copy_weight if (story[2] - 1) * copy_weight <= copy_cap + 1e-9 else 0.0
 
 
+SLICE_TICKERS = 256  # tickers a topic's cell carries, the busiest (stream.detector.DetectorConfig.slice_tickers)
+
+
 def count_cells(items: Iterable[Item], slice_s: int, samples: int = 5, copy_weight: float = COPY_WEIGHT,
                 copy_cap: float = COPY_CAP, stories: bool = False) -> dict[str, dict[int, list]]:
     """key -> slice -> [slice, n, k, sample ids (≤ `samples`), {ticker: [n, k]}(, {story: [copies, sources]})];
@@ -89,6 +92,11 @@ def count_cells(items: Iterable[Item], slice_s: int, samples: int = 5, copy_weig
             if negative:
                 cell[2] = add_counts(cell[2], weight)
                 _sample(cell, eid, story, samples, shown.setdefault((key, sl), set()), stories)
+    for key, cells in by_key.items():  # a topic cell's tickers: the busiest SLICE_TICKERS (the detector keeps as
+        if key.startswith("topic:"):   # many): a batch of spam naming 50 distinct cashtags an item made a count
+            for cell in cells.values():  # record past Kafka's 1 MB record limit
+                if len(cell[4]) > SLICE_TICKERS:
+                    cell[4] = dict(sorted(cell[4].items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:SLICE_TICKERS])
     return by_key
 
 

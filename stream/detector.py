@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 import orjson
 from scipy import special
 
-from stream.counting import add_counts
+from stream.counting import SLICE_TICKERS, add_counts
 
 SEVERITIES = ("low", "medium", "high")
 MAX_SOURCES = 8  # sources kept per story in the evidence
@@ -123,7 +123,7 @@ class DetectorConfig:
     member_half_life_s: float = 21600.0  # of the members' EWMA (0: the key's half_life_s): a member's share is a
     # slow property, and a member seen over 30 minutes has too few items in the topic to tell its share
     max_members: int = 64  # member tickers learned per topic, the busiest
-    slice_tickers: int = 256  # tickers a topic's slice keeps (the busiest): a flood of distinct cashtags made
+    slice_tickers: int = SLICE_TICKERS  # tickers a topic's slice keeps (the busiest): a flood of distinct cashtags made
     # one slice hold thousands, the key's state (rewritten per batch, one changelog record) past 1 MB
     pause_s: float = 900.0  # (the watermark's pauses: reported, no longer used here; see silence_p)
     silence_p: float = 1e-6  # a key's silence this improbable at its own rate is a pause: not learned as calm

@@ -92,3 +92,16 @@ def test_cells_carry_stories_with_their_copies_and_sources():
     assert cell[5] == {"wire/s0": [12, ["wire", "blog", "social"]], "blog/s1": [3, ["wire", "blog", "social"]]}
     assert cell[3] == ["wire/wire/s0-0", "wire/blog/s1-0"]  # one sample per story, not five copies
     assert len(count_cells(items, slice_s=100)["ticker:ACME"][10]) == 5  # without stories: the old shape
+
+
+def test_a_topic_cell_carries_its_busiest_tickers_only():
+    """A batch of spam naming 50 distinct cashtags an item made one topic count record of ~1 MB
+    (Kafka's default record limit); a cell carries its SLICE_TICKERS busiest tickers, and the
+    topic's n and k every item."""
+    from stream.counting import SLICE_TICKERS
+
+    items = [(100.0, f"spam/{i}", True, "Markets", tuple(f"S{i}_{j}" for j in range(50))) for i in range(200)]
+    items += [(101.0, f"real/{i}", i % 2 == 0, "Markets", ("ACME",)) for i in range(10)]
+    cell = count_cells(items, 10)["topic:Markets"][10]
+    assert cell[1] == 210 and cell[2] == 205
+    assert len(cell[4]) == SLICE_TICKERS and cell[4]["ACME"] == [10, 5]
