@@ -324,7 +324,7 @@ async def archive_day(conn, root: Path, day: date, progress=None) -> DayReport:
     report = DayReport(day, "archived")
     async with _day_lock(conn, day):
         previous = read_manifest(root, day)
-        if previous is not None and not await _db_agrees(conn, day, previous):
+        if previous is not None and not await _passes(_verify_db(conn, day, previous)):
             kept = await _merge_previous(conn, root, day, previous)
             if kept:
                 report.detail = f"{kept:,} rows of the previous archive put back first"
@@ -376,14 +376,6 @@ async def archive_day(conn, root: Path, day: date, progress=None) -> DayReport:
         _write_atomic(manifest_file(root, day), json.dumps(manifest, indent=1).encode())
         await _record(conn, day, "archived", root)
     return report
-
-
-async def _db_agrees(conn, day: date, manifest: dict) -> bool:
-    try:
-        await _verify_db(conn, day, manifest)
-        return True
-    except HistoryError:
-        return False
 
 
 async def _merge_previous(conn, root: Path, day: date, manifest: dict) -> int:
@@ -640,7 +632,7 @@ async def upkeep(conn, policy: Retention, today: date | None = None, *, rollup_b
                     async with _day_lock(conn, day):  # a day being restored (or archived by hand) is left alone
                         for attempt in range(ARCHIVE_ATTEMPTS):
                             if (read_manifest(policy.archive_dir, day) is None
-                                    or not await _matches(conn, policy.archive_dir, day)):
+                                    or not await _passes(verify_day(conn, policy.archive_dir, day))):
                                 done.append((await archive_day(conn, policy.archive_dir, day)).line())
                             try:
                                 done.append((await drop_day(conn, day, policy.archive_dir, today=today)).line())
@@ -670,9 +662,10 @@ async def upkeep(conn, policy: Retention, today: date | None = None, *, rollup_b
     return done
 
 
-async def _matches(conn, root: Path, day: date) -> bool:
+async def _passes(check) -> bool:
+    """Whether an awaited check (verify_day, _verify_db) finds nothing wrong."""
     try:
-        await verify_day(conn, root, day)
+        await check
         return True
     except HistoryError:
         return False

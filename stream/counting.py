@@ -96,8 +96,20 @@ def count_cells(items: Iterable[Item], slice_s: int, samples: int = 5, copy_weig
         if key.startswith("topic:"):   # many): a batch of spam naming 50 distinct cashtags an item made a count
             for cell in cells.values():  # record past Kafka's 1 MB record limit
                 if len(cell[4]) > SLICE_TICKERS:
-                    cell[4] = dict(sorted(cell[4].items(), key=lambda kv: (-kv[1][0], -kv[1][1], kv[0]))[:SLICE_TICKERS])
+                    cell[4] = busiest(cell[4], SLICE_TICKERS)
     return by_key
+
+
+def busiest(by_ticker: dict, keep: int) -> dict:
+    """The `keep` tickers with the most items, then negatives, then by name (the same whatever the
+    order equal counts arrived in). A value is [items, negatives], or a bare number of negatives
+    (counts written before items were counted per ticker). What the tickers left out had is read
+    at the topic's share, like an item of no member; the topic's own n and k count every item."""
+    def order(kv):
+        v = kv[1]
+        n, k = (v, v) if isinstance(v, (int, float)) else (v[0], v[1])
+        return -n, -k, kv[0]
+    return dict(sorted(by_ticker.items(), key=order)[:keep])
 
 
 def add_counts(a, b):

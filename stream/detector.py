@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 import orjson
 from scipy import special
 
-from stream.counting import SLICE_TICKERS, add_counts
+from stream.counting import SLICE_TICKERS, add_counts, busiest
 
 SEVERITIES = ("low", "medium", "high")
 MAX_SOURCES = 8  # sources kept per story in the evidence
@@ -320,7 +320,7 @@ class SpikeDetector:
             for t, v in (c.by_ticker or {}).items():
                 cell[3][t] = _add_nk(cell[3].get(t), v)
             if len(cell[3]) > self.cfg.slice_tickers > 0:
-                cell[3] = _busiest(cell[3], self.cfg.slice_tickers)
+                cell[3] = busiest(cell[3], self.cfg.slice_tickers)
             if c.stories:
                 self._add_stories(st.stories.setdefault(str(c.slice), {}), c.stories)
             newest = c.slice if newest is None else max(newest, c.slice)
@@ -748,13 +748,6 @@ def _nk(v) -> tuple[float, float]:
     """A topic cell's per-ticker count: [items, negatives]; a bare number (counts written before
     items were counted per ticker) is negatives only, as they were then read."""
     return (v, v) if isinstance(v, (int, float)) else (v[0], v[1])
-
-
-def _busiest(by_ticker: dict, keep: int) -> dict:
-    """The `keep` tickers with the most items (then negatives, then name: the same in any order of
-    arrival of equal counts). The topic's own n and k still count every item; what the tickers
-    left out had is read at the topic's share, like an item of no member."""
-    return dict(sorted(by_ticker.items(), key=lambda kv: (-_nk(kv[1])[0], -_nk(kv[1])[1], kv[0]))[:keep])
 
 
 def _add_nk(a, b) -> list:

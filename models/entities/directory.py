@@ -328,10 +328,10 @@ def _one_line(s: str) -> str:
     return " ".join(s.split())
 
 
-def _csv_columns(header: list[str]) -> tuple[dict[str, int], int | None, int | None]:
+def _csv_columns(header: list[str]):
+    """The column index of the first of `names` the header has (any case, spaces trimmed), or None."""
     cols = {c.strip().lower(): i for i, c in reversed(list(enumerate(header)))}
-    pick = lambda *names: next((cols[n] for n in names if n in cols), None)  # noqa: E731
-    return cols, pick("ticker", "symbol"), pick("name", "title", "company")
+    return lambda *names: next((cols[n] for n in names if n in cols), None)
 
 
 def _csv_records(text: str, path: Path) -> Iterable[Record]:
@@ -340,16 +340,16 @@ def _csv_records(text: str, path: Path) -> Iterable[Record]:
     first = text.split("\n", 1)[0]
     delimiter = ","
     for d in (",", ";", "\t"):
-        _, t, n = _csv_columns(next(csv.reader([first], delimiter=d), []))
-        if t is not None and n is not None:
+        pick = _csv_columns(next(csv.reader([first], delimiter=d), []))
+        if pick("ticker", "symbol") is not None and pick("name", "title", "company") is not None:
             delimiter = d
             break
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     header = next(reader, None) or []
-    cols, tcol, ncol = _csv_columns(header)
+    pick = _csv_columns(header)
+    tcol, ncol = pick("ticker", "symbol"), pick("name", "title", "company")
     if tcol is None or ncol is None:
         raise DirectoryError(f"{path}: CSV needs a header with ticker and name columns, got {header}")
-    pick = lambda *names: next((cols[n] for n in names if n in cols), None)  # noqa: E731
     ecol, acol, icol = pick("exchange"), pick("aliases"), pick("issuer", "cik")
     seen: dict[str, tuple[int, str]] = {}
     line = 1
