@@ -213,6 +213,27 @@ def open_binary(path: Path):
         yield f
 
 
+def csv_records(reader, offset: int = 0):
+    """The records of a csv.reader, each with the file line it starts on (a quoted field may span
+    lines): (line, fields, None), or (line, None, the reader's error) for a record it refused (it
+    goes on after it). Blank lines are not records. `offset`: lines of the file read before the
+    reader's first (a header read apart)."""
+    line = offset + reader.line_num
+    while True:
+        start = line + 1
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line = offset + reader.line_num
+            yield start, None, str(exc)
+            continue
+        line = offset + reader.line_num
+        if rec:
+            yield start, rec, None
+
+
 def read_bytes(path: Path) -> bytes:
     """The file's bytes, or a DataError naming the file and why it cannot be read."""
     with open_binary(path) as f:

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import orjson
 
-from models.data import DataError, open_binary
+from models.data import DataError, csv_records, open_binary
 from models.entity_scores import entities_json, entity_sentiments
 from models.runtime import Scorer, validate_texts
 
@@ -141,24 +141,14 @@ def _csv_located(path: Path, column: str) -> Iterator[Located]:
             idx = _column_index(header, column)
             if idx is None:
                 raise DataError(f"{path}: no column {column!r} (columns: {', '.join(header)})")
-            reader = csv.reader(text, delimiter=delimiter, strict=True)
-            n, line = 0, 1  # the header was line 1
-            while True:
-                start = line + 1
-                try:
-                    rec = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    line = 1 + reader.line_num
-                    if "unexpected end of data" in str(exc):
+            n = 0
+            for start, rec, err in csv_records(csv.reader(text, delimiter=delimiter, strict=True), offset=1):
+                if err is not None:
+                    if "unexpected end of data" in err:
                         raise DataError(f"{path}:{start}: a quoted field opens on this line and is never closed "
-                                        "(the rest of the file would be one text)") from None
+                                        "(the rest of the file would be one text)")
                     n += 1
-                    yield n, start, None, f"malformed CSV on line {start}: {exc}"
-                    continue
-                line = 1 + reader.line_num
-                if not rec:  # a blank line is not a record
+                    yield n, start, None, f"malformed CSV on line {start}: {err}"
                     continue
                 n += 1
                 if any(_BAD_BYTE.search(v) for v in rec):

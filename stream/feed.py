@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from models.data import DataError
+from models.data import DataError, csv_records
 from models.predict_file import bad_bytes, byte_lines, detect_format, field_limit, open_text
 
 SOCIAL = {"social-x", "forum", "stocktwits", "reddit", "twitter", "x"}
@@ -49,28 +49,22 @@ def _csv_events(path: Path):
         reader = csv.reader(f, strict=True)
         try:
             header = next(reader, None)
-            if not header:
-                return
-            line = 1
-            while True:
-                start = line + 1
-                row = next(reader, None)
-                line = reader.line_num  # the header was line 1 of the same reader
-                if row is None:
-                    return
-                if not row:
-                    continue
-                if any(bad_bytes(v) for v in row):
-                    raise DataError(f"{path}:{start}: not valid UTF-8; re-encode the file as UTF-8")
-                if len(row) != len(header):
-                    raise DataError(f"{path}:{start}: {len(row)} fields, the header has {len(header)}")
-                event = dict(zip(header, row))
-                if len(orjson.dumps(event)) > MAX_MESSAGE_BYTES:
-                    raise DataError(f"{path}:{start}: the event is over {MAX_MESSAGE_BYTES:,} bytes, "
-                                    "more than a Kafka message holds")
-                yield event
         except csv.Error as exc:
-            raise DataError(f"{path}:{line + 1}: malformed CSV ({exc})") from None
+            raise DataError(f"{path}:1: malformed CSV ({exc})") from None
+        if not header:
+            return
+        for start, row, err in csv_records(reader):
+            if err is not None:
+                raise DataError(f"{path}:{start}: malformed CSV ({err})")
+            if any(bad_bytes(v) for v in row):
+                raise DataError(f"{path}:{start}: not valid UTF-8; re-encode the file as UTF-8")
+            if len(row) != len(header):
+                raise DataError(f"{path}:{start}: {len(row)} fields, the header has {len(header)}")
+            event = dict(zip(header, row))
+            if len(orjson.dumps(event)) > MAX_MESSAGE_BYTES:
+                raise DataError(f"{path}:{start}: the event is over {MAX_MESSAGE_BYTES:,} bytes, "
+                                "more than a Kafka message holds")
+            yield event
 
 
 async def produce(bootstrap: str, events: Iterable[dict | bytes], news: str, social: str, rate: float = 0.0,

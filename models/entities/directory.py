@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from models.data import csv_records
 from models.entities import names
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -352,19 +353,12 @@ def _csv_records(text: str, path: Path) -> Iterable[Record]:
         raise DirectoryError(f"{path}: CSV needs a header with ticker and name columns, got {header}")
     ecol, acol, icol = pick("exchange"), pick("aliases"), pick("issuer", "cik")
     seen: dict[str, tuple[int, str]] = {}
-    line = 1
-    while True:
-        start = line + 1
-        try:
-            row = next(reader, None)
-        except csv.Error as e:
-            what = ("a quoted field opens on this line and is never closed" if "unexpected end of data" in str(e)
-                    else f"malformed CSV ({e})")
-            raise DirectoryError(f"{path}:{start}: {what}") from None
-        line = reader.line_num
-        if row is None:
-            return
-        if not row or not any(v.strip() for v in row):  # a blank line
+    for start, row, err in csv_records(reader):
+        if err is not None:
+            what = ("a quoted field opens on this line and is never closed" if "unexpected end of data" in err
+                    else f"malformed CSV ({err})")
+            raise DirectoryError(f"{path}:{start}: {what}")
+        if not any(v.strip() for v in row):  # a line of blanks
             continue
         cell = lambda i: _one_line(row[i]) if i is not None and i < len(row) else ""  # noqa: E731
         t, n = cell(tcol), cell(ncol)
