@@ -439,3 +439,67 @@ def test_models_entities_imports_no_stream_api_kafka_or_postgres():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parents[1]).stdout.strip()
     assert out == "[]"
+
+
+# ---------- names the directory derives: qualifiers, descriptors, transliterations ----------
+
+@pytest.mark.parametrize("name, has, lacks", [
+    ("Rio Tinto (corporation)", ["Rio Tinto"], []),           # an encyclopaedia's qualifier is never written
+    ("Hikma Pharmaceuticals PLC", ["Hikma Pharmaceuticals", "Hikma"], []),
+    ("Teva Pharmaceutical Industries Limited", ["Teva"], []),  # descriptors dropped in turn
+    ("Tullow Oil plc", ["Tullow Oil", "Tullow"], []),
+    ("PDF Solutions", [], ["PDF"]),                            # an acronym left alone is a file type
+    ("Deutsche Börse AG", ["Deutsche Börse", "Deutsche Boerse", "Deutsche Borse"], []),
+    ("Brown–Forman", [], ["BrownForman"]),                     # only accented letters change
+    ("International Paper", ["International Paper"], ["Paper"]),  # descriptors are dropped at the end only
+])
+def test_name_aliases_derived_from_a_legal_name(name, has, lacks):
+    from models.entities import names
+    got = names.name_aliases(name)
+    assert all(a in got for a in has), got
+    assert not any(a in got for a in lacks), got
+
+
+def test_a_derived_short_name_that_is_a_person_or_place_needs_its_company_named(directory, linker):
+    from models.entities import names
+    assert names.needs_proof("Powell Industries", "Powell")          # Jerome Powell
+    assert names.needs_proof("Oxford Industries", "Oxford")
+    assert not names.needs_proof("Hikma Pharmaceuticals", "Hikma")   # not a word anyone says
+    assert not names.needs_proof("Apple Inc.", "Apple")              # the legal name's own short form
+    assert "Powell" in directory.get("POWL").strict
+    assert "POWL" not in tickers(linker, "Powell says the Fed will hold rates as stocks slide")
+    assert "POWL" in tickers(linker, "Powell Industries (POWL) beats on revenue, shares up 4%")
+    assert "INVE-B.ST" in tickers(linker, "Investor (INVE) raises its stake")  # its own ticker's root
+
+
+@pytest.mark.parametrize("text, want", [
+    ("Hikma and Barclays help Britain's FTSE to climb higher", "HIK.L"),
+    ("Tullow Oil eyes lower earnings as output falls", "TLW.L"),
+    ("Rio Tinto CEO says iron ore market at equilibrium", "RIO"),
+    ("LSE-Deutsche Boerse dealmakers wrong to ignore Brexit risk", "DB1.DE"),
+    ("BT Group's third quarter revenues rise", "BT-A.L"),  # a Yahoo class ticker, kept whole
+    ("Ericsson cuts jobs as 5G spending slows", "ERIC"),   # to the primary listing
+    ("GlaxoSmithKline targets growth across units", "GSK"),          # a former name
+    ("Primark racks up a happy Christmas after strong sales", "ABF.L"),  # a brand
+])
+def test_short_former_and_transliterated_names_link(linker, text, want):
+    assert want in tickers(linker, text)
+
+
+@pytest.mark.parametrize("text, not_want", [
+    ("Hexagon Resources : Shareholders Approve Rare Earth Investment", "HEXA-B.ST"),
+    ("Charles River Associates (CRA) to host second-quarter call", "CRL"),
+    ("Orion Group expands facilities maintenance platform", "OEC"),     # strict: not Orion's legal form
+    ("Hudson's Bay Investor Group said to consider shelving takeover", "INVE-B.ST"),
+    # a strict name's bracketed ticker must be its own: this is a fund's
+    ("Is American Century Global Growth Investor (TWGGX) a strong fund pick?", "INVE-B.ST"),
+])
+def test_a_name_that_begins_another_company_s_name_does_not_link(linker, text, not_want):
+    assert not_want not in tickers(linker, text)
+
+
+@pytest.mark.parametrize("raw, ok", [("ERIC-B.ST", True), ("BT-A.L", True), ("RF-PB", False),
+                                     ("BAC-PB", False), ("ESSITY-B.ST", True)])
+def test_home_market_class_tickers_are_kept_and_preferred_shares_refused(raw, ok):
+    from models.entities.directory import _TICKER_RE
+    assert bool(_TICKER_RE.match(normalize_ticker(raw))) is ok

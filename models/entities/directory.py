@@ -32,7 +32,10 @@ CURATED_FILE = DATA_DIR / "curated.json"
 FORMAT = "finsent-symbols/1"
 ENV_PATH = "FINSENT_SYMBOLS_FILE"
 
-_TICKER_RE = re.compile(r"^[A-Z0-9][A-Z0-9&]{0,9}(?:\.[A-Z0-9]{1,4})?$")
+# 'AAPL', 'BRK.B', 'SAP.DE', and a home-market class with its exchange ('ERIC-B.ST', 'BT-A.L': Yahoo's
+# spelling, kept whole); at most 16 characters, the width of the ticker columns. A dash anywhere else
+# ('RF-PB', a preferred share) is refused.
+_TICKER_RE = re.compile(r"^(?=.{1,16}$)[A-Z0-9][A-Z0-9&]{0,9}(?:-[A-Z](?=\.))?(?:\.[A-Z0-9]{1,4})?$")
 _CLASS_SEP = re.compile(r"^([A-Z0-9&]+)[-/. ]([A-Z])$")
 
 
@@ -286,7 +289,8 @@ def build(records: Iterable[Record], source: str, licence: str = "", curated: di
                 continue
             claimed[k] = t
             aliases.append(a)
-            if k in force_amb or (k not in never_amb and names.is_common_word(a)):
+            proof = a in derived and k not in never_amb and names.needs_proof(r.name, a)
+            if k in force_amb or proof or (k not in never_amb and names.is_common_word(a)):
                 amb.append(a)
                 if a in derived and a != r.name and k not in force_amb:
                     strict.append(a)

@@ -238,6 +238,8 @@ class Linker:
                 m = Mention(start, stop, tk, "name")
                 if not amb and " " not in low[start:stop] and self._second_word_of_a_name(tx, m):
                     continue  # Mount Everest, Nikola Tesla: a one-word name inside a longer proper noun
+                if self._another_company(t, m):
+                    continue  # Babcock & Wilcox, Hexagon Resources, Charles River Associates
                 if t[stop:stop + 1] == "," and _PLACE_AFTER.match(t, stop):
                     towns.append(m)  # Hershey, Pa.; Dover, Delaware
                     continue
@@ -293,6 +295,22 @@ class Linker:
             return False
         return not tx.mostly_title()
 
+    def _own_tickers(self, ticker: str) -> frozenset:
+        """The tickers of the issuer's classes and their roots, as text writes them in brackets."""
+        return frozenset(x for tk in self._issuer_tickers.get(self._sym[ticker].issuer, ())
+                         for x in (tk, tk.split(".")[0].split("-")[0]))
+
+    def _another_company(self, t: str, m: Mention) -> bool:
+        """The name is the first part of another company's: a capitalised word that ends company
+        names ('Resources', 'Associates') and is not in this company's own. ('X & Y' is left alone:
+        'Hershey & Mondelez' is two companies, 'Wells Fargo & Company' one.)"""
+        after = t[m.end:m.end + 40]
+        nxt = _next_word(after)
+        if not nxt or not nxt[0].isupper() or after[:1] != " ":
+            return False
+        word = nxt.lower().rstrip(".,:;'’")
+        return word in rules.OTHER_COMPANY_NEXT and word not in self._sym[m.ticker].name.lower().split()
+
     def _resolve_ambiguous(self, tx: "_Text", upper_text: bool, pending: list[Mention],
                            sure: list[Mention]) -> list[Mention]:
         t = tx.t
@@ -307,7 +325,7 @@ class Linker:
                 out.append(m)
                 continue
             if m.strict:                     # 'Employers added 200,000 jobs': only 'Employers Inc' or '(EIG)'
-                if _legal_or_ticker_after(t, m):
+                if _legal_or_ticker_after(t, m, self._sym[m.ticker].name, self._own_tickers(m.ticker)):
                     out.append(m)
                 continue
             if lower_text or not (t[m.start].isupper() or _has_inner_capital(t[m.start:m.end])):
@@ -432,17 +450,28 @@ _PREV_OK = rules.FUNCTION_WORDS | rules.DETERMINERS | rules.MARKET_VERBS | rules
 _NEXT_OK = rules.FUNCTION_WORDS | rules.MARKET_VERBS | rules.NEXT_NOUNS | rules.LEGAL_NEXT
 
 
-_TICKER_AFTER = re.compile(r" \((?:[A-Za-z ]+:\s?)?[A-Z.]{1,6}\)")
+_TICKER_AFTER = re.compile(r" \((?:[A-Za-z ]+:\s?)?([A-Z.]{1,6})\)")
 
 
 def _by_relevance(e: Entity) -> tuple:
     return -e.relevance, e.spans[0][0] if e.spans else -1, e.ticker
 
 
-def _legal_or_ticker_after(t: str, m: Mention) -> bool:
-    """'Gap Inc', 'Employers Holdings', 'Target (TGT)', 'Target (NYSE: TGT)'."""
+def _legal_or_ticker_after(t: str, m: Mention, own: str = "", own_tickers: frozenset = frozenset()) -> bool:
+    """'Gap Inc', 'Employers Holdings', 'Target (TGT)', 'Target (NYSE: TGT)'. Given the company's own
+    legal name (`own`), the word must be its legal form ('Orion Group' is not Orion S.A.), and given
+    its tickers, the one in brackets must be one of them ('Growth Investor (TWGGX)' is a fund)."""
+    tm = _TICKER_AFTER.match(t, m.end)
+    if tm:
+        return not own_tickers or tm.group(1).rstrip(".") in own_tickers
     nxt = _next_word(t[m.end:m.end + 20])
-    return bool(nxt and nxt.lower().rstrip(".,") in rules.LEGAL_NEXT) or bool(_TICKER_AFTER.match(t, m.end))
+    word = nxt.lower().rstrip(".,") if nxt else ""
+    if word not in rules.LEGAL_NEXT:
+        return False
+    if not own:
+        return True
+    forms = {rules.LEGAL_FORM.get(w.rstrip(".,"), w.rstrip(".,")) for w in own.lower().split()}
+    return rules.LEGAL_FORM.get(word, word) in forms
 
 
 def _has_inner_capital(surface: str) -> bool:

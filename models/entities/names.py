@@ -6,6 +6,7 @@ the linker (when it reads text), so that both sides agree on what a key is.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 # Characters folded before matching; one character in, one out, so offsets in the folded text are
@@ -22,7 +23,23 @@ LEGAL_SUFFIXES = (
 _SUFFIX_RE = re.compile(
     r"(?:[\s,]+(?:" + "|".join(re.escape(s) for s in sorted(LEGAL_SUFFIXES, key=len, reverse=True))
     + r")\.?)+\s*$", re.IGNORECASE)
-_CLASS_RE = re.compile(r"\s*\((?:class|series)\s+[a-z]\)\s*$", re.IGNORECASE)
+# a trailing parenthetical: a share class ('(Class A)') or a qualifier an encyclopaedia adds to tell
+# namesakes apart ('Rio Tinto (corporation)', 'Puma (brand)', 'Metso (2020-present)'); never written in text
+_QUALIFIER_RE = re.compile(r"\s*\([^()]*\)\s*$")
+# Words that say what a company does, not who it is: 'Hikma Pharmaceuticals' is written 'Hikma', 'Croda
+# International' 'Croda', 'Tullow Oil' 'Tullow'. Only these are dropped for a short name; words that
+# often end a name people write whole are not ('Ford Motor', 'Tyson Foods', 'Devon Energy', 'Lincoln
+# National', 'Capital One Financial', 'American Airlines').
+DESCRIPTORS = (
+    "industries", "international", "technologies", "technology", "pharmaceuticals", "pharmaceutical",
+    "pharma", "therapeutics", "biosciences", "laboratories", "resources", "mining", "oil", "oil & gas",
+    "enterprises", "worldwide", "systems", "solutions", "brands",
+)
+_DESCRIPTOR_RE = re.compile(
+    r"\s+(?:" + "|".join(re.escape(s) for s in sorted(DESCRIPTORS, key=len, reverse=True)) + r")$", re.IGNORECASE)
+# German and Nordic letters as English text writes them: 'Deutsche Börse' is 'Deutsche Boerse' in a wire
+# headline and 'Deutsche Borse' where the accent was dropped
+_TRANSLIT = (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"), ("Ä", "Ae"), ("Ö", "Oe"), ("Ü", "Ue"))
 _LEADING_THE = re.compile(r"^the\s+", re.IGNORECASE)
 _DOTCOM = re.compile(r"\.com$", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
@@ -35,6 +52,10 @@ COMMON_WORD_FREQ = 300
 # A name derived by stripping legal words ('Next plc' -> 'Next', 'City Holding' -> 'City') that is this
 # common is not kept as an alias at all; only a curated or user-given alias may be such a word.
 VERY_COMMON_WORD_FREQ = 10_000
+# A one-word short name derived by dropping a descriptor or a qualifier ('Powell', 'Oxford') that is
+# this frequent (names of people and places are in the list too) needs the company's cashtag or
+# legal name beside it; see needs_proof.
+NAME_WORD_FREQ = 50
 
 
 def fold(text: str) -> str:
@@ -53,7 +74,7 @@ def key(alias: str) -> str:
 
 def strip_legal(name: str) -> str:
     """'Apple Inc.' -> 'Apple'; 'The Walt Disney Company' -> 'Walt Disney'; 'Amazon.com, Inc.' -> 'Amazon.com'."""
-    out = _CLASS_RE.sub("", name.strip())
+    out = _QUALIFIER_RE.sub("", name.strip())
     for _ in range(3):
         shorter = _SUFFIX_RE.sub("", out).strip(" ,")
         if shorter == out or len(shorter) < 2:
@@ -62,16 +83,63 @@ def strip_legal(name: str) -> str:
     return _LEADING_THE.sub("", out).strip() or name.strip()
 
 
+def short_name(name: str) -> str:
+    """'Hikma Pharmaceuticals PLC' -> 'Hikma'; a name that is nothing but descriptors stays whole."""
+    short = strip_legal(name)
+    shorter = short
+    for _ in range(3):  # 'Teva Pharmaceutical Industries' -> 'Teva'
+        shorter = _DESCRIPTOR_RE.sub("", shorter).strip(" ,&")
+    if len(shorter) < 3 or is_acronym(shorter):  # 'PDF Solutions' -> 'PDF' is a file; ticker rules cover 'EOG'
+        return short
+    return shorter
+
+
+def transliterations(alias: str) -> list[str]:
+    """'Deutsche Börse' -> ['Deutsche Boerse', 'Deutsche Borse']; [] for a name with no such letter.
+    Only accented letters change ('Brown–Forman' keeps its dash)."""
+    if alias.isascii():
+        return []
+    spelled = alias
+    for a, b in _TRANSLIT:
+        spelled = spelled.replace(a, b)
+    bare = "".join(_base_letter(c) for c in alias)
+    return [x for x in dict.fromkeys((spelled, bare)) if x != alias]
+
+
+def _base_letter(c: str) -> str:
+    if c.isascii() or not c.isalpha():
+        return c
+    base = unicodedata.normalize("NFKD", c)[0]
+    return base if base.isascii() else c
+
+
 def name_aliases(name: str) -> list[str]:
-    """The aliases a legal name implies: itself, without legal suffixes, without '.com'."""
+    """The aliases a legal name implies: itself, without legal suffixes or a qualifier, without '.com',
+    without a trailing descriptor ('Tullow Oil' -> 'Tullow'), and the short forms in plain ASCII
+    letters ('Deutsche Börse' -> 'Deutsche Boerse')."""
     out = [name.strip()]
     short = strip_legal(name)
-    if short and short not in out:
-        out.append(short)
-    nodot = _DOTCOM.sub("", short)
-    if nodot != short and len(nodot) >= 3:
-        out.append(nodot)
-    return [a for a in out if len(key(a)) >= 2]
+    for a in (short, _DOTCOM.sub("", short), short_name(name)):
+        if a and a not in out and len(a) >= (2 if a == short else 3):
+            out.append(a)
+    out += [t for a in list(out) for t in transliterations(a)]
+    return [a for a in dict.fromkeys(out) if len(key(a)) >= 2]
+
+
+def needs_proof(name: str, alias: str) -> bool:
+    """A one-word alias derived by more than dropping legal words (a descriptor, a qualifier) that is
+    a word people say at all (Powell Industries -> 'Powell', Oxford Industries -> 'Oxford', Abbott
+    Laboratories -> 'Abbott', Vertex Pharmaceuticals -> 'Vertex'): a person, a place or a word as
+    often as the company, so it links only with the company's cashtag, ticker or legal name beside
+    it. Brand-like coinages (Hikma, Croda, Regeneron) are not in the word list at all."""
+    k = key(alias)
+    if " " in k:
+        return False
+    if not _QUALIFIER_RE.search(name.strip()):
+        plain = strip_legal(name)
+        if k in {key(a) for a in [plain, *transliterations(plain)]}:
+            return False  # the legal name's own short form: COMMON_WORD_FREQ decides ('Apple')
+    return word_frequency(k) >= NAME_WORD_FREQ
 
 
 @lru_cache(maxsize=1)

@@ -81,6 +81,17 @@ CUE_WORDS = frozenset({
 # Legal words right after a name: 'Gap Inc', 'Shell plc'.
 LEGAL_NEXT = frozenset({"inc", "inc.", "corp", "corp.", "co", "co.", "ltd", "ltd.", "plc", "group", "holdings",
                         "corporation", "incorporated", "n.v.", "ag", "se", "sa", "llc"})
+# Spellings of one legal form, to tell 'Employers Holdings' (its own) from 'Orion Group' (another's)
+LEGAL_FORM = {"inc.": "inc", "incorporated": "inc", "corp.": "corp", "corporation": "corp", "co.": "co",
+              "company": "co", "ltd.": "ltd", "limited": "ltd", "holding": "holdings", "s.a.": "sa",
+              "n.v.": "nv", "plc.": "plc"}
+# A capitalised word after a name that makes it another company's name, unless the company's own name
+# has the word: 'Hexagon Resources' is not Hexagon AB, 'Charles River Associates' not Charles River
+# Laboratories. (Subsidiary words such as Bank, Energy or Group are not here: 'Tesco Bank' is Tesco's.)
+OTHER_COMPANY_NEXT = frozenset({
+    "associates", "resources", "minerals", "mining", "metals", "composites", "ventures", "acquisition",
+    "bancorp", "bancshares", "royalty", "exploration", "gold", "lithium", "uranium",
+})
 
 # Words after a name that keep it a subject or a head ('Apple said', 'Gap and'), as opposed to a
 # modifier of a common noun ('Apple pie', 'Visa applications', 'Shell company').
