@@ -503,3 +503,12 @@ def test_a_name_that_begins_another_company_s_name_does_not_link(linker, text, n
 def test_home_market_class_tickers_are_kept_and_preferred_shares_refused(raw, ok):
     from models.entities.directory import _TICKER_RE
     assert bool(_TICKER_RE.match(normalize_ticker(raw))) is ok
+
+
+def test_curated_file_refuses_a_key_written_twice(tmp_path):
+    from models.entities.directory import CURATED_FILE, _curated
+    assert _curated()["aliases"]["GE"]  # the shipped file has each key once
+    doc = CURATED_FILE.read_text(encoding="utf-8").replace('"aliases": {', '"aliases": {\n    "GE": ["GE"],', 1)
+    (tmp_path / "curated.json").write_text(doc, encoding="utf-8")
+    with pytest.raises(DirectoryError, match="written twice: GE"):
+        _curated(tmp_path / "curated.json")

@@ -309,8 +309,19 @@ def _bare_ok(ticker: str, stop_acronyms: set[str]) -> bool:
             and names.word_frequency(base) < names.COMMON_WORD_FREQ)
 
 
-def _curated() -> dict:
-    return json.loads(CURATED_FILE.read_text())
+def _curated(path: Path | None = None) -> dict:
+    """The curated file; a key written twice is refused (JSON keeps the last one silently, so a second
+    '"GE": [...]' line would drop the first one's aliases)."""
+    path = path or CURATED_FILE
+
+    def unique(pairs: list) -> dict:
+        seen = [k for k, _ in pairs]
+        twice = sorted({k for k in seen if seen.count(k) > 1})
+        if twice:
+            raise DirectoryError(f"{path}: key(s) written twice: {', '.join(twice)}")
+        return dict(pairs)
+
+    return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=unique)
 
 
 def _decode(raw: bytes, path: Path) -> str:
