@@ -490,6 +490,8 @@ def test_short_former_and_transliterated_names_link(linker, text, want):
     ("Hexagon Resources : Shareholders Approve Rare Earth Investment", "HEXA-B.ST"),
     ("Charles River Associates (CRA) to host second-quarter call", "CRL"),
     ("Orion Group expands facilities maintenance platform", "OEC"),     # strict: not Orion's legal form
+    ("Amazon River levels at record low hit barge shipping volumes by 30%", "AMZN"),  # a place
+    ("Ashtead Road closed after flooding, shares of nearby retailers dip", "AHT.L"),
     ("Hudson's Bay Investor Group said to consider shelving takeover", "INVE-B.ST"),
     # a strict name's bracketed ticker must be its own: this is a fund's
     ("Is American Century Global Growth Investor (TWGGX) a strong fund pick?", "INVE-B.ST"),

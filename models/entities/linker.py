@@ -239,7 +239,7 @@ class Linker:
                 if not amb and " " not in low[start:stop] and self._second_word_of_a_name(tx, m):
                     continue  # Mount Everest, Nikola Tesla: a one-word name inside a longer proper noun
                 if self._another_company(t, m):
-                    continue  # Babcock & Wilcox, Hexagon Resources, Charles River Associates
+                    continue  # Hexagon Resources, Charles River Associates, Amazon River
                 if t[stop:stop + 1] == "," and _PLACE_AFTER.match(t, stop):
                     towns.append(m)  # Hershey, Pa.; Dover, Delaware
                     continue
@@ -301,14 +301,16 @@ class Linker:
                          for x in (tk, tk.split(".")[0].split("-")[0]))
 
     def _another_company(self, t: str, m: Mention) -> bool:
-        """The name is the first part of another company's: a capitalised word that ends company
-        names ('Resources', 'Associates') and is not in this company's own. ('X & Y' is left alone:
+        """The name is the first part of another name: a place ('Amazon River') or another company (a
+        capitalised word that ends company names, 'Resources', 'Associates', not in this company's own). ('X & Y' is left alone:
         'Hershey & Mondelez' is two companies, 'Wells Fargo & Company' one.)"""
         after = t[m.end:m.end + 40]
         nxt = _next_word(after)
         if not nxt or not nxt[0].isupper() or after[:1] != " ":
             return False
         word = nxt.lower().rstrip(".,:;'’")
+        if word in rules.PLACE_NEXT:
+            return True  # Amazon River, Ashtead Road: a place named after the same word
         return word in rules.OTHER_COMPANY_NEXT and word not in self._sym[m.ticker].name.lower().split()
 
     def _resolve_ambiguous(self, tx: "_Text", upper_text: bool, pending: list[Mention],

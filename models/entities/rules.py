@@ -85,6 +85,12 @@ LEGAL_NEXT = frozenset({"inc", "inc.", "corp", "corp.", "co", "co.", "ltd", "ltd
 LEGAL_FORM = {"inc.": "inc", "incorporated": "inc", "corp.": "corp", "corporation": "corp", "co.": "co",
               "company": "co", "ltd.": "ltd", "limited": "ltd", "holding": "holdings", "s.a.": "sa",
               "n.v.": "nv", "plc.": "plc"}
+# A capitalised word after a name that makes the two a place: 'Amazon River', 'Ashtead Road', 'Delta
+# County'. ('Falls' is left out: 'Ashtead Falls 3%'; 'Park' and 'Square' too: Apple Park is Apple's.)
+PLACE_NEXT = frozenset({
+    "river", "road", "street", "avenue", "lane", "lake", "mountain", "mountains", "valley", "island",
+    "islands", "bay", "forest", "rainforest", "basin", "sea", "ocean", "county", "creek", "canyon", "desert",
+})
 # A capitalised word after a name that makes it another company's name, unless the company's own name
 # has the word: 'Hexagon Resources' is not Hexagon AB, 'Charles River Associates' not Charles River
 # Laboratories. (Subsidiary words such as Bank, Energy or Group are not here: 'Tesco Bank' is Tesco's.)
