@@ -500,6 +500,15 @@ def test_a_name_that_begins_another_company_s_name_does_not_link(linker, text, n
     assert not_want not in tickers(linker, text)
 
 
+@pytest.mark.parametrize("text, want", [
+    ("Rio Tinto Mining Output Rises 5%", "RIO"),        # Headline Case: 'Mining' is a word of the headline
+    ("Glencore Mining Unit Sells Stake", "GLEN.L"),
+    ("Targa Resources beats on volumes", "TRGP"),       # the word is in its own name
+])
+def test_a_descriptor_word_after_a_name_in_a_headline_keeps_it(linker, text, want):
+    assert want in tickers(linker, text)
+
+
 @pytest.mark.parametrize("raw, ok", [("ERIC-B.ST", True), ("BT-A.L", True), ("RF-PB", False),
                                      ("BAC-PB", False), ("ESSITY-B.ST", True)])
 def test_home_market_class_tickers_are_kept_and_preferred_shares_refused(raw, ok):

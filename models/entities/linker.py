@@ -238,7 +238,7 @@ class Linker:
                 m = Mention(start, stop, tk, "name")
                 if not amb and " " not in low[start:stop] and self._second_word_of_a_name(tx, m):
                     continue  # Mount Everest, Nikola Tesla: a one-word name inside a longer proper noun
-                if self._another_company(t, m):
+                if self._another_name(tx, m):
                     continue  # Hexagon Resources, Charles River Associates, Amazon River
                 if t[stop:stop + 1] == "," and _PLACE_AFTER.match(t, stop):
                     towns.append(m)  # Hershey, Pa.; Dover, Delaware
@@ -300,18 +300,28 @@ class Linker:
         return frozenset(x for tk in self._issuer_tickers.get(self._sym[ticker].issuer, ())
                          for x in (tk, tk.split(".")[0].split("-")[0]))
 
-    def _another_company(self, t: str, m: Mention) -> bool:
-        """The name is the first part of another name: a place ('Amazon River') or another company (a
-        capitalised word that ends company names, 'Resources', 'Associates', not in this company's own). ('X & Y' is left alone:
-        'Hershey & Mondelez' is two companies, 'Wells Fargo & Company' one.)"""
-        after = t[m.end:m.end + 40]
+    def _another_name(self, tx: "_Text", m: Mention) -> bool:
+        """The name is the first part of another name: a place ('Amazon River') or another company,
+        where a capitalised word that ends company names follows ('Hexagon Resources', 'Charles River
+        Associates') and is not in this company's own name. In Headline Case only where that word
+        ends the name ('Hexagon Resources:', 'Altius Minerals Corp'), not 'Rio Tinto Mining Output
+        Rises'. ('X & Y' is left alone: 'Hershey & Mondelez' is two companies.)"""
+        t = tx.t
+        after = t[m.end:m.end + 60]
         nxt = _next_word(after)
         if not nxt or not nxt[0].isupper() or after[:1] != " ":
             return False
         word = nxt.lower().rstrip(".,:;'’")
         if word in rules.PLACE_NEXT:
-            return True  # Amazon River, Ashtead Road: a place named after the same word
-        return word in rules.OTHER_COMPANY_NEXT and word not in self._sym[m.ticker].name.lower().split()
+            return True
+        if word not in rules.OTHER_COMPANY_NEXT or word in self._sym[m.ticker].name.lower().split():
+            return False
+        if not tx.mostly_title():
+            return True
+        rest = after[after.index(nxt) + len(nxt):]
+        then = _next_word(rest)
+        return not then or not then[0].isalpha() or then.lower().rstrip(".,") in rules.LEGAL_NEXT \
+            or rest.lstrip()[:1] in "(:;,-|"
 
     def _resolve_ambiguous(self, tx: "_Text", upper_text: bool, pending: list[Mention],
                            sure: list[Mention]) -> list[Mention]:

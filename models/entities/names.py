@@ -135,7 +135,8 @@ def needs_proof(name: str, alias: str) -> bool:
     k = key(alias)
     if " " in k:
         return False
-    if not _QUALIFIER_RE.search(name.strip()):
+    qualifier = _QUALIFIER_RE.search(name.strip())
+    if not qualifier or re.match(r"\s*\((?:class|series)\s+\w\)", qualifier.group(0), re.IGNORECASE):
         plain = strip_legal(name)
         if k in {key(a) for a in [plain, *transliterations(plain)]}:
             return False  # the legal name's own short form: COMMON_WORD_FREQ decides ('Apple')
