@@ -88,7 +88,9 @@ def private_target(draw) -> str:
         ip = embed(kind, v4, r)
         text = str(ip) if draw(st.booleans()) else ip.exploded
         if kind in ("mapped", "compatible", "siit") and draw(st.booleans()):
-            text = text.rsplit(":", 2)[0] + ":" + str(v4) if text.count(":") >= 2 else text
+            # the last 32 bits written as dotted v4 ('::ffff:10.0.0.1'); from the exploded form, since
+            # the compressed one may have no groups left to replace ('::' for 0.0.0.0 compatible)
+            text = ":".join(ip.exploded.split(":")[:6]) + ":" + str(v4)
         host = f"[{text}]"
     port = draw(st.sampled_from(["", ":443", ":8443", ":1"]))
     return f"https://{host}{port}/{draw(st.text(string.ascii_letters, max_size=8))}"
