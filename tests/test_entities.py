@@ -523,3 +523,15 @@ def test_curated_file_refuses_a_key_written_twice(tmp_path):
     (tmp_path / "curated.json").write_text(doc, encoding="utf-8")
     with pytest.raises(DirectoryError, match="written twice: GE"):
         _curated(tmp_path / "curated.json")
+
+
+@pytest.mark.parametrize("text, want, not_want", [
+    ("Tesco (LON:TSCO) shares rise", {"TSCO.L"}, {"TSCO"}),         # Tesco in London, not Tractor Supply
+    ("Hexagon AB (publ) (STO:HEXA B): should the earnings drop worry you?", {"HEXA-B.ST"}, {"STO3"}),
+    ("Aristocrat Leisure Limited (ASX:ALL) earns a nice return", set(), {"ALL"}),  # Sydney's ALL
+    ("Maire Tecnimont (BIT:MT) use of debt could be considered risky", set(), {"MT"}),
+    ("Target (NYSE: TGT) raises its outlook", {"TGT"}, set()),       # a US code reads the ticker as written
+])
+def test_exchange_codes_read_the_ticker_in_that_market(linker, text, want, not_want):
+    got = tickers(linker, text)
+    assert want <= got and not (not_want & got), got

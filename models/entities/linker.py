@@ -84,10 +84,12 @@ SHORT_TEXT = 320  # characters: read as one context when corroborating an ordina
 _CASHTAG = re.compile(r"\$(?<![\w$]\$)([A-Za-z][A-Za-z0-9]{0,9}(?:[./-][A-Za-z]{1,2})?)(?![\w])")
 _UNKNOWN_CASHTAG = re.compile(r"^[A-Z]{1,6}(?:\.[A-Z]{1,2})?$")
 _PARENS = re.compile(r"\(([A-Z][A-Z0-9]{0,5}(?:[./-][A-Z]{1,2})?)\)")
-_EXCH = re.compile(r"\b(?:" + "|".join(re.escape(e) for e in rules.EXCHANGE_PREFIXES)
-                   + r")\s?:\s?([A-Z][A-Z0-9]{0,5}(?:[./-][A-Z]{1,2})?)\b")
-# what every _EXCH match holds: a cheap test (a literal first) that skips the alternation of exchange
-# names over texts whose only colons are web addresses' (most tweets)
+# 'NYSE: ' / 'STO:' and the ticker after it: a code-shaped word and a colon (one cheap pattern; the code is
+# then looked up in rules.EXCHANGE_PREFIXES), then the ticker, and a Nordic class letter ('HEXA B)')
+_EXCH = re.compile(r"\b(NYSE American|[A-Z][A-Za-z]{1,8})\s?:\s?(?=[A-Z])")
+_EXCH_TICKER = re.compile(r"([A-Z][A-Z0-9]{0,5}(?:[./-][A-Z]{1,2})?)\b(?: ([A-Z])(?=\)))?")
+# what every _EXCH match holds: a cheap test (a literal first) that skips the code search over texts
+# whose only colons are web addresses' (most tweets)
 _COLON_TICKER = re.compile(r":\s?[A-Z]")
 # every character but an ASCII letter or digit to a NUL, one for one (`_alnum_only` below)
 _WORD_BYTES = bytes(b if chr(b).isascii() and chr(b).isalnum() else 0 for b in range(256))
@@ -203,11 +205,22 @@ class Linker:
     def _qualified(self, t: str) -> tuple[list[Mention], list[tuple[int, int]]]:
         """Tickers written 'NYSE: TGT' or '(TGT)': these count even when the ticker is a word."""
         out, exch = [], []
-        for m in (_EXCH.finditer(t) if ":" in t and _COLON_TICKER.search(t) else ()):
+        for code in (_EXCH.finditer(t) if ":" in t and _COLON_TICKER.search(t) else ()):
+            suffix = rules.EXCHANGE_PREFIXES.get(code.group(1), "-")
+            m = _EXCH_TICKER.match(t, code.end()) if suffix != "-" else None
+            if m is None:
+                continue  # 'Update: Apple ...': a word and a colon, not an exchange
+            # 'NASDAQ: ' names the exchange, not Nasdaq Inc; after a foreign code the ticker is that
+            # market's ('LON:TSCO'), never a US ticker written bare
+            exch.append((code.start(), m.start() if suffix == "" else m.end()))
+            if suffix is None:
+                continue  # 'ASX:ALL' is Aristocrat Leisure in Sydney, not Allstate
             tk = normalize_ticker(m.group(1))
-            exch.append((m.start(), m.start(1)))  # 'NASDAQ: ' names the exchange, not Nasdaq Inc
-            if tk in self._sym:
-                out.append(Mention(m.start(1), m.end(1), tk, "ticker"))
+            cls = f"{tk}-{m.group(2)}{suffix}" if m.group(2) else ""
+            if cls in self._sym:  # 'STO:HEXA B' -> HEXA-B.ST
+                out.append(Mention(m.start(1), m.end(2), cls, "ticker"))
+            elif f"{tk}{suffix}" in self._sym:
+                out.append(Mention(m.start(1), m.end(1), f"{tk}{suffix}", "ticker"))
         for m in (_PARENS.finditer(t) if "(" in t else ()):
             tk = normalize_ticker(m.group(1))
             if tk in self._sym and len(tk) >= 2 and not _defines_acronym(t, m.start(), m.group(1)):

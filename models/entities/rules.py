@@ -121,8 +121,20 @@ DETERMINERS = frozenset({"the", "a", "an", "this", "that", "these", "those", "my
                          "neither", "such", "what", "which", "whose"})
 
 # Exchanges whose 'EXCH: TICK' form names a listing outright.
-EXCHANGE_PREFIXES = ("NYSE", "NASDAQ", "Nasdaq", "AMEX", "NYSEARCA", "NYSE American", "OTC", "OTCMKTS",
-                     "TSX", "LSE", "LON", "ETR", "FRA", "EPA", "AMS", "TYO", "BATS", "CBOE")
+# Exchange codes written before a ticker ('NYSE: GM', 'Hexagon AB (STO:HEXA B)'): the code is the exchange,
+# never a company named like it (Nasdaq Inc, Sto SE). The value is where the ticker after it is looked up:
+# '' as written (a US listing), a suffix for a home-market listing the directory keeps ('LON:TSCO' is
+# TSCO.L, Tesco, not Tractor Supply's TSCO), None where the directory keeps none of that market's codes.
+EXCHANGE_PREFIXES = {
+    "NYSE": "", "NASDAQ": "", "Nasdaq": "", "AMEX": "", "NYSEARCA": "", "NYSE American": "", "OTC": "",
+    "OTCMKTS": "", "BATS": "", "CBOE": "", "ARCA": "",
+    "LSE": ".L", "LON": ".L", "ETR": ".DE", "XETRA": ".DE", "EPA": ".PA", "AMS": ".AS", "TYO": ".T",
+    "STO": ".ST", "HEL": ".HE", "CPH": ".CO", "BME": ".MC", "SWX": ".SW", "SIX": ".SW", "EBR": ".BR",
+    "FRA": None, "TSX": None, "TSXV": None, "TSE": None, "ASX": None, "NZSE": None, "OB": None, "BIT": None,
+    "ELI": None, "WSE": None, "HKG": None, "SEHK": None, "SHSE": None, "SZSE": None, "NSE": None, "BSE": None,
+    "KRX": None, "KOSDAQ": None, "TPE": None, "SGX": None, "JSE": None, "BMV": None, "IST": None,
+    "TASE": None, "VIE": None, "ISE": None, "CNSX": None, "NEOE": None,
+}
 
 # Nouns that follow a company name as its own attribute ('Apple shares', 'Target CEO'), unlike the
 # common nouns an ordinary word modifies ('apple pie', 'target price', 'shell company').
