@@ -26,6 +26,7 @@ _SUFFIX_RE = re.compile(
 # a trailing parenthetical: a share class ('(Class A)') or a qualifier an encyclopaedia adds to tell
 # namesakes apart ('Rio Tinto (corporation)', 'Puma (brand)', 'Metso (2020-present)'); never written in text
 _QUALIFIER_RE = re.compile(r"\s*\([^()]*\)\s*$")
+_CLASS_RE = re.compile(r"\s*\((?:class|series)\s+\w\)\s*$", re.IGNORECASE)  # of those, a share class
 # Words that say what a company does, not who it is: 'Hikma Pharmaceuticals' is written 'Hikma', 'Croda
 # International' 'Croda', 'Tullow Oil' 'Tullow'. Only these are dropped for a short name; words that
 # often end a name people write whole are not ('Ford Motor', 'Tyson Foods', 'Devon Energy', 'Lincoln
@@ -135,8 +136,7 @@ def needs_proof(name: str, alias: str) -> bool:
     k = key(alias)
     if " " in k:
         return False
-    qualifier = _QUALIFIER_RE.search(name.strip())
-    if not qualifier or re.match(r"\s*\((?:class|series)\s+\w\)", qualifier.group(0), re.IGNORECASE):
+    if not _QUALIFIER_RE.search(name.strip()) or _CLASS_RE.search(name.strip()):
         plain = strip_legal(name)
         if k in {key(a) for a in [plain, *transliterations(plain)]}:
             return False  # the legal name's own short form: COMMON_WORD_FREQ decides ('Apple')
