@@ -16,6 +16,14 @@ events really inserted, in the same statement. The ticker keys of an event are i
 column (the worker writes there the entities at or above the relevance cut plus its cashtags
 and feed tags); each ticker's rollup row counts that entity's own sentiment and score when an
 entity row gives one, else the item's.
+
+An item is identified by (source, id). The table's key also holds published_at (the daily
+partitions need it), so an item re-sent with another time (an RSS pubDate moved, a wire's
+re-timed correction) would be a second row counted twice. `retimed` finds the rows of a batch
+whose (source, id) is already stored under another published_at within a window; the worker
+drops them before the stories and the insert (the first stored wins, as an exact replay's does)
+and counts them as duplicates. Beyond the window (or after the first's day was dropped) a re-sent
+item is stored again.
 """
 
 from __future__ import annotations
@@ -100,6 +108,26 @@ SELECT source, id FROM ins
 INSERT_FROM_STAGE_STORIES = INSERT_FROM_STAGE.replace(
     f"INSERT INTO scored_event ({_cols}) SELECT {_cols} FROM finsent_stage", _STORY_INSERT, 1)
 assert INSERT_FROM_STAGE_STORIES != INSERT_FROM_STAGE
+
+
+# (source, id) already stored under another published_at within ±$4 seconds: the batch's keys are
+# probed in each partition the window reaches (run-time partition pruning keeps the others out)
+RETIMED_SQL = """SELECT b.source, b.id, b.published_at
+FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS b(source, id, published_at)
+WHERE EXISTS (SELECT 1 FROM scored_event e WHERE e.source = b.source AND e.id = b.id
+              AND e.published_at <> b.published_at
+              AND e.published_at >= b.published_at - make_interval(secs => $4)
+              AND e.published_at <= b.published_at + make_interval(secs => $4))"""
+
+
+async def retimed(conn, rows: list[tuple], window_s: float) -> set[tuple]:
+    """The (source, id, published_at) of `rows` (tuples in COLUMNS order) whose (source, id) is
+    stored under another published_at less than `window_s` away; empty when `window_s` is 0."""
+    if not rows or window_s <= 0:
+        return set()
+    found = await conn.fetch(RETIMED_SQL, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
+                             float(window_s))
+    return {(r["source"], r["id"], r["published_at"]) for r in found}
 
 
 # rows that were stored before without a story (ON CONFLICT DO NOTHING left them as they were)

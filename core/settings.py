@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     max_wait_s: float = Field(0.25, gt=0, le=10)
     max_text_chars: int = Field(20_000, ge=1)
     max_future_skew_s: float = Field(300.0, ge=0)  # published_at further ahead of receive time → dead letter
+    dedupe_window_h: float = Field(72.0, ge=0)  # an item (source, id) re-sent with another published_at less than
+    # this far from the stored one is a duplicate (the first stored wins); 0 = off: each time is another row
     # personal data masked in text and title before scoring, storing or publishing (core/masking.py):
     # a comma-separated subset of email, phone, card, handle; empty turns masking off
     mask: Annotated[tuple[Literal["email", "phone", "card", "handle"], ...], NoDecode] = ("email", "phone")

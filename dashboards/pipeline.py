@@ -56,7 +56,9 @@ def throughput() -> db.Panel:
     return prom_series("Throughput (per second)", [
         promql(f"sum(rate(finsent_scored_total{RATE}))", "scored (new rows)", "A"),
         promql(f"sum by (topic) (rate(finsent_consumed_total{RATE}))", "consumed {{topic}}", "B"),
-        promql(f"sum(rate(finsent_duplicates_total{RATE}))", "duplicates absorbed", "C")], unit="ops")
+        promql(f"sum(rate(finsent_duplicates_total{RATE}))", "duplicates absorbed", "C"),
+        promql(f"sum(rate(finsent_duplicates_retimed_total{RATE}))", "of which re-sent with another time", "D")],
+        unit="ops")
 
 
 def consumer_lag() -> db.Panel:

@@ -75,7 +75,8 @@ def create_app(settings: Settings, scorer: Scorer, expected_inputs: frozenset[st
     state = app.Table("detector-state", default=dict, partitions=settings.partitions)
     sink = PostgresSink(settings.asyncpg_dsn, timeouts=DbTimeouts(
         statement_s=settings.db_statement_timeout_s, lock_s=settings.db_lock_timeout_s,
-        idle_in_transaction_s=settings.db_idle_in_transaction_timeout_s, command_s=settings.db_command_timeout_s))
+        idle_in_transaction_s=settings.db_idle_in_transaction_timeout_s, command_s=settings.db_command_timeout_s),
+        dedupe_window_s=settings.dedupe_window_h * 3600.0)
     clock = PartitionClock(settings.lateness_s, settings.idle_partition_s)
     processor = BatchProcessor(scorer, sink, FaustPublisher(deadletter, scored, settings.kafka_send_timeout_s), clock,
                                slice_s=settings.slice_s, max_chars=settings.max_text_chars,

@@ -7,6 +7,8 @@ CONSUMED = Counter("finsent_consumed_total", "Messages read from input topics", 
 SCORED = Counter("finsent_scored_total", "Events scored and written to Postgres (new rows)")
 DEADLETTERED = Counter("finsent_deadlettered_total", "Messages sent to the dead-letter topic", ["reason"])
 DUPLICATES = Counter("finsent_duplicates_total", "Scored events already in Postgres (redelivery absorbed)")
+RETIMED = Counter("finsent_duplicates_retimed_total", "Of the duplicates, items re-sent with another published_at "
+                  "(the same source and id stored first under another time, FINSENT_DEDUPE_WINDOW_H): left out")
 STORY_KEYS = Counter("finsent_story_keys_total", "Story band keys a batch looked up, by where from: the worker's key "
                      "cache (held by a live story) or a probe of the shared index", ["via"])
 BATCH_SIZE = Histogram("finsent_batch_size", "Events per scoring batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))

@@ -152,6 +152,20 @@ def count_records(rows: list[tuple], new: set, slice_s: int, samples: int = 5,
     return [(key, {"kind": "counts", "key": key, "cells": list(cells.values())}) for key, cells in cells_of.items()]
 
 
+def once(rows: list[tuple]) -> list[tuple]:
+    """The batch's rows with one per (source, id), the first (an item is its source and id; the batch's
+    maps are keyed so): a later copy, the same or re-sent with another published_at, is counted as a
+    duplicate here, as the sink counts one already stored."""
+    seen: dict[tuple, tuple] = {}
+    for r in rows:
+        first = seen.setdefault((r[0], r[1]), r)
+        if first is not r:
+            metrics.DUPLICATES.inc()
+            if first[2] != r[2]:
+                metrics.RETIMED.inc()
+    return list(seen.values()) if len(seen) < len(rows) else rows
+
+
 @dataclasses.dataclass
 class Scored:
     """A scored batch waiting to be stored."""
@@ -250,7 +264,7 @@ class BatchProcessor:
         scored = [(i, e, p) for (i, e), p in zip(good, preds) if p is not None]
         keys, entities_of = await self.run_blocking(self._entities, scored) if scored else ({}, {})
         scored_at = datetime.now(timezone.utc)
-        rows = [row(e, p, ingested_at, scored_at, keys.get((e.source, e.id))) for _, e, p in scored]
+        rows = once([row(e, p, ingested_at, scored_at, keys.get((e.source, e.id))) for _, e, p in scored])
         items_of = {(e.source, e.id): i for i, e, _ in scored}
         bands_of = await self.run_blocking(self._bands, rows) if rows and self.stories is not None else {}
         return Scored(items, good, rows, items_of, dead + model_dead, entities_of, bands_of)

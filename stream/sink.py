@@ -38,7 +38,7 @@ import asyncpg
 import orjson
 
 from core import logs
-from core.events import store_scored
+from core.events import retimed, store_scored
 from core.pg import ensure_partitions
 from stream import metrics
 from stream.detector import Decision
@@ -111,9 +111,21 @@ def keepalive(conn: asyncpg.Connection, idle_s: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
+def _without(dropped: set, rows: list[tuple], entities, items) -> tuple[list, list, list]:
+    """The batch without the rows keyed (source, id, published_at) in `dropped` (and their entity
+    rows and story items)."""
+    if not dropped:
+        return rows, entities, items
+    return ([r for r in rows if (r[0], r[1], r[2]) not in dropped],
+            [e for e in entities if (e[0], e[1], e[2]) not in dropped],
+            [i for i in items if (i.source, i.id, i.published_at) not in dropped])
+
+
 class PostgresSink:
-    def __init__(self, dsn: str, max_backoff_s: float = 5.0, pool_size: int = 4, timeouts: DbTimeouts | None = None):
+    def __init__(self, dsn: str, max_backoff_s: float = 5.0, pool_size: int = 4, timeouts: DbTimeouts | None = None,
+                 dedupe_window_s: float = 72 * 3600.0):
         self.dsn, self.max_backoff_s, self.pool_size = dsn, max_backoff_s, pool_size
+        self.dedupe_window_s = dedupe_window_s  # core.events.retimed: 0 = (source, id, published_at) is the key
         self.timeouts = timeouts or DbTimeouts()
         self.pool: asyncpg.Pool | None = None
         self.errors: dict[str, str] = {}  # kind of write (scored_event, outbox, alert) -> its last failure
@@ -190,8 +202,15 @@ class PostgresSink:
         """Rows, their entity rows and rollups, their stories (`stories.assign(conn, items)`, a
         core.stories.Stories: under its advisory lock, whose wait lock_timeout bounds), plus the
         detector's count records of the rows really inserted (`outbox(new ids[, {(source, id):
-        (story id, novel, copies)}]) -> payload`), in one transaction. Returns (new ids, outbox id)."""
+        (story id, novel, copies)}]) -> payload`), in one transaction. Returns (new ids, outbox id).
+        Rows whose (source, id) is stored under another published_at (core.events.retimed) are
+        left out before anything is written: not new, not counted, not a story's copy."""
         async def op(conn):
+            dropped = await retimed(conn, rows, self.dedupe_window_s)
+            new, oid = await write(conn, *_without(dropped, rows, entities, items))
+            return new, oid, dropped
+
+        async def write(conn, rows, entities, items):
             if stories is not None and items:
                 # stories first (under their lock), so that each row is inserted once with its story
                 assigned = await stories.assign(conn, items, write_events=False)
@@ -203,7 +222,12 @@ class PostgresSink:
                 payload = outbox(new)
             oid = await conn.fetchval(INSERT_OUTBOX, payload) if payload else None
             return new, oid
-        return await self.retrying("scored_event", op)
+        new, oid, dropped = await self.retrying("scored_event", op)
+        if dropped:
+            metrics.RETIMED.inc(len(dropped))
+            log.info("re-timed copies of stored items left out", count=len(dropped),
+                     examples=[f"{s}/{i}@{t.isoformat()}" for s, i, t in sorted(dropped)[:3]])
+        return new, oid
 
     async def acquire(self):
         """A pooled connection for upkeep (`async with await sink.acquire() as conn`), its wait bounded."""
