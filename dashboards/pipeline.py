@@ -57,7 +57,8 @@ def throughput() -> db.Panel:
         promql(f"sum(rate(finsent_scored_total{RATE}))", "scored (new rows)", "A"),
         promql(f"sum by (topic) (rate(finsent_consumed_total{RATE}))", "consumed {{topic}}", "B"),
         promql(f"sum(rate(finsent_duplicates_total{RATE}))", "duplicates absorbed", "C"),
-        promql(f"sum(rate(finsent_duplicates_retimed_total{RATE}))", "of which re-sent with another time", "D")],
+        promql(f"sum(rate(finsent_duplicates_retimed_total{RATE}))", "of which re-sent with another time", "D"),
+        promql(f"sum(rate(finsent_duplicates_archived_total{RATE}))", "of which already archived", "E")],
         unit="ops")
 
 

@@ -9,6 +9,8 @@ DEADLETTERED = Counter("finsent_deadlettered_total", "Messages sent to the dead-
 DUPLICATES = Counter("finsent_duplicates_total", "Scored events already in Postgres (redelivery absorbed)")
 RETIMED = Counter("finsent_duplicates_retimed_total", "Of the duplicates, items re-sent with another published_at "
                   "(the same source and id stored first under another time, FINSENT_DEDUPE_WINDOW_H): left out")
+ARCHIVED = Counter("finsent_duplicates_archived_total", "Of the duplicates, items of a day already archived and dropped "
+                   "that its archive holds (a replay of old events): left out, not counted again")
 STORY_KEYS = Counter("finsent_story_keys_total", "Story band keys a batch looked up, by where from: the worker's key "
                      "cache (held by a live story) or a probe of the shared index", ["via"])
 BATCH_SIZE = Histogram("finsent_batch_size", "Events per scoring batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))

@@ -33,12 +33,14 @@ from collections.abc import Awaitable, Callable
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import asyncpg
 import orjson
 
 from core import logs
 from core.events import retimed, store_scored
+from core.history import ArchivedKeys, HistoryError
 from core.pg import ensure_partitions
 from stream import metrics
 from stream.detector import Decision
@@ -111,6 +113,9 @@ def keepalive(conn: asyncpg.Connection, idle_s: float) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
+DROPPED_DAYS_SQL = "SELECT day, archive_dir FROM history_day WHERE state = 'dropped' AND day = ANY($1::date[])"
+
+
 def _without(dropped: set, rows: list[tuple], entities, items) -> tuple[list, list, list]:
     """The batch without the rows keyed (source, id, published_at) in `dropped` (and their entity
     rows and story items)."""
@@ -126,6 +131,8 @@ class PostgresSink:
                  dedupe_window_s: float = 72 * 3600.0):
         self.dsn, self.max_backoff_s, self.pool_size = dsn, max_backoff_s, pool_size
         self.dedupe_window_s = dedupe_window_s  # core.events.retimed: 0 = (source, id, published_at) is the key
+        self.archived_keys = ArchivedKeys()  # the keys of dropped days' archives, read when their rows come again
+        self._unreadable: set = set()  # dropped days whose archive could not be read (warned once each)
         self.timeouts = timeouts or DbTimeouts()
         self.pool: asyncpg.Pool | None = None
         self.errors: dict[str, str] = {}  # kind of write (scored_event, outbox, alert) -> its last failure
@@ -203,12 +210,14 @@ class PostgresSink:
         core.stories.Stories: under its advisory lock, whose wait lock_timeout bounds), plus the
         detector's count records of the rows really inserted (`outbox(new ids[, {(source, id):
         (story id, novel, copies)}]) -> payload`), in one transaction. Returns (new ids, outbox id).
-        Rows whose (source, id) is stored under another published_at (core.events.retimed) are
-        left out before anything is written: not new, not counted, not a story's copy."""
+        Rows whose (source, id) is stored under another published_at (core.events.retimed), and rows
+        of a dropped day that its archive holds (`_archived`), are left out before anything is
+        written: not new, not counted, not a story's copy."""
         async def op(conn):
             dropped = await retimed(conn, rows, self.dedupe_window_s)
-            new, oid = await write(conn, *_without(dropped, rows, entities, items))
-            return new, oid, dropped
+            archived = await self._archived(conn, [r for r in rows if (r[0], r[1], r[2]) not in dropped])
+            new, oid = await write(conn, *_without(dropped | archived, rows, entities, items))
+            return new, oid, dropped, archived
 
         async def write(conn, rows, entities, items):
             if stories is not None and items:
@@ -222,12 +231,41 @@ class PostgresSink:
                 payload = outbox(new)
             oid = await conn.fetchval(INSERT_OUTBOX, payload) if payload else None
             return new, oid
-        new, oid, dropped = await self.retrying("scored_event", op)
-        if dropped:
-            metrics.RETIMED.inc(len(dropped))
-            log.info("re-timed copies of stored items left out", count=len(dropped),
-                     examples=[f"{s}/{i}@{t.isoformat()}" for s, i, t in sorted(dropped)[:3]])
+        new, oid, dropped, archived = await self.retrying("scored_event", op)
+        for counter, keys, what in ((metrics.RETIMED, dropped, "re-timed copies of stored items left out"),
+                                    (metrics.ARCHIVED, archived, "items of archived days arriving again left out")):
+            if keys:
+                counter.inc(len(keys))
+                log.info(what, count=len(keys), examples=[f"{s}/{i}@{t.isoformat()}" for s, i, t in sorted(keys)[:3]])
         return new, oid
+
+    async def _archived(self, conn, rows: list[tuple]) -> set[tuple]:
+        """The (source, id, published_at) of `rows` that the archive of their day holds, for the
+        days upkeep has dropped (history_day): such a row is a replay of one stored, counted and
+        archived before, not a new one. A day dropped without an archive, or whose archive cannot
+        be read (a warning, once per day), has nothing to compare with: its rows are stored."""
+        if not rows:
+            return set()
+        by_day: dict = {}
+        for r in rows:
+            by_day.setdefault(r[2].astimezone(timezone.utc).date(), []).append((r[0], r[1], r[2]))
+        found = set()
+        for rec in await conn.fetch(DROPPED_DAYS_SQL, list(by_day)):
+            day, root = rec["day"], rec["archive_dir"]
+            if root is None:
+                continue
+            keys = by_day[day]
+            try:
+                held = await asyncio.to_thread(self.archived_keys.held, Path(root), day, keys)
+            except HistoryError as exc:
+                if day not in self._unreadable:
+                    self._unreadable.add(day)
+                    log.warning("a dropped day's archive cannot be read: its rows arriving again are stored as new "
+                                "and counted again", day=day.isoformat(), error=str(exc)[:300])
+                continue
+            self._unreadable.discard(day)
+            found.update(k for k, h in zip(keys, held) if h)
+        return found
 
     async def acquire(self):
         """A pooled connection for upkeep (`async with await sink.acquire() as conn`), its wait bounded."""

@@ -1,7 +1,11 @@
-"""An item re-sent with another published_at (an RSS pubDate moved, a re-timed wire correction) is
-the same item: one row, counted once by the rollups and the detector, not a copy of its own story.
-Driven through the worker's scoring step against a real PostgreSQL (no Kafka; a stub scorer reads
-every item as a negative one, so the counts are known)."""
+"""Items that arrive again in forms the table's key does not catch, driven through the worker's
+scoring step against a real PostgreSQL (no Kafka; a stub scorer reads every item as a negative one,
+so the counts are known):
+
+- re-sent with another published_at (an RSS pubDate moved, a re-timed wire correction): the same
+  item, one row, counted once by the rollups and the detector, not a copy of its own story;
+- replayed after its day was archived and dropped (the row it duplicates is only in the archive):
+  left out, not counted a second time; a truly late item of that day is still stored and counted."""
 
 import asyncio
 from datetime import datetime, timedelta, timezone
@@ -11,6 +15,8 @@ import orjson
 import pytest
 from prometheus_client import REGISTRY
 
+from core import history
+from core.history import Retention
 from core.pg import libpq_dsn
 from core.settings import Settings
 from core.stories import Stories
@@ -128,5 +134,57 @@ async def test_an_exact_replay_still_adds_nothing(migrated_db):
         assert rows[0]["n"] == 20
         n = await fetch(dsn, "SELECT sum(n) AS n FROM event_rollup_minute WHERE key_type = 'ticker' AND key = 'QZR'")
         assert n[0]["n"] == 20
+    finally:
+        await p.sink.close()
+
+
+async def rollup_n(dsn: str) -> int:
+    return (await fetch(dsn, "SELECT coalesce(sum(n), 0) AS n FROM event_rollup_minute "
+                             "WHERE key_type = 'ticker' AND key = 'QZR'"))[0]["n"]
+
+
+async def test_a_replay_of_an_archived_and_dropped_day_is_not_counted_again(migrated_db, tmp_path):
+    dsn = libpq_dsn(migrated_db)
+    p = processor(dsn, 72 * 3600)
+    day, root = T0.date(), tmp_path / "archive"
+    policy = Retention(raw_days=30, archive_dir=root, minute_days=0, five_minute_days=0)
+    batch = [item(f"h{i}", T0 + timedelta(minutes=i), f"Qzrcorp headline number {i} of the day", i) for i in range(12)]
+    late = [item("late1", T0 + timedelta(hours=3), "Qzrcorp files a late report", 50)]
+    archived0 = metric("finsent_duplicates_archived_total")
+    try:
+        await p.process(batch)
+        assert await rollup_n(dsn) == 12
+
+        async def upkeep():
+            conn = await asyncpg.connect(dsn)
+            try:
+                for _ in range(10):
+                    if not await history.upkeep(conn, policy, day + timedelta(days=40)):
+                        return
+            finally:
+                await conn.close()
+
+        await upkeep()
+        assert (await fetch(dsn, "SELECT state FROM history_day WHERE day = $1", day))[0]["state"] == "dropped"
+        assert (await fetch(dsn, "SELECT count(*) AS n FROM scored_event"))[0]["n"] == 0
+
+        records = len(p.publisher.records)
+        await p.process(batch[:5] + late + batch[5:])  # the feed replayed, one item of the day truly new
+        assert await rollup_n(dsn) == 13
+        assert [r["id"] for r in await fetch(dsn, "SELECT id FROM scored_event")] == ["late1"]
+        assert counted(p.publisher.records[records:]) == pytest.approx(1.0)
+        assert metric("finsent_duplicates_archived_total") - archived0 == 12
+
+        # upkeep archives the day again (the union: 13 rows) and drops it; a replay of all 13 adds nothing
+        await upkeep()
+        assert history.read_manifest(root, day)["tables"]["scored_event"]["rows"] == 13
+        await p.process(batch + late)
+        assert await rollup_n(dsn) == 13
+        assert metric("finsent_duplicates_archived_total") - archived0 == 25
+
+        # an archive that cannot be read: the rows are stored as before (counted again), not held
+        history.manifest_file(root, day).unlink()
+        await p.process(late)
+        assert await rollup_n(dsn) == 14
     finally:
         await p.sink.close()
