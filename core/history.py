@@ -49,6 +49,8 @@ DAY_TABLES = ("scored_event", "event_entity")  # parent tables with daily partit
 KEYS = {"scored_event": ("source", "id", "published_at"),
         "event_entity": ("source", "event_id", "published_at", "ticker")}
 ROLLUPS = {"event_rollup_minute": "minute", "event_rollup_5m": "bucket", "event_rollup_hour": "bucket"}
+# what each table's entry of a manifest holds (read_manifest refuses one without; `content` is version 2's)
+MANIFEST_ENTRY = ("file", "rows", "min_time", "max_time", "fingerprint", "columns", "sha256")
 MANIFEST_VERSION = 2  # 2: each table's `content` (row digests); 1 is still read
 CHUNK_ROWS = 50_000
 ARCHIVE_ATTEMPTS = 3  # upkeep archives a day again when rows of it came in between its archive and its drop
@@ -122,6 +124,10 @@ def read_manifest(root: Path, day: date) -> dict | None:
         manifest = json.loads(path.read_bytes())
         if not isinstance(manifest, dict) or not isinstance(manifest.get("tables"), dict):
             raise ValueError("no 'tables' in it")
+        for table, entry in manifest["tables"].items():
+            lacks = [k for k in MANIFEST_ENTRY if not isinstance(entry, dict) or k not in entry]
+            if lacks:
+                raise ValueError(f"its {table} entry lacks {', '.join(lacks)}")
     except (OSError, ValueError) as exc:
         raise HistoryError(f"{day}: the manifest {path} cannot be read ({exc}); nothing was changed. Put back a good "
                            "copy, or move it and the day's files aside to archive the day anew (only while the "

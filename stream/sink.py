@@ -40,7 +40,7 @@ import orjson
 
 from core import logs
 from core.events import retimed, store_scored
-from core.history import ArchivedKeys, HistoryError
+from core.history import ArchivedKeys
 from core.pg import ensure_partitions
 from stream import metrics
 from stream.detector import Decision
@@ -257,7 +257,7 @@ class PostgresSink:
             keys = by_day[day]
             try:
                 held = await asyncio.to_thread(self.archived_keys.held, Path(root), day, keys)
-            except HistoryError as exc:
+            except Exception as exc:  # noqa: BLE001 - HistoryError, or a manifest of an unexpected shape: never a halt
                 if day not in self._unreadable:
                     self._unreadable.add(day)
                     log.warning("a dropped day's archive cannot be read: its rows arriving again are stored as new "

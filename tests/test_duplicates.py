@@ -182,9 +182,16 @@ async def test_a_replay_of_an_archived_and_dropped_day_is_not_counted_again(migr
         assert await rollup_n(dsn) == 13
         assert metric("finsent_duplicates_archived_total") - archived0 == 25
 
-        # an archive that cannot be read: the rows are stored as before (counted again), not held
-        history.manifest_file(root, day).unlink()
+        # an archive that cannot be read (a manifest of another shape, then none): the rows are stored
+        # as before (counted again), and storage is never held for it
+        history.manifest_file(root, day).write_text('{"tables": {"scored_event": {"rows": 13}}}')
         await p.process(late)
         assert await rollup_n(dsn) == 14
+        with pytest.raises(history.HistoryError, match="entry lacks file"):  # nothing archived over it
+            await upkeep()
+        history.manifest_file(root, day).unlink()
+        await p.process(batch[:1])
+        assert await rollup_n(dsn) == 15
+        assert not p.sink.errors
     finally:
         await p.sink.close()
