@@ -531,7 +531,18 @@ def test_curated_file_refuses_a_key_written_twice(tmp_path):
     ("Aristocrat Leisure Limited (ASX:ALL) earns a nice return", set(), {"ALL"}),  # Sydney's ALL
     ("Maire Tecnimont (BIT:MT) use of debt could be considered risky", set(), {"MT"}),
     ("Target (NYSE: TGT) raises its outlook", {"TGT"}, set()),       # a US code reads the ticker as written
+    # a listing the directory lacks, written with its exchange, is kept as an unknown cashtag is
+    ("Pinterest, Inc. (NYSE: PINS) beats estimates", {"PINS"}, set()),
+    ("Roku (NASDAQ:ROKU) shares fall", {"ROKU"}, set()),
+    ("Zqx Holdings (LON:ZQX) trading update", {"ZQX.L"}, {"ZQX"}),
+    ("Update: markets open higher", set(), {"UPDATE"}),             # a word and a colon, not a code
 ])
 def test_exchange_codes_read_the_ticker_in_that_market(linker, text, want, not_want):
     got = tickers(linker, text)
     assert want <= got and not (not_want & got), got
+
+
+def test_an_unlisted_ticker_after_a_code_is_dropped_when_unknown_cashtags_are():
+    strict = Linker(Directory.default(), keep_unknown_cashtags=False)
+    assert tickers(strict, "Pinterest, Inc. (NYSE: PINS) beats estimates") == set()
+    assert tickers(strict, "Target (NYSE: TGT) raises its outlook") == {"TGT"}

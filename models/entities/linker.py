@@ -219,7 +219,10 @@ class Linker:
             cls = f"{tk}-{m.group(2)}{suffix}" if m.group(2) else ""
             if cls in self._sym:  # 'STO:HEXA B' -> HEXA-B.ST
                 out.append(Mention(m.start(1), m.end(2), cls, "ticker"))
-            elif f"{tk}{suffix}" in self._sym:
+            elif f"{tk}{suffix}" in self._sym or (self.keep_unknown_cashtags and not m.group(2)
+                                                  and _UNKNOWN_CASHTAG.match(f"{tk}{suffix}")):
+                # ('NYSE: PINS' names its listing as plainly as '$PINS' does: kept when the directory
+                # does not list it, as an unknown cashtag is)
                 out.append(Mention(m.start(1), m.end(1), f"{tk}{suffix}", "ticker"))
         for m in (_PARENS.finditer(t) if "(" in t else ()):
             tk = normalize_ticker(m.group(1))
