@@ -17,6 +17,7 @@ import itertools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import ClassVar
 
 import orjson
@@ -24,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # The span of published_at that is stored and counted; outside it the value is a mistake, not news.
 PUBLISHED_RANGE = (datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc))
+# RFC 2822 dates as RSS writes pubDate: optional weekday, day, month name, year, time, zone
+_RFC2822 = re.compile(r"^\s*(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+(\d{4})\s+\d{1,2}:\d{2}(?::\d{2})?\s+\S+\s*$")
 MAX_TICKERS = 50  # tickers an item may name: the field, or the distinct cashtags of its text
 CASHTAG = re.compile(r"(?<![A-Za-z0-9$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)\b")
 
@@ -43,6 +46,22 @@ class NewsEvent(BaseModel):
     url: str | None = Field(None, max_length=2000)
     tickers: list[str] | None = Field(None, max_length=MAX_TICKERS)
     lang: str | None = Field(None, max_length=16)
+
+    @field_validator("published_at", mode="before")
+    @classmethod
+    def _rfc2822(cls, v):
+        """RSS's pubDate form ('Mon, 07 Dec 2026 10:00:00 GMT', '... -0500') besides ISO-8601 and epoch
+        seconds or milliseconds. A zone written as a name the standard does not define ('CET') is
+        refused: read as UTC it would put the item an hour or more off."""
+        if not isinstance(v, str) or not (m := _RFC2822.match(v)):
+            return v
+        parsed = parsedate_to_datetime(v)
+        if parsed.year != int(m.group(1)):  # the standard's two-digit-year rule read '0001' as 2001
+            raise ValueError(f"year {m.group(1)} out of range")
+        zone = v.split()[-1]
+        if parsed.tzinfo is None and zone not in ("-0000", "+0000"):
+            raise ValueError(f"time zone {zone!r} is not a numeric offset or one RFC 2822 names; write e.g. +0100")
+        return parsed
 
     @field_validator("published_at")
     @classmethod

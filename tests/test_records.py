@@ -31,6 +31,31 @@ def test_a_byte_order_mark_before_the_json_is_ignored():
         decode(b"\xef\xbb\xbf\xef\xbb\xbf" + raw(), 20_000)  # one mark, not two
 
 
+@pytest.mark.parametrize("published_at, utc", [
+    ("Mon, 05 Jan 2026 10:00:00 GMT", "2026-01-05T10:00:00+00:00"),   # RSS pubDate
+    ("Mon, 05 Jan 2026 15:30:00 +0530", "2026-01-05T10:00:00+00:00"),
+    ("05 Jan 2026 05:00 EST", "2026-01-05T10:00:00+00:00"),           # a zone the standard names
+    ("Mon, 05 Jan 2026 10:00:00 -0000", "2026-01-05T10:00:00+00:00"),
+    (1767607200, "2026-01-05T10:00:00+00:00"),                         # epoch seconds
+    (1767607200000, "2026-01-05T10:00:00+00:00"),                      # and milliseconds
+])
+def test_published_at_in_the_forms_feeds_write(published_at, utc):
+    from datetime import timezone
+
+    e = decode(raw(published_at=published_at), 20_000, now=NOW, max_skew_s=300)
+    assert e.published_at.astimezone(timezone.utc).isoformat() == utc
+
+
+@pytest.mark.parametrize("published_at, reason", [
+    ("Mon, 05 Jan 2026 10:00:00 CET", "time zone 'CET'"),  # read as UTC it would be an hour off
+    ("Mon, 05 Jan 0001 10:00:00 +0100", "year 0001"),       # not 2001 by the two-digit-year rule
+    ("Mon, 32 Jan 2026 10:00:00 GMT", "day is out of range"),
+])
+def test_published_at_rfc2822_that_cannot_be_read_right_is_invalid(published_at, reason):
+    with pytest.raises(Invalid, match=f"published_at.*{reason}"):
+        decode(raw(published_at=published_at), 20_000)
+
+
 def test_naive_timestamp_is_utc():
     e = decode(raw(published_at="2026-01-05T10:00:00"), 20_000)
     assert e.published_at.utcoffset().total_seconds() == 0
