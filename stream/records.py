@@ -47,6 +47,12 @@ class NewsEvent(BaseModel):
     tickers: list[str] | None = Field(None, max_length=MAX_TICKERS)
     lang: str | None = Field(None, max_length=16)
 
+    @field_validator("id", mode="before")
+    @classmethod
+    def _integer_id(cls, v):
+        """Many feeds number their items (tweet ids, numeric guids): 12345 is the item "12345"."""
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
     @field_validator("published_at", mode="before")
     @classmethod
     def _rfc2822(cls, v):

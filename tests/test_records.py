@@ -56,6 +56,14 @@ def test_published_at_rfc2822_that_cannot_be_read_right_is_invalid(published_at,
         decode(raw(published_at=published_at), 20_000)
 
 
+def test_a_numeric_id_is_its_decimal_text_and_other_types_are_refused():
+    assert decode(raw(id=1732984561234567890), 20_000).id == "1732984561234567890"
+    assert decode(raw(id=0), 20_000).id == "0"
+    for bad in (1.5, True, ["a"], None):
+        with pytest.raises(Invalid, match="^id: "):
+            decode(raw(id=bad), 20_000)
+
+
 def test_naive_timestamp_is_utc():
     e = decode(raw(published_at="2026-01-05T10:00:00"), 20_000)
     assert e.published_at.utcoffset().total_seconds() == 0
