@@ -21,7 +21,7 @@ from email.utils import parsedate_to_datetime
 from typing import ClassVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # The span of published_at that is stored and counted; outside it the value is a mistake, not news.
 PUBLISHED_RANGE = (datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc))
@@ -46,6 +46,17 @@ class NewsEvent(BaseModel):
     url: str | None = Field(None, max_length=2000)
     tickers: list[str] | None = Field(None, max_length=MAX_TICKERS)
     lang: str | None = Field(None, max_length=16)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _headline_only(cls, data):
+        """A wire flash or an RSS item with a title and no body (text missing, empty or blank) is
+        read from its title: the title is its text."""
+        if isinstance(data, dict) and isinstance(title := data.get("title"), str) and title.strip():
+            text = data.get("text")
+            if text is None or (isinstance(text, str) and not text.strip()):
+                return {**data, "text": title}
+        return data
 
     @field_validator("id", mode="before")
     @classmethod

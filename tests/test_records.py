@@ -64,6 +64,15 @@ def test_a_numeric_id_is_its_decimal_text_and_other_types_are_refused():
             decode(raw(id=bad), 20_000)
 
 
+@pytest.mark.parametrize("text", [None, "", "  \n "])
+def test_a_headline_only_item_is_read_from_its_title(text):
+    fields = {k: v for k, v in OK.items() if k != "text"} | ({} if text is None else {"text": text})
+    e = decode(orjson.dumps({**fields, "title": "Boeing grounds its 737 MAX fleet"}), 20_000)
+    assert e.text == e.title == "Boeing grounds its 737 MAX fleet"
+    with pytest.raises(Invalid, match="text"):  # a blank title does not stand in
+        decode(orjson.dumps({**fields, "title": "  "}), 20_000)
+
+
 def test_naive_timestamp_is_utc():
     e = decode(raw(published_at="2026-01-05T10:00:00"), 20_000)
     assert e.published_at.utcoffset().total_seconds() == 0
