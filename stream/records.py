@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
 from typing import ClassVar
 
 import orjson
@@ -29,6 +30,52 @@ PUBLISHED_RANGE = (datetime(1900, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 
 _RFC2822 = re.compile(r"^\s*(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+(\d{4})\s+\d{1,2}:\d{2}(?::\d{2})?\s+\S+\s*$")
 MAX_TICKERS = 50  # tickers an item may name: the field, or the distinct cashtags of its text
 CASHTAG = re.compile(r"(?<![A-Za-z0-9$])\$([A-Za-z]{1,6}(?:\.[A-Za-z]{1,2})?)\b")
+
+
+# Markup a feed's text may carry (an RSS description, a scraped page): a tag of HTML's own, not any '<...>'
+_HTML_TAG = re.compile(r"</?(?:p|br|div|span|a|b|i|u|em|strong|img|ul|ol|li|h[1-6]|table|tbody|thead|tr|td|th|font"
+                       r"|blockquote|figure|figcaption|section|article|header|footer|hr|sup|sub|small|pre|code"
+                       r"|iframe|script|style)\b[^<>]*>", re.IGNORECASE)
+_BLOCK_TAGS = frozenset({"p", "br", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "td", "th",
+                         "table", "blockquote", "hr", "section", "article", "header", "footer", "figure",
+                         "figcaption", "pre"})
+
+
+class _TextOf(HTMLParser):
+    """The words of an HTML fragment: tags dropped (a block tag leaves a space), character
+    references read, script and style left out."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self.hidden += 1
+        elif tag in _BLOCK_TAGS:
+            self.out.append(" ")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in _BLOCK_TAGS:
+            self.out.append(" ")
+
+    def handle_data(self, data):
+        if not self.hidden:
+            self.out.append(data)
+
+
+def html_text(text: str) -> str:
+    """`text` as words when it carries HTML markup (an RSS description: '<p>Boeing &amp; ...</p>'),
+    else unchanged (a tweet's '&amp;' stays as the model was trained on it)."""
+    if "<" not in text or not _HTML_TAG.search(text):
+        return text
+    parser = _TextOf()
+    parser.feed(text)
+    parser.close()
+    return re.sub(r"\s+", " ", "".join(parser.out)).strip()
 
 
 class Invalid(ValueError):
@@ -57,6 +104,11 @@ class NewsEvent(BaseModel):
             if text is None or (isinstance(text, str) and not text.strip()):
                 return {**data, "text": title}
         return data
+
+    @field_validator("text", "title")
+    @classmethod
+    def _words(cls, v: str | None) -> str | None:
+        return v if v is None else html_text(v)
 
     @field_validator("id", mode="before")
     @classmethod

@@ -73,6 +73,17 @@ def test_a_headline_only_item_is_read_from_its_title(text):
         decode(orjson.dumps({**fields, "title": "  "}), 20_000)
 
 
+def test_html_markup_is_read_as_its_words_and_plain_text_is_untouched():
+    e = decode(raw(text='<p>Boeing &amp; Airbus <b>slide</b> after a crash</p><p>Shares fell 5%.</p>'
+                        '<script>track()</script>', title="<h1>Planes &#8211; news</h1>"), 20_000)
+    assert e.text == "Boeing & Airbus slide after a crash Shares fell 5%."
+    assert e.title == "Planes \u2013 news"
+    for plain in ("AT&amp;T beats; EPS < est and revenue > est", "$AAPL <3", "x<y>z"):
+        assert decode(raw(text=plain), 20_000).text == plain  # a tweet's '&amp;' stays as trained on
+    with pytest.raises(Invalid, match="text: empty"):
+        decode(raw(text='<img src="chart.png"><br/>'), 20_000)
+
+
 def test_naive_timestamp_is_utc():
     e = decode(raw(published_at="2026-01-05T10:00:00"), 20_000)
     assert e.published_at.utcoffset().total_seconds() == 0
