@@ -21,22 +21,14 @@ from core.pg import libpq_dsn
 from core.settings import Settings
 from core.stories import Stories
 from models.entities import Directory, Linker
-from models.runtime import Prediction
 from stream.pipeline import BatchProcessor, Incoming
 from stream.sink import PostgresSink
 from stream.watermark import PartitionClock
 from tests.conftest import Recorder
+from tests.test_pipeline_stories import NegativeScorer, fetch
 
 pytestmark = pytest.mark.slow
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
-
-
-class NegativeScorer:
-    version = "stub-negative"
-
-    def predict(self, texts):
-        return [Prediction("Legal", 0.9, {"Legal": 0.9}, "negative", {"negative": 0.9, "neutral": 0.05, "positive": 0.05},
-                           -0.85, self.version) for _ in texts]
 
 
 def item(eid: str, at: datetime, text: str, offset: int, source: str = "rss-x") -> Incoming:
@@ -50,14 +42,6 @@ def processor(dsn: str, window_s: float, stories: bool = True) -> BatchProcessor
                        run_blocking=lambda f, *a: asyncio.to_thread(f, *a), linker=Linker(Directory.default()),
                        entity_min_relevance=0.5, settings=Settings(), stories=Stories() if stories else None)
     return p
-
-
-async def fetch(dsn, q, *args):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(q, *args)
-    finally:
-        await conn.close()
 
 
 def counted(records) -> float:
