@@ -190,7 +190,8 @@ def decode(raw: bytes | None, max_chars: int, now: float | None = None, max_skew
     except ValidationError as err:
         raise Invalid(_reason(err)) from None
     if not event.text.strip():
-        raise Invalid("text: empty")
+        markup = isinstance(obj.get("text"), str) and obj["text"].strip() != ""
+        raise Invalid("text: empty" + (" (no words outside its HTML markup)" if markup else ""))
     nul = [name for name in ("text", "id", "source", "title", "url", "lang")
            if "\x00" in (getattr(event, name) or "")] + (["tickers"] if any("\x00" in t for t in event.tickers or ()) else [])
     if nul:  # Postgres text cannot hold NUL
