@@ -247,8 +247,13 @@ class PostgresSink:
         if not rows:
             return set()
         by_day: dict = {}
+        today = datetime.now(timezone.utc).date()
         for r in rows:
-            by_day.setdefault(r[2].astimezone(timezone.utc).date(), []).append((r[0], r[1], r[2]))
+            day = r[2].astimezone(timezone.utc).date()
+            if day < today:  # a day is dropped only once it is over: today's rows (the live feed) skip the lookup
+                by_day.setdefault(day, []).append((r[0], r[1], r[2]))
+        if not by_day:
+            return set()
         found = set()
         for rec in await conn.fetch(DROPPED_DAYS_SQL, list(by_day)):
             day, root = rec["day"], rec["archive_dir"]
