@@ -73,8 +73,11 @@ def html_text(text: str) -> str:
     if "<" not in text or not _HTML_TAG.search(text):
         return text
     parser = _TextOf()
-    parser.feed(text)
-    parser.close()
+    try:
+        parser.feed(text)
+        parser.close()
+    except Exception:  # noqa: BLE001 - html.parser's asserts on broken declarations ('<![x'): score it as written
+        return text
     return re.sub(r"\s+", " ", "".join(parser.out)).strip()
 
 
@@ -124,7 +127,10 @@ class NewsEvent(BaseModel):
         refused: read as UTC it would put the item an hour or more off."""
         if not isinstance(v, str) or not (m := _RFC2822.match(v)):
             return v
-        parsed = parsedate_to_datetime(v)
+        try:
+            parsed = parsedate_to_datetime(v)
+        except Exception as exc:  # noqa: BLE001 - a reason, never an exception out of decode
+            raise ValueError(f"not a date: {exc}") from None
         if parsed.year != int(m.group(1)):  # the standard's two-digit-year rule read '0001' as 2001
             raise ValueError(f"year {m.group(1)} out of range")
         zone = v.split()[-1]

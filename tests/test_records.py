@@ -1,5 +1,7 @@
 """Input validation and the scoring step as plain objects (no Kafka, no Postgres)."""
 
+import json
+
 import orjson
 import pytest
 
@@ -148,3 +150,34 @@ def test_scored_and_alert_records_round_trip_and_refuse_what_is_not_theirs():
     assert orjson.loads(a.encode())["event"] == "opened" and orjson.loads(a.encode())["resolved_at"] is None
     with pytest.raises(Invalid):
         AlertRecord.decode(b'{"event": "opened"}')
+
+
+def test_decode_only_ever_raises_invalid():
+    """Whatever a feed sends, decode returns an event or raises Invalid (a dead letter with its
+    reason); any other exception would escape the worker's batch. Values are drawn around the
+    forms decode reads: RFC 2822 dates, HTML fragments, numbers where strings go."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    rfc = st.builds("{}{} {} {:04d} {}:{:02d}:{:02d} {}".format, st.sampled_from(["", "Mon, ", "Xyz,"]),
+                    st.integers(0, 99), st.sampled_from(["Jan", "Dec", "Foo"]), st.integers(0, 9999),
+                    st.integers(0, 99), st.integers(0, 99), st.integers(0, 99),
+                    st.sampled_from(["GMT", "UT", "EST", "CET", "+9999", "-2400", "-0000", "Z", "+0530"]))
+    html = st.text(alphabet="<>/![]-=\"' &;#apbrdivscriptCDATA0123456789\n", max_size=60).map(lambda t: "<p>" + t)
+    anything = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(), st.text(max_size=30),
+                         st.lists(st.text(max_size=5), max_size=3))
+    field = {"id": st.one_of(anything, st.integers(0, 2**63)), "source": anything,
+             "text": st.one_of(anything, html), "title": st.one_of(anything, html),
+             "published_at": st.one_of(anything, rfc, st.integers(-10**15, 10**15)), "tickers": anything,
+             "lang": anything}
+    message = st.fixed_dictionaries({}, optional=field)
+
+    @settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(message)
+    def check(obj):
+        try:
+            decode(json.dumps(obj).encode(), 20_000, now=NOW, max_skew_s=300)  # (big integers, NaN too)
+        except Invalid:
+            pass
+
+    check()
