@@ -516,13 +516,16 @@ class ArchivedKeys:
             entry = (manifest or {"tables": {}})["tables"].get("scored_event")
             if entry is None:
                 raise HistoryError(f"{day}: the archive at {root} has no scored_event file")
-            try:
-                table = pq.read_table(Path(root) / entry["file"], columns=list(KEYS["scored_event"]))
+            try:  # batch by batch: only the digests (8 bytes a row) are held for the whole day
+                pf = pq.ParquetFile(Path(root) / entry["file"])
+                digests, at = np.empty(pf.metadata.num_rows, np.int64), 0
+                for batch in pf.iter_batches(columns=list(KEYS["scored_event"]), batch_size=CHUNK_ROWS):
+                    digests[at:at + batch.num_rows] = np.fromiter(map(_text_digest, _key_texts(batch)), np.int64,
+                                                                  count=batch.num_rows)
+                    at += batch.num_rows
             except (OSError, ValueError) as exc:
                 raise HistoryError(f"{day}: the archive file {entry['file']} cannot be read ({exc})") from None
-            digests = np.unique(np.fromiter(map(_text_digest, _key_texts(table)), dtype=np.int64,
-                                            count=table.num_rows))
-            hit = (stamp, digests)
+            hit = (stamp, np.unique(digests[:at]))
         self._cache[key] = hit  # the most recently used last
         while len(self._cache) > self.days:
             self._cache.pop(next(iter(self._cache)))
