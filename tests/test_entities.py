@@ -197,6 +197,10 @@ def test_names_link(linker, text, want):
     "ups and downs of the bond market",
     "Visit apple.com for details",
     "the Apple of my eye",
+    "SocGen Pledges Higher Returns After Dropping Profit Target",       # a target set or missed, in Headline Case
+    "Victoria Gold: A Potential Takeover Target If Weakness Persists",
+    "The Company Hits Its Sales Target A Quarter Early",
+    "Gender pay gap narrows at big banks",
 ])
 def test_ordinary_words_do_not_link(linker, text):
     assert tickers(linker, text) == set()
@@ -514,6 +518,22 @@ def test_a_descriptor_word_after_a_name_in_a_headline_keeps_it(linker, text, wan
 def test_home_market_class_tickers_are_kept_and_preferred_shares_refused(raw, ok):
     from models.entities.directory import _TICKER_RE
     assert bool(_TICKER_RE.match(normalize_ticker(raw))) is ok
+
+
+def test_a_listing_the_package_gives_the_wrong_company_is_dropped_and_curated(linker):
+    from models.entities.directory import Record, build
+    recs = [Record("OEC", "Orion Corporation (pharmaceutical company)", "NYSE", [], "FI0009014377"),
+            Record("ORNBV.HE", "Orion Corporation (pharmaceutical company)", "", [], "FI0009014377")]
+    d = build(recs, "t", curated={"wrong_listings": {"_why": "x", "OEC": "Orion Corporation (pharmaceutical company)"},
+                                  "symbols": [{"ticker": "OEC", "name": "Orion S.A.", "exchange": "NYSE"}]})
+    assert d.get("OEC").name == "Orion S.A." and d.get("ORNBV.HE").primary
+    # only the listing under the wrong name goes: a package that fixes it keeps its own row
+    fixed = build([Record("OEC", "Orion S.A.", "NYSE", [], "LU1092234845")], "t",
+                  curated={"wrong_listings": {"OEC": "Orion Corporation (pharmaceutical company)"}})
+    assert fixed.get("OEC").name == "Orion S.A."
+    # the shipped directory: the Finnish drug maker is not NYSE's OEC
+    assert tickers(linker, "Orion Corporation raises its outlook on Easyhaler sales") == {"ORNBV.HE"}
+    assert tickers(linker, "Orion Engineered Carbons cuts its outlook") == {"OEC"}
 
 
 def test_curated_file_refuses_a_key_written_twice(tmp_path):

@@ -243,6 +243,10 @@ def build(records: Iterable[Record], source: str, licence: str = "", curated: di
     records = list(records)
     cur = curated or {}
     extra = {normalize_ticker(t): v for t, v in cur.get("aliases", {}).items()}
+    # a listing the package gives the wrong company (its ticker -> the name the package wrongly gives it):
+    # dropped, so that the company's own listings stand and the ticker's owner can be curated in
+    wrong = {normalize_ticker(t): n for t, n in cur.get("wrong_listings", {}).items() if not t.startswith("_")}
+    records = [r for r in records if wrong.get(normalize_ticker(r.ticker)) != r.name]
     for row in cur.get("symbols", []):
         records.append(Record(normalize_ticker(row["ticker"]), row["name"], row.get("exchange", ""),
                               list(row.get("aliases", [])), row.get("issuer", "")))

@@ -163,6 +163,16 @@ FIXED_PHRASES = frozenset({
     "gap up", "gap down", "gap fill", "earnings gap", "trade gap", "wealth gap", "funding gap", "output gap",
     "visa waiver", "visa fees", "visa rules", "golden visa", "square foot", "square feet", "square footage",
     "delta hedge", "delta hedging", "option delta", "carnival atmosphere", "next quarter", "next year",
+    # a target someone sets or misses, not the retailer ('Amazon Misses Revenue Target')
+    "sales target", "sales targets", "revenue target", "revenue targets", "profit target", "profit targets",
+    "earnings target", "growth target", "growth targets", "margin target", "margin targets", "emissions target",
+    "emissions targets", "climate target", "climate targets", "carbon target", "production target",
+    "production targets", "output target", "delivery target", "delivery targets", "savings target",
+    "cost target", "deficit target", "debt target", "spending target", "takeover target", "acquisition target",
+    "buyout target", "drug target", "rate target", "return target", "capital target", "leverage target",
+    "target range", "target rate", "target market", "target audience",
+    "pay gap", "wage gap", "gender gap", "valuation gap", "delta variant", "times square", "town square",
+    "work visa", "work visas", "student visa", "student visas", "visa applications", "visa restrictions",
 })
 
 # US states, full and in AP style: after a name and a comma ('Hershey, Pa.', 'Dover, Delaware') they
