@@ -201,6 +201,9 @@ def test_names_link(linker, text, want):
     "Victoria Gold: A Potential Takeover Target If Weakness Persists",
     "The Company Hits Its Sales Target A Quarter Early",
     "Gender pay gap narrows at big banks",
+    "EU Set To Target 15% Cut In Gas Demand",                            # the verb after 'to'
+    "Regulators move to Block the merger",
+    "We could be seeing a Gap Higher Open in the futures",
 ])
 def test_ordinary_words_do_not_link(linker, text):
     assert tickers(linker, text) == set()
@@ -237,6 +240,8 @@ def test_ordinary_words_do_not_link_beyond_the_examples(linker, text):
     ("Guggenheim sees favorable catalysts for eBay https://t.co/x", {"EBAY"}),   # inner capital, link after
     ("Tesla-backed startup raises funds", {"TSLA"}),                            # affiliation hyphen
     ("Citigroup Cuts Amazon Price Target To $180", {"C", "AMZN"}),              # 'price target' is a cue
+    ("Unilever Sells Its Unit To Target For $1 Billion", {"UL", "TGT"}),         # 'to Target for': the company
+    ("Walmart loses ground to Target", {"WMT", "TGT"}),
     ("Ford rises 3% on EV hopes", {"F"}),                                       # movement verb + figure
     ("Apple unveils a new iPad", {"AAPL"}),                                     # corporate verb
 ])

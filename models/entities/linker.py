@@ -382,6 +382,9 @@ class Linker:
                     and not (word == "price" and _next_word(after[len(nxt) + 1:]) in ("target", "Target")):
                 return False                 # Apple pie, target price, Visa applications, Shell company
         key = t[m.start:m.end].lower()
+        if key in rules.VERB_NAMES and prev and prev.lower() == "to" and not possessive and nxt \
+                and nxt.lower().rstrip(".,") not in rules.FUNCTION_WORDS and nxt.lower().rstrip(".,") not in _NEXT_OK:
+            return False                     # 'Set To Target 15% Cut', 'to block the deal' (not: 'sold to Target for')
         if (prev and f"{prev.lower()} {key}" in rules.FIXED_PHRASES) or \
                 (nxt and not possessive and f"{key} {nxt.lower()}" in rules.FIXED_PHRASES):
             return False                     # price target, Target Price, shell company, block trade
