@@ -156,15 +156,16 @@ NEXT_NOUNS = frozenset({
 AFFILIATION = frozenset({"backed", "owned", "led", "based", "made", "related", "linked", "involved",
                          "controlled", "funded", "listed", "branded", "bound"})
 
-# Market phrases in which a word that is also a company name is just the word, whatever its case.
 # Ordinary-word names that are also verbs: after 'to' and before an object they are the verb ('EU Set To
 # Target 15% Cut', 'plans to block the deal'), not the company ('sells its unit to Target for $1 billion').
 VERB_NAMES = frozenset({"target", "block", "chase", "square", "shell", "snap", "match", "zoom", "ford"})
 
+# Market phrases in which a word that is also a company name is just the word, whatever its case.
 FIXED_PHRASES = frozenset({
     "price target", "target price", "price targets", "target prices", "target date", "inflation target",
     "shell company", "shell companies", "shell corporation", "block trade", "block trades", "block sale",
-    "gap up", "gap down", "gap higher", "gap lower", "gap fill", "earnings gap", "trade gap", "wealth gap", "funding gap", "output gap",
+    "gap up", "gap down", "gap higher", "gap lower", "gap fill", "earnings gap", "trade gap", "wealth gap",
+    "funding gap", "output gap",
     "visa waiver", "visa fees", "visa rules", "golden visa", "square foot", "square feet", "square footage",
     "delta hedge", "delta hedging", "option delta", "carnival atmosphere", "next quarter", "next year",
     # a target someone sets or misses, not the retailer ('Amazon Misses Revenue Target')
