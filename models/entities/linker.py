@@ -383,7 +383,7 @@ class Linker:
                 return False                 # Apple pie, target price, Visa applications, Shell company
         key = t[m.start:m.end].lower()
         if key in rules.VERB_NAMES and prev and prev.lower() == "to" and not possessive and nxt \
-                and nxt.lower().rstrip(".,") not in rules.FUNCTION_WORDS and nxt.lower().rstrip(".,") not in _NEXT_OK:
+                and nxt.lower().rstrip(".,") not in _NEXT_OK:
             return False                     # 'Set To Target 15% Cut', 'to block the deal' (not: 'sold to Target for')
         if (prev and f"{prev.lower()} {key}" in rules.FIXED_PHRASES) or \
                 (nxt and not possessive and f"{key} {nxt.lower()}" in rules.FIXED_PHRASES):

@@ -168,16 +168,15 @@ FIXED_PHRASES = frozenset({
     "funding gap", "output gap",
     "visa waiver", "visa fees", "visa rules", "golden visa", "square foot", "square feet", "square footage",
     "delta hedge", "delta hedging", "option delta", "carnival atmosphere", "next quarter", "next year",
-    # a target someone sets or misses, not the retailer ('Amazon Misses Revenue Target')
-    "sales target", "sales targets", "revenue target", "revenue targets", "profit target", "profit targets",
-    "earnings target", "growth target", "growth targets", "margin target", "margin targets", "emissions target",
-    "emissions targets", "climate target", "climate targets", "carbon target", "production target",
-    "production targets", "output target", "delivery target", "delivery targets", "savings target",
-    "cost target", "deficit target", "debt target", "spending target", "takeover target", "acquisition target",
-    "buyout target", "drug target", "rate target", "return target", "capital target", "leverage target",
-    "target range", "target rate", "target market", "target audience",
+    # a target someone sets or misses, not the retailer ('Amazon Misses Revenue Target'); the name's side
+    # is always the name as matched ('target'), so only the other word may be plural
+    "sales target", "revenue target", "profit target", "earnings target", "growth target", "margin target",
+    "emissions target", "climate target", "carbon target", "production target", "output target",
+    "delivery target", "savings target", "cost target", "deficit target", "debt target", "spending target",
+    "takeover target", "acquisition target", "buyout target", "drug target", "rate target", "return target",
+    "capital target", "leverage target", "target range", "target rate", "target market", "target audience",
     "pay gap", "wage gap", "gender gap", "valuation gap", "delta variant", "times square", "town square",
-    "work visa", "work visas", "student visa", "student visas", "visa applications", "visa restrictions",
+    "work visa", "student visa", "visa applications", "visa restrictions",
 })
 
 # US states, full and in AP style: after a name and a comma ('Hershey, Pa.', 'Dover, Delaware') they
