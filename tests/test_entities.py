@@ -571,3 +571,39 @@ def test_an_unlisted_ticker_after_a_code_is_dropped_when_unknown_cashtags_are():
     strict = Linker(Directory.default(), keep_unknown_cashtags=False)
     assert tickers(strict, "Pinterest, Inc. (NYSE: PINS) beats estimates") == set()
     assert tickers(strict, "Target (NYSE: TGT) raises its outlook") == {"TGT"}
+
+
+@pytest.mark.parametrize("text, want, not_want", [
+    # a hyphenated name written with a space is that company, not the first word's company
+    ("Snap On Posts Higher Quarterly Profit", {"SNA"}, {"SNAP"}),
+    ("Coca Cola shares rise 2% on pricing", {"KO"}, set()),
+    ("Rolls Royce to cut 3,000 jobs", {"RR.L"}, set()),
+    # the spaced words are ordinary words: capitalised and in company context only
+    ("dealers snap on the lids before shipping", set(), {"SNA", "SNAP"}),
+    # a name written spaced by its company stays the plain name it is
+    ("Bristol Myers Squibb wins approval for its drug", {"BMY"}, set()),
+])
+def test_a_hyphenated_name_written_with_a_space(linker, text, want, not_want):
+    got = tickers(linker, text)
+    assert want <= got and not (not_want & got), got
+
+
+@pytest.mark.parametrize("text", [
+    "Acme Corp CFO Daniel Ford On Q3 Results - Conference Call",       # Headline Case: no capital tells it
+    "Retailer names Susan Target as its new finance chief",
+    "ACME CEO KEVIN FORD TO RETIRE",
+    "Our guest today is Laura Tesla, founder of a bakery chain",
+])
+def test_a_given_name_before_a_name_makes_a_person(linker, text):
+    assert not ({"F", "TGT", "TSLA"} & tickers(linker, text))
+
+
+@pytest.mark.parametrize("text, want", [
+    ("Bank Restructuring Could Target 5,000 Roles, Union Says", set()),
+    ("Lawmakers will block the bill unless it changes", set()),
+    ("Miner Lifts Annual Payout Target, Shares Rise", set()),            # a headline's noun compound
+    ("Will Target Beat Estimates This Quarter?", {"TGT"}),               # the verb comes after it
+    ("Can Ford Rebound After The Recall?", {"F"}),
+])
+def test_a_verb_name_after_a_modal_is_the_verb(linker, text, want):
+    assert tickers(linker, text) == want

@@ -126,14 +126,23 @@ class Linker:
         # one automaton for names and for tickers that may be written bare: key -> (name's ticker or '',
         # ordinary word?, acronym?, bare ticker or '')
         entries: dict[str, list] = {}
+        spaced: list[tuple[str, list]] = []
         for s in directory.symbols.values():
             amb, strict, acr = set(s.ambiguous), set(s.strict), set(s.acronyms)
             for a in s.aliases:
                 k = names.key(a)
+                level = 2 if a in strict else int(a in amb)  # ordinary-word level: 0 no, 1 context, 2 its company named
                 # 'AT&amp;T' as feeds escape it
                 for variant in (k, k.replace("&", "&amp;")) if "&" in k else (k,):
-                    if variant not in entries:  # ordinary-word level: 0 no, 1 context, 2 its company named
-                        entries[variant] = [s.ticker, 2 if a in strict else int(a in amb), a in acr, ""]
+                    if variant not in entries:
+                        entries[variant] = [s.ticker, level, a in acr, ""]
+                if "-" in k:
+                    spaced.append((k.replace("-", " "), [s.ticker, max(level, 1), a in acr, ""]))
+        # 'Coca Cola', 'Snap On', 'Rolls Royce': a hyphenated name written with a space, where no name
+        # is written so. The words apart may be ordinary ('snap on'), so the spaced form is read as an
+        # ordinary-word name: capitalised and in company context
+        for k, v in spaced:
+            entries.setdefault(k, v)
         for s in directory.symbols.values():
             if s.bare:
                 for k in {s.ticker.lower(), s.ticker.lower().replace(".", "-"), s.ticker.lower().replace(".", "/")}:
@@ -305,7 +314,11 @@ class Linker:
         """After a capitalised word mid-sentence (not a verb, cue or possessive), in sentence case."""
         t = tx.t
         prev = _prev_word(t[max(0, m.start - 40):m.start])
-        if not prev or not prev[0].isupper() or prev.isupper() or prev.endswith(("'s", "'")):
+        if not prev or not prev[0].isupper() or prev.endswith(("'s", "'")):
+            return False
+        if prev.lower() in rules.GIVEN_NAMES:
+            return True                      # 'CEO Jeremy Tesla': a person's name, in Headline Case too
+        if prev.isupper():
             return False
         if prev.lower() in _PREV_OK or m.start - len(prev) - 1 <= tx.sentence_start(m.start):
             return False
@@ -382,9 +395,11 @@ class Linker:
                     and not (word == "price" and _next_word(after[len(nxt) + 1:]) in ("target", "Target")):
                 return False                 # Apple pie, target price, Visa applications, Shell company
         key = t[m.start:m.end].lower()
-        if key in rules.VERB_NAMES and prev and prev.lower() == "to" and not possessive and nxt \
-                and nxt.lower().rstrip(".,") not in _NEXT_OK:
-            return False                     # 'Set To Target 15% Cut', 'to block the deal' (not: 'sold to Target for')
+        if key in rules.VERB_NAMES and prev and not possessive and nxt and _verb_before(prev, nxt):
+            return False                     # 'Set To Target 15% Cut', 'May Target 20000 Workers', 'could
+                                             # block the deal' (not: 'sold to Target for', 'Can Ford Recover')
+        if prev and prev[0].isupper() and prev.lower() in rules.GIVEN_NAMES and not sure.ends_at(m.start):
+            return False                     # 'CEO Robert Ford on Q2 Results', 'Tom Ford' (in any case)
         if (prev and f"{prev.lower()} {key}" in rules.FIXED_PHRASES) or \
                 (nxt and not possessive and f"{key} {nxt.lower()}" in rules.FIXED_PHRASES):
             return False                     # price target, Target Price, shell company, block trade
@@ -503,6 +518,17 @@ def _legal_or_ticker_after(t: str, m: Mention, own: str = "", own_tickers: froze
         return True
     forms = {rules.LEGAL_FORM.get(w.rstrip(".,"), w.rstrip(".,")) for w in own.lower().split()}
     return rules.LEGAL_FORM.get(word, word) in forms
+
+
+def _verb_before(prev: str, nxt: str) -> bool:
+    """Whether a name that is also a verb, between `prev` and `nxt`, is the verb: after 'to' and before
+    anything that does not go with a company ('To Target 15% Cut', not 'to Target for'); after a modal,
+    only before its object, a figure or a determiner ('May Target 20000 Workers', 'could block the
+    deal'), since a company after a modal is followed by its own verb ('Can Ford Recover')."""
+    p, word = prev.lower(), nxt.lower().rstrip(".,")
+    if p == "to":
+        return word not in _NEXT_OK
+    return p in rules.VERB_BEFORE and (nxt[0].isdigit() or nxt[0] == "$" or word in rules.DETERMINERS)
 
 
 def _has_inner_capital(surface: str) -> bool:

@@ -159,6 +159,32 @@ AFFILIATION = frozenset({"backed", "owned", "led", "based", "made", "related", "
 # Ordinary-word names that are also verbs: after 'to' and before an object they are the verb ('EU Set To
 # Target 15% Cut', 'plans to block the deal'), not the company ('sells its unit to Target for $1 billion').
 VERB_NAMES = frozenset({"target", "block", "chase", "square", "shell", "snap", "match", "zoom", "ford"})
+# Words before a verb's bare form that make such a name the verb in the same way ('Job Cuts That May
+# Target 20000 Workers', 'regulators could block the merger').
+VERB_BEFORE = frozenset({"to", "may", "might", "will", "would", "could", "can", "should", "must", "shall",
+                         "cannot", "won't", "wouldn't", "couldn't", "can't", "shouldn't", "mustn't"})
+
+# Common given names that are not also ordinary words (no Will, May, Mark, Bill, Grant, Chase, Frank,
+# Rose, Hope, Jack, Guy, Ray or Dean): one right before a name that is also a word or a surname makes
+# the two a person, in Headline Case too ('CEO Robert Ford on Q2 Results', 'Tom Ford'). Executives'
+# first names are the ones news text writes most.
+GIVEN_NAMES = frozenset("""
+aaron abigail adam alan albert alex alexander alexandra alice alicia allison amanda amy andrea andrew
+andy angela ann anna anne anthony antonio arthur ashley barbara benjamin betty beverly brandon brenda
+brian bruce bryan carl carlos carol carolyn catherine cathie charles cheryl chris christian christina
+christine christopher cynthia daniel danielle david debra deborah denise dennis diana diane donald
+donna doris dorothy douglas dylan edward elizabeth elon emily emma eric erik eugene evelyn gabriel
+gary george gerald gina ginni gloria gregory hannah harold heather helen henry howard indra
+jacob jacqueline james jamie jane janet janice jason jean jeff jeffrey jennifer jeremy jerome jerry
+jessica jim joan joe john jonathan jordan jose joseph joshua joyce juan judith julia julie justin
+karen katherine kathleen kathryn keith kelly kenneth kevin kimberly kyle larry laura lauren
+lawrence linda lisa lloyd louis lucas madison margaret maria marie marissa martha mary matthew megan
+melissa michael michelle mike nancy natalie nathan nicholas nicole noah olivia pamela patricia
+patrick paul peter philip rachel ralph randy raymond rebecca richard robert roger ronald russell
+ryan samantha samuel sandra sara sarah satya scott sean sharon sheryl shirley stephanie stephen
+steve steven sundar susan teresa terry thomas tim timothy tom tyler ursula victoria vincent walter
+wayne william zachary
+""".split())
 
 # Market phrases in which a word that is also a company name is just the word, whatever its case.
 FIXED_PHRASES = frozenset({
@@ -175,6 +201,8 @@ FIXED_PHRASES = frozenset({
     "delivery target", "savings target", "cost target", "deficit target", "debt target", "spending target",
     "takeover target", "acquisition target", "buyout target", "drug target", "rate target", "return target",
     "capital target", "leverage target", "target range", "target rate", "target market", "target audience",
+    "dividend target", "payout target", "yield target", "zero target", "export target", "analyst target",
+    "budget target", "fiscal target", "investment target", "volume target",
     "pay gap", "wage gap", "gender gap", "valuation gap", "delta variant", "times square", "town square",
     "work visa", "student visa", "visa applications", "visa restrictions",
 })
