@@ -607,3 +607,15 @@ def test_a_given_name_before_a_name_makes_a_person(linker, text):
 ])
 def test_a_verb_name_after_a_modal_is_the_verb(linker, text, want):
     assert tickers(linker, text) == want
+
+
+@pytest.mark.parametrize("text, want", [
+    ("Acme beats with revenue of $212.3M in the quarter", set()),          # an amount, not 3M
+    ("Acme raises £3m from investors", set()),
+    ("Retail Sales (3M/3M) Oct: 0.4% (est 0.2%)", set()),                   # a period
+    ("Claimant Count Rate (3M) Oct: 4.1%", set()),
+    ("3M raises its dividend for the 60th year", {"MMM"}),
+    ("Investors Cheer 3M Spinoff", {"MMM"}),
+])
+def test_a_name_written_like_an_amount_is_the_amount(linker, text, want):
+    assert tickers(linker, text) == want

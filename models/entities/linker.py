@@ -255,6 +255,8 @@ class Linker:
             if exch_spans and (k := bisect_right(exch_starts, start)) and start < exch_spans[k - 1][1]:
                 continue
             surface = t[start:stop]
+            if surface[0].isdigit() and _QUANTITY.match(surface) and _a_quantity(t, start, stop):
+                continue  # '$146.3M', '£3m', '(3M/3M)': an amount or a period, not 3M
             if tk and acr and not upper_text():
                 if surface.replace("&amp;", "&").upper() != surface.replace("&amp;", "&"):
                     tk = ""   # 'sap', 'ups': the word, not the company
@@ -518,6 +520,22 @@ def _legal_or_ticker_after(t: str, m: Mention, own: str = "", own_tickers: froze
         return True
     forms = {rules.LEGAL_FORM.get(w.rstrip(".,"), w.rstrip(".,")) for w in own.lower().split()}
     return rules.LEGAL_FORM.get(word, word) in forms
+
+
+# a name written like an amount or a period: a number and a one- or two-letter unit ('3M', '3i')
+_QUANTITY = re.compile(r"\d+[A-Za-z]{1,2}$")
+
+
+def _a_quantity(t: str, start: int, stop: int) -> bool:
+    """Whether a number-and-letter name ('3M') is a quantity where it stands: after a decimal point, a
+    currency sign, a digit or a slash ('$146.3M', '£3m', '1,3M'), before a slash ('3M/3M', '3M/Y/Y'), alone in
+    brackets ('Unemployment Rate (3M)'), or in lower case ('3m', where the name has a capital)."""
+    before, after = t[start - 1:start] if start else "", t[stop:stop + 1]
+    if before and (before in ".,/$£€¥" or before.isdigit()):
+        return True
+    if after == "/" or (before == "(" and after == ")"):
+        return True
+    return t[start:stop].islower() and not t[start:stop].endswith("i")  # ('3i' is written so)
 
 
 def _verb_before(prev: str, nxt: str) -> bool:
