@@ -619,3 +619,22 @@ def test_a_verb_name_after_a_modal_is_the_verb(linker, text, want):
 ])
 def test_a_name_written_like_an_amount_is_the_amount(linker, text, want):
     assert tickers(linker, text) == want
+
+
+@pytest.mark.parametrize("text, not_want", [
+    # in a text with capitals, a name of several words written in lower case is the phrase
+    ("The city plans a new waste management plant by 2026", {"WM"}),
+    ("Ministers brief lawmakers on semiconductor supply", {"ON"}),
+    ("The first solar farm in the region opens today", {"FSLR"}),
+    # a name in lower case cut short by the feed, and a unit
+    ("Shares of the retailer are up 3% after the company said it would acquire a rival accor… https://t.co/x", {"AC.PA"}),
+    ("The mill will need 100,000 m3 of wood a year", {"2413.T"}),
+])
+def test_a_lower_case_phrase_in_a_text_with_capitals_is_no_name(linker, text, not_want):
+    assert not (not_want & tickers(linker, text))
+
+
+def test_a_lower_case_name_still_links_where_its_company_is_named_or_no_text_has_capitals(linker):
+    assert "WM" in tickers(linker, "Why I bought waste management stock $WM")
+    assert "FSLR" in tickers(linker, "first solar shares jump 8% after guidance raise")
+    assert "ADS.DE" in tickers(linker, "Does adidas AG's CEO salary reflect performance?")   # written so

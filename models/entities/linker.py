@@ -246,6 +246,7 @@ class Linker:
         rules let stand. `strong`: the text's cashtags, qualified tickers and the feed's tags."""
         tx, upper_text, n = _Text(t), _Lazy(t), len(low)
         exch_starts = [a for a, _ in exch_spans]  # (in text order, not overlapping: finditer's)
+        mixed_case = t != low  # (a text with a capital: names in lower case there are words)
         plain, pending, short, towns = [], [], [], []
         for start, stop, (tk, amb, acr, bare) in found:
             if stop + 1 < n and low[stop] == "." and low[stop + 1].isalnum():
@@ -257,6 +258,12 @@ class Linker:
             surface = t[start:stop]
             if surface[0].isdigit() and _QUANTITY.match(surface) and _a_quantity(t, start, stop):
                 continue  # '$146.3M', '£3m', '(3M/3M)': an amount or a period, not 3M
+            if tk and surface.islower() and mixed_case:
+                if t[stop:stop + 1] == "…" or _UNIT.match(surface):
+                    continue  # 'any sto… https://', 'accor…': a word the feed cut; '40 000 m3': a unit
+                if " " in surface:
+                    amb = 2   # 'the first solar oven', 'waste management system', 'brief senators on
+                              # semiconductor chips': a phrase, unless the text names its company
             if tk and acr and not upper_text():
                 if surface.replace("&amp;", "&").upper() != surface.replace("&amp;", "&"):
                     tk = ""   # 'sap', 'ups': the word, not the company
@@ -524,6 +531,8 @@ def _legal_or_ticker_after(t: str, m: Mention, own: str = "", own_tickers: froze
 
 # a name written like an amount or a period: a number and a one- or two-letter unit ('3M', '3i')
 _QUANTITY = re.compile(r"\d+[A-Za-z]{1,2}$")
+# a name in lower case that reads as a unit: 'm3', 'm2', 'kw2'
+_UNIT = re.compile(r"[a-z]{1,2}\d{1,2}$")
 
 
 def _a_quantity(t: str, start: int, stop: int) -> bool:
