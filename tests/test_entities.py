@@ -501,6 +501,7 @@ def test_short_former_and_transliterated_names_link(linker, text, want):
     ("Orion Group expands facilities maintenance platform", "OEC"),     # strict: not Orion's legal form
     ("Amazon River levels at record low hit barge shipping volumes by 30%", "AMZN"),  # a place
     ("Ashtead Road closed after flooding, shares of nearby retailers dip", "AHT.L"),
+    ("Berkshire Hills Bank posts higher quarterly profit", "BRK.B"),            # a place's name
     ("Hudson's Bay Investor Group said to consider shelving takeover", "INVE-B.ST"),
     # a strict name's bracketed ticker must be its own: this is a fund's
     ("Is American Century Global Growth Investor (TWGGX) a strong fund pick?", "INVE-B.ST"),

@@ -90,6 +90,7 @@ LEGAL_FORM = {"inc.": "inc", "incorporated": "inc", "corp.": "corp", "corporatio
 PLACE_NEXT = frozenset({
     "river", "road", "street", "avenue", "lane", "lake", "mountain", "mountains", "valley", "island",
     "islands", "bay", "forest", "rainforest", "basin", "sea", "ocean", "county", "creek", "canyon", "desert",
+    "hills", "heights",
 })
 # A capitalised word after a name that makes it another company's name, unless the company's own name
 # has the word: 'Hexagon Resources' is not Hexagon AB, 'Charles River Associates' not Charles River
