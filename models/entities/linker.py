@@ -531,6 +531,8 @@ def _legal_or_ticker_after(t: str, m: Mention, own: str = "", own_tickers: froze
 
 # a name written like an amount or a period: a number and a one- or two-letter unit ('3M', '3i')
 _QUANTITY = re.compile(r"\d+[A-Za-z]{1,2}$")
+# a number and a magnitude in lower case: '3m', '3bn' (million, billion)
+_MAGNITUDE = re.compile(r"\d+(?:k|m|b|bn|mn)$")
 # a name in lower case that reads as a unit: 'm3', 'm2', 'kw2'
 _UNIT = re.compile(r"[a-z]{1,2}\d{1,2}$")
 
@@ -538,13 +540,14 @@ _UNIT = re.compile(r"[a-z]{1,2}\d{1,2}$")
 def _a_quantity(t: str, start: int, stop: int) -> bool:
     """Whether a number-and-letter name ('3M') is a quantity where it stands: after a decimal point, a
     currency sign, a digit or a slash ('$146.3M', '£3m', '1,3M'), before a slash ('3M/3M', '3M/Y/Y'), alone in
-    brackets ('Unemployment Rate (3M)'), or in lower case ('3m', where the name has a capital)."""
+    brackets ('Unemployment Rate (3M)'), or written in lower case with a magnitude's letter ('3m', '3bn';
+    not '3i', which is written so)."""
     before, after = t[start - 1:start] if start else "", t[stop:stop + 1]
     if before and (before in ".,/$£€¥" or before.isdigit()):
         return True
     if after == "/" or (before == "(" and after == ")"):
         return True
-    return t[start:stop].islower() and not t[start:stop].endswith("i")  # ('3i' is written so)
+    return _MAGNITUDE.match(t, start, stop) is not None
 
 
 def _verb_before(prev: str, nxt: str) -> bool:

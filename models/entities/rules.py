@@ -177,7 +177,7 @@ christine christopher cynthia daniel danielle david debra deborah denise dennis 
 donna doris dorothy douglas dylan edward elizabeth elon emily emma eric erik eugene evelyn gabriel
 gary george gerald gina ginni gloria gregory hannah harold heather helen henry howard indra
 jacob jacqueline james jamie jane janet janice jason jean jeff jeffrey jennifer jeremy jerome jerry
-jessica jim joan joe john jonathan jordan jose joseph joshua joyce juan judith julia julie justin
+jessica jim joan joe john jonathan jose joseph joshua joyce juan judith julia julie justin
 karen katherine kathleen kathryn keith kelly kenneth kevin kimberly kyle larry laura lauren
 lawrence linda lisa lloyd louis lucas madison margaret maria marie marissa martha mary matthew megan
 melissa michael michelle mike nancy natalie nathan nicholas nicole noah olivia pamela patricia
