@@ -21,10 +21,14 @@ and capitalised tickers. Then rules:
   cashtag/tag of the same company); not a modifier of a common noun (the next word, unless it is a
   function word, a market verb or a company-attribute noun: 'Apple pie', 'target price', 'Visa
   applications', 'shell company'); not the head of a noun phrase ('the Gap between'); not after a
-  capitalised word mid-sentence ('Harrison Ford'); and corroboration: a cashtag/tag/unambiguous
-  name of the same company, a legal word after it ('Gap Inc'), a market verb right after it ('Ford
-  recalls'), a market word in the same sentence (shares, earnings, CEO, %), or another company
-  named in the same sentence.
+  capitalised word mid-sentence ('Harrison Ford'), nor after a given name in any case ('CEO Robert
+  Ford on Q2'); not a verb after 'to' or a modal ('May Target 20000 Workers'); and corroboration:
+  a cashtag/tag/unambiguous name of the same company, a legal word after it ('Gap Inc'), a market
+  verb right after it ('Ford recalls'), a market word in the same sentence (shares, earnings, CEO,
+  %), or another company named in the same sentence.
+- Written otherwise: a hyphenated name with a space ('Snap On') is read as an ordinary-word name; a
+  number-and-letter name written as an amount or a period is none ('$146.3M', '(3M/3M)'); in a text
+  with capitals a several-word name in lower case needs its company named ('waste management system').
 - Towns: a name followed by ', <US state>' where the phrase ends ('Hershey, Pa. resigned', 'Dover,
   Delaware closed') is the town, unless a cashtag, tag or ticker of the company is in the text.
 
