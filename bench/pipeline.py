@@ -6,6 +6,7 @@
     python bench/pipeline.py --backlog 100000     # a backlog drained from a cold start: rate and peak RSS
     python bench/pipeline.py --profile            # py-spy the worker during the full-rate replay
     python bench/pipeline.py --texts-from ../shared/data --full-only   # real tweets and PhraseBank text
+    python bench/pipeline.py --texts-from ../shared/data --quick --entities-ab 2   # the worker, entities on vs off
 
 Phases (each on fresh topics and a fresh database, so one cannot help the next):
 1. bare runtime: the worker's Scorer in this process on the same texts (texts/s, batch 64,
@@ -314,6 +315,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="of the bare runs, only `finsent predict` as shipped")
     ap.add_argument("--predict-as-worker", action="store_true",
                     help="also time `finsent predict` with the worker's thread scheme (stream.app.scorer_threads)")
+    ap.add_argument("--entities-ab", type=int, default=0, metavar="K",
+                    help="instead of phases 2-4: the full-rate replay K times with entities on and K times off")
     args = ap.parse_args()
     null = args.scorer == "null"
     tmp = Path(tempfile.mkdtemp(prefix="finsent-bench-"))
@@ -352,20 +355,14 @@ def main() -> None:
                 rows.append(("bare `finsent predict --no-entities` (the model alone)", f"{cli_model:,.0f} texts/s"))
 
         # 2. full rate
+        if args.entities_ab:
+            entities_ab(kafka, pg, tmp, runs, full, fast, args, rows)
+            report(args, rows, [])
+            return
         run = Run(kafka, pg, tmp, null, **fast)
         runs.append(run)
-        run.start_workers(args.workers)
-        run.produce(full[:500])  # warm-up: model load, group join
-        run.wait_rows(500, 180)
-        run.wait_balanced()
-        spy = profile(run.workers[0].proc.pid, 25, tmp / "spy.txt") if args.profile else None
-        cpu0, b0 = cpu_of(kafka, pg, run.workers), run.batches()
-        t0 = time.time()
-        run.produce(full[500:])
-        run.wait_rows(len(full))
-        cpu1, t1, b1 = cpu_of(kafka, pg, run.workers), time.time(), run.batches()
-        last = run.sql("SELECT max(stored_at) FROM scored_event")[0][0].timestamp()
-        e2e = args.n / (last - t0)
+        e2e, (t0, t1), (cpu0, cpu1), (b0, b1), spy = full_rate(run, full, args.workers,
+                                                                 tmp / "spy.txt" if args.profile else None)
         budget = usable_cpus() * (t1 - t0)
         for part in cpu0:
             used = cpu1[part] - cpu0[part]
@@ -463,6 +460,50 @@ def main() -> None:
         kafka.stop()
         pg.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def full_rate(run: Run, full: list[dict], workers: int, spy_to: Path | None = None):
+    """Phase 2 on `run`: warm up on the first 500 messages, then replay the rest at full rate:
+    (msgs/s from the first send to the last row stored, (t0, t1), (cpu0, cpu1), (batches0, batches1),
+    the py-spy thread recording the first worker into `spy_to`, or None)."""
+    run.start_workers(workers)
+    run.produce(full[:500])  # warm-up: model load, group join
+    run.wait_rows(500, 180)
+    run.wait_balanced()
+    spy = profile(run.workers[0].proc.pid, 25, spy_to) if spy_to else None
+    cpu0, b0 = cpu_of(run.kafka, run.pg, run.workers), run.batches()
+    t0 = time.time()
+    run.produce(full[500:])
+    run.wait_rows(len(full))
+    cpu1, t1, b1 = cpu_of(run.kafka, run.pg, run.workers), time.time(), run.batches()
+    last = run.sql("SELECT max(stored_at) FROM scored_event")[0][0].timestamp()
+    return (len(full) - 500) / (last - t0), (t0, t1), (cpu0, cpu1), (b0, b1), spy
+
+
+def entities_ab(kafka: Kafka, pg: Postgres, tmp: Path, runs: list, full: list[dict], fast: dict, args, rows) -> None:
+    """`--entities-ab K`: the full-rate replay K times with entities on and K times off
+    (FINSENT_ENTITIES=false: no linking, no per-entity head; items key on their tags and cashtags),
+    alternated on fresh topics and databases; the worker's end-to-end rate and CPU per message."""
+    got: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for k in range(args.entities_ab):
+        for on in ((True, False) if k % 2 == 0 else (False, True)):
+            run = Run(kafka, pg, tmp, False, entities=on, **fast)
+            runs.append(run)
+            e2e, _, (cpu0, cpu1), _, _ = full_rate(run, full, args.workers)
+            n_ent = run.sql("SELECT count(*) FROM event_entity")[0][0]
+            if on != (n_ent > 0):
+                raise RuntimeError(f"entities={on} but {n_ent} entity rows were stored")
+            ms = (cpu1["worker"] - cpu0["worker"]) / args.n * 1e3
+            got[on].append((e2e, ms))
+            rows.append((f"run {k + 1}, entities {'on' if on else 'off'}: msgs/s, worker CPU ms per message",
+                         f"{e2e:,.0f}, {ms:.2f} ({n_ent:,} entity rows)"))
+            run.stop()
+    best = {on: max(r for r, _ in v) for on, v in got.items()}
+    cpu = {on: min(c for _, c in v) for on, v in got.items()}
+    rows.append(("best msgs/s: entities on / off", f"{best[True]:,.0f} / {best[False]:,.0f} = {best[True] / best[False]:.3f}"))
+    rows.append(("least worker CPU per message: off / on (target: on within 5 % of off)",
+                 f"{cpu[False]:.2f} / {cpu[True]:.2f} ms = {cpu[False] / cpu[True]:.3f}"))
+    rows.append(("load average (1 min) at the end", f"{os.getloadavg()[0]:.1f}"))
 
 
 def report(args, rows, prof) -> None:

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # which an entity counts for its ticker (rollups, the detector's ticker keys, the API's ticker= default)
     symbols_file: Path | None = None
     entity_min_relevance: float = Field(0.5, ge=0, le=1)
+    # false: the worker neither links nor reads per-entity sentiment (no event_entity rows); an item's ticker
+    # keys are its feed tags, else its cashtags, as before entities (bench/pipeline.py --entities-ab)
+    entities: bool = True
     # detection (see stream/detector.py)
     slice_s: int = Field(10, ge=1)  # event-time resolution of the detector's counts
     window_s: int = Field(120, ge=1)  # sliding span a surge is counted over (a multiple of slice_s)

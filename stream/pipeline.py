@@ -262,7 +262,8 @@ class BatchProcessor:
         ingested_at = datetime.now(timezone.utc)
         preds, model_dead = await self._score(good)
         scored = [(i, e, p) for (i, e), p in zip(good, preds) if p is not None]
-        keys, entities_of = await self.run_blocking(self._entities, scored) if scored else ({}, {})
+        keys, entities_of = (await self.run_blocking(self._entities, scored) if scored and self._setting("entities")
+                             else ({}, {}))
         scored_at = datetime.now(timezone.utc)
         rows = once([row(e, p, ingested_at, scored_at, keys.get((e.source, e.id))) for _, e, p in scored])
         items_of = {(e.source, e.id): i for i, e, _ in scored}

@@ -123,3 +123,24 @@ def test_offline_replay_counts_the_worker_keys():
     passing = [Entity("BA", "Boeing", 0.34, ((150, 156),), ("name",)), Entity("ACME", None, 0.2, (), ("cashtag",))]
     assert ticker_keys(passing, 0.5) == ["ACME"]
     assert ticker_keys([Entity("", None, 0.8, (), ("tag",)), Entity("X" * 17, None, 1.0, (), ("cashtag",))], 0.5) == []
+
+
+async def test_entities_off_keys_items_on_their_tags_and_cashtags_only(migrated_db, scorer):
+    """FINSENT_ENTITIES=false: no linking and no entity rows; an item's ticker keys are its feed
+    tags, else its cashtags (as before entities); an untagged headline counts for no ticker."""
+    from core.settings import Settings
+
+    dsn = libpq_dsn(migrated_db)
+    sink, pub = PostgresSink(dsn, max_backoff_s=0.2), Recorder()
+    p = BatchProcessor(scorer, sink, pub, PartitionClock(30, 5), run_blocking=lambda f, *a: asyncio.to_thread(f, *a),
+                       linker=Linker(Directory.default()), settings=Settings(entities=False))
+    try:
+        await p.process([incoming(1, BOEING), incoming(2, TWO), incoming(3, "$ACME to the moon"),
+                         incoming(4, "$ACME to the moon", tickers=["ZZZQ"])])
+    finally:
+        await sink.close()
+    assert dict(await fetch(dsn, "SELECT id, tickers FROM scored_event")) == {
+        "x1": [], "x2": [], "x3": ["ACME"], "x4": ["ZZZQ"]}
+    assert await fetch(dsn, "SELECT 1 FROM event_entity") == []
+    keys = {k for k, _ in pub.records}
+    assert {"ticker:ACME", "ticker:ZZZQ"} <= keys and not {"ticker:BA", "ticker:AAPL"} & keys
